@@ -1,0 +1,1 @@
+"""One module per experiment; each is run through the compare CLI."""

@@ -1,0 +1,202 @@
+"""Array backend: choose the namespace and device, validate inputs, hand arrays to and from torch.
+
+Array code in lazykit is written once against an array namespace ``xp`` (the Python array API standard,
+through ``array-api-compat``): NumPy on the CPU, CuPy on the GPU. Tests run the same functions under
+``array-api-strict`` to prove they use only the standard API.
+
+Dtype policy: float64 by default on the CPU, float32 by default on the GPU; ``dtype=`` overrides.
+Torch tensors cross over zero-copy through DLPack with their dtype preserved.
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+
+import array_api_compat
+import numpy as np
+
+DEVICES = ("auto", "cpu", "cuda")
+FLOAT_DTYPES = ("float32", "float64")
+
+
+# ----------------------------------------------------------------------------------------------- devices
+@functools.lru_cache(maxsize=1)
+def cupy_device_count() -> int:
+    """Number of CUDA devices CuPy can see (0 when CuPy is missing or sees no GPU)."""
+    try:
+        import cupy
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # ImportError, CUDARuntimeError, missing driver: all mean "no usable GPU"
+        return 0
+
+
+def gpu_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    return cupy_device_count() > 0
+
+
+def resolve_device(device="auto") -> str:
+    """Map ``device`` ("auto" | "cpu" | "cuda") to "cpu" or "cuda".
+
+    "auto" picks "cuda" when CuPy imports and sees a GPU, else "cpu". "cuda" without a usable GPU is an
+    error, never a silent fallback.
+    """
+    if not isinstance(device, str) or device.lower() not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    device = device.lower()
+    if device == "auto":
+        return "cuda" if gpu_available() else "cpu"
+    if device == "cuda" and not gpu_available():
+        raise ValueError("device='cuda' was requested but CuPy is not installed or sees no GPU; "
+                         "install cupy (e.g. pip install cupy-cuda12x) on a machine with a CUDA GPU, "
+                         "or pass device='cpu' or device='auto'")
+    return device
+
+
+def namespace_for(device: str):
+    """The array namespace for a resolved device: NumPy for "cpu", CuPy for "cuda"."""
+    device = resolve_device(device)
+    if device == "cuda":
+        import cupy
+        return array_api_compat.array_namespace(cupy.empty(0))
+    return array_api_compat.array_namespace(np.empty(0))
+
+
+def get_namespace(*arrays):
+    """The array-API namespace shared by ``arrays`` (NumPy, CuPy, array-api-strict, ...)."""
+    return array_api_compat.array_namespace(*arrays)
+
+
+def device_of(x) -> str:
+    """"cuda" for a CuPy array or a CUDA torch tensor, else "cpu"."""
+    if is_torch(x):
+        return "cuda" if x.device.type == "cuda" else "cpu"
+    return "cuda" if array_api_compat.is_cupy_array(x) else "cpu"
+
+
+def default_dtype(device: str) -> str:
+    """float64 on the CPU, float32 on the GPU."""
+    return "float32" if resolve_device(device) == "cuda" else "float64"
+
+
+def resolve_dtype(dtype, device: str, name: str = "dtype") -> str:
+    """Normalise ``dtype`` (None, "float32", "float64", np.float32, torch.float64, ...) to a string."""
+    if dtype is None:
+        return default_dtype(device)
+    text = str(dtype).replace("torch.", "").replace("<class 'numpy.", "").rstrip("'>")
+    if text in ("float", "double"):
+        text = {"float": "float32", "double": "float64"}[text]
+    if text not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be one of {FLOAT_DTYPES}, got {dtype!r}")
+    return text
+
+
+# ----------------------------------------------------------------------------------------------- torch
+def is_torch(x) -> bool:
+    return array_api_compat.is_torch_array(x)
+
+
+def from_torch(t):
+    """Zero-copy view of a torch tensor as a NumPy (CPU) or CuPy (CUDA) array, dtype preserved.
+
+    A tensor that requires grad is detached first (the view shares memory with the tensor's data).
+    """
+    if not is_torch(t):
+        raise TypeError(f"expected a torch.Tensor, got {type(t).__name__}")
+    t = t.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    if t.device.type == "cuda":
+        import cupy
+        return cupy.from_dlpack(t)
+    if t.device.type != "cpu":
+        raise ValueError(f"tensors on device {t.device} are not supported; move them to 'cpu' or 'cuda'")
+    return np.from_dlpack(t)
+
+
+def to_torch(a):
+    """Zero-copy view of a NumPy or CuPy array as a torch tensor, dtype preserved."""
+    import torch
+    if is_torch(a):
+        return a
+    if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    return torch.from_dlpack(a)
+
+
+def to_numpy(a) -> np.ndarray:
+    """Copy (when needed) any supported array to a NumPy array on the host."""
+    if is_torch(a):
+        return a.detach().cpu().numpy()
+    if array_api_compat.is_cupy_array(a):
+        return a.get()
+    return np.asarray(a)
+
+
+def to_device(a, device: str):
+    """Move a NumPy/CuPy array to the resolved ``device`` ("cpu" or "cuda")."""
+    device = resolve_device(device)
+    if device == "cuda":
+        import cupy
+        return cupy.asarray(a)
+    return to_numpy(a)
+
+
+# ----------------------------------------------------------------------------------------------- validation
+def is_array(x) -> bool:
+    """True for NumPy/CuPy/torch/array-api arrays (not lists, scalars or strings)."""
+    return array_api_compat.is_array_api_obj(x) and not isinstance(x, (numbers.Number, str))
+
+
+def check_floating(x, name: str):
+    """Raise TypeError unless ``x`` has a real floating dtype."""
+    xp = get_namespace(x)
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{name} must have a real floating dtype (float32 or float64), got {x.dtype}")
+    return x
+
+
+def check_finite(x, name: str):
+    """Raise ValueError if ``x`` contains NaN or inf (works for any array-API namespace)."""
+    xp = get_namespace(x)
+    if not bool(xp.all(xp.isfinite(x))):
+        raise ValueError(f"{name} contains NaN or inf; all values must be finite")
+    return x
+
+
+def check_array(x, name: str, *, ndim=None, min_ndim=None, device=None, dtype=None, allow_empty=False):
+    """Validate an input array and return it as a float NumPy/CuPy array.
+
+    - torch tensors become NumPy/CuPy arrays through DLPack (zero-copy when no cast or move is needed);
+    - lists, scalars and other non-arrays raise TypeError; integer/bool/complex dtypes raise TypeError
+      unless ``dtype`` asks for a cast (integers only: complex and bool are never silently cast);
+    - NaN/inf, empty arrays and wrong ``ndim`` raise ValueError naming ``name``;
+    - ``device`` ("auto"/"cpu"/"cuda" or None = stay where the input lives) and ``dtype`` (None = keep a
+      float dtype) move and cast.
+    """
+    if not is_array(x):
+        raise TypeError(f"{name} must be an array (NumPy, CuPy or torch), got {type(x).__name__}")
+    if is_torch(x):
+        x = from_torch(x)
+    xp = get_namespace(x)
+    if xp.isdtype(x.dtype, "complex floating") or x.dtype == xp.bool:
+        raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
+    if dtype is None and not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{name} must have a real floating dtype (float32 or float64), got {x.dtype}; "
+                        f"convert it with .astype('float64') or pass dtype=")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {tuple(x.shape)}")
+    if min_ndim is not None and x.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
+    if not allow_empty and x.size == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); at least one sample is needed")
+    if device is not None:
+        target = resolve_device(device)
+        if target != device_of(x):
+            x = to_device(x, target)
+            xp = get_namespace(x)
+    if dtype is not None:
+        want = getattr(xp, resolve_dtype(dtype, device_of(x), "dtype"))
+        if x.dtype != want:
+            x = xp.astype(x, want)
+    return check_finite(x, name)

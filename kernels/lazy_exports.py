@@ -1,0 +1,19 @@
+"""Lazy package exports: ``import kernels`` (or ``nets``) stays cheap; a public name loads its module on use."""
+import importlib
+
+
+def lazy_exports(package: str, exports: dict):
+    """Return ``(__getattr__, __dir__)`` for a package whose public names map to submodules."""
+    namespace = importlib.import_module(package).__dict__
+
+    def __getattr__(name):
+        if name in exports:
+            value = getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+            namespace[name] = value
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__():
+        return sorted(set(namespace) | set(exports))
+
+    return __getattr__, __dir__

@@ -1,0 +1,17 @@
+"""lazykit nets: PyTorch networks, the α-scaled lazy model, its exact linearization, trainers, diagnostics."""
+from kernels.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    # models.py
+    "TwoLayer": "models", "MLP": "models", "CNN": "models", "VGG": "models", "ResNet": "models",
+    # lazy.py
+    "Lazy": "lazy", "Linearized": "lazy",
+    # train.py
+    "train": "train", "History": "train", "DivergenceError": "train",
+    # estimators.py
+    "LazyNetRegressor": "estimators", "LazyNetClassifier": "estimators",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

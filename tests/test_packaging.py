@@ -1,0 +1,36 @@
+"""The install contract: environment.yml and pyproject.toml agree; .ci/run runs the README's test command."""
+import pathlib
+import re
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONDA_TO_PIP = {"pytorch": "torch"}          # conda-forge names that differ from PyPI's
+CONDA_ONLY = {"python", "pip"}               # not Python packages on PyPI
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[;]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_names_the_same_dependencies_as_pyproject():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pip_names = {_name(r) for r in pyproject["project"]["dependencies"]}
+    conda_names = set()
+    env = (ROOT / "environment.yml").read_text()
+    for line in env.split("\ndependencies:", 1)[1].splitlines():
+        m = re.match(r"^  - ([A-Za-z][\w.-]*)", line)   # top-level conda entries, not the pip: section
+        if m:
+            conda_names.add(CONDA_TO_PIP.get(m.group(1).lower(), m.group(1).lower()))
+    assert conda_names - CONDA_ONLY == pip_names
+    assert {"numpy", "scipy", "scikit-learn", "torch", "joblib", "tqdm", "matplotlib"} <= pip_names
+    assert "-e \".[test]\"" in env   # the suite itself, via pip
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^(python -m pytest[^#\n]*?)\s*(?:#.*)?$", quickstart, flags=re.M)
+    assert commands and set(commands) == {"python -m pytest"}
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^python -m pytest$", ci, flags=re.M)
+    assert "torch==2.13.0" in ci and ci.index("torch==2.13.0") < ci.index('-e ".[test]"')
