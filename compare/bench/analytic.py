@@ -1,0 +1,134 @@
+"""Benchmark: analytic NNGP + NTK (``kernels.FullyConnected`` / ``Convolutional``) against neural-tangents.
+
+``python -m compare bench analytic [--repeats 5] [--quick] [--skip-peer] [--conv-images 200]``
+
+Cases (CPU): depth-3 ReLU FC kernel of 2000 inputs (d = 100) with itself in float32 and float64, the
+same for 10,000 inputs, and a depth-3 GAP ReLU conv kernel of 200 images 3×16×16 with itself. The peer is
+neural-tangents ``stax`` (jitted ``kernel_fn``, float64 through ``jax_enable_x64``; ``nt.batch`` for the
+large cases), run in its own venv by ``compare.bench.peers`` in the same session. With a GPU, the FC and
+conv (3×32×32) cases also run on CuPy, next to a floor: the time of the Gram product x1·x2ᵀ plus one
+read and write of the output per layer.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+
+import numpy as np
+
+from compare.bench import harness, peers
+
+FC_CONFIG = dict(kind="fc", depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0)
+CONV_CONFIG = dict(kind="conv", depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0, filter_size=3,
+                   readout="gap")
+
+
+def _kernel(config, **extra):
+    from kernels import Convolutional, FullyConnected
+    params = {k: v for k, v in config.items() if k != "kind"}
+    return (FullyConnected if config["kind"] == "fc" else Convolutional)(**params, **extra)
+
+
+def _peer(config, x, dtype, repeats, batch_size, skip):
+    if skip:
+        return math.nan, "skipped"
+    try:
+        times = peers.nt_time(config, x, dtype=dtype, repeats=repeats, batch_size=batch_size)
+    except RuntimeError as err:
+        return math.nan, peers.NOT_INSTALLED if peers.NOT_INSTALLED in str(err) else f"failed: {err}"[:80]
+    return float(np.median(times)), ""
+
+
+def _gpu_floor(x, n_layers, repeats):
+    """Time of the Gram product x·xᵀ plus one read and one write of both outputs (NNGP, NTK) per layer,
+    in row chunks of at most 2²⁸ entries (CuPy). For conv, x holds one row per pixel: its Gram is the
+    pixel-pair covariance of all image pairs."""
+    import cupy
+    n = x.shape[0]
+    rows = max(1, min(n, 2 ** 28 // n))
+    out = cupy.empty((rows, n), dtype=x.dtype)
+    sync = cupy.cuda.Device().synchronize
+
+    def floor():
+        for lo in range(0, n, rows):
+            block = out[: min(rows, n - lo)]
+            cupy.matmul(x[lo:lo + rows], x.T, out=block)
+            for _ in range(2 * n_layers):
+                cupy.multiply(block, 1, out=block)   # one read and one write of the chunk
+
+    return harness.measure(floor, repeats, sync=sync).median
+
+
+def run(args) -> str:
+    rng = np.random.default_rng(0)
+    rows = []
+    fc_sizes = [2000] if args.quick else [2000, 10_000]
+    for n in fc_sizes:
+        x64 = rng.standard_normal((n, 100))
+        for dtype in ("float32", "float64"):
+            x = x64.astype(dtype)
+            kernel = _kernel(FC_CONFIG)
+            ours = harness.measure(lambda: kernel.kernels(x), args.repeats).median
+            peer, note = _peer(FC_CONFIG, x, dtype, args.repeats, 0 if n <= 2000 else 2000, args.skip_peer)
+            rows.append([f"FC depth 3 ReLU, {n}×{n}, d=100", "CPU", dtype, harness.format_seconds(ours),
+                         harness.format_seconds(peer), harness.ratio(peer, ours), note])
+    n_img = 12 if args.quick else args.conv_images
+    images = rng.standard_normal((n_img, 3, 16, 16))
+    kernel = _kernel(CONV_CONFIG)
+    ours = harness.measure(lambda: kernel.kernels(images), args.repeats).median
+    batch = next(b for b in (20, 10, 8, 5, 4, 2, 1) if n_img % b == 0)
+    peer, note = _peer(CONV_CONFIG, images, "float64", args.repeats, batch, args.skip_peer)
+    rows.append([f"Conv depth 3 GAP ReLU, {n_img} images 3×16×16", "CPU", "float64",
+                 harness.format_seconds(ours), harness.format_seconds(peer), harness.ratio(peer, ours), note])
+    rows += _gpu_rows(args, rng)
+    header = ["case", "device", "dtype", "lazykit (median)", "neural-tangents (median)", "speed-up", "note"]
+    lines = [f"# analytic NNGP + NTK ({datetime.date.today().isoformat()})",
+             f"machine: {harness.machine_info()}",
+             f"command: python -m compare bench analytic {' '.join(args.argv)}".rstrip(),
+             f"median of {args.repeats} repeats after 1 warm-up; both kernels (NNGP and NTK) of x with itself; "
+             "speed-up = neural-tangents time / lazykit time, measured in the same run", "",
+             harness.format_table(header, rows)]
+    return "\n".join(lines)
+
+
+def _gpu_rows(args, rng) -> list:
+    from kernels.backend import gpu_available
+    if not gpu_available():
+        return []
+    import cupy
+    sync = cupy.cuda.Device().synchronize
+    rows = []
+    for n in ([2000] if args.quick else [2000, 10_000]):
+        x = cupy.asarray(rng.standard_normal((n, 100)), dtype=cupy.float32)
+        kernel = _kernel(FC_CONFIG, block_size=4096)
+        ours = harness.measure(lambda: kernel.kernels(x), args.repeats, sync=sync).median
+        floor = _gpu_floor(x, FC_CONFIG["depth"] + 1, args.repeats)
+        rows.append([f"FC depth 3 ReLU, {n}×{n}, d=100", "GPU", "float32", harness.format_seconds(ours),
+                     "-", "-", f"floor {harness.format_seconds(floor)} ({ours / floor:.1f}× floor)"])
+    n_img = 20 if args.quick else 200
+    images = cupy.asarray(rng.standard_normal((n_img, 3, 32, 32)), dtype=cupy.float32)
+    kernel = _kernel(CONV_CONFIG, memory_budget=2 ** 31)
+    ours = harness.measure(lambda: kernel.kernels(images), args.repeats, sync=sync).median
+    flat = cupy.reshape(cupy.transpose(images, (0, 2, 3, 1)), (-1, 3))
+    floor = _gpu_floor(flat, CONV_CONFIG["depth"] + 1, args.repeats)
+    rows.append([f"Conv depth 3 GAP ReLU, {n_img} images 3×32×32", "GPU", "float32",
+                 harness.format_seconds(ours), "-", "-",
+                 f"floor {harness.format_seconds(floor)} ({ours / floor:.1f}× floor)"])
+    return rows
+
+
+def main(argv: list) -> int:
+    parser = argparse.ArgumentParser(prog="python -m compare bench analytic", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats after one warm-up (default 5)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 2000-point FC only, 12 conv images (not for the table)")
+    parser.add_argument("--skip-peer", action="store_true", help="do not run neural-tangents")
+    parser.add_argument("--conv-images", type=int, default=200, help="images in the CPU conv case")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.conv_images < 2:
+        parser.error("--repeats must be >= 1 and --conv-images >= 2")
+    args.argv = list(argv)
+    print(run(args))
+    return 0

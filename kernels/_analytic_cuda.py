@@ -1,0 +1,188 @@
+"""CuPy kernels for ``kernels.analytic`` on the GPU (closed-form activations only).
+
+* ``fc_block``: one fused ElementwiseKernel per hidden layer — the activation's dual followed by the next
+  Dense rule — so a layer reads (k12, Θ) once and writes them once.
+* ``conv_block``: one RawKernel per conv layer over a tile of image pairs (B1 × B2 pairs, all pixel pairs):
+  patch sum of K and Θ, the affine rule, then the activation's dual. With ``x2=None`` only tiles on or
+  above the diagonal are launched (K(x, z) = K(z, x)).
+
+Each is checked against its NumPy reference — ``dense_rule(activation_rule(state))`` and
+``activation_rule(conv_rule(state))`` in ``kernels.analytic`` — by tests/gpu/test_analytic_gpu.py.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import cupy
+import numpy
+
+# Dual activations in CUDA: the same formulas as kernels.duals (closed forms only).
+_DUALS = {
+    "abrelu": """
+    T s = k11 * k22 - k12 * k12;
+    s = s > T(0) ? sqrt(s) : T(0);
+    T th = atan2(s, k12);
+    T cs = (T(1) + slope * slope) / T(2 * LAZYKIT_PI), cc = T(2) * slope / T(2 * LAZYKIT_PI);
+    dot = cs * (T(LAZYKIT_PI) - th) + cc * th;
+    nngp = (cs - cc) * s + k12 * dot;""",
+    "step": """
+    T s = k11 * k22 - k12 * k12;
+    s = s > T(0) ? sqrt(s) : T(0);
+    nngp = (T(LAZYKIT_PI) - atan2(s, k12)) / T(2 * LAZYKIT_PI);
+    dot = T(0);""",
+    "identity": """
+    nngp = k12;
+    dot = T(1);""",
+    "erf": """
+    T q = (T(1) + T(2) * k11) * (T(1) + T(2) * k22);
+    T r = T(2) * k12 / sqrt(q);
+    nngp = T(2 / LAZYKIT_PI) * asin(r > T(1) ? T(1) : (r < T(-1) ? T(-1) : r));
+    dot = T(4 / LAZYKIT_PI) / sqrt(q - T(4) * k12 * k12);""",
+}
+
+
+def _dual_source(name: str) -> str:
+    body = _DUALS["abrelu" if name in ("relu", "leaky_relu", "abs") else name]
+    return ("#define LAZYKIT_PI 3.14159265358979323846\n"   # NVRTC does not promise M_PI
+            "template <typename T> __device__ void dual(T k12, T k11, T k22, T slope, T &nngp, T &dot) {"
+            + body + "\n}\n")
+
+
+@functools.lru_cache(maxsize=None)
+def _fc_kernel(name: str):
+    return cupy.ElementwiseKernel(
+        "T k12, T ntk, T k11, T k22, T slope, T w2, T b2, T fan_in, T ntk_bias, int32 standard",
+        "T k12_out, T ntk_out",
+        """
+        T n, f;
+        dual(k12, k11, k22, slope, n, f);
+        T k = w2 * n + b2;
+        ntk_out = w2 * ntk * f + (standard ? fan_in * n + ntk_bias : k);
+        k12_out = k;
+        """,
+        f"lazykit_fc_block_{name}", preamble=_dual_source(name))
+
+
+_CONV_SOURCE = r"""
+template <typename T>
+__global__ void conv_block(const T* k12, const T* ntk, const T* var1, const T* var2, T* k12_out, T* ntk_out,
+                           int b1, int b2, int h, int w, int r, T slope, T w2, T b2sq, T fan_in, T ntk_bias,
+                           int standard, int pin, long long total) {
+    long long idx = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    if (idx >= total) return;
+    // layout (B1, B2, H, W, H, W): idx -> (i, j, p1 = (y1, x1), p2 = (y2, x2))
+    int x2 = idx % w; long long rest = idx / w;
+    int y2 = rest % h; rest /= h;
+    int x1 = rest % w; rest /= w;
+    int y1 = rest % h; rest /= h;
+    int j = rest % b2; int i = rest / b2;
+    long long pair = ((long long)i * b2 + j) * h * w * h * w;
+    T sk = 0, st = 0;
+    for (int dy = -r; dy <= r; ++dy) {
+        int u1 = y1 + dy, u2 = y2 + dy;
+        if (u1 < 0 || u1 >= h || u2 < 0 || u2 >= h) continue;
+        for (int dx = -r; dx <= r; ++dx) {
+            int v1 = x1 + dx, v2 = x2 + dx;
+            if (v1 < 0 || v1 >= w || v2 < 0 || v2 >= w) continue;
+            long long at = pair + (((long long)u1 * w + v1) * h + u2) * w + v2;
+            sk += k12[at];
+            st += ntk[at];
+        }
+    }
+    T area = T((2 * r + 1) * (2 * r + 1));
+    sk /= area; st /= area;
+    T kc = w2 * sk + b2sq;
+    T tc = standard ? w2 * st + fan_in * sk + ntk_bias : w2 * st + kc;
+    T k11 = var1[((long long)i * h + y1) * w + x1];
+    T k22 = var2[((long long)j * h + y2) * w + x2];
+    if (pin && i == j && y1 == y2 && x1 == x2) kc = k11;   // same image, same pixel: θ = 0 exactly
+    T n, f;
+    dual(kc, k11, k22, slope, n, f);
+    k12_out[idx] = n;
+    ntk_out[idx] = tc * f;
+}
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _conv_module(name: str):
+    return cupy.RawModule(code=_dual_source(name) + _CONV_SOURCE, options=("--std=c++14",),
+                          name_expressions=("conv_block<float>", "conv_block<double>"))
+
+
+def _scalars(kernel, fan_in):
+    w2 = kernel.w_std ** 2
+    b2 = 0.0 if kernel.b_std is None else kernel.b_std ** 2
+    bias = 0.0 if kernel.b_std is None else 1.0
+    return kernel._dual.slope, w2, b2, float(fan_in or 0), bias, int(kernel.parameterization == "standard")
+
+
+def fc_block(kernel, k12, ntk, k11, k22, fan_in):
+    """Fused activation + next Dense on a tile: returns (k12, ntk) after both (CuPy)."""
+    slope, w2, b2, fan, bias, standard = _scalars(kernel, fan_in)
+    t = k12.dtype.type
+    return _fc_kernel(kernel._dual.name if kernel._dual.name in _DUALS else "abrelu")(
+        k12, ntk, k11, k22, t(slope), t(w2), t(b2), t(fan), t(bias), numpy.int32(standard))
+
+
+def conv_block(kernel, k12, ntk, var1, var2, fan_in, pin: bool):
+    """Fused patch sum + affine + activation over a (B1, B2, H, W, H, W) tile (CuPy RawKernel)."""
+    b1, b2, h, w = k12.shape[0], k12.shape[1], k12.shape[2], k12.shape[3]
+    slope, w2, bsq, fan, bias, standard = _scalars(kernel, fan_in)
+    t = k12.dtype.type
+    name = kernel._dual.name if kernel._dual.name in _DUALS else "abrelu"
+    fn = _conv_module(name).get_function(f"conv_block<{'double' if k12.dtype == cupy.float64 else 'float'}>")
+    k_out, t_out = cupy.empty_like(k12), cupy.empty_like(ntk)
+    total = k12.size
+    threads = 256
+    fn(((total + threads - 1) // threads,), (threads,),
+       (cupy.ascontiguousarray(k12), cupy.ascontiguousarray(ntk), cupy.ascontiguousarray(var1),
+        cupy.ascontiguousarray(var2), k_out, t_out, cupy.int32(b1), cupy.int32(b2), cupy.int32(h),
+        cupy.int32(w), cupy.int32(kernel.filter_size // 2), t(slope), t(w2), t(bsq), t(fan), t(bias),
+        cupy.int32(standard), cupy.int32(int(pin)), cupy.int64(total)))
+    return k_out, t_out
+
+
+def fc_chain(kernel, want_ntk):
+    """Tile function body for ``FullyConnected`` on CuPy: input Dense by the reference rule, then one
+    fused kernel per hidden layer."""
+    from kernels.analytic import _pin_diagonal, dense_rule, variance_chain
+
+    def run(state, pin, d):
+        import array_api_compat.cupy as xp
+        k12, k11, k22, _ = state
+        rows = variance_chain(kernel, xp.reshape(k11, (-1,)))
+        cols = variance_chain(kernel, xp.reshape(k22, (-1,)))
+        k12, _, _, ntk = dense_rule((k12, k11, k22, xp.zeros_like(k12)), kernel.w_std, kernel.b_std,
+                                    kernel.parameterization, d)
+        for layer in range(kernel.depth):
+            v1, v2 = xp.reshape(rows[layer], (-1, 1)), xp.reshape(cols[layer], (1, -1))
+            if pin:
+                k12 = _pin_diagonal(xp, k12, rows[layer])
+            k12, ntk = fc_block(kernel, k12, ntk, v1, v2, kernel.width)
+        return k12, (ntk if want_ntk else None)
+
+    return run
+
+
+def conv_chain(kernel, want_ntk):
+    """Tile function body for ``Convolutional`` (readout 'gap') on CuPy: one RawKernel per conv layer,
+    then the readout and Dense rules."""
+    from kernels.analytic import _readout_rule, dense_rule, conv_variance_chain
+
+    def run(state, pin, var1, var2, n_chan, h, w):
+        import array_api_compat.cupy as xp
+        k12, _, _, _ = state
+        ntk = xp.zeros_like(k12)
+        pre1, pre2 = conv_variance_chain(kernel, var1), conv_variance_chain(kernel, var2)
+        fan_in = n_chan * kernel.filter_size ** 2
+        for layer in range(kernel.depth):
+            k12, ntk = conv_block(kernel, k12, ntk, pre1[layer], pre2[layer], fan_in, pin)
+            fan_in = (kernel.width or 0) * kernel.filter_size ** 2
+        state = _readout_rule((k12, None, None, ntk), True)
+        fan_read = n_chan if kernel.depth == 0 else (kernel.width or 0)
+        k12, _, _, ntk = dense_rule(state, kernel.w_std, kernel.b_std, kernel.parameterization, fan_read)
+        return k12, (ntk if want_ntk else None)
+
+    return run

@@ -1,0 +1,34 @@
+"""The analytic benchmark's peer plumbing: a missing neural-tangents venv is reported, a present one agrees."""
+import os
+
+import numpy as np
+import pytest
+
+from compare.bench import analytic, peers
+
+
+def test_missing_peer_is_reported(monkeypatch, tmp_path):
+    monkeypatch.setenv("LAZYKIT_NT_PYTHON", str(tmp_path / "no-such-python"))
+    with pytest.raises(RuntimeError, match=peers.NOT_INSTALLED):
+        peers.nt_kernels(dict(kind="fc", depth=1), np.ones((2, 3)))
+    seconds, note = analytic._peer(analytic.FC_CONFIG, np.ones((2, 3)), "float64", 1, 0, skip=False)
+    assert note == peers.NOT_INSTALLED and seconds != seconds   # NaN: shown as "-" in the table
+
+
+def test_bench_rejects_bad_options():
+    with pytest.raises(SystemExit):
+        analytic.main(["--repeats", "0"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(peers.nt_python()), reason="neural-tangents venv not installed")
+def test_peer_worker_agrees_with_lazykit():
+    # End to end through the subprocess: stax's kernel of a cross pair equals ours to float64 rounding.
+    from kernels import FullyConnected
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.standard_normal((4, 3)), rng.standard_normal((2, 3))
+    config = dict(kind="fc", depth=2, activation="erf", w_std=1.2, b_std=0.3, parameterization="ntk")
+    nngp, ntk = peers.nt_kernels(config, x1, x2)
+    ours = FullyConnected(2, "erf", 1.2, 0.3).kernels(x1, x2)
+    np.testing.assert_allclose(nngp, ours[0], rtol=1e-12)
+    np.testing.assert_allclose(ntk, ours[1], rtol=1e-12)

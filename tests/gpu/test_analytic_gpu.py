@@ -1,0 +1,90 @@
+"""GPU: the fused CuPy kernels of kernels._analytic_cuda against their NumPy references, and whole kernels.
+
+float64 on both sides, so agreement is to rounding (1e-12 relative; the CUDA atan2/asin/sqrt are within
+a few ulp of NumPy's); float32 on the GPU against float64 on the CPU within float32 precision.
+"""
+import numpy as np
+import pytest
+
+cupy = pytest.importorskip("cupy")
+
+from kernels import Convolutional, FullyConnected  # noqa: E402
+from kernels.analytic import activation_rule, conv_rule, dense_rule, patch_sum  # noqa: E402
+
+CLOSED = ["relu", "erf", "abs", "leaky_relu", "step", "identity"]
+
+
+@pytest.mark.parametrize("activation", CLOSED)
+@pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.3), ("standard", None)])
+def test_fc_block_matches_reference(activation, parameterization, b_std):
+    from kernels import _analytic_cuda
+    rng = np.random.default_rng(0)
+    kernel = FullyConnected(2, activation, 1.3, b_std, parameterization, width=64, negative_slope=0.2)
+    a, b = rng.standard_normal((9, 5)), rng.standard_normal((7, 5))
+    k11, k22 = (np.sum(a * a, 1) / 5)[:, None], (np.sum(b * b, 1) / 5)[None, :]
+    k12, ntk = a @ b.T / 5, rng.uniform(0.5, 2, (9, 7))
+    want = dense_rule(activation_rule((k12.copy(), k11, k22, ntk.copy()), kernel._dual), 1.3, b_std,
+                      parameterization, 64)
+    got = _analytic_cuda.fc_block(kernel, *(cupy.asarray(v) for v in (k12, ntk, k11, k22)), 64)
+    np.testing.assert_allclose(cupy.asnumpy(got[0]), want[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(cupy.asnumpy(got[1]), want[3], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+@pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.2), ("standard", None)])
+def test_conv_block_matches_reference(activation, parameterization, b_std):
+    from kernels import _analytic_cuda
+    rng = np.random.default_rng(1)
+    kernel = Convolutional(1, activation, 1.4, b_std, 3, "gap", parameterization, width=32)
+    x1, x2 = rng.standard_normal((3, 2, 5, 4)), rng.standard_normal((2, 2, 5, 4))
+    f1 = np.transpose(x1, (0, 2, 3, 1))
+    f2 = np.transpose(x2, (0, 2, 3, 1))
+    k12 = np.einsum("ayxc,bvuc->abyxvu", f1, f2) / 2
+    ntk = rng.uniform(0.5, 2, k12.shape)
+    var1, var2 = np.sum(x1 * x1, 1) / 2, np.sum(x2 * x2, 1) / 2
+    state = (k12.copy(), var1[:, None, :, :, None, None], var2[None, :, None, None, :, :], ntk.copy())
+    conv = conv_rule(state, 1.4, b_std, parameterization, 18, 3, True)
+    want = activation_rule(conv, kernel._dual)
+    w2, b2 = 1.4 ** 2, 0.0 if b_std is None else b_std ** 2
+    pre1 = w2 * patch_sum(var1, ((1,), (2,)), 3) + b2
+    pre2 = w2 * patch_sum(var2, ((1,), (2,)), 3) + b2
+    got = _analytic_cuda.conv_block(kernel, cupy.asarray(k12), cupy.asarray(ntk), cupy.asarray(pre1),
+                                    cupy.asarray(pre2), 18, pin=False)
+    np.testing.assert_allclose(cupy.asnumpy(got[0]), want[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(cupy.asnumpy(got[1]), want[3], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("activation", CLOSED + ["tanh"])
+def test_fully_connected_cupy_matches_numpy(activation):
+    rng = np.random.default_rng(2)
+    x1, x2 = rng.standard_normal((40, 6)), rng.standard_normal((25, 6))
+    kernel = FullyConnected(3, activation, 1.2, 0.1, block_size=16)
+    for xs in ((x1,), (x1, x2)):
+        want = kernel.kernels(*xs)
+        got = kernel.kernels(*(cupy.asarray(x) for x in xs))
+        for g, w in zip(got, want):
+            assert isinstance(g, cupy.ndarray)
+            np.testing.assert_allclose(cupy.asnumpy(g), w, rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("readout", ["gap", "flatten"])
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_convolutional_cupy_matches_numpy(readout, parameterization):
+    rng = np.random.default_rng(3)
+    x1, x2 = rng.standard_normal((5, 3, 6, 6)), rng.standard_normal((3, 3, 6, 6))
+    kernel = Convolutional(3, "relu", 1.4, 0.1, 3, readout, parameterization, width=128, block_size=2)
+    for xs in ((x1,), (x1, x2)):
+        want = kernel.kernels(*xs)
+        got = kernel.kernels(*(cupy.asarray(x) for x in xs))
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(cupy.asnumpy(g), w, rtol=1e-11, atol=1e-13)
+
+
+def test_float32_on_gpu_within_float32_precision():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((300, 20))
+    kernel = FullyConnected(3, b_std=0.1)
+    got = kernel.kernels(cupy.asarray(x, dtype=cupy.float32))
+    for g, w in zip(got, kernel.kernels(x)):
+        assert g.dtype == cupy.float32
+        np.testing.assert_allclose(cupy.asnumpy(g), w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
