@@ -1,0 +1,33 @@
+"""The empirical-NTK benchmark's pieces: its baseline computes the same kernel, its FLOP count is the sum of
+the listed matmuls, and --device cuda without a GPU says so instead of failing."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from compare.bench import empirical as bench  # noqa: E402
+from kernels.empirical import empirical_ntk  # noqa: E402
+
+
+def test_tutorial_baseline_equals_empirical_ntk():
+    """Both are Σ_w ∂f/∂w·∂f/∂w in float64 over the same parameters: equal to rounding (1e-12 relative)."""
+    net = bench.mlp_model(5, 16, dtype=torch.float64)
+    x1, x2 = torch.randn(4, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+    baseline = bench.tutorial_ntk(net, x1, x2).detach().numpy()
+    assert baseline.shape == (4, 3, 1, 1)
+    ours = empirical_ntk(net, x1, x2, output="full", method="structured")
+    np.testing.assert_allclose(ours, baseline, rtol=1e-12)
+
+
+def test_floor_flops_are_forward_backward_and_grams():
+    """2·m·k·n per product: forward 2n(dw + w² + w), backward signals 2n(w + w²), Grams 2n²(d + 4w + 1)."""
+    n, d, w = 7, 3, 5
+    _, flops = bench.mlp_floor(n, d, w, "cpu", torch.float64)
+    assert flops == 2 * n * (d * w + w * w + w) + 2 * n * (w + w * w) + 2 * n * n * (d + 4 * w + 1)
+
+
+def test_cuda_without_gpu_is_reported(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    assert bench.main(["--device", "cuda"]) == 0
+    assert "no CUDA device" in capsys.readouterr().out
