@@ -1,0 +1,147 @@
+"""Classic kernels (RBF, Laplace, polynomial): baselines for the neural kernels, with scikit-learn's conventions.
+
+Each kernel is a callable ``k(x1, x2=None) -> (n1, n2)`` array (``x2=None`` means ``x2 = x1``), written once
+against the array namespace of its inputs (NumPy on the CPU, CuPy on the GPU). Formulas and defaults are those
+of ``sklearn.metrics.pairwise`` (``rbf_kernel``, ``laplacian_kernel``, ``polynomial_kernel``), so results agree
+with scikit-learn to rounding:
+
+- ``RBF(gamma)``:        k(x, y) = exp(−γ‖x − y‖²)
+- ``Laplace(gamma)``:    k(x, y) = exp(−γ‖x − y‖₁)
+- ``Polynomial(degree, gamma, coef0)``: k(x, y) = (γ⟨x, y⟩ + c₀)^degree
+
+``gamma=None`` means γ = 1 / n_features, as in scikit-learn.
+"""
+from __future__ import annotations
+
+import numbers
+
+from kernels import backend
+
+# Row block for the Laplace kernel's (block, n2, d) difference tensor: about 2**22 elements per block.
+_L1_BLOCK_ELEMENTS = 2 ** 22
+
+
+def _pair(x1, x2):
+    """Validate ``x1``, ``x2`` (2-D float arrays, same number of columns); ``x2=None`` reuses ``x1``."""
+    x1 = backend.check_array(x1, "x1", ndim=2)
+    if x2 is None:
+        return x1, x1, True
+    x2 = backend.check_array(x2, "x2", ndim=2)
+    if x1.shape[1] != x2.shape[1]:
+        raise ValueError(f"x1 and x2 must have the same number of features, got {x1.shape[1]} and {x2.shape[1]}")
+    if backend.device_of(x1) != backend.device_of(x2):
+        raise ValueError("x1 and x2 must live on the same device")
+    return x1, x2, False
+
+
+def check_gamma(gamma):
+    """γ must be None (= 1/n_features) or a positive number."""
+    if gamma is None:
+        return
+    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not gamma > 0:
+        raise ValueError(f"gamma must be a positive number or None (= 1 / n_features), got {gamma!r}")
+
+
+def _gamma(gamma, n_features):
+    return 1.0 / n_features if gamma is None else float(gamma)
+
+
+def squared_distances(x1, x2, same: bool):
+    """‖x1_i − x2_j‖² by the Gram expansion, clipped at 0; exactly 0 on the diagonal when ``same``."""
+    xp = backend.get_namespace(x1)
+    sq1 = xp.sum(x1 * x1, axis=1)
+    sq2 = sq1 if same else xp.sum(x2 * x2, axis=1)
+    d2 = sq1[:, None] + sq2[None, :] - 2.0 * (x1 @ x2.T)
+    d2 = xp.clip(d2, 0.0, None)
+    if same:
+        n = x1.shape[0]
+        d2 = xp.where(xp.eye(n, dtype=xp.bool), xp.zeros_like(d2), d2)
+    return d2
+
+
+class _Kernel:
+    """Shared parameter handling: kernels are plain, picklable parameter holders (``get_params`` for display)."""
+
+    _params: tuple = ()
+
+    def get_params(self, deep=True):
+        return {name: getattr(self, name) for name in self._params}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_params() == other.get_params()
+
+    def __hash__(self):
+        return hash((type(self).__name__, tuple(self.get_params().items())))
+
+
+class RBF(_Kernel):
+    """Gaussian kernel exp(−γ‖x − y‖²); γ = 1/n_features by default (as ``sklearn.metrics.pairwise.rbf_kernel``)."""
+
+    _params = ("gamma",)
+
+    def __init__(self, gamma=None):
+        check_gamma(gamma)
+        self.gamma = gamma
+
+    def __call__(self, x1, x2=None):
+        x1, x2, same = _pair(x1, x2)
+        xp = backend.get_namespace(x1)
+        return xp.exp(-_gamma(self.gamma, x1.shape[1]) * squared_distances(x1, x2, same))
+
+
+class Laplace(_Kernel):
+    """Laplace kernel exp(−γ‖x − y‖₁); γ = 1/n_features by default (as ``sklearn…laplacian_kernel``)."""
+
+    _params = ("gamma",)
+
+    def __init__(self, gamma=None):
+        check_gamma(gamma)
+        self.gamma = gamma
+
+    def __call__(self, x1, x2=None):
+        x1, x2, _ = _pair(x1, x2)
+        xp = backend.get_namespace(x1)
+        n1, n2, d = x1.shape[0], x2.shape[0], x1.shape[1]
+        block = max(1, _L1_BLOCK_ELEMENTS // max(1, n2 * d))
+        gamma = _gamma(self.gamma, d)
+        rows = [xp.sum(xp.abs(x1[i:min(i + block, n1), None, :] - x2[None, :, :]), axis=2)
+                for i in range(0, n1, block)]
+        return xp.exp(-gamma * xp.concat(rows, axis=0))
+
+
+class Polynomial(_Kernel):
+    """Polynomial kernel (γ⟨x, y⟩ + c₀)^degree; defaults degree=3, γ=1/n_features, c₀=1 (as scikit-learn)."""
+
+    _params = ("degree", "gamma", "coef0")
+
+    def __init__(self, degree=3, gamma=None, coef0=1.0):
+        if isinstance(degree, bool) or not isinstance(degree, numbers.Integral) or degree < 1:
+            raise ValueError(f"degree must be a positive integer, got {degree!r}")
+        check_gamma(gamma)
+        if isinstance(coef0, bool) or not isinstance(coef0, numbers.Real):
+            raise ValueError(f"coef0 must be a real number, got {coef0!r}")
+        self.degree, self.gamma, self.coef0 = degree, gamma, coef0
+
+    def __call__(self, x1, x2=None):
+        x1, x2, _ = _pair(x1, x2)
+        return (_gamma(self.gamma, x1.shape[1]) * (x1 @ x2.T) + float(self.coef0)) ** int(self.degree)
+
+
+KERNELS = {"rbf": RBF, "laplace": Laplace, "polynomial": Polynomial}
+
+
+def resolve_kernel(kernel, name: str = "kernel"):
+    """A kernel callable from a name ("rbf", "laplace", "polynomial": default parameters) or a callable."""
+    if isinstance(kernel, str):
+        if kernel.lower() not in KERNELS:
+            raise ValueError(f"{name} must be one of {sorted(KERNELS)} or a callable k(x1, x2=None), "
+                             f"got {kernel!r}")
+        return KERNELS[kernel.lower()]()
+    if not callable(kernel):
+        raise TypeError(f"{name} must be a callable k(x1, x2=None) or one of {sorted(KERNELS)}, "
+                        f"got {type(kernel).__name__}")
+    return kernel

@@ -1,0 +1,370 @@
+"""scikit-learn estimators for kernel regression and classification: NTK/NNGP, any kernel, random features.
+
+- ``NTKRegressor`` / ``NTKClassifier``: the analytic NTK or NNGP of a fully connected network
+  (``kernels.FullyConnected``) or, with ``architecture="conv"``, of a convolutional one
+  (``kernels.Convolutional``; flat rows of X are reshaped to images of ``image_shape`` = (C, H, W)).
+- ``KernelRegressor`` / ``KernelClassifier``: any kernel callable ``k(x1, x2=None)`` or "rbf"/"laplace"/"polynomial".
+- ``RandomFeaturesRegressor`` / ``RandomFeaturesClassifier``: ridge regression on random features
+  ("fourier", "arccos", "ntk" or a transformer from ``kernels.features``).
+
+Fitting (kernels.solvers): ``t=None`` is kernel ridge regression, (K + α·I) c = y (``alpha`` as in
+``sklearn.kernel_ridge.KernelRidge``; α = 0 is min-norm interpolation); a number ``t`` is the prediction of
+gradient flow at time t on (1/2n)(‖f(X) − y‖² + α‖f‖²_H) from f₀ = 0, i.e. a linearized network trained for
+time t. Classifiers regress one-hot 0/1 targets; ``predict`` is the argmax of the outputs; for two classes
+``decision_function`` is the difference of the two outputs (positive means ``classes_[1]``, the 1-D shape
+scikit-learn expects), for more it is the (n, n_classes) outputs. No intercept is fitted (as ``KernelRidge``).
+
+Arrays: NumPy, CuPy and torch inputs are accepted and predictions come back as the same kind of array on the
+same device. ``device="auto"`` computes on the GPU when CuPy sees one (float32), else with NumPy (float64).
+``memory=`` (a ``joblib.Memory`` or a cache directory) caches Gram matrices between fits on the same data
+and kernel.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import array_api_compat
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils import assert_all_finite, check_array, column_or_1d
+from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
+
+from kernels import backend
+from kernels.classic import resolve_kernel
+from kernels.solvers import EigenPath, check_alpha, check_time, krr_solve
+
+ARCHITECTURES = ("fc", "conv")
+NTK_KERNELS = ("ntk", "nngp")
+FEATURES = ("fourier", "arccos", "ntk")
+
+
+# ----------------------------------------------------------------------------------------------- arrays in and out
+def _origin(X):
+    """Where an input lives: ("torch", torch.device), ("cupy", None) or ("numpy", None)."""
+    if backend.is_torch(X):
+        return "torch", X.device
+    if array_api_compat.is_cupy_array(X):
+        return "cupy", None
+    return "numpy", None
+
+
+def _to_origin(a, origin):
+    """Return ``a`` as the kind of array the input was, on the input's device."""
+    kind, device = origin
+    if kind == "numpy":
+        return backend.to_numpy(a)
+    if kind == "cupy":
+        return backend.to_device(a, "cuda")
+    if device.type == "cuda" and array_api_compat.is_cupy_array(a):
+        return backend.to_torch(a)                     # zero-copy through DLPack
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(backend.to_numpy(a))).to(device)
+
+
+def _gram(kernel, x1, x2, device):
+    """k(x1, x2) on ``device`` from host arrays (the unit that ``memory`` caches), returned on the host."""
+    x1 = backend.to_device(x1, device)
+    return backend.to_numpy(kernel(x1, None if x2 is None else backend.to_device(x2, device)))
+
+
+class _ArrayEstimator(BaseEstimator):
+    """Validation shared by all estimators: host arrays through scikit-learn, device arrays by hand."""
+
+    def _compute_device(self):
+        return backend.resolve_device(self.device)
+
+    def _validate_X(self, X, reset: bool, y=None, classifier: bool = False):
+        """Validated (X on the compute device, y on the host) with scikit-learn's checks and messages.
+
+        ``reset=True`` (fit) also validates y, which is then required.
+        """
+        device = self._compute_device()
+        dtype = backend.default_dtype(device)
+        if backend.is_torch(X):
+            X = backend.from_torch(X)
+        if backend.is_torch(y):
+            y = backend.to_numpy(y)
+        elif y is not None and array_api_compat.is_cupy_array(y):
+            y = y.get()
+        if array_api_compat.is_cupy_array(X):
+            X = backend.check_array(X, "X", ndim=2, dtype=dtype)
+            if reset and X.shape[0] < 2:
+                raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={tuple(X.shape)}) while a "
+                                 f"minimum of 2 is required by {type(self).__name__}.")
+            if not reset and X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input.")
+            if reset:
+                self.n_features_in_ = X.shape[1]
+                y = self._validate_y(y, X.shape[0], classifier)
+        elif not reset:
+            X = validate_data(self, X, reset=reset, dtype=np.float64)
+        else:
+            X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, ensure_min_samples=2,
+                                 multi_output=not classifier, y_numeric=not classifier)
+        return backend.to_device(backend.check_array(X, "X", dtype=dtype), device), y
+
+    def _validate_y(self, y, n_samples, classifier):
+        """y checked as ``validate_data`` would (used when X is a device array that scikit-learn cannot read)."""
+        if y is None:
+            raise ValueError(f"This {type(self).__name__} estimator requires y to be passed, but the target y "
+                             "is None.")
+        if classifier:
+            y = column_or_1d(y, warn=True)
+            assert_all_finite(y, input_name="y")
+        else:
+            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        if y.shape[0] != n_samples:
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: [{n_samples}, "
+                             f"{y.shape[0]}]")
+        return y
+
+
+class _Regressor(RegressorMixin):
+    """fit/predict for regressors: targets y of shape (n,) or (n, n_targets), predictions of the same shape."""
+
+    def fit(self, X, y):
+        X, y = self._validate_X(X, reset=True, y=y)
+        y = np.asarray(y, dtype=np.float64)
+        Y = backend.to_device(y if y.ndim == 2 else y[:, None], self._compute_device())
+        self._fit_arrays(X, backend.check_array(Y, "y", dtype=X.dtype))
+        self.single_target_ = y.ndim == 1
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self)
+        origin = _origin(X)
+        X, _ = self._validate_X(X, reset=False)
+        F = self._outputs(X)
+        return _to_origin(F[:, 0] if self.single_target_ else F, origin)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+class _Classifier(ClassifierMixin):
+    """fit/predict for classifiers: one-hot 0/1 regression, argmax prediction, string labels supported."""
+
+    def fit(self, X, y):
+        X, y = self._validate_X(X, reset=True, y=y, classifier=True)
+        check_classification_targets(y)
+        self.classes_, index = np.unique(y, return_inverse=True)
+        onehot = np.zeros((len(index), len(self.classes_)))
+        onehot[np.arange(len(index)), index] = 1.0
+        self._fit_arrays(X, backend.check_array(backend.to_device(onehot, self._compute_device()), "y",
+                                                dtype=X.dtype))
+        return self
+
+    def decision_function(self, X):
+        """Regression outputs: (n,) = output₁ − output₀ for two classes, else (n, n_classes)."""
+        check_is_fitted(self)
+        origin = _origin(X)
+        X, _ = self._validate_X(X, reset=False)
+        F = self._outputs(X)
+        if F.shape[1] == 2:
+            F = F[:, 1] - F[:, 0]
+        elif F.shape[1] == 1:
+            F = F[:, 0]
+        return _to_origin(F, origin)
+
+    def predict(self, X):
+        """The class whose one-hot output is largest."""
+        check_is_fitted(self)
+        origin = _origin(X)
+        X, _ = self._validate_X(X, reset=False)
+        xp = backend.get_namespace(X)
+        labels = self.classes_[backend.to_numpy(xp.argmax(self._outputs(X), axis=1))]
+        numeric = labels.dtype.kind in "biuf"
+        return _to_origin(labels, origin) if numeric and origin[0] != "numpy" else labels
+
+
+# ----------------------------------------------------------------------------------------------- kernel models
+class _KernelModel(_ArrayEstimator):
+    """Dual solution: f(x*) = K(x*, X) c with c from ``krr_solve`` (t=None) or the eigen path (t given)."""
+
+    def _fit_arrays(self, X, Y):
+        alpha = check_alpha(self.alpha)
+        t = check_time(self.t)
+        self.kernel_ = self._make_kernel(X.shape[1])
+        self.memory_ = check_memory(self.memory)
+        K = self._gram(X, None)
+        self.dual_coef_ = (krr_solve(K, Y, alpha, overwrite_K=True) if t is None
+                           else EigenPath(K).dual_coef(Y, alpha=alpha, t=t))
+        self.X_fit_ = X
+
+    def _gram(self, x1, x2):
+        device = backend.device_of(x1)
+        if self.memory_.location is None:
+            return self.kernel_(x1, x2)
+        host = backend.to_numpy
+        K = self.memory_.cache(_gram)(self.kernel_, host(x1), None if x2 is None else host(x2), device)
+        return backend.check_array(backend.to_device(K, device), "K", dtype=x1.dtype)
+
+    def _outputs(self, X):
+        return self._gram(X, self.X_fit_) @ self.dual_coef_
+
+
+class _ImageKernel:
+    """Adapter: a kernel on images (N, C, H, W) applied to flat rows reshaped to ``image_shape``."""
+
+    def __init__(self, kernel, image_shape):
+        self.kernel, self.image_shape = kernel, tuple(image_shape)
+
+    def _images(self, x):
+        xp = backend.get_namespace(x)
+        return xp.reshape(x, (x.shape[0],) + self.image_shape)
+
+    def __call__(self, x1, x2=None):
+        return self.kernel(self._images(x1), None if x2 is None else self._images(x2))
+
+
+class _NTKParams:
+    """Parameters and kernel construction shared by NTKRegressor and NTKClassifier."""
+
+    def __init__(self, depth=1, activation="relu", w_std=1.0, b_std=0.0, kernel="ntk", alpha=0.0, t=None,
+                 device="auto", memory=None, architecture="fc", filter_size=3, readout="gap", image_shape=None):
+        self.depth = depth
+        self.activation = activation
+        self.w_std = w_std
+        self.b_std = b_std
+        self.kernel = kernel
+        self.alpha = alpha
+        self.t = t
+        self.device = device
+        self.memory = memory
+        self.architecture = architecture
+        self.filter_size = filter_size
+        self.readout = readout
+        self.image_shape = image_shape
+
+    def _make_kernel(self, n_features):
+        if self.kernel not in NTK_KERNELS:
+            raise ValueError(f"kernel must be one of {NTK_KERNELS}, got {self.kernel!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        from kernels.analytic import Convolutional, FullyConnected
+        common = dict(depth=self.depth, activation=self.activation, w_std=self.w_std, b_std=self.b_std)
+        if self.architecture == "fc":
+            network = FullyConnected(parameterization="ntk", **common)
+            return getattr(network, self.kernel)
+        network = Convolutional(filter_size=self.filter_size, readout=self.readout, **common)
+        return _ImageKernel(getattr(network, self.kernel), self._image_shape(n_features))
+
+    def _image_shape(self, n_features):
+        """``image_shape`` (C, H, W), or (1, s, s) when None and n_features = s² is a perfect square."""
+        shape = self.image_shape
+        if shape is None:
+            side = math.isqrt(n_features)
+            if side * side != n_features:
+                raise ValueError(f"image_shape=None needs a square single-channel image, but X has {n_features} "
+                                 "features; pass image_shape=(channels, height, width)")
+            return 1, side, side
+        if (not isinstance(shape, (tuple, list)) or len(shape) != 3
+                or not all(isinstance(s, numbers.Integral) and s > 0 for s in shape)):
+            raise ValueError(f"image_shape must be (channels, height, width) positive integers, got {shape!r}")
+        if math.prod(shape) != n_features:
+            raise ValueError(f"image_shape {tuple(shape)} holds {math.prod(shape)} values, but X has "
+                             f"{n_features} features")
+        return tuple(int(s) for s in shape)
+
+
+class NTKRegressor(_NTKParams, _Regressor, _KernelModel):
+    """Kernel regression with the infinite-width NTK (or NNGP) of a fully connected or convolutional network.
+
+    Parameters: ``depth`` hidden layers, ``activation`` ("relu", "erf", ... as ``kernels.FullyConnected``),
+    ``w_std``/``b_std`` (NTK parameterization; ``b_std=None``: no bias), ``kernel`` "ntk" or "nngp",
+    ``alpha`` ridge (≥ 0; 0 = min-norm interpolation), ``t`` gradient-flow time (None = converged),
+    ``device``, ``memory``; ``architecture="conv"`` with ``filter_size``, ``readout`` ("gap" | "flatten")
+    and ``image_shape`` (C, H, W) uses ``kernels.Convolutional`` on rows of X reshaped to images.
+    """
+
+
+class NTKClassifier(_NTKParams, _Classifier, _KernelModel):
+    """Classification by NTK (or NNGP) regression on one-hot targets; parameters as ``NTKRegressor``."""
+
+
+class _AnyKernelParams:
+    def __init__(self, kernel="rbf", alpha=1.0, t=None, device="auto", memory=None):
+        self.kernel = kernel
+        self.alpha = alpha
+        self.t = t
+        self.device = device
+        self.memory = memory
+
+    def _make_kernel(self, n_features):
+        return resolve_kernel(self.kernel)
+
+
+class KernelRegressor(_AnyKernelParams, _Regressor, _KernelModel):
+    """Kernel ridge regression / gradient flow with any kernel callable or "rbf"/"laplace"/"polynomial".
+
+    ``alpha`` defaults to 1.0 and string kernels take scikit-learn's default parameters, so
+    ``KernelRegressor()`` predicts like ``KernelRidge(kernel="rbf")`` (γ = 1/n_features, α = 1).
+    """
+
+
+class KernelClassifier(_AnyKernelParams, _Classifier, _KernelModel):
+    """One-hot kernel ridge classification with any kernel; parameters as ``KernelRegressor``."""
+
+
+# ----------------------------------------------------------------------------------------------- random features
+class _RandomFeaturesModel(_ArrayEstimator):
+    """Ridge regression on random features z(x): (ZᵀZ + αI) w = Zᵀy when n_features ≤ n, else the dual.
+
+    Both are the same model as KRR with the kernel z(x)·z(y) and ridge α (``Ridge(fit_intercept=False)``).
+    """
+
+    def __init__(self, features="fourier", n_features=1000, gamma=None, alpha=1.0, random_state=None,
+                 device="auto"):
+        self.features = features
+        self.n_features = n_features
+        self.gamma = gamma
+        self.alpha = alpha
+        self.random_state = random_state
+        self.device = device
+
+    def _make_features(self, n_inputs):
+        from kernels.features import ArcCosineFeatures, NTKFeatures, RandomFourierFeatures
+        if isinstance(self.features, str):
+            if self.features not in FEATURES:
+                raise ValueError(f"features must be one of {FEATURES} or a transformer from kernels.features, "
+                                 f"got {self.features!r}")
+            if self.features == "fourier":
+                return RandomFourierFeatures(self.n_features, gamma=self.gamma, random_state=self.random_state)
+            if self.features == "arccos":
+                return ArcCosineFeatures(self.n_features, random_state=self.random_state)
+            # one hidden layer without bias has width·(d + 1) parameters
+            width = max(1, round(self.n_features / (n_inputs + 1)))
+            return NTKFeatures(depth=1, width=width, random_state=self.random_state)
+        if not (hasattr(self.features, "fit") and hasattr(self.features, "transform")):
+            raise TypeError(f"features must be one of {FEATURES} or a transformer with fit/transform, "
+                            f"got {type(self.features).__name__}")
+        features = clone(self.features)
+        if self.random_state is not None and "random_state" in features.get_params():
+            features.set_params(random_state=self.random_state)
+        return features
+
+    def _fit_arrays(self, X, Y):
+        alpha = check_alpha(self.alpha)
+        self.features_ = self._make_features(X.shape[1]).fit(X)
+        Z = self.features_.transform(X)
+        if Z.shape[1] <= Z.shape[0]:
+            self.coef_ = krr_solve(Z.T @ Z, Z.T @ Y, alpha, overwrite_K=True)
+        else:
+            self.coef_ = Z.T @ krr_solve(Z @ Z.T, Y, alpha, overwrite_K=True)
+
+    def _outputs(self, X):
+        return self.features_.transform(X) @ self.coef_
+
+
+class RandomFeaturesRegressor(_Regressor, _RandomFeaturesModel):
+    """Ridge regression on random features: "fourier" (RBF, γ = ``gamma``), "arccos" (ReLU NNGP), "ntk"
+    (gradients of a random one-hidden-layer ReLU net, width ≈ n_features/(d + 1)) or a transformer."""
+
+
+class RandomFeaturesClassifier(_Classifier, _RandomFeaturesModel):
+    """One-hot ridge classification on random features; parameters as ``RandomFeaturesRegressor``."""

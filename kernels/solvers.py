@@ -1,0 +1,346 @@
+"""Kernel regression solvers: Cholesky KRR, the eigen path (many ridges and gradient-flow times), Nyström + PCG.
+
+Ridge convention (scikit-learn's ``KernelRidge``): the dual coefficients solve (K + α·I) c = y and predictions
+are f(x*) = K(x*, X) c, so α here equals ``KernelRidge(alpha=α)``; α = 0 is min-norm interpolation.
+
+Gradient flow (GUIDE §2): on the loss (1/2n)·(‖f(X) − y‖² + α‖f‖²_H) from f₀ = 0 the dual coefficients are
+c(t) = (K + αI)⁻¹ (I − exp(−t·(K + αI)/n)) y; with α = 0 this is f_t(x*) = K(x*, X) K⁻¹ (I − exp(−tK/n)) y,
+what a linearized network trained by full-batch gradient flow predicts; t → ∞ gives KRR with ridge α.
+
+Ill-conditioned or indefinite Gram matrices (α = 0 with duplicate rows, kernels that are not positive
+definite): when the Cholesky factorisation fails or a pivot falls below the cutoff, the solve falls back to an
+eigendecomposition and treats eigenvalues λ + α ≤ rcond·max|λ + α| (rcond = n·eps of the dtype, the cutoff of
+``numpy.linalg.pinv``-style solvers) as zero — a pseudo-inverse — and warns with ``GramWarning``. The result is
+always finite.
+
+Arrays are NumPy (SciPy's LAPACK), CuPy (cuSOLVER) or any array-API namespace (generic ``xp.linalg``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import warnings
+
+import array_api_compat
+import numpy as np
+
+from kernels import backend
+
+
+class GramWarning(RuntimeWarning):
+    """The Gram matrix was singular or indefinite to working precision; a pseudo-inverse was used instead."""
+
+
+# ----------------------------------------------------------------------------------------------- validation
+def check_alpha(alpha, name: str = "alpha") -> float:
+    """α must be a finite real number ≥ 0."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (alpha >= 0 and math.isfinite(alpha)):
+        raise ValueError(f"{name} must be a finite number >= 0 (the ridge), got {alpha!r}")
+    return float(alpha)
+
+
+def check_time(t, name: str = "t"):
+    """t must be None (converged) or a real number ≥ 0 (math.inf also means converged)."""
+    if t is None:
+        return None
+    if isinstance(t, bool) or not isinstance(t, numbers.Real) or not t >= 0:
+        raise ValueError(f"{name} must be None (converged) or a number >= 0 (gradient-flow time), got {t!r}")
+    return float(t)
+
+
+def _check_gram(K, y):
+    K = backend.check_array(K, "K", ndim=2)
+    if K.shape[0] != K.shape[1]:
+        raise ValueError(f"K must be a square Gram matrix, got shape {tuple(K.shape)}")
+    y = _like(backend.check_array(y, "y"), K)
+    if y.ndim not in (1, 2) or y.shape[0] != K.shape[0]:
+        raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {K.shape[0]} (the size of K), "
+                         f"got {tuple(y.shape)}")
+    if backend.device_of(y) != backend.device_of(K):
+        raise ValueError("K and y must live on the same device")
+    return K, y
+
+
+def _like(y, reference):
+    """y cast to the dtype of ``reference`` (same namespace)."""
+    xp = backend.get_namespace(reference)
+    return y if y.dtype == reference.dtype else xp.astype(y, reference.dtype)
+
+
+def _rcond(K) -> float:
+    """The relative cutoff n·eps (of K's dtype) below which eigenvalues and pivots count as zero."""
+    return K.shape[0] * float(np.finfo(str(K.dtype).split(".")[-1]).eps)
+
+
+# ----------------------------------------------------------------------------------------------- dense linear algebra
+def _cholesky_lower(A, xp):
+    """Lower Cholesky factor of A (other triangle zero), or None when A is not positive definite."""
+    if array_api_compat.is_numpy_namespace(xp):
+        import scipy.linalg
+        try:
+            return scipy.linalg.cholesky(A, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            return None
+    try:
+        L = xp.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        return None
+    # CuPy reports a failed factorisation as NaN instead of raising
+    return L if bool(xp.all(xp.isfinite(xp.linalg.diagonal(L)))) else None
+
+
+def solve_triangular(L, B, xp, *, lower: bool = True, trans: bool = False):
+    """Solve L·X = B (or Lᵀ·X = B with ``trans``) for triangular L: SciPy, cupyx, or a generic solve."""
+    if array_api_compat.is_numpy_namespace(xp):
+        import scipy.linalg
+        return scipy.linalg.solve_triangular(L, B, lower=lower, trans=int(trans), check_finite=False)
+    if array_api_compat.is_cupy_namespace(xp):
+        import cupyx.scipy.linalg
+        return cupyx.scipy.linalg.solve_triangular(L, B, lower=lower, trans=int(trans))
+    return xp.linalg.solve(L.T if trans else L, B)
+
+
+def _add_diagonal(A, value, xp):
+    return A + value * xp.eye(A.shape[0], dtype=A.dtype, device=array_api_compat.device(A))
+
+
+def _pivots_ok(pivot_diagonal, xp, rcond: float) -> bool:
+    """Cholesky pivots L_ii² all above rcond times the largest: K + αI is numerically positive definite."""
+    pivots = pivot_diagonal ** 2
+    return float(xp.min(pivots)) > rcond * float(xp.max(pivots))
+
+
+# ----------------------------------------------------------------------------------------------- exact KRR
+def krr_solve(K, y, alpha: float = 0.0, *, overwrite_K: bool = False):
+    """Dual coefficients c of kernel ridge regression, (K + α·I) c = y, for all targets (columns of y) at once.
+
+    One Cholesky factorisation (LAPACK ``potrf`` through SciPy on the CPU, cuSOLVER on the GPU) serves every
+    target. ``overwrite_K=True`` lets the NumPy path factorise in K's own memory (no n×n copy); K then holds
+    garbage afterwards. When the factorisation fails or a pivot is below n·eps of the largest, falls back to
+    the eigen pseudo-inverse (``EigenPath``) with a ``GramWarning``.
+    """
+    K, y = _check_gram(K, y)
+    alpha = check_alpha(alpha)
+    xp = backend.get_namespace(K)
+    rcond = _rcond(K)
+    if array_api_compat.is_numpy_namespace(xp):
+        coef, K = _krr_lapack(K, y, alpha, overwrite_K, rcond)
+    else:
+        L = _cholesky_lower(_add_diagonal(K, alpha, xp), xp)
+        coef = None
+        if L is not None and _pivots_ok(xp.linalg.diagonal(L), xp, rcond):
+            coef = solve_triangular(L, solve_triangular(L, y, xp), xp, trans=True)
+    if coef is not None:
+        return coef
+    warnings.warn(f"K + alpha*I (alpha={alpha}) is singular or indefinite to working precision; "
+                  "solving with its eigendecomposition, eigenvalues below n*eps*max treated as zero",
+                  GramWarning, stacklevel=2)
+    return EigenPath(K).dual_coef(y, alpha=alpha)
+
+
+def _krr_lapack(K, y, alpha, overwrite, rcond):
+    """SciPy path: in-place ``cho_factor`` on the Fortran-ordered view Kᵀ (= K), then ``cho_solve``.
+
+    Returns (coef or None, K intact). LAPACK only touches one triangle, so on failure K is rebuilt from the
+    other triangle and the saved diagonal.
+    """
+    import scipy.linalg
+    diagonal = np.array(np.diagonal(K))
+    A = K if overwrite else np.array(K, order="C")
+    A.flat[::A.shape[0] + 1] += alpha
+    try:
+        factor, _ = scipy.linalg.cho_factor(A.T, lower=True, overwrite_a=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        factor = None
+    if factor is not None and _pivots_ok(np.diagonal(factor), np, rcond):
+        return scipy.linalg.cho_solve((factor, True), y, check_finite=False), K
+    if np.shares_memory(A, K):  # rebuild K from the triangle LAPACK did not touch (upper of the view Aᵀ)
+        upper = np.triu(A.T, 1)
+        K = upper + upper.T
+        K.flat[::K.shape[0] + 1] = diagonal
+    return None, K
+
+
+# ----------------------------------------------------------------------------------------------- eigen path
+class EigenPath:
+    """One eigendecomposition K = U·diag(λ)·Uᵀ serving many ridges α, gradient-flow times t and LOO errors.
+
+    For each (α, t) the dual coefficients are c = U·diag(g(λ))·Uᵀ y with
+    g(λ) = 1/(λ + α) (KRR) or g(λ) = (1 − exp(−t(λ + α)/n))/(λ + α) (gradient flow at time t), so once
+    Uᵀy is known each extra (α, t) costs one n×n by n×k product. Eigenvalues with λ + α ≤ n·eps·max|λ|
+    (numerical null space or negative rounding) get g = 0: the pseudo-inverse, never NaN.
+    """
+
+    def __init__(self, K):
+        K = backend.check_array(K, "K", ndim=2)
+        if K.shape[0] != K.shape[1]:
+            raise ValueError(f"K must be a square Gram matrix, got shape {tuple(K.shape)}")
+        self.xp = backend.get_namespace(K)
+        self.n = K.shape[0]
+        self.eigenvalues, self.eigenvectors = _eigh(K, self.xp)
+        self.cutoff = _rcond(K) * float(self.xp.max(self.xp.abs(self.eigenvalues)))
+
+    def _project(self, y):
+        y = _like(backend.check_array(y, "y"), self.eigenvalues)
+        if y.ndim not in (1, 2) or y.shape[0] != self.n:
+            raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {self.n}, got {tuple(y.shape)}")
+        return self.eigenvectors.T @ y
+
+    def spectral_filter(self, alpha: float = 0.0, t=None):
+        """g(λ) for one (α, t): 1/(λ+α) when t is None, else −expm1(−t(λ+α)/n)/(λ+α); 0 below the cutoff."""
+        xp = self.xp
+        alpha, t = check_alpha(alpha), check_time(t)
+        shifted = self.eigenvalues + alpha
+        kept = shifted > self.cutoff
+        safe = xp.where(kept, shifted, xp.ones_like(shifted))
+        if t is None or math.isinf(t):
+            g = 1.0 / safe
+        else:
+            g = -xp.expm1(-(t / self.n) * safe) / safe
+        return xp.where(kept, g, xp.zeros_like(g))
+
+    def dual_coef(self, y, alpha: float = 0.0, t=None):
+        """Dual coefficients for one ridge α and time t (None: converged KRR)."""
+        uty = self._project(y)
+        g = self.spectral_filter(alpha, t)
+        return self.eigenvectors @ (g[:, None] * uty if uty.ndim == 2 else g * uty)
+
+    def dual_coefs(self, y, alphas, t=None):
+        """Dual coefficients for every ridge in ``alphas``: shape (len(alphas),) + y.shape, one matrix product."""
+        xp = self.xp
+        uty = self._project(y)
+        uty2 = uty if uty.ndim == 2 else uty[:, None]
+        filters = xp.stack([self.spectral_filter(a, t) for a in alphas], axis=1)  # (n, A)
+        k = uty2.shape[1]
+        scaled = xp.reshape(filters[:, :, None] * uty2[:, None, :], (self.n, len(alphas) * k))
+        coefs = xp.reshape(self.eigenvectors @ scaled, (self.n, len(alphas), k))
+        coefs = xp.permute_dims(coefs, (1, 0, 2))
+        return coefs if uty.ndim == 2 else coefs[:, :, 0]
+
+    def loo_errors(self, y, alphas):
+        """Closed-form leave-one-out mean squared error of KRR for each ridge in ``alphas`` (shape (A,)).
+
+        With G = (K + αI)⁻¹ and c = G y, the LOO residual of sample i is c_i / G_ii (the classic
+        hat-matrix identity y_i − f₋ᵢ(x_i) = (y_i − ŷ_i)/(1 − H_ii) with H = K G, since y − ŷ = α c and
+        1 − H_ii = α G_ii; Rifkin & Lippert, "Notes on regularized least squares", 2007). G is the
+        pseudo-inverse when α = 0.
+        """
+        xp = self.xp
+        uty = self._project(y)
+        uty2 = uty if uty.ndim == 2 else uty[:, None]
+        squares = self.eigenvectors ** 2
+        errors = []
+        for a in alphas:
+            g = self.spectral_filter(a)
+            c = self.eigenvectors @ (g[:, None] * uty2)
+            diag = squares @ g
+            errors.append(xp.mean((c / diag[:, None]) ** 2))
+        return xp.stack(errors)
+
+
+def _eigh(K, xp):
+    if array_api_compat.is_numpy_namespace(xp):
+        import scipy.linalg
+        return scipy.linalg.eigh(K, driver="evd", check_finite=False)
+    return xp.linalg.eigh(K)
+
+
+# ----------------------------------------------------------------------------------------------- Nyström + PCG
+@dataclasses.dataclass
+class NystromKRR:
+    """A fitted Nyström KRR model: f(x) = k(x, centers) · coef."""
+
+    kernel: object
+    centers: object
+    coef: object
+    n_iter: int
+    converged: bool
+
+    def predict(self, x):
+        return self.kernel(x, self.centers) @ self.coef
+
+
+def nystrom_krr(kernel, X, y, alpha: float, n_centers: int, *, tol: float = 1e-10, max_iter: int = 200,
+                random_state=None, block_size: int = 4096) -> NystromKRR:
+    """Nyström kernel ridge regression solved by preconditioned conjugate gradient (FALKON-style).
+
+    With m centers drawn uniformly without replacement, solves the Nyström-restricted problem
+    min_β ‖y − K_nm β‖² + α βᵀ K_mm β, i.e. (K_nmᵀ K_nm + α K_mm) β = K_nmᵀ y, which equals exact KRR
+    (K + αI) c = y when every sample is a center. Preconditioner (Rudi, Carratino & Rosasco, "FALKON",
+    NeurIPS 2017): K_nmᵀK_nm ≈ (n/m)·K_mm², so with K_mm = L Lᵀ and A Aᵀ = (n/m)·LᵀL + αI the map
+    β = L⁻ᵀ A⁻ᵀ γ makes the system close to the identity and CG converges in a few iterations.
+    Memory O(n·m) (K_nm is kept; it is computed ``block_size`` rows at a time). ``tol`` is the relative
+    residual of the preconditioned system, per target column.
+    """
+    X = backend.check_array(X, "X", ndim=2)
+    xp = backend.get_namespace(X)
+    y = _like(backend.check_array(y, "y"), X)
+    if y.shape[0] != X.shape[0] or y.ndim not in (1, 2):
+        raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {X.shape[0]}, got {tuple(y.shape)}")
+    alpha = check_alpha(alpha)
+    n = X.shape[0]
+    if isinstance(n_centers, bool) or not isinstance(n_centers, numbers.Integral) or not 1 <= n_centers <= n:
+        raise ValueError(f"n_centers must be an integer in [1, n_samples={n}], got {n_centers!r}")
+    m = int(n_centers)
+    rng = np.random.default_rng(random_state)
+    index = np.sort(rng.choice(n, size=m, replace=False))
+    centers = xp.take(X, xp.asarray(index, device=array_api_compat.device(X)), axis=0)
+    Y = y if y.ndim == 2 else y[:, None]
+
+    K_nm = xp.concat([kernel(X[i:min(i + block_size, n), :], centers) for i in range(0, n, block_size)], axis=0)
+    K_mm = kernel(centers)
+    L = _jittered_cholesky(K_mm, xp)
+    A = _jittered_cholesky(_add_diagonal((n / m) * (L.T @ L), alpha, xp), xp)
+
+    # B = L⁻ᵀ A⁻ᵀ formed once (two triangular solves with m right-hand sides): CG then needs only matrix
+    # products. Any nonsingular B gives the same β = Bγ = H⁻¹ K_nmᵀ y, so rounding in B only affects speed.
+    identity = xp.eye(m, dtype=X.dtype, device=array_api_compat.device(X))
+    B = solve_triangular(L, solve_triangular(A, identity, xp, trans=True), xp, trans=True)
+
+    def operator(v):              # Bᵀ (K_nmᵀ K_nm + α K_mm) B v
+        w = B @ v
+        return B.T @ (K_nm.T @ (K_nm @ w) + alpha * (K_mm @ w))
+
+    gamma, n_iter, converged = conjugate_gradient(operator, B.T @ (K_nm.T @ Y), tol=tol, max_iter=max_iter,
+                                                  xp=xp)
+    coef = B @ gamma
+    return NystromKRR(kernel, centers, coef if y.ndim == 2 else coef[:, 0], n_iter, converged)
+
+
+def _jittered_cholesky(A, xp):
+    """Lower Cholesky factor of A + εI with the smallest ε = m·eps·max(diag)·10^j (j = 0..6) that works."""
+    scale = float(xp.max(xp.abs(xp.linalg.diagonal(A))))
+    eps = float(np.finfo(str(A.dtype).split(".")[-1]).eps)
+    for j in range(7):
+        L = _cholesky_lower(_add_diagonal(A, A.shape[0] * eps * scale * 10.0 ** j, xp), xp)
+        if L is not None:
+            return L
+    raise np.linalg.LinAlgError("the centers' Gram matrix is not positive definite even with jitter "
+                                f"{A.shape[0] * eps * scale * 1e6:.3g}; is the kernel positive semi-definite?")
+
+
+def conjugate_gradient(operator, B, *, tol: float, max_iter: int, xp):
+    """CG for a symmetric positive definite operator, every column of B solved independently (vectorised).
+
+    Stops when every column's residual is below ``tol`` times its right-hand side's norm.
+    Returns (X, iterations, converged).
+    """
+    X = xp.zeros_like(B)
+    R = B
+    P = R
+    rs = xp.sum(R * R, axis=0)
+    target = (tol ** 2) * xp.where(rs > 0, rs, xp.ones_like(rs))
+    for iteration in range(1, max_iter + 1):
+        AP = operator(P)
+        curvature = xp.sum(P * AP, axis=0)
+        step = xp.where(curvature > 0, rs / xp.where(curvature > 0, curvature, xp.ones_like(curvature)),
+                        xp.zeros_like(rs))
+        X = X + step * P
+        R = R - step * AP
+        rs_new = xp.sum(R * R, axis=0)
+        if bool(xp.all(rs_new <= target)):
+            return X, iteration, True
+        P = R + (rs_new / xp.where(rs > 0, rs, xp.ones_like(rs))) * P
+        rs = rs_new
+    return X, max_iter, False

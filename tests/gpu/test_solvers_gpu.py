@@ -1,0 +1,104 @@
+"""GPU (CuPy) paths of the classic kernels, solvers, random features and estimators against the NumPy ones."""
+import warnings
+
+import numpy as np
+import pytest
+
+from kernels import (RBF, ArcCosineFeatures, KernelClassifier, KernelRegressor, Laplace, NTKFeatures,
+                     NTKRegressor, Polynomial, RandomFeaturesRegressor, RandomFourierFeatures)
+from kernels.solvers import EigenPath, GramWarning, krr_solve, nystrom_krr
+
+cupy = pytest.importorskip("cupy")
+torch = pytest.importorskip("torch")
+
+
+def _rel(a, b):
+    a, b = cupy.asnumpy(a) if isinstance(a, cupy.ndarray) else np.asarray(a), np.asarray(b)
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 5))
+    return X, rng.standard_normal((200, 3))
+
+
+@pytest.mark.parametrize("kernel", [RBF(), Laplace(), Polynomial()], ids=repr)
+def test_classic_kernels_on_gpu_equal_cpu(kernel, data):
+    X, _ = data
+    assert _rel(kernel(cupy.asarray(X), cupy.asarray(X[:17])), kernel(X, X[:17])) < 1e-12
+
+
+def test_cholesky_eigen_and_nystrom_on_gpu_equal_cpu(data):
+    # float64 on both devices: cuSOLVER and LAPACK are both backward stable, cond(K + 0.1 I) ≈ 1e3 → 1e-10
+    X, Y = data
+    K = RBF()(X)
+    Kg, Yg = cupy.asarray(K), cupy.asarray(Y)
+    coef = krr_solve(Kg, Yg, 0.1)
+    assert isinstance(coef, cupy.ndarray) and _rel(coef, krr_solve(K, Y, 0.1)) < 1e-10
+    assert _rel(EigenPath(Kg).dual_coef(Yg, alpha=0.1, t=40.0), EigenPath(K).dual_coef(Y, 0.1, 40.0)) < 1e-10
+    assert _rel(EigenPath(Kg).loo_errors(Yg, [0.1, 1.0]), EigenPath(K).loo_errors(Y, [0.1, 1.0])) < 1e-10
+    fit = nystrom_krr(RBF(), cupy.asarray(X), Yg, 0.1, 60, random_state=0)
+    assert _rel(fit.coef, nystrom_krr(RBF(), X, Y, 0.1, 60, random_state=0).coef) < 1e-7
+
+
+def test_gpu_cholesky_failure_falls_back_without_nan(data):
+    # cuSOLVER reports a failed factorisation as NaN, not an exception: it must still reach the fallback.
+    X, _ = data
+    X = np.vstack([X, X[:20]])
+    y = np.sin(X[:, 0])
+    K = cupy.asarray(Laplace()(X))
+    with pytest.warns(GramWarning):
+        coef = krr_solve(K, cupy.asarray(y), 0.0)
+    assert bool(cupy.all(cupy.isfinite(coef)))
+    assert _rel(K @ coef, y) < 1e-8
+
+
+def test_random_features_on_gpu_equal_cpu(data):
+    X, _ = data
+    for f in (RandomFourierFeatures(64, random_state=0), ArcCosineFeatures(64, random_state=0),
+              NTKFeatures(2, 16, activation="erf", b_std=0.2, random_state=0)):
+        expected = f.fit(X).transform(X)
+        assert _rel(f.transform(cupy.asarray(X)), expected) < 1e-12
+    ntk = NTKFeatures(2, 16, random_state=0).fit(X)
+    assert _rel(ntk.kernel(cupy.asarray(X)), ntk.kernel(X)) < 1e-12
+
+
+def test_estimators_compute_on_gpu_and_return_where_the_input_lived(data):
+    # device="auto" uses the GPU in float32; a well-posed problem (α = 0.1) agrees with float64 CPU to ~1e-4.
+    X, Y = data
+    y = Y[:, 0]
+    cpu = KernelRegressor(alpha=0.1, device="cpu").fit(X, y).predict(X[:10])
+    model = KernelRegressor(alpha=0.1).fit(X, y)
+    assert isinstance(model.dual_coef_, cupy.ndarray) and model.dual_coef_.dtype == cupy.float32
+    out = model.predict(X[:10])
+    assert isinstance(out, np.ndarray) and _rel(out, cpu) < 1e-3
+    out_cupy = model.predict(cupy.asarray(X[:10]))
+    assert isinstance(out_cupy, cupy.ndarray)
+    out_torch = model.predict(torch.tensor(X[:10], device="cuda"))
+    assert isinstance(out_torch, torch.Tensor) and out_torch.device.type == "cuda"
+    fitted = NTKRegressor(alpha=0.1).fit(cupy.asarray(X), cupy.asarray(y))
+    assert _rel(fitted.predict(cupy.asarray(X[:10])), NTKRegressor(alpha=0.1, device="cpu").fit(X, y).predict(
+        X[:10])) < 1e-3
+    labels = KernelClassifier(alpha=0.1).fit(torch.tensor(X, device="cuda"), torch.tensor(y > 0, device="cuda"))
+    predicted = labels.predict(torch.tensor(X, device="cuda"))
+    assert isinstance(predicted, torch.Tensor) and predicted.device.type == "cuda"
+    rf = RandomFeaturesRegressor(n_features=128, random_state=0).fit(cupy.asarray(X), cupy.asarray(y))
+    assert isinstance(rf.predict(cupy.asarray(X)), cupy.ndarray)
+
+
+def test_gpu_input_validation_messages(data):
+    X, Y = data
+    model = KernelRegressor().fit(cupy.asarray(X), cupy.asarray(Y[:, 0]))
+    with pytest.raises(ValueError, match="X has 4 features, but KernelRegressor is expecting 5 features"):
+        model.predict(cupy.asarray(X[:, :4]))
+    with pytest.raises(ValueError, match="X contains NaN"):
+        bad = cupy.asarray(X)
+        bad[0, 0] = cupy.nan
+        KernelRegressor().fit(bad, Y[:, 0])
+    with pytest.raises(ValueError, match=r"Found array with 1 sample\(s\)"):
+        KernelRegressor().fit(cupy.asarray(X[:1]), Y[:1, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        KernelRegressor().fit(cupy.asarray(X), cupy.asarray(Y[:, 0]))
