@@ -1,0 +1,239 @@
+"""How lazy was a training run, and will a model train lazily? (Chizat, Oyallon & Bach, NeurIPS 2019.)
+
+After training: relative weight change, NTK drift, unchanged ReLU activation patterns (the paper's CNN metric,
+§3), and the distance between a lazy run and its linearized twin. Before training: the scale criterion κ of the
+paper's §2 (Theorem 2.3): training is lazy when κ_h(w₀) = ‖h(w₀) − y‖·‖D²h(w₀)‖ / ‖Dh(w₀)‖² ≪ 1.
+
+Each "after" diagnostic takes a `Lazy` or `Linearized` module (which carry their initialisation) or any module
+together with `initial=`, a copy of it at initialisation.
+"""
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, jvp, vjp
+
+from nets.lazy import Lazy, Linearized
+
+
+def _networks(module, initial):
+    """(network now, network at init) as modules with the same architecture."""
+    if isinstance(module, Lazy):
+        return module.model, module.model_at_init
+    if isinstance(module, Linearized):
+        raise TypeError("a Linearized module has no network of its own to compare (its Jacobian is fixed at w0); "
+                        "pass the Lazy or plain network instead")
+    if not isinstance(initial, nn.Module):
+        raise TypeError("for a module that is neither Lazy nor Linearized, pass initial= a copy of it at "
+                        f"initialisation (a torch.nn.Module), got {type(initial).__name__}")
+    return module, initial
+
+
+def _trainable_pair(module, initial):
+    """({name: w}, {name: w₀}) over the trainable parameters."""
+    if isinstance(module, Linearized):
+        return module.current_parameters(), module.initial_parameters()
+    now, init = _networks(module, initial)
+    current = {name: p for name, p in now.named_parameters() if p.requires_grad}
+    start = dict(init.named_parameters())
+    missing = sorted(set(current) - set(start))
+    if missing:
+        raise ValueError(f"initial has no parameters named {missing[:3]}: it must have the module's architecture")
+    return current, {name: start[name] for name in current}
+
+
+def _norm(tensors):
+    return math.sqrt(sum(float(t.detach().double().pow(2).sum()) for t in tensors))
+
+
+@torch.no_grad()
+def relative_weight_change(module, initial=None):
+    """‖w_T − w₀‖ / ‖w₀‖ over the trainable parameters (Euclidean norm of all of them concatenated)."""
+    current, start = _trainable_pair(module, initial)
+    return _norm(current[k] - start[k] for k in current) / _norm(start.values())
+
+
+def _with_trainable_flags(network, like):
+    """A copy of `network` whose requires_grad flags match those of `like` (same architecture)."""
+    network = copy.deepcopy(network)
+    flags = {name: p.requires_grad for name, p in like.named_parameters()}
+    for name, p in network.named_parameters():
+        p.requires_grad_(flags[name])
+    return network
+
+
+def ntk_drift(module, probe, initial=None, output="mean"):
+    """‖Θ_T − Θ₀‖_F / ‖Θ₀‖_F: relative change of the empirical NTK on the inputs `probe`.
+
+    Θ from `kernels.empirical_ntk` (sum over the trainable parameters; `output` as there). For a `Lazy` module
+    the NTK of h_α is α²·Θ_h, and the α² cancels in the ratio, so this is computed on the inner network.
+    """
+    from kernels import backend, empirical_ntk
+
+    now, init = _networks(module, initial)
+    init = _with_trainable_flags(init, now)
+    theta_t = torch.as_tensor(backend.to_numpy(empirical_ntk(now, probe, output=output)))
+    theta_0 = torch.as_tensor(backend.to_numpy(empirical_ntk(init, probe, output=output)))
+    return float(torch.linalg.norm(theta_t - theta_0) / torch.linalg.norm(theta_0))
+
+
+def _relu_patterns(network, X):
+    """The sign pattern (output > 0) of every nn.ReLU call in one forward pass, in call order."""
+    patterns = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: patterns.append(out > 0))
+             for m in network.modules() if isinstance(m, nn.ReLU)]
+    try:
+        with torch.no_grad():
+            network(X)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return patterns
+
+
+def unchanged_activation_fraction(module, X, initial=None):
+    """Fraction of ReLU units, over all inputs in X, whose on/off state is the same now as at initialisation.
+
+    Chizat, Oyallon & Bach (2019, §3, CIFAR-10 CNNs) track this to show that lazily trained networks keep their
+    activation patterns. Counts every call of every `torch.nn.ReLU` module (functional relu calls are not seen).
+    """
+    now, init = _networks(module, initial)
+    after, before = _relu_patterns(now, X), _relu_patterns(init, X)
+    if not before:
+        raise ValueError("the network has no torch.nn.ReLU module to inspect")
+    same = sum(int((a == b).sum()) for a, b in zip(after, before))
+    return same / sum(b.numel() for b in before)
+
+
+@torch.no_grad()
+def parameter_distance(lazy, linearized):
+    """‖w_α − w̄_α‖: Euclidean distance between the trainable parameters of a `Lazy` run (or a plain network)
+    and its `Linearized` twin, matched by name (Theorem 2.2 of the paper: O(1/α²) at a fixed horizon)."""
+    if not isinstance(linearized, Linearized):
+        raise TypeError(f"linearized must be a Linearized module, got {type(linearized).__name__}")
+    current = dict(lazy.named_parameters())
+    missing = sorted(set(linearized.names) - set(current))
+    if missing:
+        raise ValueError(f"lazy has no parameters named {missing[:3]}: linearized must wrap the same architecture")
+    return _norm(current[k] - w for k, w in linearized.current_parameters().items())
+
+
+@torch.no_grad()
+def function_distance(f, g, X):
+    """Root mean square distance sqrt((1/n) Σ_i ‖f(x_i) − g(x_i)‖²) between two modules on the inputs X
+    (an empirical L²(ρ) norm; Theorem 2.2: ‖h_α − h̄_α‖ = O(1/α) at a fixed horizon)."""
+    diff = f(X) - g(X)
+    return float(diff.double().pow(2).sum() / diff.shape[0]) ** 0.5
+
+
+@dataclass
+class ScaleCriterion:
+    """κ = residual_norm · hessian_norm / jacobian_norm² and its parts (norms as in `scale_criterion`)."""
+
+    kappa: float
+    residual_norm: float
+    jacobian_norm: float
+    hessian_norm: float
+    threshold: float
+
+    @property
+    def lazy(self):
+        """True when κ < threshold: the paper's condition κ ≪ 1 for lazy training (Theorem 2.3)."""
+        return self.kappa < self.threshold
+
+    def __str__(self):
+        verdict = ("expect LAZY training (the model stays close to its linearization)" if self.lazy else
+                   "expect NON-lazy training (features move; the linearization is not a good proxy)")
+        return (f"scale criterion kappa = {self.kappa:.3g} (threshold {self.threshold:g}): {verdict}. "
+                f"|h(w0)-y| = {self.residual_norm:.3g}, |Dh(w0)| = {self.jacobian_norm:.3g}, "
+                f"|D2h(w0)| >= {self.hessian_norm:.3g}")
+
+
+def _dot(a, b):
+    return sum((a[k] * b[k]).sum() for k in a)
+
+
+def _scaled(a, c):
+    return {k: v * c for k, v in a.items()}
+
+
+def scale_criterion(module, X, y, iters=30, threshold=0.01, seed=0):
+    """The paper's scale criterion κ_h(w₀) = ‖h(w₀) − y‖ · ‖D²h(w₀)‖ / ‖Dh(w₀)‖² at the module's current
+    parameters (Chizat, Oyallon & Bach 2019, §2, Theorem 2.3: training is lazy when κ ≪ 1).
+
+    h maps the trainable parameters w ∈ ℝᵖ to the outputs on X, an element of F with the norm
+    ‖f‖²_F = (1/n) Σ_i ‖f(x_i)‖² (κ does not depend on this normalisation: it scales the numerator and
+    denominator alike).
+    - ‖Dh‖ = sup_{‖v‖=1} ‖Dh[v]‖_F, the top singular value of the Jacobian: `iters` power iterations on DhᵀDh
+      (a jvp then a vjp per iteration).
+    - ‖D²h‖ = sup_{‖u‖=1} ‖D²h[u, u]‖_F, the operator norm of the symmetric bilinear map D²h (for a symmetric
+      bilinear map into a Hilbert space, the sup over u = v equals the sup over unit u, v). Estimated by
+      `iters` alternating power iterations u ← H_z u / ‖H_z u‖ with z = D²h[u, u] (H_z the Hessian of
+      w ↦ ⟨z, h(w)⟩, applied by a vjp of a jvp); the largest ‖D²h[u, u]‖_F met is returned, a lower bound.
+    Random starting vectors come from `seed`. Returns a `ScaleCriterion` (its `.lazy` is κ < `threshold`, a
+    rule of thumb for "κ ≪ 1": on the README's digits example κ = 0.055 still let 5% of the ReLU patterns flip
+    and the weights move by 10%, while κ = 5e-4 kept 99.96% of them; print it for a verdict).
+    """
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold must be a finite number > 0, got {threshold!r}")
+    params = {name: p.detach() for name, p in module.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError("module has no trainable parameter")
+    ref = next(iter(params.values()))
+    X = torch.as_tensor(X).to(device=ref.device, dtype=ref.dtype)
+    y = torch.as_tensor(y).to(device=ref.device, dtype=ref.dtype)
+    if X.shape[0] != y.shape[0] or X.shape[0] == 0:
+        raise ValueError(f"X and y must have the same, non-zero number of samples, got {X.shape[0]} and {y.shape[0]}")
+    if not (torch.isfinite(X).all() and torch.isfinite(y).all()):
+        raise ValueError("X and y must be finite (no NaN or inf)")
+    n = X.shape[0]
+
+    def h(p):
+        return functional_call(module, p, (X,))
+
+    output = h(params).detach()
+    if y.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
+        y = y.unsqueeze(1)
+    if output.shape != y.shape:
+        raise ValueError(f"y must have the module's output shape {tuple(output.shape)}, got {tuple(y.shape)}")
+    f_norm = lambda f: float(f.double().pow(2).sum() / n) ** 0.5  # noqa: E731  the norm of F
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+
+    def random_unit():
+        v = {k: torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device) for k, p in params.items()}
+        return _scaled(v, 1.0 / float(_dot(v, v)) ** 0.5)
+
+    v, sigma = random_unit(), 0.0
+    for _ in range(iters):
+        _, jv = jvp(h, (params,), (v,))
+        sigma = f_norm(jv)
+        if sigma == 0.0:
+            break
+        _, pullback = vjp(h, params)
+        (w,) = pullback(jv / n)
+        v = _scaled(w, 1.0 / float(_dot(w, w)) ** 0.5)
+
+    u, hess = random_unit(), 0.0
+    for _ in range(iters):
+        def directional(p, u=u):
+            return jvp(h, (p,), (u,))[1]
+
+        _, second = jvp(directional, (params,), (u,))
+        value = f_norm(second)
+        hess = max(hess, value)
+        if value == 0.0:
+            break
+        _, pullback = vjp(directional, params)
+        (w,) = pullback(second / (n * value))
+        norm = float(_dot(w, w)) ** 0.5
+        if norm == 0.0:
+            break
+        u = _scaled(w, 1.0 / norm)
+
+    residual = f_norm(output - y)
+    kappa = residual * hess / sigma ** 2 if sigma > 0 else math.inf
+    return ScaleCriterion(kappa, residual, sigma, hess, float(threshold))

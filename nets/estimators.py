@@ -1,0 +1,165 @@
+"""scikit-learn estimators that train a network in the lazy regime, or its linearization.
+
+The fitted network is `Lazy(net, scale)` (the paper's centred model α(h(w) − h(w₀)), zero at initialisation),
+or `Linearized(Lazy(net, scale))` with `linearized=True`, trained by `nets.train` on loss/α² so that `lr` and
+`epochs` mean the same training time for every `scale`. Inputs are standardised (per-feature mean and standard
+deviation of the training set) and regression targets too, so one learning rate suits most data sets.
+"""
+import math
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from nets.lazy import Lazy, Linearized
+from nets.models import MLP, TwoLayer
+from nets.train import train
+
+ARCHS = ("mlp", "two_layer")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class _LazyNet(BaseEstimator):
+    """Shared parameters and fitting logic (see `LazyNetRegressor`)."""
+
+    def __init__(self, scale=1.0, arch="mlp", width=256, depth=1, activation="relu", linearized=False,
+                 optimizer="gd", lr=1.0, momentum=0.0, batch_size=None, epochs=200, lr_schedule="constant",
+                 lr_decay=0.0, weight_decay=0.0, dtype="float64", device="cpu", random_state=None, verbose=False):
+        self.scale = scale
+        self.arch = arch
+        self.width = width
+        self.depth = depth
+        self.activation = activation
+        self.linearized = linearized
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.lr_schedule = lr_schedule
+        self.lr_decay = lr_decay
+        self.weight_decay = weight_decay
+        self.dtype = dtype
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _network(self, d_in, d_out):
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; valid: {', '.join(map(repr, ARCHS))}")
+        for value, name in ((self.width, "width"), (self.depth, "depth")):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.arch == "mlp":
+            return MLP(d_in, [int(self.width)] * int(self.depth), d_out, activation=self.activation)
+        # init_scale = sqrt(width) makes the NTK of (1/m) Σ b_j σ(a_j·x) of order 1 (each unit's gradient is
+        # O(τ/m) and there are m of them).
+        return TwoLayer(d_in, int(self.width), activation=self.activation, symmetric=self.width % 2 == 0,
+                        init_scale=math.sqrt(self.width))
+
+    def _fit_network(self, X, targets, d_out, loss):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; valid: {', '.join(map(repr, DTYPES))}")
+        seed = int(check_random_state(self.random_state).randint(0, 2 ** 31 - 1))
+        self.x_mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
+        self.x_scale_ = np.where(scale > 0, scale, 1.0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = self._network(X.shape[1], d_out).to(dtype=DTYPES[self.dtype], device=self.device)
+        module = Lazy(net, self.scale)
+        if self.linearized:
+            module = Linearized(module)
+        self.history_ = train(module, self._inputs(X), targets, loss=loss, optimizer=self.optimizer, lr=self.lr,
+                              momentum=self.momentum, batch_size=self.batch_size, epochs=self.epochs,
+                              lr_schedule=self.lr_schedule, lr_decay=self.lr_decay, weight_decay=self.weight_decay,
+                              seed=seed, quiet=not self.verbose)
+        self.module_ = module.eval()
+        return self
+
+    def _inputs(self, X):
+        return torch.as_tensor((X - self.x_mean_) / self.x_scale_, dtype=DTYPES[self.dtype], device=self.device)
+
+    def _outputs(self, X):
+        check_is_fitted(self, "module_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        with torch.no_grad():
+            return self.module_(self._inputs(X)).double().cpu().numpy()
+
+
+class LazyNetRegressor(RegressorMixin, _LazyNet):
+    """Least-squares regression with a lazily trained (or linearized) network.
+
+    Parameters
+    ----------
+    scale : the paper's α > 0. Large α → lazy (kernel-like) training; α = 1 with the centred model is the
+        usual training of a network with zero output at initialisation.
+    arch : 'mlp' (`MLP` in the NTK parameterization, `depth` hidden layers of `width`) or 'two_layer'
+        (`TwoLayer`, `width` units, symmetrised initialisation when `width` is even).
+    activation : 'relu', 'erf' or 'tanh'.  linearized : train the exact linearization instead.
+    optimizer, lr, momentum, batch_size, epochs, lr_schedule, lr_decay, weight_decay : passed to `nets.train`
+        (loss 'mse', i.e. (1/2n)·Σ‖f(x_i) − y_i‖² on standardised targets, divided by α²).
+    dtype : 'float64' (default) or 'float32'.  device : torch device.  random_state : seeds the initialisation
+        and the minibatch order.  verbose : show a progress bar.
+
+    Attributes: `module_` (the trained torch module), `history_` (`nets.History`), `n_features_in_`,
+    `single_output_` (y was 1-D, so predictions are too), `x_mean_`, `x_scale_`, `y_mean_`, `y_scale_`.
+    """
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
+        if self.arch == "two_layer" and y.ndim == 2:
+            if y.shape[1] > 1:
+                raise ValueError(f"arch='two_layer' has one output; it cannot fit {y.shape[1]} outputs "
+                                 "(use arch='mlp')")
+            y = column_or_1d(y, warn=True)
+        self.single_output_ = y.ndim == 1
+        y2 = y.reshape(len(y), -1)
+        self.y_mean_ = y2.mean(axis=0)
+        spread = y2.std(axis=0)
+        self.y_scale_ = np.where(spread > 0, spread, 1.0)
+        targets = torch.as_tensor((y2 - self.y_mean_) / self.y_scale_, dtype=DTYPES.get(self.dtype, torch.float64))
+        return self._fit_network(X, targets, y2.shape[1], "mse")
+
+    def predict(self, X):
+        """Network outputs mapped back to the target scale."""
+        out = self._outputs(X) * self.y_scale_ + self.y_mean_
+        return out[:, 0] if self.single_output_ else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = self.arch == "mlp"
+        return tags
+
+
+class LazyNetClassifier(ClassifierMixin, _LazyNet):
+    """Classification with a lazily trained (or linearized) network: one output per class, trained on the
+    softmax cross-entropy (divided by α²). Parameters as for `LazyNetRegressor` ('two_layer' is not available:
+    it has a single output).
+
+    Attributes: `classes_`, `module_`, `history_`, `n_features_in_`.
+    """
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, labels = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y must contain at least 2 classes, got 1 class ({self.classes_[0]!r})")
+        if self.arch == "two_layer":
+            raise ValueError("arch='two_layer' has one output and cannot classify; use arch='mlp'")
+        return self._fit_network(X, torch.as_tensor(labels), len(self.classes_), "cross_entropy")
+
+    def predict_proba(self, X):
+        """Softmax of the network outputs, columns in the order of `classes_`."""
+        logits = self._outputs(X)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        outputs = self._outputs(X)
+        return self.classes_[np.argmax(outputs, axis=1)]

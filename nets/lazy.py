@@ -1,0 +1,89 @@
+"""The α-scaled lazy model and the exact linearization of a model around its initialisation.
+
+Chizat, Oyallon & Bach, "On Lazy Training in Differentiable Programming" (NeurIPS 2019), §1.1–2:
+  lazy model   h_α(w) = α · (h(w) − h(w₀)),         trained on R(h_α)/α²  (`nets.train` applies the 1/α²),
+  linearized   h̄(w)   = h(w₀) + Dh(w₀)(w − w₀).
+"""
+import copy
+import math
+from numbers import Real
+
+import torch
+from torch import nn
+from torch.func import functional_call, jvp
+
+
+def _frozen_copy(model):
+    frozen = copy.deepcopy(model)
+    frozen.requires_grad_(False)
+    return frozen
+
+
+class Lazy(nn.Module):
+    """forward(x) = α · (model(x) − model_at_init(x)); `model` is trained, `model_at_init` is a frozen copy.
+
+    The output is exactly zero at initialisation. The frozen forward runs under `torch.no_grad`, so it keeps
+    no activations for backward: memory for backward is that of `model` alone. `scale` is the paper's α.
+    """
+
+    def __init__(self, model, scale=1.0):
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(scale, bool) or not isinstance(scale, Real) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"scale (the paper's alpha) must be a finite number > 0, got {scale!r}")
+        self.scale = float(scale)
+        self.model = model
+        self.model_at_init = _frozen_copy(model)
+
+    def forward(self, x):
+        with torch.no_grad():
+            initial = self.model_at_init(x)
+        return self.scale * (self.model(x) - initial)
+
+    def extra_repr(self):
+        return f"scale={self.scale:g}"
+
+
+class Linearized(nn.Module):
+    """forward(x) = f(w₀)(x) + J(w₀)(w − w₀) for the module f = `model`, computed by one `torch.func.jvp`.
+
+    Only the parameters of `model` that require grad are linearized: they become this module's trainable
+    parameters `params` (initialised at w₀; the frozen copy's parameters have requires_grad=False); the
+    others (e.g. the frozen copy inside a `Lazy`) stay fixed. The module keeps its own frozen copy of `model`
+    at w₀, so training `model` afterwards does not move the linearization point.
+    The output is affine in the parameters, exactly (forward-mode AD, no finite differences).
+    Buffers (e.g. BatchNorm statistics) are used as they are in the copy; put `model` in eval mode first if it
+    has any that training would update.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.names = [name for name, p in model.named_parameters() if p.requires_grad]
+        if not self.names:
+            raise ValueError("model has no parameter that requires grad: nothing to linearize")
+        self.model_at_init = _frozen_copy(model)
+        initial = dict(self.model_at_init.named_parameters())
+        for i, name in enumerate(self.names):
+            self.register_buffer(f"w0_{i}", initial[name].detach().clone())
+        self.params = nn.ParameterList([nn.Parameter(initial[name].detach().clone()) for name in self.names])
+
+    def initial_parameters(self):
+        """{name: w₀ tensor} for the linearized parameters (names as in the wrapped model)."""
+        return {name: getattr(self, f"w0_{i}") for i, name in enumerate(self.names)}
+
+    def current_parameters(self):
+        """{name: w tensor} for the linearized parameters (names as in the wrapped model)."""
+        return dict(zip(self.names, self.params))
+
+    def forward(self, x):
+        primals = self.initial_parameters()
+        tangents = {name: w - primals[name] for name, w in self.current_parameters().items()}
+
+        def at(params):
+            return functional_call(self.model_at_init, params, (x,))
+
+        output, directional = jvp(at, (primals,), (tangents,))
+        return output + directional

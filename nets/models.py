@@ -1,0 +1,320 @@
+"""Networks studied in lazykit: the paper's two-layer model, NTK-parameterized MLP and CNN, CIFAR VGG and ResNet.
+
+`MLP(parameterization="ntk")` and `CNN` follow the conventions of `kernels.FullyConnected` and
+`kernels.Convolutional` (GUIDE §2, the same as neural-tangents' `stax`): every weight and bias is drawn from
+N(0, 1) and a layer computes  w_std / sqrt(fan_in) · W x + b_std · b,  so the empirical NTK and the output
+covariance at initialisation converge to the analytic kernels as the widths grow.
+
+Nonlinearities are `torch.nn` modules (never functional calls), so `nets.diagnostics` can hook every ReLU.
+"""
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = ("relu", "erf", "tanh")
+
+
+class Erf(nn.Module):
+    """The error function as a module (the activation with a closed-form dual in `kernels.duals`)."""
+
+    def forward(self, x):
+        return torch.special.erf(x)
+
+
+def activation_module(name):
+    """A fresh module for the activation `name` (one of ACTIVATIONS)."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "erf":
+        return Erf()
+    if name == "tanh":
+        return nn.Tanh()
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _nonnegative_finite(value, name, allow_none=False):
+    if value is None and allow_none:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class TwoLayer(nn.Module):
+    """The paper's two-layer model  h(w)(x) = (1/m) · Σ_j b_j · σ(a_j·x + c_j),  w = (a_j, b_j[, c_j])_{j≤m}.
+
+    Source: Chizat, Oyallon & Bach, "On Lazy Training in Differentiable Programming" (NeurIPS 2019,
+    arXiv:1812.07956), §3, and the authors' public experiment code (Julia, `twonet_square`): a ReLU student
+    with the 1/m normalisation, input weights drawn uniformly on the sphere of radius τ (`init_scale`), output
+    weights +τ for the first half of the units and −τ for the second half. With `bias`, (a_j, c_j) is drawn
+    jointly on the sphere of radius τ in ℝ^{d+1} (the paper appends a constant 1 to x instead).
+    `symmetric=True` is the paper's symmetrised initialisation: for j > m/2, a_j = a_{j−m/2}, c_j = c_{j−m/2}
+    and b_j = −b_{j−m/2}, so h(w₀) = 0 up to rounding (m must be even); the units move apart in training.
+    For a ReLU, scaling w₀ by τ scales h(w₀) by τ² (positive homogeneity of degree 2), so τ plays the role of
+    the lazy scale α = τ² of the paper's §3. Output shape (N, 1).
+    """
+
+    def __init__(self, d, m, activation="relu", bias=False, init_scale=1.0, symmetric=False):
+        super().__init__()
+        self.d, self.m = _positive_int(d, "d"), _positive_int(m, "m")
+        if symmetric and m % 2:
+            raise ValueError(f"symmetric=True pairs units, so m must be even, got m={m}")
+        if not (isinstance(init_scale, (int, float)) and math.isfinite(init_scale) and init_scale > 0):
+            raise ValueError(f"init_scale must be a finite number > 0, got {init_scale!r}")
+        self.init_scale, self.symmetric, self.activation = float(init_scale), bool(symmetric), activation
+        self.a = nn.Parameter(torch.empty(m, d))
+        self.b = nn.Parameter(torch.empty(m))
+        self.c = nn.Parameter(torch.empty(m)) if bias else None
+        self.sigma = activation_module(activation)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self):
+        """Draw w₀ from torch's global generator (seed it with `torch.manual_seed`)."""
+        tau, m = self.init_scale, self.m
+        drawn = m // 2 if self.symmetric else m
+        inner = torch.randn(drawn, self.d + (self.c is not None), dtype=self.a.dtype)
+        inner *= tau / inner.norm(dim=1, keepdim=True)
+        if self.symmetric:
+            inner = torch.cat([inner, inner])
+        self.a.copy_(inner[:, :self.d])
+        if self.c is not None:
+            self.c.copy_(inner[:, self.d])
+        self.b.fill_(tau)
+        self.b[(m + 1) // 2:] = -tau
+
+    def forward(self, x):
+        return (self.sigma(F.linear(x, self.a, self.c)) @ self.b / self.m).unsqueeze(-1)
+
+
+class Dense(nn.Module):
+    """Fully connected layer in the 'ntk' or 'standard' parameterization (GUIDE §2).
+
+    'ntk':      y = w_std/√fan_in · W x + b_std · b,  W, b ~ N(0, 1).
+    'standard': y = W x + b,  W ~ N(0, w_std²/fan_in), b ~ N(0, b_std²).
+    Both give the same output distribution at initialisation; they differ in the NTK (gradient scale).
+    `b_std=None` means no bias parameter.
+    """
+
+    def __init__(self, fan_in, fan_out, w_std, b_std, parameterization):
+        super().__init__()
+        if parameterization not in ("ntk", "standard"):
+            raise ValueError(f"parameterization must be 'ntk' or 'standard', got {parameterization!r}")
+        self.fan_in, self.parameterization = fan_in, parameterization
+        self.w_std, self.b_std = w_std, b_std
+        self.weight = nn.Parameter(torch.empty(fan_out, fan_in))
+        self.bias = nn.Parameter(torch.empty(fan_out)) if b_std is not None else None
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self):
+        ntk = self.parameterization == "ntk"
+        self.weight.normal_(0.0, 1.0 if ntk else self.w_std / math.sqrt(self.fan_in))
+        if self.bias is not None:
+            self.bias.normal_(0.0, 1.0 if ntk else self.b_std)
+
+    def forward(self, x):
+        if self.parameterization == "standard":
+            return F.linear(x, self.weight, self.bias)
+        bias = None if self.bias is None else self.b_std * self.bias
+        return F.linear(x, self.weight * (self.w_std / math.sqrt(self.fan_in)), bias)
+
+
+class MLP(nn.Module):
+    """`len(widths)` hidden [Dense, activation] blocks and a Dense readout to `d_out` outputs.
+
+    With parameterization='ntk' this is the finite-width network of `kernels.FullyConnected(depth=len(widths),
+    activation, w_std, b_std)`: its output covariance at init converges to the NNGP and its empirical NTK to the
+    analytic NTK as min(widths) → ∞ (Jacot et al. 2018; neural-tangents' stax.Dense). `bias=False` or
+    `b_std=None` removes the biases.
+    """
+
+    def __init__(self, d_in, widths, d_out=1, activation="relu", bias=True, parameterization="ntk",
+                 w_std=2 ** 0.5, b_std=0.0):
+        super().__init__()
+        _positive_int(d_in, "d_in")
+        _positive_int(d_out, "d_out")
+        widths = [widths] if isinstance(widths, int) and not isinstance(widths, bool) else list(widths)
+        if not widths:
+            raise ValueError("widths must list at least one hidden width")
+        for width in widths:
+            _positive_int(width, "each of widths")
+        w_std = _nonnegative_finite(w_std, "w_std")
+        b_std = None if not bias else _nonnegative_finite(b_std, "b_std", allow_none=True)
+        layers, fan_in = [], d_in
+        for width in widths:
+            layers += [Dense(fan_in, width, w_std, b_std, parameterization), activation_module(activation)]
+            fan_in = width
+        layers.append(Dense(fan_in, d_out, w_std, b_std, parameterization))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class Conv(nn.Module):
+    """filter_size × filter_size convolution with 'SAME' zero padding in the ntk parameterization:
+    y = w_std/√(C_in·filter_size²) · W ⋆ x + b_std · b with W, b ~ N(0, 1) (fan-in = channels × filter area)."""
+
+    def __init__(self, c_in, c_out, filter_size, w_std, b_std):
+        super().__init__()
+        self.scale = w_std / math.sqrt(c_in * filter_size ** 2)
+        self.b_std, self.padding = b_std, filter_size // 2
+        self.weight = nn.Parameter(torch.randn(c_out, c_in, filter_size, filter_size))
+        self.bias = nn.Parameter(torch.randn(c_out)) if b_std is not None else None
+
+    def forward(self, x):
+        bias = None if self.bias is None else self.b_std * self.bias
+        return F.conv2d(x, self.weight * self.scale, bias, padding=self.padding)
+
+
+class CNN(nn.Module):
+    """`depth` [Conv, activation] blocks with `channels` channels, a readout, then a Dense layer to `num_outputs`.
+
+    The finite-width network of `kernels.Convolutional(depth, activation, w_std, b_std, filter_size, readout)`
+    (GUIDE §2): readout 'gap' averages each channel over all pixels (Dense fan-in = channels); 'flatten' keeps
+    every pixel (Dense fan-in = channels·H·W, so `image_size=(H, W)` is required). Inputs are (N, C, H, W);
+    `filter_size` must be odd so that 'SAME' padding keeps H and W.
+    """
+
+    def __init__(self, in_channels, channels=64, depth=2, num_outputs=1, activation="relu", w_std=2 ** 0.5,
+                 b_std=0.0, filter_size=3, readout="gap", image_size=None):
+        super().__init__()
+        for value, name in ((in_channels, "in_channels"), (channels, "channels"), (depth, "depth"),
+                            (num_outputs, "num_outputs"), (filter_size, "filter_size")):
+            _positive_int(value, name)
+        if filter_size % 2 == 0:
+            raise ValueError(f"filter_size must be odd for 'SAME' padding, got {filter_size}")
+        if readout not in ("gap", "flatten"):
+            raise ValueError(f"readout must be 'gap' or 'flatten', got {readout!r}")
+        if readout == "flatten" and (image_size is None or len(image_size) != 2):
+            raise ValueError(f"readout='flatten' needs image_size=(H, W), got {image_size!r}")
+        w_std = _nonnegative_finite(w_std, "w_std")
+        b_std = _nonnegative_finite(b_std, "b_std", allow_none=True)
+        blocks, c_in = [], in_channels
+        for _ in range(depth):
+            blocks += [Conv(c_in, channels, filter_size, w_std, b_std), activation_module(activation)]
+            c_in = channels
+        self.features = nn.Sequential(*blocks)
+        self.readout = readout
+        fan_in = channels if readout == "gap" else channels * image_size[0] * image_size[1]
+        self.head = Dense(fan_in, num_outputs, w_std, b_std, "ntk")
+
+    def forward(self, x):
+        z = self.features(x)
+        z = z.mean(dim=(2, 3)) if self.readout == "gap" else z.flatten(1)
+        return self.head(z)
+
+
+def _norm(batch_norm, channels):
+    return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+
+
+def _scaled(channels, width_factor):
+    return max(1, int(round(channels * width_factor)))
+
+
+_VGG_CONFIGS = {  # channels of 3×3 convs; "M" = 2×2 max-pool (Simonyan & Zisserman 2015, configs A, B, D, E)
+    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+}
+
+
+def _check_cifar_args(depth, valid, width_factor, num_classes, in_channels, name):
+    if depth not in valid:
+        raise ValueError(f"{name} depth must be one of {sorted(valid)}, got {depth!r}")
+    if not (isinstance(width_factor, (int, float)) and math.isfinite(width_factor) and width_factor > 0):
+        raise ValueError(f"width_factor must be a finite number > 0, got {width_factor!r}")
+    _positive_int(num_classes, "num_classes")
+    _positive_int(in_channels, "in_channels")
+
+
+class VGG(nn.Module):
+    """CIFAR-size VGG (32×32 inputs): 3×3 convs + ReLU, five max-pools, then one linear layer to the classes.
+
+    As in the paper's CIFAR-10 experiments (Chizat, Oyallon & Bach 2019, §3): optional BatchNorm
+    (`batch_norm=False` removes it), channel counts multiplied by `width_factor`, a final linear layer to
+    `num_classes`. Standard PyTorch parameterization, Kaiming-normal (fan-in, ReLU gain) conv weights.
+    """
+
+    def __init__(self, depth=11, width_factor=1, batch_norm=False, num_classes=10, in_channels=3):
+        super().__init__()
+        _check_cifar_args(depth, _VGG_CONFIGS, width_factor, num_classes, in_channels, "VGG")
+        layers, c_in = [], in_channels
+        for item in _VGG_CONFIGS[depth]:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+                continue
+            c_out = _scaled(item, width_factor)
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), _norm(batch_norm, c_out), nn.ReLU()]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(c_in, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convs with a skip connection (He et al. 2016); a 1×1 conv on the skip when the shape changes."""
+
+    def __init__(self, c_in, c_out, stride, batch_norm):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=not batch_norm)
+        self.norm1, self.relu1 = _norm(batch_norm, c_out), nn.ReLU()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=not batch_norm)
+        self.norm2, self.relu2 = _norm(batch_norm, c_out), nn.ReLU()
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=not batch_norm),
+                                          _norm(batch_norm, c_out))
+
+    def forward(self, x):
+        out = self.relu1(self.norm1(self.conv1(x)))
+        return self.relu2(self.norm2(self.conv2(out)) + self.shortcut(x))
+
+
+_RESNET_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+class ResNet(nn.Module):
+    """CIFAR ResNet (He et al. 2016, the 32×32 variant: 3×3 stem, no stem max-pool, four stages of BasicBlocks
+    with 64·k, 128·k, 256·k, 512·k channels, k = `width_factor`, global average pool, linear layer to
+    `num_classes`), with optional BatchNorm as in the paper's CIFAR-10 experiments (§3)."""
+
+    def __init__(self, depth=18, width_factor=1, batch_norm=False, num_classes=10, in_channels=3):
+        super().__init__()
+        _check_cifar_args(depth, _RESNET_BLOCKS, width_factor, num_classes, in_channels, "ResNet")
+        c = _scaled(64, width_factor)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1, bias=not batch_norm),
+                                  _norm(batch_norm, c), nn.ReLU())
+        blocks, c_in = [], c
+        for stage, n_blocks in enumerate(_RESNET_BLOCKS[depth]):
+            c_out = _scaled(64 * 2 ** stage, width_factor)
+            for i in range(n_blocks):
+                blocks.append(BasicBlock(c_in, c_out, 2 if (i == 0 and stage > 0) else 1, batch_norm))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.classifier = nn.Linear(c_in, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, x):
+        return self.classifier(self.blocks(self.stem(x)).mean(dim=(2, 3)))
