@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from compare.bench import BENCHMARKS
 from compare.cli import EXPERIMENTS, main
 
@@ -21,3 +23,44 @@ def test_unknown_experiment_lists_valid_names(capsys):
 def test_unknown_benchmark_lists_valid_names(capsys):
     assert main(["bench", "nope"]) == 2
     assert "valid: analytic, empirical, solvers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["equivalence", "--dataset", "nope"], "unknown dataset 'nope'; valid: digits, breast_cancer, diabetes, "
+                                           "fashion-mnist, cifar10"),
+    (["rates", "--preset", "huge"], "unknown preset 'huge'; valid: quick, full, paper"),
+    (["--backend", "spark"], "unknown backend 'spark'; valid: loky, dask"),
+    (["teacher-student", "--set", "colour=red"], "--set expects KEY=VALUE with KEY one of"),
+    (["table", "--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu, cuda"),
+    (["table", "--set", "models=['vgg11','alexnet']"], "unknown model 'alexnet'; valid: vgg11, resnet18"),
+])
+def test_bad_names_list_the_valid_ones(tmp_path, capsys, argv, message):
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_results_of_another_configuration_are_refused(tmp_path, capsys):
+    (tmp_path / "results.jsonl").write_text('{"method": "net"}\n')
+    (tmp_path / "config.json").write_text('{"fingerprint": "0", "config": {"experiment": "equivalence"}}\n')
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert main(["equivalence", "--out", str(tmp_path)]) == 2
+    assert "different configuration" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_unreachable_scheduler_is_reported(tmp_path, capsys, monkeypatch):
+    from compare import runner
+    monkeypatch.setattr(runner, "SCHEDULER_TIMEOUT", 1.0)
+    assert main(["rates", "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path)]) == 2
+    assert "could not reach the dask scheduler at 'tcp://127.0.0.1:9'" in capsys.readouterr().err
+
+
+def test_experiment_help_documents_presets_and_their_time(capsys):
+    with pytest.raises(SystemExit):
+        main(["equivalence", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--dataset", "--preset", "--out", "--device", "--jobs", "--backend", "--scheduler", "--seeds",
+                   "--resume", "--no-resume"):
+        assert option in out
+    assert "quick: ~" in " ".join(out.split())

@@ -1,0 +1,225 @@
+"""``python -m compare gpu-check``: the GPU tests, the GPU benchmarks, then a short table naming the card.
+
+Made for a bare GPU machine that has CuPy, PyTorch and scikit-learn, no network and only this checkout
+(GUIDE §6). Steps, each a subprocess with its own time limit, so one failure or hang does not stop the rest:
+
+1. ``python -m pytest tests/gpu -m gpu``;
+2. ``python -m compare bench NAME --device cuda`` for each benchmark in ``compare.bench.BENCHMARKS`` (a
+   benchmark module that needs other arguments for its GPU run names them in a module constant ``GPU_ARGS``);
+3. when CIFAR-10 is found (``--data-dir``, e.g. a git-ignored ``data/`` in the checkout holding
+   cifar10-jpeg.tar.gz): ``python -m compare table --preset quick --device cuda``.
+
+The benchmarks' tables are repeated at the end, then the summary table, last. ``--budget`` (default 480 s)
+is shared out among the steps; ``--dry-run`` prints the commands without running anything.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import importlib.util
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from compare.bench import BENCHMARKS
+from compare.bench.harness import gpu_name
+from compare.data import find
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BUDGET_S = 480.0
+# fraction of the budget each kind of step may use at most (a step also never outlasts what is left)
+SHARES = {"tests": 0.30, "bench": 0.15, "experiment": 0.25}
+MIN_STEP_S = 10.0
+NO_GPU = "no GPU: CuPy not installed or sees no device"
+PACKAGES = ("numpy", "scipy", "sklearn", "torch", "cupy", "array_api_compat", "PIL", "pytest")
+REQUIRED = ("numpy", "scipy", "sklearn", "torch", "array_api_compat")  # lazykit itself does not run without
+DEFAULT_GPU_ARGS = ("--device", "cuda")
+EXPERIMENT_OUT = REPO_ROOT / "results" / "gpu-check" / "table-quick"  # results/ is git-ignored
+
+
+@dataclasses.dataclass
+class Step:
+    name: str
+    argv: list
+    kind: str                 # "tests" | "bench" | "experiment"
+    skip_reason: str = ""     # non-empty: not run, and why
+    status: str = "not run"   # "ok", "FAILED (rc N)", "TIMEOUT (N s)", "skipped" (nothing to run it on), "not run"
+    seconds: float = float("nan")
+    output: list = dataclasses.field(default_factory=list)
+
+    @property
+    def command(self) -> str:
+        return shlex.join(["python" if a == sys.executable else a for a in self.argv])
+
+
+def plan(data_dir=None) -> list:
+    """The steps gpu-check runs, in order (nothing is run here)."""
+    python = sys.executable
+    steps = [Step("tests/gpu", [python, "-m", "pytest", "tests/gpu", "-m", "gpu", "-q", "-p", "no:cacheprovider"],
+                  "tests")]
+    steps += [Step(f"bench {name}", [python, "-m", "compare", "bench", name, *bench_gpu_args(name)], "bench")
+              for name in BENCHMARKS]
+    experiment = Step("table (quick)", [python, "-m", "compare", "table", "--preset", "quick", "--device", "cuda",
+                                        "--out", str(EXPERIMENT_OUT), "--no-resume"]
+                      + (["--data-dir", str(data_dir)] if data_dir is not None else []), "experiment")
+    if find("cifar10", data_dir) is None:  # nothing to run it on: reported as "skipped", which does not fail the check
+        experiment.status = "skipped"
+        experiment.skip_reason = ("no CIFAR-10 under " + (str(data_dir) if data_dir is not None else
+                                  "the default data folders") + " (copy cifar10-jpeg.tar.gz into data/ and pass "
+                                  "--data-dir data)")
+    steps.append(experiment)
+    return steps
+
+
+def bench_gpu_args(name: str) -> list:
+    """The arguments of benchmark ``name``'s GPU run: its module's ``GPU_ARGS``, else ``--device cuda``."""
+    try:
+        module = importlib.import_module(BENCHMARKS[name])
+    except ImportError:  # not written yet, or a dependency missing: the run itself will report it
+        return list(DEFAULT_GPU_ARGS)
+    return list(getattr(module, "GPU_ARGS", DEFAULT_GPU_ARGS))
+
+
+def versions() -> dict:
+    """Installed version of each package gpu-check relies on (None where it does not import)."""
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = getattr(importlib.import_module(name), "__version__", "?")
+        except Exception:  # a broken CuPy install raises more than ImportError
+            found[name] = None
+    return found
+
+
+def run_step(step: Step, limit_s: float, env: dict) -> None:
+    """Run ``step`` as a subprocess in its own process group, echoing its output live; after ``limit_s``
+    seconds the whole group is killed and the step marked TIMEOUT."""
+    print(f"\n=== {step.name}: {step.command}  (limit {limit_s:.0f} s)", flush=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen(step.argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", start_new_session=True)
+
+    def pump():
+        for line in proc.stdout:
+            step.output.append(line.rstrip("\n"))
+            print(line, end="", flush=True)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        rc = proc.wait(timeout=limit_s)
+        step.status = "ok" if rc == 0 else f"FAILED (rc {rc})"
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        step.status = f"TIMEOUT ({limit_s:.0f} s)"
+    reader.join(timeout=5)
+    step.seconds = time.perf_counter() - start
+
+
+def detail(step: Step) -> str:
+    """One short line on how a step went."""
+    if step.skip_reason:
+        return step.skip_reason
+    lines = [line.strip() for line in step.output if line.strip()]
+    if step.kind == "tests":
+        summary = [line for line in lines if any(w in line for w in (" passed", " failed", " error", " skipped",
+                                                                      "no tests ran"))]
+        if summary:
+            return summary[-1].strip("= ")
+    if step.kind == "bench" and step.status == "ok":
+        rows = [line for line in lines if line.startswith("|")]
+        return f"{max(len(rows) - 2, 0)} table rows (above)"
+    last = lines[-1] if lines else "no output"
+    return last if len(last) <= 100 else last[:97] + "..."
+
+
+def report(steps: list, gpu: str, found_versions: dict, budget_s: float) -> str:
+    """Benchmark tables, then the summary table (Markdown)."""
+    from compare.bench.harness import format_seconds, format_table
+    parts = []
+    for step in steps:
+        table = [line for line in step.output if line.startswith("|")]
+        if step.kind == "bench" and table:
+            parts += [f"### {step.name} (`{step.command}`)", "", *table, ""]
+    libs = ", ".join(f"{k} {v}" for k, v in found_versions.items() if v is not None)
+    parts += [f"## gpu-check summary: GPU {gpu}", "",
+              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; budget {budget_s:.0f} s; {libs}", "",
+              format_table(["step", "status", "time", "detail"],
+                           [(s.name, s.status, format_seconds(s.seconds), detail(s)) for s in steps])]
+    return "\n".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m compare gpu-check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="folder with the data the GPU steps need (e.g. data/ holding cifar10-jpeg.tar.gz); "
+                             "passed to every step as LAZYKIT_DATA_DIR")
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="SECONDS",
+                        help=f"total time for all steps (default {DEFAULT_BUDGET_S:.0f}); each step gets at most "
+                             + ", ".join(f"{k} {v:.0%}%" for k, v in SHARES.items()) + " of it")
+    parser.add_argument("--out", default=None, metavar="FILE", help="also write the tables and summary to FILE")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands and their limits; run nothing")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if not args.budget > 0:
+        print(f"error: --budget must be a positive number of seconds, got {args.budget}", file=sys.stderr)
+        return 2
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        print(f"error: --data-dir {args.data_dir} is not a folder", file=sys.stderr)
+        return 2
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir is not None else None
+    steps = plan(data_dir)
+    if args.dry_run:
+        for step in steps:
+            limit = SHARES[step.kind] * args.budget
+            note = f"   # skipped: {step.skip_reason}" if step.skip_reason else f"   # limit {limit:.0f} s"
+            print(step.command + note)
+        return 0
+
+    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"error: lazykit needs these packages, which are not installed here: {', '.join(missing)}",
+              file=sys.stderr)
+        return 1
+    gpu = gpu_name()
+    if gpu is None:
+        print(f"error: {NO_GPU}. gpu-check needs a CUDA GPU and CuPy (e.g. pip install cupy-cuda12x); "
+              "`python -m compare gpu-check --dry-run` shows what it would run.", file=sys.stderr)
+        return 1
+    found_versions = versions()
+    if found_versions["pytest"] is None:
+        steps[0].skip_reason = "pytest is not installed"
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    if data_dir is not None:
+        env["LAZYKIT_DATA_DIR"] = data_dir
+    deadline = time.perf_counter() + args.budget
+    for step in steps:
+        left = deadline - time.perf_counter()
+        if step.skip_reason:
+            continue
+        if left < MIN_STEP_S:
+            step.skip_reason = "no time left in --budget"
+            continue
+        run_step(step, min(SHARES[step.kind] * args.budget, left), env)
+
+    text = report(steps, gpu, found_versions, args.budget)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print("\n" + text)
+    return 0 if all(s.status in ("ok", "skipped") for s in steps) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Sweeps of independent runs: joblib locally, dask.distributed on a cluster, results kept in DIR/results.jsonl.
+
+A sweep is a list of run configurations (JSON-able dicts) and a top-level function ``run(config) -> dict``.
+Each finished run becomes one JSON line of ``DIR/results.jsonl`` (the run's own fields, its configuration,
+a ``run_key`` that identifies it, the wall time, library versions and device), written with a single
+``write`` followed by ``flush`` and ``fsync``, so a killed sweep leaves at most one half-written last line.
+Running the same sweep again resumes: rows already in the file are kept and their runs skipped; the torn
+last line, if any, is dropped. ``DIR/config.json`` holds the sweep's configuration and its fingerprint; a
+results file written under a different configuration is refused rather than mixed with new rows.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+BACKENDS = ("loky", "dask")
+RESULTS = "results.jsonl"
+CONFIG = "config.json"
+SCHEDULER_TIMEOUT = 10.0  # seconds to wait for a dask scheduler to answer
+
+
+class ConfigMismatchError(ValueError):
+    """DIR/results.jsonl was written by a sweep with a different configuration."""
+
+
+class SchedulerUnreachableError(ConnectionError):
+    """The dask scheduler given with --scheduler did not answer."""
+
+
+# ---------------------------------------------------------------------------------------- JSON helpers
+def to_jsonable(value):
+    """Plain-JSON form of a value: NumPy scalars/arrays to Python, NaN/inf to None (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def canonical(value) -> str:
+    """Canonical JSON text (sorted keys, no spaces): equal configurations give equal strings."""
+    return json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def fingerprint(value) -> str:
+    """First 16 hex digits of the SHA-256 of the canonical JSON of ``value``."""
+    return hashlib.sha256(canonical(value).encode()).hexdigest()[:16]
+
+
+def run_key(config: dict) -> str:
+    """The identity of one run: the fingerprint of its configuration."""
+    return fingerprint(config)
+
+
+# ------------------------------------------------------------------------------------------ results file
+def read_results(path) -> list[dict]:
+    """Rows of a results.jsonl file, ignoring a trailing half-written line (one without its newline).
+
+    A complete line that is not a JSON object means the file was edited or corrupted: ValueError naming
+    the line, rather than silently dropping data.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) < len(data):
+        warnings.warn(f"{path}: ignoring a half-written last line ({len(data) - len(complete)} bytes); "
+                      "its run will be redone", RuntimeWarning, stacklevel=2)
+    rows = []
+    for number, line in enumerate(complete.decode().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}, line {number}: not a JSON object ({exc.msg}); "
+                             "fix or remove that line, or pass --no-resume to start afresh") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def drop_torn_tail(path) -> None:
+    """Truncate ``path`` after its last newline, so the next append starts on a fresh line."""
+    path = Path(path)
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def append_row(path, row: dict) -> None:
+    """Append one row as one JSON line: a single write, then flush and fsync."""
+    line = (canonical(row) + "\n").encode()
+    with open(path, "ab") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+# --------------------------------------------------------------------------------------------- metadata
+def library_versions() -> dict:
+    """Versions of Python and the libraries a result depends on."""
+    import importlib.metadata as metadata
+    versions = {"python": platform.python_version()}
+    for dist in ("lazykit", "numpy", "scipy", "scikit-learn", "torch"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def describe_device(device: str) -> str:
+    """Human-readable device: the GPU name for "cuda", the CPU and core count otherwise."""
+    if device == "cuda":
+        import torch
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def _timed(func, config):
+    """Worker-side wrapper: run one configuration and add its wall time."""
+    start = time.perf_counter()
+    row = dict(func(config))
+    row.setdefault("seconds", time.perf_counter() - start)
+    return config, row
+
+
+# ------------------------------------------------------------------------------------------------ sweep
+def prepare(out_dir, sweep_config: dict, resume: bool = True) -> list[dict]:
+    """Make ``out_dir`` ready for a sweep and return the rows already finished there.
+
+    - No results yet: write DIR/config.json.
+    - Results from the same configuration (same fingerprint): keep them (resume) and drop a torn last line.
+    - Results from a different configuration: ConfigMismatchError, nothing touched.
+    - ``resume=False``: the old results.jsonl and config.json are renamed with a timestamp (never deleted).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results, config_path = out / RESULTS, out / CONFIG
+    wanted = {"fingerprint": fingerprint(sweep_config), "config": to_jsonable(sweep_config)}
+    if results.exists() and results.stat().st_size > 0:
+        stored = json.loads(config_path.read_text()) if config_path.exists() else None
+        if not resume:
+            stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            results.rename(out / f"results-{stamp}.jsonl")
+            if config_path.exists():
+                config_path.rename(out / f"config-{stamp}.json")
+            print(f"--no-resume: previous results kept as {out / f'results-{stamp}.jsonl'}")
+        elif stored is None or stored.get("fingerprint") != wanted["fingerprint"]:
+            raise ConfigMismatchError(_mismatch_message(results, stored, wanted))
+        else:
+            drop_torn_tail(results)
+            return read_results(results)
+    config_path.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+    return []
+
+
+def _mismatch_message(results, stored, wanted) -> str:
+    if stored is None:
+        why = f"there is no {CONFIG} beside it, so its configuration is unknown"
+    else:
+        old, new = stored.get("config", {}), wanted["config"]
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        why = "these settings differ: " + "; ".join(
+            f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys)
+    return (f"{results} holds results of a different configuration ({why}). Refusing to mix them; "
+            f"nothing was changed. Use another --out directory, or --no-resume to set the old results aside.")
+
+
+def run_sweep(func, configs, out_dir, sweep_config: dict, *, jobs: int = 1, backend: str = "loky",
+              scheduler: str | None = None, resume: bool = True, device: str = "cpu",
+              progress: bool = True, desc: str = "runs") -> list[dict]:
+    """Run ``func`` on every configuration not yet finished in ``out_dir``; return all rows of the sweep.
+
+    ``func(config) -> dict`` must be importable at top level (it is pickled to joblib/dask workers). Each
+    row gets ``run_key``, its configuration's fields, ``seconds``, ``versions`` and ``device``, and is
+    appended to DIR/results.jsonl as soon as it finishes (in the calling process only, so there is a
+    single writer). ``jobs`` workers run through joblib's ``loky`` backend; ``backend="dask"`` sends the
+    runs to the dask.distributed scheduler at ``scheduler``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "dask" and not scheduler:
+        raise ValueError("backend 'dask' needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786, as printed by "
+                         "`dask scheduler`)")
+    if backend != "dask" and scheduler:
+        raise ValueError("--scheduler is only used with --backend dask")
+    if not isinstance(jobs, int) or jobs == 0 or jobs < -1:
+        raise ValueError(f"jobs must be a positive integer or -1 (all cores), got {jobs!r}")
+    configs = [to_jsonable(c) for c in configs]
+    keys = [run_key(c) for c in configs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("configs contains duplicate run configurations")
+    done = {row.get("run_key"): row for row in prepare(out_dir, sweep_config, resume)}
+    todo = [c for c, k in zip(configs, keys) if k not in done]
+    results = Path(out_dir) / RESULTS
+    meta = {"versions": library_versions(), "device": describe_device(device)}
+
+    from tqdm.auto import tqdm
+    bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc=desc, unit="run",
+               disable=not progress or not todo, dynamic_ncols=True)
+    try:
+        for config, row in _execute(func, todo, jobs, backend, scheduler):
+            row = {**config, **row, "run_key": run_key(config), **meta}
+            row = to_jsonable(row)
+            append_row(results, row)
+            done[row["run_key"]] = row
+            bar.update(1)
+    finally:
+        bar.close()
+    return [done[k] for k in keys if k in done]
+
+
+def _execute(func, todo, jobs, backend, scheduler):
+    """Yield (config, row) pairs as runs finish, in completion order."""
+    if not todo:
+        return
+    if backend == "dask":
+        yield from _execute_dask(func, todo, scheduler)
+    elif jobs == 1 or len(todo) == 1:
+        for config in todo:
+            yield _timed(func, config)
+    else:
+        from joblib import Parallel, delayed
+        parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
+        yield from parallel(delayed(_timed)(func, config) for config in todo)
+
+
+def _execute_dask(func, todo, scheduler):
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise ImportError("--backend dask needs dask.distributed: pip install 'lazykit[dask]'") from None
+    try:
+        client = Client(scheduler, timeout=SCHEDULER_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerUnreachableError(
+            f"could not reach the dask scheduler at {scheduler!r} within {SCHEDULER_TIMEOUT:g} s ({exc}). "
+            "Start one with "
+            "`dask scheduler` (and workers with `dask worker ADDRESS`), check the address, or drop "
+            "--backend dask to run locally.") from None
+    try:
+        with client.as_current():
+            futures = [client.submit(_timed, func, config, pure=False) for config in todo]
+            for future in as_completed(futures):
+                yield future.result()
+    finally:
+        client.close()

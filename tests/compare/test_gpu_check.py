@@ -1,0 +1,110 @@
+"""compare.gpu_check: refuses clearly without a GPU, plans the right commands, enforces per-step limits, and
+prints its summary table last (steps replaced by tiny Python commands, so this runs without a GPU)."""
+import subprocess
+import sys
+import types
+
+import pytest
+
+from compare import gpu_check
+from compare.bench import BENCHMARKS
+from kernels.backend import gpu_available
+
+
+@pytest.mark.skipif(gpu_available(), reason="this machine has a GPU")
+def test_without_gpu_it_fails_clearly():
+    out = subprocess.run([sys.executable, "-m", "compare", "gpu-check"], capture_output=True, text=True,
+                         cwd=gpu_check.REPO_ROOT)
+    assert out.returncode == 1
+    assert "no GPU: CuPy not installed or sees no device" in out.stderr and "--dry-run" in out.stderr
+
+
+def test_dry_run_prints_the_commands_in_order(tmp_path, capsys):
+    assert gpu_check.main(["--dry-run", "--data-dir", str(tmp_path), "--budget", "100"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    gpu_args = {name: " ".join(gpu_check.bench_gpu_args(name)) for name in BENCHMARKS}
+    expected = (["python -m pytest tests/gpu -m gpu -q -p no:cacheprovider   # limit 30 s"]    # 30% of 100 s
+                + [f"python -m compare bench {name} {gpu_args[name]}   # limit 15 s" for name in BENCHMARKS])
+    assert lines[:-1] == expected
+    # no CIFAR-10 in that folder: the experiment step is listed as skipped, with how to fix it
+    assert lines[-1].startswith("python -m compare table --preset quick --device cuda")
+    assert "# skipped: no CIFAR-10 under " + str(tmp_path) in lines[-1]
+
+
+def test_dry_run_with_cifar_in_the_data_dir_plans_the_table_experiment(tmp_path, capsys):
+    (tmp_path / "cifar10-jpeg.tar.gz").write_bytes(b"found by name; not read in a dry run")
+    assert gpu_check.main(["--dry-run", "--data-dir", str(tmp_path)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "--preset quick --device cuda" in last and last.endswith("# limit 120 s")  # 25% of the 480 s default
+
+
+def test_benchmark_gpu_arguments_default_and_module_override(monkeypatch):
+    fake = types.ModuleType("fake_gpu_bench")
+    fake.GPU_ARGS = ["--device", "cuda", "--sizes", "20000"]
+    monkeypatch.setitem(sys.modules, "fake_gpu_bench", fake)
+    monkeypatch.setitem(gpu_check.BENCHMARKS, "fake", "fake_gpu_bench")
+    monkeypatch.setitem(gpu_check.BENCHMARKS, "unwritten", "compare.bench.no_such_module")
+    assert gpu_check.bench_gpu_args("fake") == ["--device", "cuda", "--sizes", "20000"]
+    assert gpu_check.bench_gpu_args("unwritten") == ["--device", "cuda"]
+    commands = [step.command for step in gpu_check.plan()]
+    assert "python -m compare bench fake --device cuda --sizes 20000" in commands
+
+
+def test_help_names_the_steps(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        gpu_check.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "tests/gpu" in out and "--budget" in out and "tests 30%" in out and "--dry-run" in out
+
+
+def test_bad_options(tmp_path, capsys):
+    assert gpu_check.main(["--budget", "0"]) == 2
+    assert gpu_check.main(["--data-dir", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_missing_lazykit_dependency_is_named(monkeypatch, capsys):
+    real_find_spec = gpu_check.importlib.util.find_spec
+    monkeypatch.setattr(gpu_check.importlib.util, "find_spec",
+                        lambda name: None if name == "array_api_compat" else real_find_spec(name))
+    assert gpu_check.main([]) == 1
+    assert "not installed here: array_api_compat" in capsys.readouterr().err
+
+
+def _step(name, code, kind="bench"):
+    return gpu_check.Step(name, [sys.executable, "-c", code], kind)
+
+
+def test_run_step_statuses_and_time_limit():
+    env = dict(__import__("os").environ)
+    ok = _step("ok", "print('| a | b |')")
+    failed = _step("failed", "import sys; print('boom'); sys.exit(3)")
+    hung = _step("hung", "import time; print('started', flush=True); time.sleep(60)")
+    for step in (ok, failed):
+        gpu_check.run_step(step, 30, env)
+    gpu_check.run_step(hung, 1.0, env)
+    assert ok.status == "ok" and ok.output == ["| a | b |"]
+    assert failed.status == "FAILED (rc 3)" and gpu_check.detail(failed) == "boom"
+    assert hung.status == "TIMEOUT (1 s)" and hung.output == ["started"] and hung.seconds < 10
+
+
+def test_summary_names_the_card_and_comes_last(monkeypatch, capsys, tmp_path):
+    table = "print('| size | ours | peer |'); print('|---|---|---|'); print('| 10 | 1 ms | 2 ms |')"
+    steps = [_step("tests/gpu", "print('3 passed in 0.1s')", "tests"),
+             _step("bench fake", table),
+             _step("bench broken", "import sys; print('CUDA error: out of memory'); sys.exit(1)")]
+    monkeypatch.setattr(gpu_check, "plan", lambda data_dir=None: steps)
+    monkeypatch.setattr(gpu_check, "gpu_name", lambda: "Fake H100")
+    monkeypatch.setattr(gpu_check, "versions", lambda: dict.fromkeys(gpu_check.PACKAGES, "1.0"))
+    out_file = tmp_path / "gpu-check.md"
+    assert gpu_check.main(["--out", str(out_file)]) == 1          # one step failed
+    out = capsys.readouterr().out
+    summary = out[out.rindex("## gpu-check summary"):]
+    assert summary.startswith("## gpu-check summary: GPU Fake H100")
+    rows = [line for line in summary.splitlines() if line.startswith("| ")][1:]
+    assert rows[0].split("|")[1:3] == [" tests/gpu    ", " ok            "]
+    assert "3 passed" in rows[0] and "1 table rows (above)" in rows[1]
+    assert "FAILED (rc 1)" in rows[2] and "CUDA error: out of memory" in rows[2]
+    assert out.rstrip().endswith(rows[2])                              # the table is the last thing printed
+    assert "### bench fake" in out_file.read_text() and "| 10 | 1 ms | 2 ms |" in out_file.read_text()
