@@ -9,8 +9,9 @@ Tangent Kernel", ICML):
 - "jacobian": per-sample Jacobians (``torch.func.vmap(jacrev)``), then Θ = J₁ J₂ᵀ.
 - "ntvp": NTK-vector products; column (x'_m, o') of Θ is the ``jvp`` on x₁ of the ``vjp`` of the one-hot
   cotangent e_{m,o'} on x₂. Never forms J₁.
-- "structured": structured derivatives for nn.Linear and nn.Conv2d (groups = 1, zero padding, any stride or
-  dilation). A layer y = W·p + b, applied at positions s to input patches p_s (one position for a dense layer on
+- "structured": structured derivatives for nn.Linear, nn.Conv2d (groups = 1, zero padding, any stride or
+  dilation) and any module that declares itself a scaled linear or convolution layer (the protocol below). A
+  layer y = W·p + b, applied at positions s to input patches p_s (one position for a dense layer on
   (N, K) inputs, the unfolded patches for a convolution), has ∂f_o/∂W = Σ_s g_{o,s} p_sᵀ with g = ∂f_o/∂y, so
   its contribution is Σ_{s,s'} (g_{o,s}·g'_{o',s'}) (p_s·p'_{s'} + [bias]). For a dense layer on (N, K) inputs
   this is the elementwise product of the Gram matrices (P P'ᵀ + 1)⊙(G G'ᵀ) ("gram" order); for a convolution
@@ -19,7 +20,7 @@ Tangent Kernel", ICML):
   the output-gradients g come from one backward pass per output, so anything between the layers (activations,
   pooling, flatten, residual additions, normalisation) is handled by autograd. Parameters of any other layer
   go through "jacobian", restricted to those parameters.
-- "auto": "structured" when every trainable parameter sits in a supported layer; otherwise whichever of
+- "auto": "structured" when every trainable parameter sits in a supported layer (plain or declared); otherwise whichever of
   "jacobian" and "ntvp" has the smaller estimated cost, with F = forward FLOPs per sample
   (``torch.utils.flop_counter``), P = trainable parameters, b₁, b₂ = block sizes, k = 1 ("mean") or 2 ("full"):
   jacobian ≈ 3·F·O·(b₁ + b₂) + 2·b₁·b₂·O^k·P,  ntvp ≈ 3·F·O·b₂·(b₁ + b₂).
@@ -29,6 +30,20 @@ statistics) and Dropout (randomness) do not define. The model is therefore evalu
 is applied for the computation and every submodule's ``training`` flag is restored afterwards. Buffers
 (BatchNorm running statistics) are read, never updated or differentiated.
 
+Structured-layer protocol: a module with parameters ``weight`` and ``bias`` (a Parameter or None) and a method
+``structured_ntk(self)`` returning
+
+    ("linear", weight_scale, bias_scale)                               promises forward(x) == F.linear(x, ws·W, bs·b)
+    ("conv2d", weight_scale, bias_scale, stride, padding, dilation)    promises forward(x) == F.conv2d(x, ws·W, bs·b,
+                                                                           stride, padding, dilation)   (groups = 1)
+
+(ws = weight_scale, bs = bias_scale: real numbers, bs may be None when there is no bias; stride, dilation: int or
+pair; padding: int, pair, "same" or "valid") is handled like nn.Linear / nn.Conv2d. Since ∂y/∂W = ws·(∂y/∂W of
+the plain layer) and ∂y/∂b = bs·(∂y/∂b of the plain layer), its contribution is the plain one with the weight
+term multiplied by ws² and the bias term by bs² (the 'ntk' parameterization: ws = w_std/√fan_in, bs = b_std; see
+``nets.Dense`` and ``nets.Conv``). The declaration is a promise that is not verified: a module whose forward
+differs from the declared map gets a wrong kernel. A malformed declaration raises TypeError/ValueError.
+
 Assumptions of "structured" (checked where possible, else the layer falls back to "jacobian"): samples do not
 interact (true in eval mode for standard architectures); a supported layer sees the batch as its leading
 dimension; its parameters are used only through its own forward (checked by counting the parameter's uses in
@@ -37,6 +52,7 @@ the autograd graph) and are not shared with another module; it has no forward ho
 from __future__ import annotations
 
 import math
+import numbers
 
 from kernels import backend
 
@@ -57,7 +73,9 @@ def empirical_ntk(model, x1, x2=None, output="mean", method="auto", block_size=N
         model's device and dtype (a torch tensor on another device than the model is an error). ``x2=None``
         means x2 = x1 and the symmetric kernel is computed once per pair of blocks.
     output : "mean" → (n1, n2) array (1/O)·Σ_o Θ_oo;  "full" → (n1, n2, O, O) array.
-    method : "auto" | "jacobian" | "ntvp" | "structured".
+    method : "auto" | "jacobian" | "ntvp" | "structured". "structured" covers nn.Linear, nn.Conv2d and modules
+        that declare ``structured_ntk()`` (the module docstring's protocol; the declaration is a promise about
+        their forward, not checked); "auto" uses it when every trainable parameter lies in such a layer.
     block_size : None (all inputs at once) or the largest number of inputs per block; memory then scales with
         the block, not with n1·n2, and the result equals the unblocked one up to rounding.
 
@@ -160,16 +178,25 @@ def _as_input(x, name, device, dtype):
 
 # ----------------------------------------------------------------------------------------------- plan
 class _Site:
-    """A supported layer (nn.Linear or nn.Conv2d); ``weight`` / ``bias`` say which of its parameters it
-    handles (trainable, and used only through this layer)."""
+    """A supported layer: y = ws·W ⋆ p + bs·b (``kind`` "linear" or "conv2d"; ws = bs = 1 for nn.Linear and
+    nn.Conv2d). ``weight`` / ``bias`` say which of its parameters it handles (trainable, and used only through
+    this layer)."""
 
-    def __init__(self, module, kind):
+    def __init__(self, module, kind, weight_scale, bias_scale, stride=None, padding=None, dilation=None):
         self.module, self.kind = module, kind
+        self.weight_scale, self.bias_scale = weight_scale, bias_scale
         self.weight = module.weight.requires_grad
         self.bias = module.bias is not None and module.bias.requires_grad
-        self.fan_out = module.out_features if kind == "linear" else module.out_channels
-        self.fan_in = (module.in_features if kind == "linear"
-                       else module.in_channels * math.prod(module.kernel_size))
+        shape = module.weight.shape
+        self.fan_out, self.fan_in = shape[0], math.prod(shape[1:])
+        if kind == "conv2d":
+            self.kernel_size, self.stride, self.dilation = tuple(shape[2:]), stride, dilation
+            if padding == "same":  # total d·(k − 1) per axis, the odd pixel at the end (as torch)
+                total = [d * (k - 1) for k, d in zip(self.kernel_size, dilation)]
+                padding = [(t // 2, t - t // 2) for t in total]
+            else:
+                padding = [(0, 0)] * 2 if padding == "valid" else [(p, p) for p in padding]
+            self.pad = (*padding[1], *padding[0])  # F.pad order: (left, right, top, bottom)
 
     def params(self):
         return [p for p, used in ((self.module.weight, self.weight), (self.module.bias, self.bias)) if used]
@@ -183,10 +210,9 @@ class _Site:
         n = a.shape[0]
         if self.kind == "linear":
             return a.reshape(n, -1, self.fan_in).transpose(1, 2)
-        m = self.module
-        if isinstance(m.padding, str) or any(m.padding):  # the zero padding Conv2d applies ("same" included)
-            a = _torch().nn.functional.pad(a, m._reversed_padding_repeated_twice)
-        (kh, kw), (sh, sw), (dh, dw) = m.kernel_size, m.stride, m.dilation
+        if any(self.pad):
+            a = _torch().nn.functional.pad(a, self.pad)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         _, c, h, w = a.shape
         ho, wo = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
         sn, sc, sy, sx = a.stride()
@@ -204,15 +230,61 @@ class _Site:
         return g.reshape(n, self.fan_out, -1)
 
 
-def _site_kind(module):
+def _site_spec(module):
+    """(kind, weight_scale, bias_scale[, stride, padding, dilation]) of a supported layer, else None: a module
+    declaring ``structured_ntk()`` (validated), or a plain nn.Linear / nn.Conv2d (groups 1, zero padding)."""
     nn = _torch().nn
+    if callable(getattr(module, "structured_ntk", None)):
+        return _checked_declaration(module, module.structured_ntk())
     if isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward:
-        return "linear"
+        return ("linear", 1.0, 1.0)
     if (isinstance(module, nn.Conv2d) and type(module).forward is nn.Conv2d.forward
             and type(module)._conv_forward is nn.Conv2d._conv_forward
             and module.groups == 1 and module.padding_mode == "zeros"):
-        return "conv2d"
+        return ("conv2d", 1.0, 1.0, module.stride, module.padding, module.dilation)
     return None
+
+
+def _checked_declaration(module, spec):
+    """A ``structured_ntk()`` declaration with its scales as floats and stride/padding/dilation as pairs."""
+    torch = _torch()
+    name = f"{type(module).__name__}.structured_ntk()"
+    forms = ('("linear", weight_scale, bias_scale) or ("conv2d", weight_scale, bias_scale, stride, padding, '
+             'dilation)')
+    if not isinstance(spec, tuple) or not spec or spec[0] not in ("linear", "conv2d") \
+            or len(spec) != (3 if spec[0] == "linear" else 6):
+        raise TypeError(f"{name} must return {forms}, got {spec!r}")
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    ndim = 2 if spec[0] == "linear" else 4
+    if not torch.is_tensor(weight) or weight.ndim != ndim:
+        raise TypeError(f"{name} declares {spec[0]!r}, so the module needs a {ndim}-d tensor attribute `weight`, "
+                        f"got {type(weight).__name__ if not torch.is_tensor(weight) else tuple(weight.shape)}")
+    if bias is not None and (not torch.is_tensor(bias) or tuple(bias.shape) != (weight.shape[0],)):
+        raise TypeError(f"{name}: `bias` must be None or a tensor of shape ({weight.shape[0]},), got "
+                        f"{type(bias).__name__ if not torch.is_tensor(bias) else tuple(bias.shape)}")
+    scales = []
+    for value, what in ((spec[1], "weight_scale"), (spec[2], "bias_scale")):
+        if value is None and what == "bias_scale" and bias is None:
+            value = 0.0
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"{name}: {what} must be a finite real number, got {value!r}")
+        scales.append(float(value))
+    if spec[0] == "linear":
+        return ("linear", *scales)
+    stride, padding, dilation = (_pair(spec[3], name, "stride", 1), spec[4] if spec[4] in ("same", "valid")
+                                 else _pair(spec[4], name, "padding", 0), _pair(spec[5], name, "dilation", 1))
+    if padding == "same" and stride != (1, 1):
+        raise ValueError(f"{name}: padding='same' needs stride 1 (as in torch), got stride {stride}")
+    return ("conv2d", *scales, stride, padding, dilation)
+
+
+def _pair(value, name, what, least):
+    """An int or a pair of ints >= ``least`` as a pair."""
+    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < least for v in pair):
+        valid = "an int, a pair of ints or 'same'/'valid'" if what == "padding" else "an int or a pair of ints"
+        raise ValueError(f"{name}: {what} must be {valid} (each >= {least}), got {value!r}")
+    return pair
 
 
 class _Plan:
@@ -233,13 +305,13 @@ def _probe(model, x1, trainable):
                 owners[p] = owners.get(p, 0) + 1
     candidates = []
     for module in model.modules():
-        kind = _site_kind(module)
-        if (kind is None or module._forward_hooks or parametrize.is_parametrized(module)
+        spec = _site_spec(module)
+        if (spec is None or module._forward_hooks or parametrize.is_parametrized(module)
                 or not isinstance(module._parameters.get("weight"), nn.Parameter)):
             continue
-        site = _Site(module, kind)  # a parameter shared with another module is left to the fallback
-        site.weight = site.weight and owners[module.weight] == 1
-        site.bias = site.bias and owners[module.bias] == 1
+        site = _Site(module, *spec)  # a parameter shared with another module is left to the fallback
+        site.weight = site.weight and owners.get(module.weight) == 1
+        site.bias = site.bias and owners.get(module.bias) == 1
         if site.params():
             candidates.append(site)
     probe = x1[:2] if len(x1) >= 2 else torch.cat([x1[:1], x1[:1]])
@@ -530,7 +602,7 @@ def _order(site, n1, n2, s1, s2, q):
 
 
 def _patch_gram(site, ta, tb):
-    """M[a,s,b,t] = p_{a,s}·p_{b,t} (+1 for a trainable bias), zero when only the bias is trainable."""
+    """M[a,s,b,t] = ws²·p_{a,s}·p_{b,t} (+ bs² for a trainable bias), zero when only the bias is trainable."""
     torch = _torch()
     def patches(trace):
         calls = [trace.patches(site, c, 0, trace.n) for c in range(len(trace.records[site]))]
@@ -545,7 +617,9 @@ def _patch_gram(site, ta, tb):
         gram = (pa.reshape(n1, k) @ pb.reshape(n2, k).T).reshape(n1, 1, n2, 1)
     else:
         gram = torch.einsum("aks,bkt->asbt", pa, pb)
-    return gram + 1 if site.bias else gram
+    if site.weight and site.weight_scale != 1:
+        gram.mul_(site.weight_scale ** 2)
+    return gram + site.bias_scale ** 2 if site.bias else gram
 
 
 def _gram_contract(gram, ga, gb, acc):
@@ -563,8 +637,8 @@ def _gram_contract(gram, ga, gb, acc):
 
 
 def _site_jacobian(site, trace, signals):
-    """Per-sample gradients of the layer's weight, Σ_s g_s p_sᵀ as (n, Q, C·K), and bias, Σ_s g_s as (n, Q, C)
-    (None for a frozen one)."""
+    """Per-sample gradients of the layer's weight, ws·Σ_s g_s p_sᵀ as (n, Q, C·K), and bias, bs·Σ_s g_s as
+    (n, Q, C) (None for a frozen one)."""
     torch = _torch()
     n, q, C, _ = signals[0].shape
     weight = bias = None
@@ -583,6 +657,8 @@ def _site_jacobian(site, trace, signals):
                 else:
                     weight[lo:hi].baddbmm_(g[lo:hi], patches)
         weight = weight.reshape(n, q, C * K)
+        if site.weight_scale != 1:
+            weight.mul_(site.weight_scale)
     if site.bias:
-        bias = sum(g.sum(dim=3) for g in signals)
+        bias = sum(g.sum(dim=3) for g in signals) * site.bias_scale
     return weight, bias

@@ -121,6 +121,12 @@ class Dense(nn.Module):
         if self.bias is not None:
             self.bias.normal_(0.0, 1.0 if ntk else self.b_std)
 
+    def structured_ntk(self):
+        """forward(x) == F.linear(x, ws·W, bs·b): the structured-layer protocol of `kernels.empirical_ntk`."""
+        if self.parameterization == "standard":
+            return ("linear", 1.0, 1.0)
+        return ("linear", self.w_std / math.sqrt(self.fan_in), self.b_std)
+
     def forward(self, x):
         if self.parameterization == "standard":
             return F.linear(x, self.weight, self.bias)
@@ -170,6 +176,11 @@ class Conv(nn.Module):
         self.b_std, self.padding = b_std, filter_size // 2
         self.weight = nn.Parameter(torch.randn(c_out, c_in, filter_size, filter_size))
         self.bias = nn.Parameter(torch.randn(c_out)) if b_std is not None else None
+
+    def structured_ntk(self):
+        """forward(x) == F.conv2d(x, ws·W, bs·b, stride 1, SAME padding, dilation 1): the structured-layer
+        protocol of `kernels.empirical_ntk`."""
+        return ("conv2d", self.scale, self.b_std, 1, self.padding, 1)
 
     def forward(self, x):
         bias = None if self.bias is None else self.b_std * self.bias
