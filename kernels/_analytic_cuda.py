@@ -12,7 +12,6 @@ Each is checked against its NumPy reference — ``dense_rule(activation_rule(sta
 from __future__ import annotations
 
 import functools
-import math
 
 import cupy
 import numpy

@@ -31,7 +31,6 @@ probe set of training points.
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import scipy.linalg

@@ -2,7 +2,6 @@
 import copy
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,14 +10,6 @@ from torch.func import functional_call, hessian, jacrev
 from nets import MLP, Lazy, Linearized, TwoLayer, train
 from nets.diagnostics import (function_distance, ntk_drift, parameter_distance, relative_weight_change,
                               scale_criterion, unchanged_activation_fraction)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _x(n=6, d=3, seed=0):

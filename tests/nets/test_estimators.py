@@ -1,19 +1,10 @@
 """nets.estimators: scikit-learn conformance and behaviour of LazyNetRegressor / LazyNetClassifier."""
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import load_digits
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from nets import LazyNetClassifier, LazyNetRegressor
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # Small networks and few epochs keep the ~40 checks per estimator fast; every check applies (training is a

@@ -8,14 +8,6 @@ from torch.autograd.graph import saved_tensors_hooks
 from nets import CNN, MLP, Lazy, Linearized, TwoLayer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _mlp(seed=0, activation="tanh"):
     torch.manual_seed(seed)
     return MLP(3, [16, 16], 2, activation=activation, b_std=0.5).double()

@@ -1,5 +1,4 @@
 """nets.models: the paper's two-layer model, NTK-parameterized MLP/CNN against the analytic kernels, VGG, ResNet."""
-import math
 
 import numpy as np
 import pytest
@@ -7,15 +6,6 @@ import torch
 from torch import nn
 
 from nets import CNN, MLP, ResNet, TwoLayer, VGG
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_two_layer_forward_is_the_papers_formula():

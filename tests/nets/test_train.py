@@ -12,14 +12,6 @@ from nets.diagnostics import function_distance, parameter_distance, unchanged_ac
 from nets.train import random_crop_flip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _data(n=12, d=3, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(n, d, dtype=torch.float64, generator=gen), torch.randn(n, dtype=torch.float64, generator=gen)
