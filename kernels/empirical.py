@@ -20,8 +20,8 @@ Tangent Kernel", ICML):
   the output-gradients g come from one backward pass per output, so anything between the layers (activations,
   pooling, flatten, residual additions, normalisation) is handled by autograd. Parameters of any other layer
   go through "jacobian", restricted to those parameters.
-- "auto": "structured" when every trainable parameter sits in a supported layer (plain or declared); otherwise whichever of
-  "jacobian" and "ntvp" has the smaller estimated cost, with F = forward FLOPs per sample
+- "auto": "structured" when every trainable parameter sits in a supported layer (plain or declared); otherwise
+  whichever of "jacobian" and "ntvp" has the smaller estimated cost, with F = forward FLOPs per sample
   (``torch.utils.flop_counter``), P = trainable parameters, b₁, b₂ = block sizes, k = 1 ("mean") or 2 ("full"):
   jacobian ≈ 3·F·O·(b₁ + b₂) + 2·b₁·b₂·O^k·P,  ntvp ≈ 3·F·O·b₂·(b₁ + b₂).
 
@@ -41,8 +41,9 @@ Structured-layer protocol: a module with parameters ``weight`` and ``bias`` (a P
 pair; padding: int, pair, "same" or "valid") is handled like nn.Linear / nn.Conv2d. Since ∂y/∂W = ws·(∂y/∂W of
 the plain layer) and ∂y/∂b = bs·(∂y/∂b of the plain layer), its contribution is the plain one with the weight
 term multiplied by ws² and the bias term by bs² (the 'ntk' parameterization: ws = w_std/√fan_in, bs = b_std; see
-``nets.Dense`` and ``nets.Conv``). The declaration is a promise that is not verified: a module whose forward
-differs from the declared map gets a wrong kernel. A malformed declaration raises TypeError/ValueError.
+``nets.models.Dense`` and ``nets.models.Conv``). The declaration is a promise that is not verified: a module
+whose forward differs from the declared map gets a wrong kernel. A malformed declaration raises TypeError or
+ValueError.
 
 Assumptions of "structured" (checked where possible, else the layer falls back to "jacobian"): samples do not
 interact (true in eval mode for standard architectures); a supported layer sees the batch as its leading

@@ -5,6 +5,9 @@
 N(0, 1) and a layer computes  w_std / sqrt(fan_in) · W x + b_std · b,  so the empirical NTK and the output
 covariance at initialisation converge to the analytic kernels as the widths grow.
 
+`Dense` and `Conv` declare `structured_ntk()` (their forward is a plain linear map / convolution with scalar
+multipliers on weight and bias), so `kernels.empirical_ntk` takes its fast "structured" path for MLP and CNN.
+
 Nonlinearities are `torch.nn` modules (never functional calls), so `nets.diagnostics` can hook every ReLU.
 """
 import math

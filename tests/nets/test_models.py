@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from nets import CNN, MLP, ResNet, TwoLayer, VGG
+from nets.models import Conv, Dense
 
 
 def test_two_layer_forward_is_the_papers_formula():
@@ -99,6 +100,28 @@ def test_mlp_empirical_ntk_converges_to_analytic():
     thetas = [empirical_ntk(MLP(5, [1024, 1024], 1, b_std=0.1).double(), x) for _ in range(3)]
     expected = np.asarray(FullyConnected(depth=2, b_std=0.1).ntk(x))
     np.testing.assert_allclose(np.mean(thetas, axis=0), expected, atol=0.1 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("layer", [
+    lambda: Dense(6, 4, 2 ** 0.5, 0.3, "ntk"), lambda: Dense(6, 4, 1.5, None, "ntk"),
+    lambda: Dense(6, 4, 2 ** 0.5, 0.3, "standard"), lambda: Conv(2, 3, 3, 1.2, 0.4), lambda: Conv(2, 3, 5, 1.2, None)])
+def test_layers_keep_their_structured_ntk_promise(layer):
+    # kernels.empirical_ntk trusts structured_ntk(): forward(x) must equal the declared plain map with the
+    # scaled weight and bias. Same operations up to where the scalar multiplies: float64 rounding, 1e-13.
+    from torch.nn import functional as F
+    torch.manual_seed(7)
+    layer = layer().double()
+    kind, ws, bs, *conv = layer.structured_ntk()
+    bias = None if layer.bias is None else bs * layer.bias
+    if kind == "linear":
+        x = torch.randn(3, 6, dtype=torch.float64)
+        declared = F.linear(x, ws * layer.weight, bias)
+    else:
+        assert kind == "conv2d"
+        x = torch.randn(3, 2, 6, 5, dtype=torch.float64)
+        declared = F.conv2d(x, ws * layer.weight, bias, *conv)
+        assert declared.shape[2:] == x.shape[2:]  # SAME padding
+    torch.testing.assert_close(layer(x), declared, rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("readout", ["gap", "flatten"])
