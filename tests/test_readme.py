@@ -16,7 +16,6 @@ def test_readme_has_examples():
     assert len(BLOCKS) >= 6
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index, tmp_path):
     block = BLOCKS[index]
