@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from compare import runner
+from compare import data, runner
 from compare.cli import main
 
 
@@ -135,16 +135,7 @@ def test_teacher_student_with_two_jobs_and_on_dask(tmp_path):
     np.testing.assert_allclose([v for _, v in loky], [v for _, v in dask], rtol=1e-9)
 
 
-def _cifar_available():
-    from compare import data
-    try:
-        data.load("cifar10", n_train=10, n_test=10, first_per_class=1)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-needs_cifar = pytest.mark.skipif(not _cifar_available(), reason="CIFAR-10 not found (see compare.data)")
+needs_cifar = pytest.mark.skipif(data.find("cifar10") is None, reason="CIFAR-10 not found (see compare.data)")
 
 
 @needs_cifar
