@@ -173,16 +173,8 @@ def plot_vs_scale(rows, field, path, ylabel, title, percent=False) -> Path | Non
                 ax.hlines(k * m, lo, hi, colors=color, linestyles="--", label=method)
                 if s:
                     ax.fill_between([lo, hi], k * (m - s), k * (m + s), color=color, alpha=0.15)
-    ax.set_xscale("log")
-    ax.set_xlabel("lazy scale α")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="center right", framealpha=0.9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _finish(plt, fig, ax, path, "lazy scale α", ylabel, title, log_y=False,
+                   legend=dict(loc="center right", framealpha=0.9))
 
 
 def plot_rates(rows, path) -> tuple[Path | None, dict]:
@@ -204,17 +196,8 @@ def plot_rates(rows, path) -> tuple[Path | None, dict]:
     if not slopes:
         plt.close(fig)
         return None, slopes
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("lazy scale α")
-    ax.set_ylabel("distance at the end of training")
-    ax.set_title("Theorem 2.2: distances vs α (dotted: theoretical slopes)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path), slopes
+    return _finish(plt, fig, ax, path, "lazy scale α", "distance at the end of training",
+                   "Theorem 2.2: distances vs α (dotted: theoretical slopes)"), slopes
 
 
 def plot_teacher_student(rows, path) -> Path | None:
@@ -228,13 +211,20 @@ def plot_teacher_student(rows, path) -> Path | None:
     for d in dims:
         x, mean, std = _series(groups, "net", "test_loss", d=d)
         ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=f"d = {d}")
+    return _finish(plt, fig, ax, path, "initialisation scale τ", "test loss (mean ± std over seeds)",
+                   "Teacher–student: large τ (lazy) generalises worse")
+
+
+def _finish(plt, fig, ax, path, xlabel, ylabel, title, log_y=True, legend=None) -> Path:
+    """Log-scaled axes, labels, grid and legend; save the PNG and close the figure."""
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("initialisation scale τ")
-    ax.set_ylabel("test loss (mean ± std over seeds)")
-    ax.set_title("Teacher–student: large τ (lazy) generalises worse")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, **(legend or {}))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
