@@ -17,13 +17,13 @@ def rows_of(out):
     return {(r["method"], r["scale"]): r for r in rows}, rows
 
 
-EQUIVALENCE_ARGS = ["--quiet", "--threads", "1", "--set", "n_train=150", "--set", "probe=50", "--set", "steps=200",
-                    "--set", "scales=[0.1, 1.0, 1000.0]"]
+EQUIVALENCE_ARGS = ["--quiet", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
 def equivalence(tmp_path_factory):
-    """Digits, 150 training points, one hidden layer of width 128, 200 GD steps, α ∈ {0.1, 1, 1000}."""
+    """The quick preset itself (the default job): digits, 300 training and 450 test points, an MLP 64 → 64 → 10
+    in the NTK parameterization, 300 full-batch GD steps, α ∈ {0.1, 1, 10, 100, 1000}, one seed."""
     out = tmp_path_factory.mktemp("equivalence")
     code = main(["equivalence", "--out", str(out), *EQUIVALENCE_ARGS])
     assert code == 0
@@ -36,20 +36,25 @@ def test_equivalence_lazy_and_linearized_agree_with_the_empirical_ntk(equivalenc
     # for the top mode, where both have converged): measured 100% agreement on the 450 test digits.
     assert by[("linearized", None)]["agreement"] >= 0.99
     # At α = 1000 the lazy net is its linearization up to O(1/α): measured 100%.
-    assert by[("lazy", 1000.0)]["agreement"] >= 0.95
-    # Smaller α leaves the kernel regime: measured 98.2% at α = 1 (8 of 450 digits differ) and 95.6% at
-    # α = 0.1; the normally scaled (uncentred) net agrees on 66.2% only.
-    assert by[("lazy", 1.0)]["agreement"] <= 0.99
+    assert by[("lazy", 1000.0)]["agreement"] >= 0.99
+    # Agreement rises with α: measured 97.3%, 99.3%, 99.8%, 100% at α = 1, 10, 100, 1000 (12 of 450 digits
+    # differ at α = 1), 96.0% at α = 0.1; the normally scaled (uncentred) net agrees on 87.8% only.
+    agreement = [by[("lazy", a)]["agreement"] for a in (1.0, 10.0, 100.0, 1000.0)]
+    assert agreement == sorted(agreement)
+    assert agreement[0] <= agreement[-1] - 0.02
     assert by[("lazy", 0.1)]["agreement"] < by[("lazy", 1.0)]["agreement"]
-    assert by[("net", None)]["agreement"] <= 0.8
-    # Laziness diagnostics shrink with α: weight change 0.0567 → 5.68e-5, ratio 998 ≈ 1000 (O(1/α));
-    # NTK drift 0.813 at α = 0.1, 0.00165 at α = 1000.
+    assert by[("net", None)]["agreement"] <= 0.9
+    # Laziness diagnostics shrink with α: weight change 0.0971 → 9.77e-5, ratio 994 ≈ 1000 (O(1/α));
+    # NTK drift 1.6 at α = 0.1, 4.75e-5 at α = 1000.
     ratio = by[("lazy", 1.0)]["weight_change"] / by[("lazy", 1000.0)]["weight_change"]
     assert 900 < ratio < 1100
     assert by[("lazy", 1000.0)]["ntk_drift"] < 0.01 < 0.5 < by[("lazy", 0.1)]["ntk_drift"]
-    # The kernel predictors are reported beside the nets (measured 91.8–93.1% test accuracy).
-    for method in ("empirical_ntk", "empirical_ntk_krr", "ntk", "nngp"):
+    # The kernel predictors are reported beside the nets: measured 95.3% (empirical NTK flow), 97.8% (analytic
+    # NTK), 98.2% (NNGP). Ridgeless interpolation with the width-64 multi-output empirical kernel overfits:
+    # 77.8%.
+    for method in ("empirical_ntk", "ntk", "nngp"):
         assert by[(method, None)]["test_accuracy"] > 0.9
+    assert by[("empirical_ntk_krr", None)]["test_accuracy"] > 0.7
 
 
 def test_equivalence_rows_carry_the_documented_fields(equivalence):
