@@ -29,7 +29,7 @@ import os
 import threadpoolctl
 
 from kernels import backend
-from kernels.duals import ACTIVATIONS, get_dual
+from kernels.duals import get_dual
 
 PARAMETERIZATIONS = ("ntk", "standard")
 READOUTS = ("gap", "flatten")
@@ -107,26 +107,25 @@ def conv_rule(state, w_std: float, b_std, parameterization: str, fan_in: int, fi
     return dense_rule((k12, k11, k22, ntk), w_std, b_std, parameterization, fan_in)
 
 
-def variance_chain(kernel, var):
-    """FC: the pre-activation variance K(x, x) before each hidden activation (a list of ``depth`` vectors)."""
+def _variance_chain(kernel, var, spread):
+    """K_ii ← w²·spread(K_ii) + b² before each hidden activation, K_ii ← E[φ(u)²] after it."""
     w2, b2 = kernel.w_std ** 2, 0.0 if kernel.b_std is None else kernel.b_std ** 2
     out, v = [], var
     for _ in range(kernel.depth):
-        v = w2 * v + b2
+        v = w2 * spread(v) + b2
         out.append(v)
         v = kernel._dual.nngp(v, v, v)
     return out
+
+
+def variance_chain(kernel, var):
+    """FC: the pre-activation variance K(x, x) before each hidden activation (a list of ``depth`` vectors)."""
+    return _variance_chain(kernel, var, lambda v: v)
 
 
 def conv_variance_chain(kernel, var):
     """Conv: the per-pixel pre-activation variances (B, H, W) before each hidden activation."""
-    w2, b2 = kernel.w_std ** 2, 0.0 if kernel.b_std is None else kernel.b_std ** 2
-    out, v = [], var
-    for _ in range(kernel.depth):
-        v = w2 * patch_sum(v, ((1,), (2,)), kernel.filter_size) + b2
-        out.append(v)
-        v = kernel._dual.nngp(v, v, v)
-    return out
+    return _variance_chain(kernel, var, lambda v: patch_sum(v, ((1,), (2,)), kernel.filter_size))
 
 
 # ----------------------------------------------------------------------------------------------- tiling
@@ -202,11 +201,9 @@ class _AnalyticKernel:
                     or self.width < 1):
                 raise ValueError("parameterization='standard' needs width= (the hidden width, a positive "
                                  f"integer), because its NTK depends on it; got width={self.width!r}")
-        if not callable(self.activation) and self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} or a callable, "
-                             f"got {self.activation!r}")
-        if self.block_size is not None and (isinstance(self.block_size, bool) or self.block_size < 1
-                                            or not isinstance(self.block_size, numbers.Integral)):
+        if self.block_size is not None and (isinstance(self.block_size, bool)
+                                            or not isinstance(self.block_size, numbers.Integral)
+                                            or self.block_size < 1):
             raise ValueError(f"block_size must be None or a positive integer, got {self.block_size!r}")
         if self.n_jobs is not None and (not isinstance(self.n_jobs, numbers.Integral) or self.n_jobs < 1):
             raise ValueError(f"n_jobs must be None or a positive integer, got {self.n_jobs!r}")
@@ -214,7 +211,7 @@ class _AnalyticKernel:
             backend.resolve_device(self.device)
         if self.dtype is not None:
             backend.resolve_dtype(self.dtype, "cpu")
-        self._dual = get_dual(self.activation, self.negative_slope)
+        self._dual = get_dual(self.activation, self.negative_slope)   # validates activation, negative_slope
 
     def get_params(self, deep: bool = True) -> dict:
         """Constructor arguments (scikit-learn style); ``type(k)(**k.get_params())`` rebuilds the kernel."""

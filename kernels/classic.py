@@ -78,14 +78,18 @@ class _Kernel:
         return hash((type(self).__name__, tuple(self.get_params().items())))
 
 
-class RBF(_Kernel):
-    """Gaussian kernel exp(−γ‖x − y‖²); γ = 1/n_features by default (as ``sklearn.metrics.pairwise.rbf_kernel``)."""
+class _GammaKernel(_Kernel):
+    """A kernel whose only parameter is γ (None = 1/n_features)."""
 
     _params = ("gamma",)
 
     def __init__(self, gamma=None):
         check_gamma(gamma)
         self.gamma = gamma
+
+
+class RBF(_GammaKernel):
+    """Gaussian kernel exp(−γ‖x − y‖²); γ = 1/n_features by default (as ``sklearn.metrics.pairwise.rbf_kernel``)."""
 
     def __call__(self, x1, x2=None):
         x1, x2, same = _pair(x1, x2)
@@ -93,14 +97,8 @@ class RBF(_Kernel):
         return xp.exp(-_gamma(self.gamma, x1.shape[1]) * squared_distances(x1, x2, same))
 
 
-class Laplace(_Kernel):
+class Laplace(_GammaKernel):
     """Laplace kernel exp(−γ‖x − y‖₁); γ = 1/n_features by default (as ``sklearn…laplacian_kernel``)."""
-
-    _params = ("gamma",)
-
-    def __init__(self, gamma=None):
-        check_gamma(gamma)
-        self.gamma = gamma
 
     def __call__(self, x1, x2=None):
         x1, x2, _ = _pair(x1, x2)

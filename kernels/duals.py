@@ -85,10 +85,15 @@ def _angle(k12, k11, k22):
     return s, xp.atan2(s, k12)
 
 
+def _abrelu_coefficients(a: float) -> tuple:
+    """(c₊, c₋) = ((1 + a²)/2π, 2a/2π) of the ABReLU duals with negative slope a."""
+    return (1.0 + a * a) / (2 * math.pi), 2 * a / (2 * math.pi)
+
+
 def _abrelu_both(a: float, k12, k11, k22):
-    """Both ABReLU duals from one (s, θ), with c₊ = (1 + a²)/2π and c₋ = 2a/2π:
+    """Both ABReLU duals from one (s, θ), with (c₊, c₋) from ``_abrelu_coefficients``:
     E[φ'φ'] = c₊(π − θ) + c₋θ and E[φφ] = (c₊ − c₋)·s + k12·E[φ'φ']."""
-    c_same, c_cross = (1.0 + a * a) / (2 * math.pi), 2 * a / (2 * math.pi)
+    c_same, c_cross = _abrelu_coefficients(a)
     s, th = _angle(k12, k11, k22)
     th *= c_cross - c_same
     th += c_same * math.pi          # th now holds E[φ'φ']
@@ -101,9 +106,9 @@ def _abrelu_both(a: float, k12, k11, k22):
     return s, th
 
 
-def _abrelu(slope: float) -> Dual:
-    a = float(slope)
-    c_same, c_cross = (1.0 + a * a) / (2 * math.pi), 2 * a / (2 * math.pi)
+def _abrelu(slope: float) -> tuple:
+    """(nngp, ntk) of φ(x) = slope·min(x, 0) + max(x, 0), from the module docstring's closed form."""
+    c_same, c_cross = _abrelu_coefficients(float(slope))
 
     def nngp(k12, k11, k22):
         s, th = _angle(k12, k11, k22)

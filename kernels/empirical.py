@@ -106,8 +106,8 @@ def empirical_ntk(model, x1, x2=None, output="mean", method="auto", block_size=N
     model.eval()
     try:
         plan = _probe(model, x1, trainable)
-        b1 = min(block_size or len(x1), len(x1))
-        b2 = min(block_size or len(x1 if x2 is None else x2), len(x1 if x2 is None else x2))
+        n1, n2 = len(x1), len(x1 if x2 is None else x2)
+        b1, b2 = min(block_size or n1, n1), min(block_size or n2, n2)
         method = _resolve_method(method, model, plan, b1, b2, output)
         full = output == "full"
         if method == "structured":
@@ -158,7 +158,6 @@ def _model_device_dtype(model):
 def _as_input(x, name, device, dtype):
     """``x`` as a finite floating torch tensor on the model's device and dtype (torch inputs must already be
     on that device; NumPy and CuPy arrays are moved)."""
-    torch = _torch()
     if backend.is_torch(x):
         if x.device != device:
             raise ValueError(f"{name} is on device {x.device} but the model's parameters are on {device}; "
@@ -171,10 +170,7 @@ def _as_input(x, name, device, dtype):
         raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
     if x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(f"{name} must have shape (n, ...) with n >= 1, got {tuple(x.shape)}")
-    x = x.detach().to(device=device, dtype=dtype)
-    if not bool(torch.isfinite(x.abs().amax())):  # amax propagates NaN; one reduction, no mask array
-        raise ValueError(f"{name} contains NaN or inf; all values must be finite")
-    return x
+    return backend.check_finite(x.detach().to(device=device, dtype=dtype), name)
 
 
 # ----------------------------------------------------------------------------------------------- plan

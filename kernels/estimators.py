@@ -121,6 +121,13 @@ class _ArrayEstimator(BaseEstimator):
                              f"{y.shape[0]}]")
         return y
 
+    def _outputs_for(self, X):
+        """(outputs (n, n_outputs) on the compute device, where X came from) for new X; the model must be fitted."""
+        check_is_fitted(self)
+        origin = _origin(X)
+        X, _ = self._validate_X(X, reset=False)
+        return self._outputs(X), origin
+
 
 class _Regressor(RegressorMixin):
     """fit/predict for regressors: targets y of shape (n,) or (n, n_targets), predictions of the same shape."""
@@ -134,10 +141,7 @@ class _Regressor(RegressorMixin):
         return self
 
     def predict(self, X):
-        check_is_fitted(self)
-        origin = _origin(X)
-        X, _ = self._validate_X(X, reset=False)
-        F = self._outputs(X)
+        F, origin = self._outputs_for(X)
         return _to_origin(F[:, 0] if self.single_target_ else F, origin)
 
     def __sklearn_tags__(self):
@@ -161,10 +165,7 @@ class _Classifier(ClassifierMixin):
 
     def decision_function(self, X):
         """Regression outputs: (n,) = output₁ − output₀ for two classes, else (n, n_classes)."""
-        check_is_fitted(self)
-        origin = _origin(X)
-        X, _ = self._validate_X(X, reset=False)
-        F = self._outputs(X)
+        F, origin = self._outputs_for(X)
         if F.shape[1] == 2:
             F = F[:, 1] - F[:, 0]
         elif F.shape[1] == 1:
@@ -173,11 +174,8 @@ class _Classifier(ClassifierMixin):
 
     def predict(self, X):
         """The class whose one-hot output is largest."""
-        check_is_fitted(self)
-        origin = _origin(X)
-        X, _ = self._validate_X(X, reset=False)
-        xp = backend.get_namespace(X)
-        labels = self.classes_[backend.to_numpy(xp.argmax(self._outputs(X), axis=1))]
+        F, origin = self._outputs_for(X)
+        labels = self.classes_[backend.to_numpy(backend.get_namespace(F).argmax(F, axis=1))]
         numeric = labels.dtype.kind in "biuf"
         return _to_origin(labels, origin) if numeric and origin[0] != "numpy" else labels
 

@@ -68,9 +68,14 @@ def _like(y, reference):
     return y if y.dtype == reference.dtype else xp.astype(y, reference.dtype)
 
 
+def _eps(A) -> float:
+    """Machine epsilon of A's dtype (NumPy, CuPy or array-API dtype)."""
+    return float(np.finfo(str(A.dtype).split(".")[-1]).eps)
+
+
 def _rcond(K) -> float:
     """The relative cutoff n·eps (of K's dtype) below which eigenvalues and pivots count as zero."""
-    return K.shape[0] * float(np.finfo(str(K.dtype).split(".")[-1]).eps)
+    return K.shape[0] * _eps(K)
 
 
 # ----------------------------------------------------------------------------------------------- dense linear algebra
@@ -276,7 +281,7 @@ def nystrom_krr(kernel, X, y, alpha: float, n_centers: int, *, tol: float = 1e-1
     X = backend.check_array(X, "X", ndim=2)
     xp = backend.get_namespace(X)
     y = _like(backend.check_array(y, "y"), X)
-    if y.shape[0] != X.shape[0] or y.ndim not in (1, 2):
+    if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
         raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {X.shape[0]}, got {tuple(y.shape)}")
     alpha = check_alpha(alpha)
     n = X.shape[0]
@@ -311,7 +316,7 @@ def nystrom_krr(kernel, X, y, alpha: float, n_centers: int, *, tol: float = 1e-1
 def _jittered_cholesky(A, xp):
     """Lower Cholesky factor of A + εI with the smallest ε = m·eps·max(diag)·10^j (j = 0..6) that works."""
     scale = float(xp.max(xp.abs(xp.linalg.diagonal(A))))
-    eps = float(np.finfo(str(A.dtype).split(".")[-1]).eps)
+    eps = _eps(A)
     for j in range(7):
         L = _cholesky_lower(_add_diagonal(A, A.shape[0] * eps * scale * 10.0 ** j, xp), xp)
         if L is not None:

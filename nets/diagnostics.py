@@ -16,6 +16,7 @@ from torch import nn
 from torch.func import functional_call, jvp, vjp
 
 from nets.lazy import Lazy, Linearized
+from nets.models import _positive_finite, _positive_int
 
 
 def _networks(module, initial):
@@ -176,10 +177,8 @@ def scale_criterion(module, X, y, iters=30, threshold=0.01, seed=0):
     rule of thumb for "κ ≪ 1": on the README's digits example κ = 0.055 still let 5% of the ReLU patterns flip
     and the weights move by 10%, while κ = 5e-4 kept 99.96% of them; print it for a verdict).
     """
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"iters must be a positive integer, got {iters!r}")
-    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"threshold must be a finite number > 0, got {threshold!r}")
+    _positive_int(iters, "iters")
+    _positive_finite(threshold, "threshold")
     params = {name: p.detach() for name, p in module.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("module has no trainable parameter")

@@ -43,6 +43,12 @@ def _positive_int(value, name):
     return value
 
 
+def _positive_finite(value, name):
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return value
+
+
 def _nonnegative_finite(value, name, allow_none=False):
     if value is None and allow_none:
         return value
@@ -70,8 +76,7 @@ class TwoLayer(nn.Module):
         self.d, self.m = _positive_int(d, "d"), _positive_int(m, "m")
         if symmetric and m % 2:
             raise ValueError(f"symmetric=True pairs units, so m must be even, got m={m}")
-        if not (isinstance(init_scale, (int, float)) and math.isfinite(init_scale) and init_scale > 0):
-            raise ValueError(f"init_scale must be a finite number > 0, got {init_scale!r}")
+        _positive_finite(init_scale, "init_scale")
         self.init_scale, self.symmetric, self.activation = float(init_scale), bool(symmetric), activation
         self.a = nn.Parameter(torch.empty(m, d))
         self.b = nn.Parameter(torch.empty(m))
@@ -236,6 +241,15 @@ def _scaled(channels, width_factor):
     return max(1, int(round(channels * width_factor)))
 
 
+def _kaiming_init(network):
+    """Kaiming-normal (fan-in, ReLU gain) weights and zero biases for every nn.Conv2d of `network`."""
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 _VGG_CONFIGS = {  # channels of 3×3 convs; "M" = 2×2 max-pool (Simonyan & Zisserman 2015, configs A, B, D, E)
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -247,8 +261,7 @@ _VGG_CONFIGS = {  # channels of 3×3 convs; "M" = 2×2 max-pool (Simonyan & Ziss
 def _check_cifar_args(depth, valid, width_factor, num_classes, in_channels, name):
     if depth not in valid:
         raise ValueError(f"{name} depth must be one of {sorted(valid)}, got {depth!r}")
-    if not (isinstance(width_factor, (int, float)) and math.isfinite(width_factor) and width_factor > 0):
-        raise ValueError(f"width_factor must be a finite number > 0, got {width_factor!r}")
+    _positive_finite(width_factor, "width_factor")
     _positive_int(num_classes, "num_classes")
     _positive_int(in_channels, "in_channels")
 
@@ -274,10 +287,7 @@ class VGG(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(c_in, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+        _kaiming_init(self)
 
     def forward(self, x):
         return self.classifier(self.features(x).flatten(1))
@@ -324,11 +334,7 @@ class ResNet(nn.Module):
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.classifier = nn.Linear(c_in, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        _kaiming_init(self)
 
     def forward(self, x):
         return self.classifier(self.blocks(self.stem(x)).mean(dim=(2, 3)))

@@ -104,18 +104,21 @@ def _gpu_rows(args, rng) -> list:
         kernel = _kernel(FC_CONFIG, block_size=4096)
         ours = harness.measure(lambda: kernel.kernels(x), args.repeats, sync=sync).median
         floor = _gpu_floor(x, FC_CONFIG["depth"] + 1, args.repeats)
-        rows.append([f"FC depth 3 ReLU, {n}×{n}, d=100", "GPU", "float32", harness.format_seconds(ours),
-                     "-", "-", f"floor {harness.format_seconds(floor)} ({ours / floor:.1f}× floor)"])
+        rows.append(_gpu_row(f"FC depth 3 ReLU, {n}×{n}, d=100", ours, floor))
     n_img = 20 if args.quick else 200
     images = cupy.asarray(rng.standard_normal((n_img, 3, 32, 32)), dtype=cupy.float32)
     kernel = _kernel(CONV_CONFIG, memory_budget=2 ** 31)
     ours = harness.measure(lambda: kernel.kernels(images), args.repeats, sync=sync).median
     flat = cupy.reshape(cupy.transpose(images, (0, 2, 3, 1)), (-1, 3))
     floor = _gpu_floor(flat, CONV_CONFIG["depth"] + 1, args.repeats)
-    rows.append([f"Conv depth 3 GAP ReLU, {n_img} images 3×32×32", "GPU", "float32",
-                 harness.format_seconds(ours), "-", "-",
-                 f"floor {harness.format_seconds(floor)} ({ours / floor:.1f}× floor)"])
+    rows.append(_gpu_row(f"Conv depth 3 GAP ReLU, {n_img} images 3×32×32", ours, floor))
     return rows
+
+
+def _gpu_row(case: str, ours: float, floor: float) -> list:
+    """A float32 GPU table row: no peer, the floor time and our multiple of it in the note."""
+    return [case, "GPU", "float32", harness.format_seconds(ours), "-", "-",
+            f"floor {harness.format_seconds(floor)} ({ours / floor:.1f}× floor)"]
 
 
 def main(argv: list) -> int:

@@ -189,12 +189,11 @@ def bench_cnn(device, repeats, quick):
     n_big = 32 if quick else CNN["n"]
     cases = [(n_big, "jacobian", None), (n_big, "structured", None), (n_big, "structured", n_big // 4),
              (CNN_SMALL_N, "jacobian", None), (CNN_SMALL_N, "ntvp", None), (CNN_SMALL_N, "structured", None)]
-    rows, budget = [], None
+    rows, budget, o = [], None, CNN["outputs"]
     for n, method, block in cases:
         spec = {"device": device, "n": n, "method": method, "repeats": repeats, "block_size": block}
         # CPU: a fresh process per case, so that its peak RSS is this case's; GPU: the allocator's own peak
         r = cnn_child(spec) if device == "cuda" else run_child(spec)
-        o = CNN["outputs"]
         jac_bytes = n * o * r["params"] * 4
         if n == n_big:
             budget = jac_bytes

@@ -70,6 +70,11 @@ def _gpu_timing(K, Y, alpha, repeats, device):
     return measure(lambda: krr_solve(K_gpu, Y_gpu, alpha), repeats, sync=cupy.cuda.Device().synchronize).median
 
 
+def _relative_difference(a, reference) -> float:
+    """max|a − reference| / max|reference|."""
+    return float(np.abs(a - reference).max() / np.abs(reference).max())
+
+
 def krr_table(sizes, n_targets, alpha, repeats, device):
     from sklearn.kernel_ridge import KernelRidge
 
@@ -100,13 +105,12 @@ def krr_table(sizes, n_targets, alpha, repeats, device):
         gpu = _gpu_timing(K, Y, alpha, repeats, device)
         reference = KernelRidge(alpha=alpha, kernel="precomputed").fit(K, Y).dual_coef_
         coef = krr_solve(K, Y, alpha)
-        difference = np.abs(coef - reference).max() / np.abs(reference).max()
+        difference = _relative_difference(coef, reference)
         krr_rows.append([n, n_targets, f"{alpha:g}", str(peer), str(ours), str(in_place),
                          ratio(peer.median, ours.median), ratio(peer.median, in_place.median), format_seconds(gpu),
                          ratio(peer.median, gpu), f"{difference:.1e}"])
         coefs = backend.to_numpy(path())
-        path_error = max(np.abs(c - krr_solve(K, Y, a)).max() / np.abs(krr_solve(K, Y, a)).max()
-                         for a, c in zip(alphas[::6], coefs[::6]))
+        path_error = max(_relative_difference(c, krr_solve(K, Y, a)) for a, c in zip(alphas[::6], coefs[::6]))
         path_rows.append([n, len(alphas), str(path_time), str(ours), f"{path_time.median / ours.median:.1f}×",
                           f"{path_time.median / peer.median:.1f}×", format_seconds(20 * peer.median),
                           ratio(20 * peer.median, path_time.median), f"{path_error:.1e}"])

@@ -66,9 +66,7 @@ def resolve_preset(presets: dict, args) -> dict:
 def resolve_torch_device(device: str) -> str:
     """"auto" → "cuda" when torch sees a GPU, else "cpu"; "cuda" without one is an error."""
     import torch
-    valid = ("auto", "cpu", "cuda")
-    if device not in valid:
-        raise ValueError(f"unknown device {device!r}; valid: {', '.join(valid)}")
+    check_choice(device, ("auto", "cpu", "cuda"), "device")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -85,6 +83,7 @@ def with_threads(run_one, threads: int, config: dict) -> dict:
 
 
 def check_choice(value, valid, what: str):
+    """ValueError naming ``what`` and listing the valid choices when ``value`` is not one of ``valid``."""
     if value not in valid:
         raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
 
@@ -124,6 +123,19 @@ def execute(args, experiment: str, presets: dict, datasets, plan, run_one, intro
     print(report.text_table(headers, body))
     print(f"\nreport: {path}")
     return 0
+
+
+def teacher_student_tensors(config: dict):
+    """The float64 teacher–student split for ``config`` (n_train, n_test, d, seed) and its torch tensors on
+    ``config["device"]``: ``(ds, X_train, X_test, y_train)`` with ``y_train`` of shape (n_train, 1)."""
+    import numpy as np
+    import torch
+    from compare import data
+    ds = data.load("teacher-student", n_train=config["n_train"], n_test=config["n_test"], d=config["d"],
+                   seed=config["seed"], dtype="float64")
+    X_train, X_test = (torch.as_tensor(x, device=config["device"]) for x in (ds.X_train, ds.X_test))
+    y_train = torch.as_tensor(np.reshape(ds.y_train, (-1, 1)), device=config["device"])
+    return ds, X_train, X_test, y_train
 
 
 def load_split(dataset, n_train, n_test, seed, data_dir=None, classes=None, **kwargs):

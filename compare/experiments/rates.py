@@ -51,17 +51,12 @@ def run(args) -> int:
 def run_one(config) -> dict:
     """Train Lazy(net, α) and Linearized(Lazy(net, α)) from the same w₀ for the same steps; their distances."""
     import torch
-    from compare import data
     from kernels import empirical_ntk
     from nets import Lazy, Linearized, TwoLayer, diagnostics, train
-    ds = data.load("teacher-student", n_train=config["n_train"], n_test=config["n_test"], d=config["d"],
-                   seed=config["seed"], dtype="float64")
-    device = config["device"]
-    X_train, X_test = (torch.as_tensor(x, device=device) for x in (ds.X_train, ds.X_test))
-    y_train = torch.as_tensor(np.reshape(ds.y_train, (-1, 1)), device=device)
+    _, X_train, X_test, y_train = common.teacher_student_tensors(config)
     torch.manual_seed(config["seed"])
     net = TwoLayer(config["d"], config["m"], activation=config["activation"], init_scale=config["m"] ** 0.5)
-    net = net.to(device=device, dtype=torch.float64)
+    net = net.to(device=config["device"], dtype=torch.float64)
     lam_max = float(np.linalg.eigvalsh(np.asarray(empirical_ntk(net, X_train)))[-1])
     lr = config["lr_factor"] * len(X_train) / lam_max
     lazy = Lazy(net, config["scale"])

@@ -50,17 +50,13 @@ def run(args) -> int:
 def run_one(config) -> dict:
     """Train the student at init scale τ = config["scale"] in dimension config["d"]; return test loss."""
     import torch
-    from compare import data
     from nets import TwoLayer, train
     from nets.train import DivergenceError
-    ds = data.load("teacher-student", n_train=config["n_train"], n_test=config["n_test"], d=config["d"],
-                   seed=config["seed"], dtype="float64")
+    ds, X_train, X_test, y_train = common.teacher_student_tensors(config)
     tau, m = config["scale"], config["m"]
     torch.manual_seed(config["seed"])
     student = TwoLayer(config["d"], m, activation="relu", bias=False, init_scale=tau, symmetric=True)
     student = student.to(device=config["device"], dtype=torch.float64)
-    X_train, X_test = (torch.as_tensor(x, device=config["device"]) for x in (ds.X_train, ds.X_test))
-    y_train = torch.as_tensor(np.reshape(ds.y_train, (-1, 1)), device=config["device"])
     lr = config["lr_factor"] * m / max(1.0, tau ** 2)
     row = {"n_train": len(ds.y_train), "lr": lr}
     try:

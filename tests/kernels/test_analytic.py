@@ -207,7 +207,8 @@ def test_params_pickle_and_equality():
     (dict(w_std=-1.0), "w_std"), (dict(b_std=-0.1), "b_std"), (dict(b_std=float("nan")), "b_std"),
     (dict(activation="swish"), "relu, leaky_relu, abs, identity, step, erf, tanh, gelu"),
     (dict(parameterization="mup"), "parameterization"),
-    (dict(parameterization="standard"), "width"), (dict(block_size=0), "block_size"), (dict(n_jobs=0), "n_jobs"),
+    (dict(parameterization="standard"), "width"), (dict(block_size=0), "block_size"), (dict(block_size="4"), "block_size"),
+    (dict(n_jobs=0), "n_jobs"),
     (dict(device="tpu"), "device"), (dict(dtype="int8"), "dtype"),
 ])
 def test_bad_parameters(kwargs, match):
@@ -318,6 +319,14 @@ def _assert_close_to_mean(samples, analytic, width):
     assert np.all(np.abs(mean - analytic) <= 5 * se + 4 / width * scale), (mean, analytic, se)
 
 
+def _check_monte_carlo(kernel, x, sizes, act, **mc):
+    """The kernel's (NNGP, NTK) against the mean over finite nets built with its own parameters."""
+    nngp, ntk = kernel.kernels(x)
+    samples = _monte_carlo(x, sizes, kernel.parameterization, kernel.w_std, kernel.b_std, act, **mc)
+    _assert_close_to_mean(samples[0], nngp, kernel.width)
+    _assert_close_to_mean(samples[1], ntk, kernel.width)
+
+
 @pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.2), ("standard", None)])
 def test_monte_carlo_fc(rng, parameterization, b_std):
     torch = pytest.importorskip("torch")
@@ -327,11 +336,8 @@ def test_monte_carlo_fc(rng, parameterization, b_std):
     width, depth, d = 1024, 1, 8
     x = rng.standard_normal((4, d))
     kernel = FullyConnected(depth, "relu", 1.3, b_std, parameterization, width=width)
-    nngp, ntk = kernel.kernels(x)
     sizes = [d] + [width] * depth + [width]   # wide readout: 1024 outputs sample the NNGP per net
-    samples = _monte_carlo(x, sizes, parameterization, 1.3, b_std, torch.relu, n_nets=12, ntk_outputs=2)
-    _assert_close_to_mean(samples[0], nngp, width)
-    _assert_close_to_mean(samples[1], ntk, width)
+    _check_monte_carlo(kernel, x, sizes, torch.relu, n_nets=12, ntk_outputs=2)
 
 
 @pytest.mark.parametrize("readout, parameterization", [("gap", "ntk"), ("flatten", "standard")])
@@ -340,12 +346,8 @@ def test_monte_carlo_conv(rng, readout, parameterization):
     channels = 1024
     x = rng.standard_normal((3, 2, 4, 4))
     kernel = Convolutional(1, "relu", 1.4, 0.1, 3, readout, parameterization, width=channels)
-    nngp, ntk = kernel.kernels(x)
     sizes = [2, channels, 256]   # 256 readout outputs: the flatten readout alone has 1024·16·256 weights
-    samples = _monte_carlo(x, sizes, parameterization, 1.4, 0.1, torch.relu, n_nets=6, conv=3, readout=readout,
-                           ntk_outputs=2)
-    _assert_close_to_mean(samples[0], nngp, channels)
-    _assert_close_to_mean(samples[1], ntk, channels)
+    _check_monte_carlo(kernel, x, sizes, torch.relu, n_nets=6, conv=3, readout=readout, ntk_outputs=2)
 
 
 @pytest.mark.slow
@@ -357,11 +359,7 @@ def test_monte_carlo_deep(rng, activation, parameterization):
     x = rng.standard_normal((4, 5))
     width = 2048
     kernel = FullyConnected(3, activation, 1.5, 0.3, parameterization, width=width)
-    nngp, ntk = kernel.kernels(x)
-    samples = _monte_carlo(x, [5, width, width, width, width], parameterization, 1.5, 0.3, act, n_nets=10,
-                           ntk_outputs=1)
-    _assert_close_to_mean(samples[0], nngp, width)
-    _assert_close_to_mean(samples[1], ntk, width)
+    _check_monte_carlo(kernel, x, [5, width, width, width, width], act, n_nets=10, ntk_outputs=1)
 
 
 @pytest.mark.slow
@@ -371,8 +369,5 @@ def test_monte_carlo_deep_conv(rng, readout, parameterization):
     channels = 1024
     x = rng.standard_normal((3, 3, 4, 4))
     kernel = Convolutional(2, "relu", 1.4, 0.1, 3, readout, parameterization, width=channels)
-    nngp, ntk = kernel.kernels(x)
-    samples = _monte_carlo(x, [3, channels, channels, 512], parameterization, 1.4, 0.1, torch.relu,
-                           n_nets=8, conv=3, readout=readout, ntk_outputs=1)
-    _assert_close_to_mean(samples[0], nngp, channels)
-    _assert_close_to_mean(samples[1], ntk, channels)
+    _check_monte_carlo(kernel, x, [3, channels, channels, 512], torch.relu, n_nets=8, conv=3, readout=readout,
+                       ntk_outputs=1)

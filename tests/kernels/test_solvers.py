@@ -210,3 +210,5 @@ def test_bad_input(problem):
         krr_solve(bad, Y)
     with pytest.raises(ValueError, match=r"n_centers must be an integer in \[1, n_samples=120\]"):
         nystrom_krr(RBF(), problem[0], Y, 0.1, 500)
+    with pytest.raises(ValueError, match=r"y must have shape \(n,\) or \(n, n_targets\) with n = 120"):
+        nystrom_krr(RBF(), problem[0], np.asarray(1.0), 0.1, 40)  # 0-d y: shape checked before indexing
