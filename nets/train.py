@@ -155,7 +155,7 @@ def train(module, X, y, *, loss="mse", optimizer="gd", lr=0.1, momentum=0.0, bat
     of epoch e and the augmentation of step t come from generators seeded by (seed, e) and (seed, t).
     `callbacks`: callables `cb(step, module, history)` called after each step (step = updates done so far);
     one returning True stops training. `checkpoint`: a file path; the state (module, optimizer, step, history,
-    torch RNG) is written atomically every `checkpoint_every` steps (default: total/10) and at the end, and
+    torch RNG) is written atomically every `checkpoint_every` steps (default: max(1, total // 10)) and at the end, and
     if the file exists when `train` starts, training resumes from it, bit-for-bit on the CPU.
     `device`: where to train (default: where the module is). Raises DivergenceError on a NaN/inf loss.
     """
@@ -208,7 +208,7 @@ def train(module, X, y, *, loss="mse", optimizer="gd", lr=0.1, momentum=0.0, bat
             raise ValueError(f"batch_size must be <= the number of samples {n}, got {batch_size}")
     per_epoch = math.ceil(n / batch_size)
     total = _check_count(steps, "steps") if steps is not None else _check_count(epochs, "epochs") * per_epoch
-    every = _check_count(checkpoint_every, "checkpoint_every") if checkpoint_every else max(1, total // 10)
+    every = _check_count(checkpoint_every, "checkpoint_every") if checkpoint_every is not None else max(1, total // 10)
 
     alpha = lazy_scale(module)
     if loss_scale is None:

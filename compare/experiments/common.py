@@ -106,7 +106,7 @@ def execute(args, experiment: str, presets: dict, datasets, plan, run_one, intro
         configs, sweep_config = plan(preset, args, device)
         out = Path(args.out or f"results/{experiment}-{args.dataset}-{args.preset}")
         start = time.perf_counter()
-        threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+        threads = args.threads if args.threads is not None else max(1, (os.cpu_count() or 1) // max(1, args.jobs))
         if threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         func = functools.partial(with_threads, run_one, threads)

@@ -64,3 +64,9 @@ def test_experiment_help_documents_presets_and_their_time(capsys):
                    "--resume", "--no-resume"):
         assert option in out
     assert "quick: ~" in " ".join(out.split())
+
+
+def test_zero_threads_is_refused(tmp_path, capsys):
+    assert main(["rates", "--threads", "0", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "results.jsonl").exists()

@@ -235,3 +235,11 @@ def test_mse_accepts_one_dimensional_outputs():
     a = train(column, X, y, lr=0.1, steps=3, quiet=True)
     b = train(flat, X, y, lr=0.1, steps=3, quiet=True)
     assert a.losses == b.losses
+
+
+def test_checkpoint_every_zero_is_refused(tmp_path):
+    # 0 is not "unset": it is an invalid interval and must be named in the error, not silently replaced.
+    net = MLP(3, [4], 1).double()
+    X, y = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="checkpoint_every must be a positive integer, got 0"):
+        train(net, X, y, lr=0.1, steps=2, checkpoint=tmp_path / "ck.pt", checkpoint_every=0, quiet=True)
