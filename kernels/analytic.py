@@ -30,6 +30,7 @@ import threadpoolctl
 
 from kernels import backend
 from kernels.duals import get_dual
+from kernels.parameters import ParameterHolder
 
 PARAMETERIZATIONS = ("ntk", "standard")
 READOUTS = ("gap", "flatten")
@@ -180,7 +181,7 @@ def _pin_diagonal(xp, k12, k11):
 
 
 # ----------------------------------------------------------------------------------------------- base class
-class _AnalyticKernel:
+class _AnalyticKernel(ParameterHolder):
     """Shared parameter handling, validation and the public nngp / ntk / kernels methods."""
 
     _param_names = ("depth", "activation", "w_std", "b_std", "parameterization", "width",
@@ -213,10 +214,6 @@ class _AnalyticKernel:
             backend.resolve_dtype(self.dtype, "cpu")
         self._dual = get_dual(self.activation, self.negative_slope)   # validates activation, negative_slope
 
-    def get_params(self, deep: bool = True) -> dict:
-        """Constructor arguments (scikit-learn style); ``type(k)(**k.get_params())`` rebuilds the kernel."""
-        return {name: getattr(self, name) for name in self._param_names}
-
     def set_params(self, **params):
         """Change constructor arguments (validated as in ``__init__``); returns self."""
         unknown = set(params) - set(self._param_names)
@@ -224,16 +221,6 @@ class _AnalyticKernel:
             raise ValueError(f"unknown parameters {sorted(unknown)}; valid: {', '.join(self._param_names)}")
         self.__init__(**{**self.get_params(), **params})
         return self
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other.get_params() == self.get_params()
-
-    def __hash__(self):
-        return hash((type(self).__name__,) + tuple(self.get_params().items()))
 
     def __getstate__(self):
         return self.get_params()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numbers
 
 from kernels import backend
+from kernels.parameters import ParameterHolder
 
 # Row block for the Laplace kernel's (block, n2, d) difference tensor: about 2**22 elements per block.
 _L1_BLOCK_ELEMENTS = 2 ** 22
@@ -59,29 +60,14 @@ def squared_distances(x1, x2, same: bool):
     return d2
 
 
-class _Kernel:
-    """Shared parameter handling: kernels are plain, picklable parameter holders (``get_params`` for display)."""
-
-    _params: tuple = ()
-
-    def get_params(self, deep=True):
-        return {name: getattr(self, name) for name in self._params}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_params() == other.get_params()
-
-    def __hash__(self):
-        return hash((type(self).__name__, tuple(self.get_params().items())))
+class _Kernel(ParameterHolder):
+    """A classic kernel: a picklable holder of its parameters, called as ``k(x1, x2=None)``."""
 
 
 class _GammaKernel(_Kernel):
     """A kernel whose only parameter is γ (None = 1/n_features)."""
 
-    _params = ("gamma",)
+    _param_names = ("gamma",)
 
     def __init__(self, gamma=None):
         check_gamma(gamma)
@@ -114,7 +100,7 @@ class Laplace(_GammaKernel):
 class Polynomial(_Kernel):
     """Polynomial kernel (γ⟨x, y⟩ + c₀)^degree; defaults degree=3, γ=1/n_features, c₀=1 (as scikit-learn)."""
 
-    _params = ("degree", "gamma", "coef0")
+    _param_names = ("degree", "gamma", "coef0")
 
     def __init__(self, degree=3, gamma=None, coef0=1.0):
         if isinstance(degree, bool) or not isinstance(degree, numbers.Integral) or degree < 1:
