@@ -7,7 +7,20 @@
   above the diagonal are launched (K(x, z) = K(z, x)).
 
 Each is checked against its NumPy reference — ``dense_rule(activation_rule(state))`` and
-``activation_rule(conv_rule(state))`` in ``kernels.analytic`` — by tests/gpu/test_analytic_gpu.py.
+``activation_rule(conv_rule(state))`` in ``kernels.analytic`` — on a GPU by tests/gpu/test_analytic_gpu.py,
+and without one by tests/cuda_host (every source compiled by NVRTC, and executed on the host through this
+module's launch code).
+
+θ = 0 exactly on a pinned diagonal. There k12 = k11 = k22 bitwise (the same variance entry), so
+s = k11·k22 − k12² must be exactly 0. NVRTC contracts ``a*b - c*d`` into an FMA by default
+(``--fmad=true``), which computes fma(−k12, k12, round(k11·k22)): the rounding error of k11·k22, about
+1e-16·k², whose square root gives θ ≈ 1e-8 and NTK errors ≈ 1e-9. The products are therefore written
+``__dmul_rn`` / ``__fmul_rn``, which CUDA never fuses into an FMA (CUDA C++ Programming Guide, "Intrinsic
+Functions"): two identical correctly rounded products, whose difference is 0 (the rest of the kernel keeps
+its FMAs).
+
+Outputs are allocated in C order (``cupy.empty(shape)``), the order the kernels write; ``empty_like``
+would copy the layout of a permuted input view.
 """
 from __future__ import annotations
 
@@ -16,17 +29,19 @@ import functools
 import cupy
 import numpy
 
+from kernels import backend
+
 # Dual activations in CUDA: the same formulas as kernels.duals (closed forms only).
 _DUALS = {
     "abrelu": """
-    T s = k11 * k22 - k12 * k12;
+    T s = lazykit_mul_rn(k11, k22) - lazykit_mul_rn(k12, k12);
     s = s > T(0) ? sqrt(s) : T(0);
     T th = atan2(s, k12);
     T cs = (T(1) + slope * slope) / T(2 * LAZYKIT_PI), cc = T(2) * slope / T(2 * LAZYKIT_PI);
     dot = cs * (T(LAZYKIT_PI) - th) + cc * th;
     nngp = (cs - cc) * s + k12 * dot;""",
     "step": """
-    T s = k11 * k22 - k12 * k12;
+    T s = lazykit_mul_rn(k11, k22) - lazykit_mul_rn(k12, k12);
     s = s > T(0) ? sqrt(s) : T(0);
     nngp = (T(LAZYKIT_PI) - atan2(s, k12)) / T(2 * LAZYKIT_PI);
     dot = T(0);""",
@@ -44,6 +59,9 @@ _DUALS = {
 def _dual_source(name: str) -> str:
     body = _DUALS["abrelu" if name in ("relu", "leaky_relu", "abs") else name]
     return ("#define LAZYKIT_PI 3.14159265358979323846\n"   # NVRTC does not promise M_PI
+            # products never fused into an FMA: s is exactly 0 where k12 = k11 = k22 (module docstring)
+            "__device__ inline float lazykit_mul_rn(float a, float b) { return __fmul_rn(a, b); }\n"
+            "__device__ inline double lazykit_mul_rn(double a, double b) { return __dmul_rn(a, b); }\n"
             "template <typename T> __device__ void dual(T k12, T k11, T k22, T slope, T &nngp, T &dot) {"
             + body + "\n}\n")
 
@@ -132,7 +150,8 @@ def conv_block(kernel, k12, ntk, var1, var2, fan_in, pin: bool):
     t = k12.dtype.type
     name = kernel._dual.name if kernel._dual.name in _DUALS else "abrelu"
     fn = _conv_module(name).get_function(f"conv_block<{'double' if k12.dtype == cupy.float64 else 'float'}>")
-    k_out, t_out = cupy.empty_like(k12), cupy.empty_like(ntk)
+    k_out = cupy.empty(k12.shape, dtype=k12.dtype)   # C order, as the kernel writes (not empty_like)
+    t_out = cupy.empty(ntk.shape, dtype=ntk.dtype)
     total = k12.size
     threads = 256
     fn(((total + threads - 1) // threads,), (threads,),
@@ -149,8 +168,8 @@ def fc_chain(kernel, want_ntk):
     from kernels.analytic import _pin_diagonal, dense_rule, variance_chain
 
     def run(state, pin, d):
-        import array_api_compat.cupy as xp
         k12, k11, k22, _ = state
+        xp = backend.get_namespace(k12)
         rows = variance_chain(kernel, xp.reshape(k11, (-1,)))
         cols = variance_chain(kernel, xp.reshape(k22, (-1,)))
         k12, _, _, ntk = dense_rule((k12, k11, k22, xp.zeros_like(k12)), kernel.w_std, kernel.b_std,
@@ -171,8 +190,8 @@ def conv_chain(kernel, want_ntk):
     from kernels.analytic import _readout_rule, dense_rule, conv_variance_chain
 
     def run(state, pin, var1, var2, n_chan, h, w):
-        import array_api_compat.cupy as xp
         k12, _, _, _ = state
+        xp = backend.get_namespace(k12)
         ntk = xp.zeros_like(k12)
         pre1, pre2 = conv_variance_chain(kernel, var1), conv_variance_chain(kernel, var2)
         fan_in = n_chan * kernel.filter_size ** 2

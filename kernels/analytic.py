@@ -331,9 +331,14 @@ class FullyConnected(_AnalyticKernel):
         return tile
 
 
+def _uses_cuda_kernels(xp) -> bool:
+    """Whether tiles in namespace ``xp`` run the CUDA kernels of ``kernels._analytic_cuda`` (CuPy arrays)."""
+    return xp.__name__.endswith("cupy")
+
+
 def _fused_fc(xp, kernel, want_ntk):
     """The CuPy fused per-layer chain for closed-form activations on a CUDA array, else None."""
-    if not xp.__name__.endswith("cupy") or not kernel._dual.closed:
+    if not _uses_cuda_kernels(xp) or not kernel._dual.closed:
         return None
     from kernels import _analytic_cuda
     return _analytic_cuda.fc_chain(kernel, want_ntk)
@@ -461,7 +466,7 @@ def _readout_rule(state, full: bool):
 
 def _fused_conv(xp, kernel, want_ntk):
     """The CuPy raw-kernel conv chain ('gap', closed-form activations) on a CUDA array, else None."""
-    if not xp.__name__.endswith("cupy") or not kernel._dual.closed or kernel.readout != "gap":
+    if not _uses_cuda_kernels(xp) or not kernel._dual.closed or kernel.readout != "gap":
         return None
     from kernels import _analytic_cuda
     return _analytic_cuda.conv_chain(kernel, want_ntk)
