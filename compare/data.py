@@ -49,6 +49,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from kernels.validation import check_choice
+
 DATASETS = ("digits", "breast_cancer", "diabetes", "fashion-mnist", "cifar10", "teacher-student")
 SKLEARN_DATASETS = ("digits", "breast_cancer", "diabetes")
 IMAGE_DATASETS = ("fashion-mnist", "cifar10")
@@ -156,7 +158,7 @@ def load(name: str, n_train: int | None = None, n_test: int | None = None, class
     d: input dimension (teacher-student only; default 10).
     dtype: "float32" or "float64" (default float32 for images, float64 otherwise).
     """
-    _check_choice(name, DATASETS, "dataset name")
+    check_choice(name, "dataset name", DATASETS)
     n_train = _check_size(n_train, "n_train")
     n_test = _check_size(n_test, "n_test")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -164,7 +166,7 @@ def load(name: str, n_train: int | None = None, n_test: int | None = None, class
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if dtype is not None:
-        _check_choice(dtype, ("float32", "float64"), "dtype")
+        check_choice(dtype, "dtype", ("float32", "float64"))
     if first_per_class is not None and name not in IMAGE_DATASETS:
         raise ValueError(f"first_per_class applies to {', '.join(IMAGE_DATASETS)} only, not {name!r}")
     first_per_class = _check_size(first_per_class, "first_per_class")
@@ -316,11 +318,6 @@ def _check_size(value, what):
     return int(value)
 
 
-def _check_choice(value, valid, what):
-    if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
-
-
 # ------------------------------------------------------------------------------------------- scikit-learn
 def _read_sklearn(name):
     """Features, targets, task and class names of a scikit-learn bundled data set (no network)."""
@@ -379,7 +376,7 @@ def find(name: str, data_dir=None):
     kind: "idx" (Fashion-MNIST folder), "batches" (CIFAR-10 python batches folder), "archive" (the canonical
     cifar-10-python.tar.gz) or "images" (an image-folder archive such as cifar10-jpeg.tar.gz).
     """
-    _check_choice(name, IMAGE_DATASETS, "data set with files")
+    check_choice(name, "data set with files", IMAGE_DATASETS)
     return next(((p, kind) for p, kind in _candidates(name, data_dir) if _present(p, kind)), None)
 
 
@@ -495,7 +492,7 @@ def read_cifar_batches(path, split: str):
 
     Returns (images (N, 3, 32, 32) uint8, labels int64), in the batches' order.
     """
-    _check_choice(split, tuple(CIFAR10_BATCHES), "split")
+    check_choice(split, "split", tuple(CIFAR10_BATCHES))
     path = Path(path)
     batches = []
     if path.is_dir():
@@ -683,7 +680,7 @@ def teacher_student(n_train: int = 1000, n_test: int = 1000, d: int = 10, n_teac
     for value, what, low in ((n_train, "n_train", 1), (n_test, "n_test", 1), (d, "d", 2), (n_teacher, "n_teacher", 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{what} must be an int >= {low}, got {value!r}")
-    _check_choice(dtype, ("float32", "float64"), "dtype")
+    check_choice(dtype, "dtype", ("float32", "float64"))
     teacher_seed, train_seed, test_seed = np.random.SeedSequence(int(seed)).spawn(3)
     teacher = uniform_sphere(np.random.default_rng(teacher_seed), n_teacher, d)
     X_train = uniform_sphere(np.random.default_rng(train_seed), n_train, d)
@@ -742,7 +739,7 @@ def install(name: str, data_dir=None, apt: bool | None = None, base_url: str | N
     if name in SKLEARN_DATASETS or name == "teacher-student":
         raise ValueError(f"{name!r} needs no install (it ships with scikit-learn or is generated); "
                          f"installable: {', '.join(DOWNLOADS)}")
-    _check_choice(name, tuple(DOWNLOADS), "data set to install")
+    check_choice(name, "data set to install", tuple(DOWNLOADS))
     explicit = data_dir is not None or bool(os.environ.get(ENV_DATA_DIR))
     if name == "fashion-mnist" and not explicit and (apt if apt is not None else _apt_usable()):
         if _apt_install("dataset-fashion-mnist"):
@@ -782,7 +779,7 @@ def _apt_install(package: str) -> bool:
 # -------------------------------------------------------------------------------------------- the CLI
 def describe(name: str, data_dir=None) -> str:
     """Where ``name`` comes from now (for ``python -m compare data list``)."""
-    _check_choice(name, DATASETS, "dataset name")
+    check_choice(name, "dataset name", DATASETS)
     if name in SKLEARN_DATASETS:
         return f"scikit-learn (bundled: load_{name})"
     if name == "teacher-student":
