@@ -333,7 +333,8 @@ class HostCuPy(types.ModuleType):
         self.build_dir.mkdir(parents=True, exist_ok=True)
         self.sources, self.launches, self._libs = [], [], {}
         self.fma = _cpu_has_fma()
-        for name in ("empty", "empty_like", "zeros", "zeros_like", "ascontiguousarray", "asarray", "asnumpy"):
+        for name in ("empty", "empty_like", "zeros", "zeros_like", "ascontiguousarray", "asarray", "asnumpy",
+                     "reshape"):
             setattr(self, name, getattr(np, "asarray" if name == "asnumpy" else name))
         if not execute:
             self.empty, self.empty_like = np.zeros, np.zeros_like

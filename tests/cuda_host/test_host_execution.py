@@ -10,8 +10,8 @@ is a few tens of float32 roundings (2^-24 ≈ 6e-8 each) through well-conditione
 import numpy as np
 import pytest
 
-from kernels import Convolutional, FullyConnected, analytic
-from kernels.analytic import activation_rule, conv_rule, dense_rule
+from kernels import Convolutional, FullyConnected, analytic, rules
+from kernels.rules import activation_rule, conv_rule, dense_rule
 
 pytestmark = pytest.mark.cuda_host
 
@@ -31,13 +31,13 @@ def _close(got, want, dtype):
 def test_fc_block_matches_reference(host, activation, parameterization, b_std, dtype):
     from kernels import _analytic_cuda
     rng = np.random.default_rng(0)
-    kernel = FullyConnected(2, activation, 1.3, b_std, parameterization, width=64, negative_slope=0.2)
+    network = FullyConnected(2, activation, 1.3, b_std, parameterization, width=64, negative_slope=0.2).network(5)
     a, b = rng.standard_normal((9, 5)), rng.standard_normal((7, 5))
     k11, k22 = (np.sum(a * a, 1) / 5)[:, None], (np.sum(b * b, 1) / 5)[None, :]
     k12, ntk = a @ b.T / 5, rng.uniform(0.5, 2, (9, 7))
-    want = dense_rule(activation_rule((k12.copy(), k11, k22, ntk.copy()), kernel._dual), 1.3, b_std,
+    want = dense_rule(activation_rule((k12.copy(), k11, k22, ntk.copy()), network.dual), 1.3, b_std,
                       parameterization, 64)
-    got = _analytic_cuda.fc_block(kernel, *(v.astype(dtype) for v in (k12, ntk, k11, k22)), 64)
+    got = _analytic_cuda.fc_block(network, *(v.astype(dtype) for v in (k12, ntk, k11, k22)), 64)
     _close(got[0], want[0], dtype)
     _close(got[1], want[3], dtype)
 
@@ -48,17 +48,17 @@ def test_fc_block_matches_reference(host, activation, parameterization, b_std, d
 def test_conv_block_matches_reference(host, activation, parameterization, b_std, dtype):
     from kernels import _analytic_cuda
     rng = np.random.default_rng(1)
-    kernel = Convolutional(1, activation, 1.4, b_std, 3, "gap", parameterization, width=32)
+    network = Convolutional(1, activation, 1.4, b_std, 3, "gap", parameterization, width=32).network(2, 5, 4)
     x1, x2 = rng.standard_normal((3, 2, 5, 4)), rng.standard_normal((2, 2, 5, 4))
     f1, f2 = (np.reshape(np.transpose(x, (0, 2, 3, 1)), (-1, 2)) for x in (x1, x2))
     k12 = np.transpose(np.reshape(f1 @ f2.T / 2, (3, 5, 4, 2, 5, 4)), (0, 3, 1, 2, 4, 5))  # as the tiles make it
     ntk = rng.uniform(0.5, 2, k12.shape)
     var1, var2 = np.sum(x1 * x1, 1) / 2, np.sum(x2 * x2, 1) / 2
     state = (k12.copy(), var1.reshape(3, 1, 5, 4, 1, 1), var2.reshape(1, 2, 1, 1, 5, 4), ntk.copy())
-    want = activation_rule(conv_rule(state, 1.4, b_std, parameterization, 18, 3, True), kernel._dual)
-    pre1 = analytic.patch_sum(var1, ((1,), (2,)), 3) * 1.4 ** 2 + (b_std or 0.0) ** 2
-    pre2 = analytic.patch_sum(var2, ((1,), (2,)), 3) * 1.4 ** 2 + (b_std or 0.0) ** 2
-    got = _analytic_cuda.conv_block(kernel, k12.astype(dtype), ntk.astype(dtype), pre1.astype(dtype),
+    want = activation_rule(conv_rule(state, 1.4, b_std, parameterization, 18, 3, True), network.dual)
+    pre1 = rules.patch_sum(var1, ((1,), (2,)), 3) * 1.4 ** 2 + (b_std or 0.0) ** 2
+    pre2 = rules.patch_sum(var2, ((1,), (2,)), 3) * 1.4 ** 2 + (b_std or 0.0) ** 2
+    got = _analytic_cuda.conv_block(network, k12.astype(dtype), ntk.astype(dtype), pre1.astype(dtype),
                                     pre2.astype(dtype), 18, pin=False)
     _close(got[0], want[0], dtype)
     _close(got[1], want[3], dtype)
@@ -119,12 +119,12 @@ def test_pinned_diagonal_is_theta_zero_exactly(host, activation, slope, dtype):
     # k12 = k11 = k22 (a pinned diagonal): s must be exactly 0, so NNGP = k·cs·π bitwise. With the product
     # contracted into an FMA, s is the rounding error of k11·k22 and NNGP is off by ~1e-9 (float64).
     from kernels import _analytic_cuda
-    kernel = FullyConnected(1, activation, 1.0, 0.0, negative_slope=0.2)        # w² = 1, b² = 0: K = nngp
+    network = FullyConnected(1, activation, 1.0, 0.0, negative_slope=0.2).network(3)   # w² = 1, b² = 0: K = nngp
     k = np.random.default_rng(4).uniform(0.3, 3.0, (16, 16)).astype(dtype)
-    nngp, ntk = _analytic_cuda.fc_block(kernel, k, np.zeros_like(k), k, k, 0)
+    nngp, ntk = _analytic_cuda.fc_block(network, k, np.zeros_like(k), k, k, 0)
     np.testing.assert_array_equal(nngp, _theta_zero_dual(k, slope, dtype))
 
-    conv = Convolutional(1, activation, 1.0, 0.0, 1, "gap", negative_slope=0.2)
+    conv = Convolutional(1, activation, 1.0, 0.0, 1, "gap", negative_slope=0.2).network(1, 3, 2)
     var = np.random.default_rng(5).uniform(0.3, 3.0, (2, 3, 2)).astype(dtype)     # (B, H, W) variances
     pair = np.zeros((2, 2, 3, 2, 3, 2), dtype)                                  # only the pinned entries matter
     nngp, _ = _analytic_cuda.conv_block(conv, pair, np.zeros_like(pair), var, var, 1, pin=True)
