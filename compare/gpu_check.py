@@ -34,7 +34,6 @@ from pathlib import Path
 from compare import gpu_bundle
 from compare.bench import BENCHMARKS
 from compare.bench.harness import gpu_name
-from compare.data import find
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUDGET_S = 480.0
@@ -73,13 +72,23 @@ def plan(data_dir=None) -> list:
     experiment = Step("table (quick)", [python, "-m", "compare", "table", "--preset", "quick", "--device", "cuda",
                                         "--out", str(EXPERIMENT_OUT), "--no-resume"]
                       + (["--data-dir", str(data_dir)] if data_dir is not None else []), "experiment")
-    if find("cifar10", data_dir) is None:  # nothing to run it on: reported as "skipped", which does not fail the check
+    if not _cifar_found(data_dir):  # nothing to run it on: reported as "skipped", which does not fail the check
         experiment.status = "skipped"
         experiment.skip_reason = ("no CIFAR-10 under " + (str(data_dir) if data_dir is not None else
                                   "the default data folders") + " (copy cifar10-jpeg.tar.gz into data/ and pass "
                                   "--data-dir data)")
     steps.append(experiment)
     return steps
+
+
+def _cifar_found(data_dir) -> bool:
+    """Whether CIFAR-10 is there to run the table on. compare.data needs lazykit's dependencies, which a bare
+    GPU machine gets only from the bundle: before that (a dry run) the bundle's archive is looked for by name."""
+    try:
+        from compare.data import find
+    except ImportError:
+        return data_dir is not None and (Path(data_dir) / gpu_bundle.CIFAR_ARCHIVE).is_file()
+    return find("cifar10", data_dir) is not None
 
 
 def bench_gpu_args(name: str) -> list:
@@ -259,6 +268,7 @@ def main(argv=None) -> int:
 
 
 def _prepare(args, data_dir) -> int:
+    from compare.data import find
     found = find("cifar10", data_dir)
     archive = found[0] if found is not None and str(found[0]).endswith(gpu_bundle.CIFAR_ARCHIVE) else None
     try:

@@ -167,3 +167,35 @@ def test_the_parse_check_catches_an_unknown_option(monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         _parses_in_process(["bench", "analytic", "--no-such-option"], monkeypatch)
     assert exit_.value.code == 2
+
+
+def test_dry_run_works_before_lazykit_dependencies_are_installed(bundle, tmp_path):
+    # a bare GPU machine: array-api-compat arrives with the bundle, so gpu-check must start without it
+    stub = tmp_path / "stub" / "array_api_compat"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'array_api_compat'\")\n")
+    folder, _ = bundle
+    out = subprocess.run([sys.executable, "-m", "compare", "gpu-check", "--bundle", str(folder), "--dry-run"],
+                         cwd=gpu_check.REPO_ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(stub.parent)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[1].startswith(f"python -m pip install --no-index --find-links {folder / 'wheels'} lazykit-tiny-probe")
+    assert lines[-1].startswith("python -m compare table") and "--data-dir " + str(folder / "data") in lines[-1]
+
+
+def test_bundle_run_installs_first_then_reports_every_step(bundle, monkeypatch, capsys):
+    folder, _ = bundle
+    ran = []
+    monkeypatch.setattr(gpu_bundle, "install_command",
+                        lambda bundle_dir, manifest, python=None: [sys.executable, "-c", "print('installed')"])
+    monkeypatch.setattr(gpu_check, "gpu_name", lambda: "Fake H200")
+    monkeypatch.setattr(gpu_check, "versions", lambda: dict.fromkeys(gpu_check.PACKAGES, "1.0"))
+    monkeypatch.setattr(gpu_check, "plan", lambda data_dir=None: ran.append(data_dir) or [
+        gpu_check.Step("tests/gpu", [sys.executable, "-c", "print('2 passed in 0.1s')"], "tests")])
+    assert gpu_check.main(["--bundle", str(folder), "--budget", "60"]) == 0
+    assert ran == [str((folder / "data").resolve())]          # the bundle's data is the default --data-dir
+    summary = capsys.readouterr().out.split("## gpu-check summary: GPU Fake H200", 1)[1]
+    rows = [line for line in summary.splitlines() if line.startswith("| ")][1:]
+    assert [row.split("|")[1].strip() for row in rows] == ["install bundle", "tests/gpu"]
+    assert all(row.split("|")[2].strip() == "ok" for row in rows)
