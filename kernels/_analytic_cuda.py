@@ -17,9 +17,9 @@ launch code).
 s = k11·k22 − k12² must be exactly 0. NVRTC contracts ``a*b - c*d`` into an FMA by default
 (``--fmad=true``), which computes fma(−k12, k12, round(k11·k22)): the rounding error of k11·k22, about
 1e-16·k², whose square root gives θ ≈ 1e-8 and NTK errors ≈ 1e-9. The products are therefore written
-``__dmul_rn`` / ``__fmul_rn``, which CUDA never fuses into an FMA (CUDA C++ Programming Guide, "Intrinsic
-Functions"): two identical correctly rounded products, whose difference is 0 (the rest of the kernel keeps
-its FMAs).
+``__dmul_rn`` / ``__fmul_rn``, which "will never be merged into a single multiply-add instruction" (CUDA
+Math API reference of both intrinsics): two identical correctly rounded products, whose difference is 0 (the
+rest of the kernel keeps its FMAs).
 
 Outputs are allocated in C order (``cupy.empty(shape)``), the order the kernels write; ``empty_like``
 would copy the layout of a permuted input view.
