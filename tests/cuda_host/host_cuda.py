@@ -112,6 +112,11 @@ extern "C" int lazykit_host_sizes(std::size_t* out) { return lazykit_sizes(&KERN
 """
 
 
+# What a serial host launch cannot honour: such a kernel must be modelled here or listed as GPU-only (README).
+NOT_MODELLED = re.compile(r"__shared__|__syncthreads|__syncwarp|__shfl|__ballot|__any_sync|__all_sync|"
+                          r"\batomic[A-Z]\w*\(|cooperative_groups")
+
+
 class Dim3(ctypes.Structure):
     _fields_ = [("x", ctypes.c_uint), ("y", ctypes.c_uint), ("z", ctypes.c_uint)]
 
@@ -344,6 +349,10 @@ class HostCuPy(types.ModuleType):
 
     def build(self, source: str, kernel: str, options: tuple):
         """g++ build of ``source`` with the shim, exporting a serial launcher of ``kernel`` (cached by content)."""
+        unsupported = NOT_MODELLED.search(re.sub(r"#include\s*<cupy/[^>]+>", "", source))
+        if unsupported:
+            raise NotImplementedError(f"{kernel} uses {unsupported.group(0)!r}, which the serial host launch does "
+                                      "not model: model it in host_cuda.py or list the kernel as GPU-only")
         contract = "-ffp-contract=off" if "--fmad=false" in options or not self.fma else "-ffp-contract=fast"
         flags = ["-O2", "-std=c++14", "-shared", "-fPIC", contract] + (["-mfma"] if self.fma else [])
         text = SHIM + re.sub(r"#include\s*<cupy/[^>]+>", "", source) + LAUNCHER.replace("KERNEL", kernel)

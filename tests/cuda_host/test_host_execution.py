@@ -131,3 +131,13 @@ def test_pinned_diagonal_is_theta_zero_exactly(host, activation, slope, dtype):
     flat = nngp.reshape(2, 2, 6, 6)
     pinned = np.stack([np.diag(flat[i, i]) for i in range(2)])                  # (i, i, p, p) entries
     np.testing.assert_array_equal(pinned, _theta_zero_dual(var.reshape(2, 6), slope, dtype))
+
+
+def test_a_kernel_with_barriers_is_refused_not_run_wrongly(host):
+    # shared memory and barriers need threads running together; the serial host launch would be silently wrong
+    source = ("extern \"C\" __global__ void block_sum(const float* x, float* out) {\n"
+              "  __shared__ float part[64]; part[threadIdx.x] = x[threadIdx.x]; __syncthreads();\n"
+              "  if (threadIdx.x == 0) { float s = 0; for (int i = 0; i < 64; ++i) s += part[i]; out[0] = s; } }\n")
+    module = host.RawModule(code=source)
+    with pytest.raises(NotImplementedError, match="__shared__"):
+        module.get_function("block_sum")
