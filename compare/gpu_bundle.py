@@ -11,13 +11,15 @@ checkout. ``gpu-check --prepare DIR``, run where the package registries are reac
 * ``.gitignore`` holding ``*``, so the bundle is never committed wherever DIR is.
 
 ``gpu-check --bundle DIR`` checks the manifest, installs with ``pip install --no-index --find-links
-DIR/wheels`` (already-installed packages that satisfy a requirement are kept) and points the data steps at
-DIR/data.
+DIR/wheels`` under constraints that pin the image's own packages (BASELINE) to their installed versions, so
+the install adds what is missing and never swaps the NumPy or PyTorch that CuPy and the CUDA builds were made
+against (a conflict fails the install instead), and points the data steps at DIR/data.
 """
 from __future__ import annotations
 
 import datetime
 import hashlib
+import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -100,10 +102,24 @@ def verify(bundle_dir) -> dict:
     return manifest
 
 
-def install_command(bundle_dir, manifest: dict, python=None) -> list:
-    """The offline ``pip install`` argv for the bundle's requirements."""
-    return [python or sys.executable, "-m", "pip", "install", "--no-index", "--find-links",
-            str(Path(bundle_dir) / "wheels"), *manifest["requirements"]]
+def installed_pins() -> list:
+    """``name==version`` for each BASELINE package installed here (CuPy's distribution name varies: left out)."""
+    pins = []
+    for name in BASELINE:
+        try:
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return pins
+
+
+def install_command(bundle_dir, manifest: dict, python=None, constraints=None) -> list:
+    """The offline ``pip install`` argv for the bundle's requirements (``constraints``: a pip constraints file)."""
+    argv = [python or sys.executable, "-m", "pip", "install", "--no-index", "--find-links",
+            str(Path(bundle_dir) / "wheels")]
+    if constraints is not None:
+        argv += ["--constraint", str(constraints)]
+    return argv + list(manifest["requirements"])
 
 
 def data_dir(bundle_dir, manifest: dict):

@@ -217,7 +217,11 @@ def main(argv=None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"bundle {args.bundle}: {gpu_bundle.describe(manifest)}", flush=True)
-        install = Step("install bundle", gpu_bundle.install_command(args.bundle, manifest), "install")
+        pins = EXPERIMENT_OUT.parent / "installed-constraints.txt"   # results/ is git-ignored
+        pins.parent.mkdir(parents=True, exist_ok=True)
+        pins.write_text("".join(f"{pin}\n" for pin in gpu_bundle.installed_pins()))
+        install = Step("install bundle", gpu_bundle.install_command(args.bundle, manifest, constraints=pins),
+                       "install")
         data_dir = data_dir or gpu_bundle.data_dir(args.bundle, manifest)
     if args.dry_run:
         for step in ([install] if install else []) + plan(data_dir):

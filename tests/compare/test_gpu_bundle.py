@@ -98,6 +98,22 @@ def test_offline_install_into_a_fresh_venv(bundle, tmp_path):
     assert out.stdout.strip() == "42"
 
 
+def test_the_install_keeps_the_image_packages(bundle, tmp_path):
+    # the image's NumPy/PyTorch are pinned to their installed versions: a bundle that needs others fails the
+    # install rather than replacing what CuPy and the CUDA builds were made against
+    import numpy
+    import torch
+    pins = gpu_bundle.installed_pins()
+    assert f"numpy=={numpy.__version__}" in pins and f"torch=={torch.__version__}" in pins
+    folder, manifest = bundle
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": ""}
+    for pin, ok in (("numpy==" + numpy.__version__, True), ("lazykit-tiny-probe==2.0", False)):
+        constraints = tmp_path / "pins.txt"
+        constraints.write_text(pin + "\n")
+        argv = gpu_bundle.install_command(folder, manifest, constraints=constraints) + ["--dry-run"]
+        assert (subprocess.run(argv, capture_output=True, text=True, env=env).returncode == 0) is ok
+
+
 def test_gpu_check_refuses_a_folder_without_manifest(tmp_path, capsys):
     assert gpu_check.main(["--bundle", str(tmp_path), "--dry-run"]) == 2
     assert "not a gpu-check bundle" in capsys.readouterr().err
@@ -180,7 +196,8 @@ def test_dry_run_works_before_lazykit_dependencies_are_installed(bundle, tmp_pat
                          env={**os.environ, "PYTHONPATH": str(stub.parent)})
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
-    assert lines[1].startswith(f"python -m pip install --no-index --find-links {folder / 'wheels'} lazykit-tiny-probe")
+    assert lines[1].startswith(f"python -m pip install --no-index --find-links {folder / 'wheels'} --constraint ")
+    assert lines[1].split("   # ")[0].endswith("installed-constraints.txt lazykit-tiny-probe")
     assert lines[-1].startswith("python -m compare table") and "--data-dir " + str(folder / "data") in lines[-1]
 
 
@@ -188,7 +205,7 @@ def test_bundle_run_installs_first_then_reports_every_step(bundle, monkeypatch, 
     folder, _ = bundle
     ran = []
     monkeypatch.setattr(gpu_bundle, "install_command",
-                        lambda bundle_dir, manifest, python=None: [sys.executable, "-c", "print('installed')"])
+                        lambda bundle_dir, manifest, python=None, constraints=None: [sys.executable, "-c", "print('installed')"])
     monkeypatch.setattr(gpu_check, "gpu_name", lambda: "Fake H200")
     monkeypatch.setattr(gpu_check, "versions", lambda: dict.fromkeys(gpu_check.PACKAGES, "1.0"))
     monkeypatch.setattr(gpu_check, "plan", lambda data_dir=None: ran.append(data_dir) or [
