@@ -6,9 +6,9 @@ The GPU code has two halves, and each is checked here without a driver:
   RawModule's code with its options and name expressions; for an ElementwiseKernel, the full source CuPy
   generates for one launch (CuPy's own ``_get_elementwise_kernel_code`` given the argument descriptors of
   that launch: dtypes, ndim, contiguity, 32-bit indexing), prefixed with CuPy's header include. The options
-  are CuPy's (``assemble_cupy_compiler_options``, ``-ftz=true``, ``--device-as-default-execution-space``)
-  plus an explicit ``-arch=compute_XX``, so no device is queried. The result is PTX, which
-  :func:`ptx_float64_ops` scans for double-precision arithmetic.
+  are CuPy's (``assemble_cupy_compiler_options``, ``-ftz=true``, ``--device-as-default-execution-space``,
+  ``-arch=sm_XX``), the architecture given instead of queried, so no device is needed. NVRTC returns the
+  cubin (ptxas included) and the PTX, which :func:`ptx_float64_ops` scans for double-precision arithmetic.
 
 * **Execute (host C++).** The launch code of ``kernels._analytic_cuda`` runs unchanged against
   :class:`HostCuPy`, a stand-in for the few ``cupy`` names it uses, whose arrays are NumPy arrays: the same
@@ -369,23 +369,27 @@ class HostCuPy(types.ModuleType):
 
 
 # ----------------------------------------------------------------------------------------------- NVRTC
-def nvrtc_compile(entry: dict, arch: str) -> str:
-    """PTX for one recorded source, compiled by NVRTC for ``compute_<arch>`` with the options CuPy would use.
+def nvrtc_compile(entry: dict, arch: str):
+    """(PTX, cubin) for one recorded source, compiled by NVRTC for ``sm_<arch>`` as CuPy compiles it.
 
-    An ElementwiseKernel source gets CuPy's header include; both kinds get CuPy's assembled options. No
-    device is needed: the architecture is given instead of queried.
+    An ElementwiseKernel source gets CuPy's header include; both kinds get CuPy's assembled options and
+    ``-arch=sm_<arch>``, CuPy's choice for an architecture NVRTC knows, so NVRTC runs ptxas too and returns a
+    cubin (SASS); the PTX of the same program is kept for inspection. No device is needed: the architecture
+    is given instead of queried.
     """
     from cupy._core import core
     from cupy.cuda import compiler
+    from cupy_backends.cuda.libs import nvrtc
     code = entry["code"]
     if entry.get("elementwise"):
         code = "".join(f"#include <{h}>\n" for h in core._cupy_header_list) + code
     options = core.assemble_cupy_compiler_options(tuple(entry["options"]))
-    options += ("-ftz=true", f"-arch=compute_{arch}", "--device-as-default-execution-space")
+    options += ("-ftz=true", f"-arch=sm_{arch}", "--device-as-default-execution-space")
     program = compiler._NVRTCProgram(code, "kern.cu", (), (), name_expressions=entry["name_expressions"] or None,
-                                     method="ptx")
-    ptx, _ = program.compile(options)
-    return ptx.decode() if isinstance(ptx, bytes) else ptx
+                                     method="cubin")
+    cubin, _ = program.compile(options)
+    ptx = nvrtc.getPTX(program.ptr)
+    return (ptx.decode() if isinstance(ptx, bytes) else ptx), cubin
 
 
 def ptx_functions(ptx: str) -> dict:

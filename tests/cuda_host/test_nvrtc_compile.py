@@ -1,5 +1,5 @@
-"""Every CUDA source lazykit can launch compiles with NVRTC for sm_80 and sm_90 (no driver needed), float32
-variants contain no float64 arithmetic, and the θ = 0 products are the unfusable ``mul.rn`` (method:
+"""Every CUDA source lazykit can launch compiles with NVRTC to SASS for sm_80 and sm_90 (no driver needed),
+float32 variants contain no float64 arithmetic, and the θ = 0 products are the unfusable ``mul.rn`` (method:
 host_cuda.py).
 
 The sources are those the launch code actually produces: the public kernels run through the CUDA chains on
@@ -61,8 +61,8 @@ def test_every_launch_variant_is_recorded(sources):
 @pytest.mark.parametrize("arch", ["80", "90"])
 def test_compiles_and_float32_stays_float32(nvrtc, sources, arch):
     for entry in sources:
-        ptx = nvrtc.nvrtc_compile(entry, arch)
-        assert f".target sm_{arch}" in ptx
+        ptx, cubin = nvrtc.nvrtc_compile(entry, arch)
+        assert f".target sm_{arch}" in ptx and cubin[:4] == b"\x7fELF"      # PTX and the SASS ptxas made of it
         functions = nvrtc.ptx_functions(ptx)
         if entry["kind"] == "ElementwiseKernel":
             is_float = "typedef float T;" in entry["code"]
