@@ -24,9 +24,10 @@ The GPU code has two halves, and each is checked here without a driver:
   grid-stride loop; the shim supplies ``CArray``/``CIndexer`` with CuPy's memory layout.
 
 What the host run cannot show: kernels using shared memory, barriers, warp intrinsics or atomics (none in
-lazykit; such a kernel must be modelled here or listed as GPU-only in the README), and the exact GPU
+lazykit; the host build refuses such a source, which must then be modelled here or listed as GPU-only in the
+README), and the exact GPU
 rounding of transcendental functions. FMA contraction, which NVRTC applies by default (``--fmad=true``),
-is imitated: on a CPU with FMA the host build uses ``-mfma -ffp-contract=fast`` unless the options say
+is imitated: on a CPU with FMA the host build (``-O2``) uses ``-mfma -ffp-contract=fast`` unless the options say
 ``--fmad=false``, so code that needs an uncontracted product fails here as on the GPU (GCC and NVVM may
 contract different expressions, so this exposes the hazard, not the GPU's bit pattern).
 """
