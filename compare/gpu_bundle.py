@@ -59,9 +59,12 @@ def download_command(dest: Path, requirements, python_version: str, wheel_source
     return argv + list(requirements)
 
 
-def prepare(bundle_dir, *, cifar_archive=None, python_version=None, requirements=REQUIREMENTS,
-            wheel_source=None) -> dict:
-    """Write the bundle into ``bundle_dir`` (created; an existing manifest is replaced) and return its manifest."""
+def prepare(bundle_dir, *, cifar_archive=None, python_version=None, requirements=None, wheel_source=None) -> dict:
+    """Write the bundle into ``bundle_dir`` (created; an existing manifest is replaced) and return its manifest.
+
+    ``requirements`` default to :data:`REQUIREMENTS`; ``wheel_source``: a local folder instead of the registries.
+    """
+    requirements = REQUIREMENTS if requirements is None else tuple(requirements)
     bundle = Path(bundle_dir)
     wheels = bundle / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)

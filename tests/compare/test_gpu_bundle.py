@@ -114,6 +114,25 @@ def test_the_install_keeps_the_image_packages(bundle, tmp_path):
         assert (subprocess.run(argv, capture_output=True, text=True, env=env).returncode == 0) is ok
 
 
+def test_prepare_from_the_command_line(tmp_path, monkeypatch, capsys):
+    source, data = tmp_path / "wheelhouse", tmp_path / "data"
+    source.mkdir()
+    data.mkdir()
+    _tiny_wheel(source, 1)
+    (data / gpu_bundle.CIFAR_ARCHIVE).write_bytes(b"stands in for the CIFAR-10 archive")
+    monkeypatch.setattr(gpu_bundle, "REQUIREMENTS", ("lazykit-tiny-probe",))
+    out = tmp_path / "gpu-bundle"
+    assert gpu_check.main(["--prepare", str(out), "--wheel-source", str(source), "--data-dir", str(data)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}: 0.0 MiB: 1 wheels for Python {sys.version_info.major}.{sys.version_info.minor}, " \
+           "CIFAR-10 included" in printed and f"gpu-check --bundle {out}" in printed
+    assert (out / "data" / gpu_bundle.CIFAR_ARCHIVE).read_bytes() == b"stands in for the CIFAR-10 archive"
+    # a requirement the source cannot satisfy: the error names pip's failure, nothing half-written is claimed
+    monkeypatch.setattr(gpu_bundle, "REQUIREMENTS", ("no-such-package-lazykit",))
+    assert gpu_check.main(["--prepare", str(tmp_path / "other"), "--wheel-source", str(source)]) == 1
+    assert "pip download failed" in capsys.readouterr().err
+
+
 def test_gpu_check_refuses_a_folder_without_manifest(tmp_path, capsys):
     assert gpu_check.main(["--bundle", str(tmp_path), "--dry-run"]) == 2
     assert "not a gpu-check bundle" in capsys.readouterr().err
