@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kernels import Convolutional, FullyConnected, analytic, rules
-from kernels.rules import activation_rule, conv_rule, dense_rule
+from kernels.rules import activation_rule, conv_rule
 
 pytestmark = pytest.mark.cuda_host
 
@@ -32,12 +32,15 @@ def test_fc_block_matches_reference(host, activation, parameterization, b_std, d
     from kernels import _analytic_cuda
     rng = np.random.default_rng(0)
     network = FullyConnected(2, activation, 1.3, b_std, parameterization, width=64, negative_slope=0.2).network(5)
-    a, b = rng.standard_normal((9, 5)), rng.standard_normal((7, 5))
-    k11, k22 = (np.sum(a * a, 1) / 5)[:, None], (np.sum(b * b, 1) / 5)[None, :]
-    k12, ntk = a @ b.T / 5, rng.uniform(0.5, 2, (9, 7))
-    want = dense_rule(activation_rule((k12.copy(), k11, k22, ntk.copy()), network.dual), 1.3, b_std,
-                      parameterization, 64)
-    got = _analytic_cuda.fc_block(network, *(v.astype(dtype) for v in (k12, ntk, k11, k22)), 64)
+    activation_layer, dense_layer = network.layers[1], network.layers[2]      # the pair fc_block fuses
+    x = rng.standard_normal((16, 5))
+    variances = np.sum(x * x, 1) / 5
+    k12 = x[:9] @ x[9:].T / 5                                                   # a 9 × 7 cross tile
+    state = (k12, variances[:9, None], variances[None, 9:], rng.uniform(0.5, 2, k12.shape))
+    want = rules.apply(network, rules.apply(network, tuple(np.copy(v) for v in state), activation_layer),
+                       dense_layer)
+    got = _analytic_cuda.fc_block(network, *(v.astype(dtype) for v in (state[0], state[3], state[1], state[2])),
+                                  dense_layer.fan_in)
     _close(got[0], want[0], dtype)
     _close(got[1], want[3], dtype)
 
