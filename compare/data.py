@@ -49,7 +49,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 DATASETS = ("digits", "breast_cancer", "diabetes", "fashion-mnist", "cifar10", "teacher-student")
 SKLEARN_DATASETS = ("digits", "breast_cancer", "diabetes")

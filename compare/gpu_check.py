@@ -1,7 +1,7 @@
 """``python -m compare gpu-check``: the GPU tests, the GPU benchmarks, then a short table naming the card.
 
 Made for a bare GPU machine that has CuPy, PyTorch and scikit-learn, no network and only this checkout
-(GUIDE §6). Steps, each a subprocess with its own time limit, so one failure or hang does not stop the rest:
+(README, *GPU check*). Steps, each a subprocess with its own time limit, so one failure or hang does not stop the rest:
 
 1. ``python -m pytest tests/gpu -m gpu``;
 2. ``python -m compare bench NAME --device cuda`` for each benchmark in ``compare.bench.BENCHMARKS`` (a

@@ -1,5 +1,5 @@
 """lazykit nets: PyTorch networks, the α-scaled lazy model, its exact linearization, trainers, diagnostics."""
-from kernels.lazy_exports import lazy_exports
+from _lazykit.exports import lazy_exports
 
 _EXPORTS = {
     # models.py
@@ -7,7 +7,7 @@ _EXPORTS = {
     # lazy.py
     "Lazy": "lazy", "Linearized": "lazy",
     # train.py
-    "train": "train", "History": "train", "DivergenceError": "train",
+    "train": "train", "History": "train", "DivergenceError": "train", "random_crop_flip": "train",
     # estimators.py
     "LazyNetRegressor": "estimators", "LazyNetClassifier": "estimators",
 }

@@ -93,7 +93,7 @@ def run(args) -> str:
 
 
 def _gpu_rows(args, rng) -> list:
-    from kernels.backend import gpu_available
+    from kernels import gpu_available
     if not gpu_available():
         return []
     import cupy
