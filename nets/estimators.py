@@ -18,7 +18,7 @@ from kernels import check_choice, check_scalar
 
 from nets.lazy import Lazy, Linearized
 from nets.models import MLP, TwoLayer
-from nets.train import train
+from nets.training import train
 
 ARCHS = ("mlp", "two_layer")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

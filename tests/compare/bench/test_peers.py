@@ -3,7 +3,7 @@ import pathlib
 
 from compare.bench import make_nt_reference, peers
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 
 def test_the_peer_interpreter_comes_from_the_environment(monkeypatch, tmp_path):
