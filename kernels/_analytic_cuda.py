@@ -190,11 +190,15 @@ def _fc_pair(network, state, activation, dense, pin):
 def _conv_pair(network, state, conv, activation, pin):
     """Replaces [Conv, activation] in ``rules.run`` on a full pixel-pair tile: one RawKernel per layer."""
     k12, k11, k22, ntk = state
+    # the kernel indexes its inputs and outputs in C order, and conv_block allocates its outputs like its inputs:
+    # a tile's first k12 is a permuted view, so hand it over contiguous
+    k12 = cupy.ascontiguousarray(k12)
+    ntk_in = cupy.zeros_like(k12) if ntk is None else cupy.ascontiguousarray(ntk)
     b1, b2, h, w = k12.shape[0], k12.shape[1], k12.shape[2], k12.shape[3]
     k11, k22 = rules.conv_variances(k11, k22, network.filter_size, True)
     k11, k22 = (rules.affine_variance(v, network.w_std, network.b_std) for v in (k11, k22))
-    k12, ntk_out = conv_block(network, k12, cupy.zeros_like(k12) if ntk is None else ntk,
-                              cupy.reshape(k11, (b1, h, w)), cupy.reshape(k22, (b2, h, w)), conv.fan_in, pin)
+    k12, ntk_out = conv_block(network, k12, ntk_in, cupy.reshape(k11, (b1, h, w)), cupy.reshape(k22, (b2, h, w)),
+                              conv.fan_in, pin)
     k11, k22 = (rules.activation_variance(v, network.dual) for v in (k11, k22))
     return k12, k11, k22, None if ntk is None else ntk_out
 

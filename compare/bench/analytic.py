@@ -102,7 +102,7 @@ def _cpu_rows(args, rng) -> list:
 
 
 def _gpu_rows(args, rng) -> list:
-    from kernels.backend import gpu_available
+    from kernels import gpu_available
     if not gpu_available():
         return []
     import cupy

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.data.cache import read_image_archive_cached
 from compare.data.catalog import (CIFAR10_CLASSES, DATASETS, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES,

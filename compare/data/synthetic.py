@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.data.catalog import Dataset
 

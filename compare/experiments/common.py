@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.tables import format_table
 

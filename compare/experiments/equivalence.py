@@ -13,8 +13,8 @@ and compared with kernel predictors on the same split:
 
 - ``empirical_ntk``      the empirical NTK Θ₀ of the network at w₀ (all output blocks Θ_oo'), gradient flow
                          to the training time t = lr·steps: f_t(x) = Θ₀(x, X) Θ₀⁻¹ (I − exp(−tΘ₀/n)) y
-                         (GUIDE §2). The linearized net follows exactly this flow (up to the GD step size);
-                         it is the reference for ``agreement``,
+                         (docs/conventions.md, *Gradient flow and ridge*). The linearized net follows
+                         exactly this flow (up to the GD step size); it is the reference for ``agreement``,
 - ``empirical_ntk_krr``  the same kernel at t = ∞ (ridgeless kernel regression),
 - ``ntk``                the analytic infinite-width NTK, gradient flow to the same time t,
 - ``nngp``               the analytic NNGP kernel, ridgeless kernel regression (the infinitely wide net whose
@@ -144,7 +144,7 @@ def _flow(K_train, K_test, y, t):
     (sample, output), couples them: y (n, O) is then flattened in the same order, and the time is given to
     the solver as t·O, since its flow exp(−tK/N) divides by the number of rows N = n·O, not by n.
     """
-    from kernels.solvers import EigenPath
+    from kernels import EigenPath
     n, outputs = y.shape
     if K_train.shape[0] == n * outputs and outputs > 1:
         coef = EigenPath(K_train).dual_coef(np.reshape(y, -1), t=None if t is None else t * outputs)
@@ -156,7 +156,7 @@ def _flow(K_train, K_test, y, t):
 def _full_ntk(net, x1, x2=None):
     """The empirical NTK with its output blocks, Θ_oo'(x, x'), as an (n1·O, n2·O) matrix (sample-major)."""
     from kernels import empirical_ntk
-    from kernels.backend import to_numpy
+    from kernels import to_numpy
     K = to_numpy(empirical_ntk(net, x1, x2, output="full"))
     n1, n2, outputs, _ = K.shape
     return np.reshape(np.transpose(K, (0, 2, 1, 3)), (n1 * outputs, n2 * outputs))
@@ -216,7 +216,7 @@ def run_one(config) -> dict:
         elif method == "empirical_ntk_krr":
             pred = _flow(ref["K_train"], ref["K_test"], y_train, None)
         else:
-            from kernels.backend import to_numpy
+            from kernels import to_numpy
             kernel = _analytic_kernel(config)
             nngp_train, ntk_train = kernel.kernels(X_train)
             nngp_test, ntk_test = kernel.kernels(X_test, X_train)
@@ -229,7 +229,7 @@ def run_one(config) -> dict:
 def _train_net(config, task, X_train, y_train, X_test, y_test, ref) -> dict:
     import torch
     from nets import Lazy, Linearized, diagnostics, train
-    from nets.training import DivergenceError
+    from nets import DivergenceError
     d_in, d_out = X_train.shape[1], y_train.shape[1]
     net = _network(config, d_in, d_out)
     method, device = config["method"], config["device"]

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from compare.experiments import common
-from kernels.validation import check_choice
+from kernels import check_choice
 
 EXPERIMENT = "table"
 DATASETS = ("cifar10",)
@@ -109,7 +109,7 @@ def _network(config, n_classes):
 def _train(config, ds) -> dict:
     import torch
     from nets import Lazy, Linearized, diagnostics, train
-    from nets.training import DivergenceError, random_crop_flip
+    from nets import DivergenceError, random_crop_flip
     device = config["device"]
     n_classes = int(ds.n_classes)
     net = _network(config, n_classes).to(device)
@@ -145,8 +145,8 @@ def _one_hot(y, n_classes):
 
 def _cntk(config, ds) -> dict:
     from kernels import Convolutional
-    from kernels.backend import to_numpy
-    from kernels.solvers import krr_solve
+    from kernels import to_numpy
+    from kernels import krr_solve
     n = min(config["cntk_n_train"], ds.n_train)
     kernel = Convolutional(depth=config["cntk_depth"], activation="relu", readout="gap", dtype="float64",
                            device="cuda" if config["device"] == "cuda" else "cpu")
