@@ -6,8 +6,9 @@ Made for a bare GPU machine that has CuPy, PyTorch and scikit-learn, no network 
 1. ``python -m pytest tests/gpu -m gpu``;
 2. ``python -m compare bench NAME --device cuda`` for each benchmark in ``compare.bench.BENCHMARKS`` (a
    benchmark module that needs other arguments for its GPU run names them in a module constant ``GPU_ARGS``);
-3. when CIFAR-10 is found (``--data-dir``, e.g. a git-ignored ``data/`` in the checkout holding
-   cifar10-jpeg.tar.gz): ``python -m compare table --preset quick --device cuda``.
+3. for each experiment that declares a GPU run (``Experiment.gpu``; today ``table``), when its data set is
+   found (``--data-dir``, e.g. a git-ignored ``data/`` in the checkout holding cifar10-jpeg.tar.gz):
+   ``python -m compare table --preset quick --device cuda``.
 
 The benchmarks' tables are repeated at the end, then the summary table, last. ``--budget`` (default 480 s)
 is shared out among the steps; ``--dry-run`` prints the commands without running anything.
@@ -27,9 +28,10 @@ import threading
 import time
 from pathlib import Path
 
+from compare import experiments
 from compare.bench import BENCHMARKS
 from compare.bench.harness import gpu_name
-from compare.data import find
+from compare.data import CIFAR10_JPEG_ARCHIVE, IMAGE_DATASETS, find
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUDGET_S = 480.0
@@ -40,7 +42,8 @@ NO_GPU = "no GPU: CuPy not installed or sees no device"
 PACKAGES = ("numpy", "scipy", "sklearn", "torch", "cupy", "array_api_compat", "PIL", "pytest")
 REQUIRED = ("numpy", "scipy", "sklearn", "torch", "array_api_compat")  # lazykit itself does not run without
 DEFAULT_GPU_ARGS = ("--device", "cuda")
-EXPERIMENT_OUT = REPO_ROOT / "results" / "gpu-check" / "table-quick"  # results/ is git-ignored
+EXPERIMENTS_OUT = REPO_ROOT / "results" / "gpu-check"  # results/ is git-ignored
+DATA_NAMES = {"cifar10": ("CIFAR-10", CIFAR10_JPEG_ARCHIVE), "fashion-mnist": ("Fashion-MNIST", "its IDX files")}
 
 
 @dataclasses.dataclass
@@ -65,16 +68,29 @@ def plan(data_dir=None) -> list:
                   "tests")]
     steps += [Step(f"bench {name}", [python, "-m", "compare", "bench", name, *bench_gpu_args(name)], "bench")
               for name in BENCHMARKS]
-    experiment = Step("table (quick)", [python, "-m", "compare", "table", "--preset", "quick", "--device", "cuda",
-                                        "--out", str(EXPERIMENT_OUT), "--no-resume"]
-                      + (["--data-dir", str(data_dir)] if data_dir is not None else []), "experiment")
-    if find("cifar10", data_dir) is None:  # nothing to run it on: reported as "skipped", which does not fail the check
-        experiment.status = "skipped"
-        experiment.skip_reason = ("no CIFAR-10 under " + (str(data_dir) if data_dir is not None else
-                                  "the default data folders") + " (copy cifar10-jpeg.tar.gz into data/ and pass "
-                                  "--data-dir data)")
-    steps.append(experiment)
+    for experiment in (experiments.get(name) for name in experiments.names()):
+        if experiment.gpu is not None:
+            steps.append(experiment_step(experiment, data_dir))
     return steps
+
+
+def experiment_step(experiment, data_dir=None) -> Step:
+    """The step running ``experiment``'s declared GPU run, marked skipped when its data set is not found."""
+    gpu = experiment.gpu
+    dataset = gpu.dataset or experiment.default_dataset
+    out = EXPERIMENTS_OUT / f"{experiment.name}-{gpu.preset}"
+    step = Step(f"{experiment.name} ({gpu.preset})",
+                [sys.executable, "-m", "compare", experiment.name, "--preset", gpu.preset, "--device", "cuda",
+                 "--out", str(out), "--no-resume"]
+                + (["--dataset", dataset] if dataset != experiment.default_dataset else [])
+                + (["--data-dir", str(data_dir)] if data_dir is not None else []), "experiment")
+    if dataset in IMAGE_DATASETS and find(dataset, data_dir) is None:
+        # nothing to run it on: reported as "skipped", which does not fail the check
+        title, files = DATA_NAMES.get(dataset, (dataset, "its files"))
+        step.status = "skipped"
+        step.skip_reason = (f"no {title} under " + (str(data_dir) if data_dir is not None else
+                            "the default data folders") + f" (copy {files} into data/ and pass --data-dir data)")
+    return step
 
 
 def bench_gpu_args(name: str) -> list:

@@ -42,7 +42,7 @@ def test_summary_table_formats_percent_and_dashes():
 def test_paper_numbers_sit_beside_ours():
     rows = [{"model": "vgg11", "method": "net", "scale": None, "seed": 0, "test_accuracy": 0.5},
             {"model": "vgg11", "method": "lazy", "scale": 100.0, "seed": 0, "test_accuracy": 0.3}]
-    headers, body = report.summary_table(rows, paper=True)
+    headers, body = report.summary_table(rows, "table")
     assert headers[-1] == "paper acc %" and body[0][-1] == "89.7" and body[1][-1] == "–"
 
 
