@@ -109,7 +109,8 @@ def test_a_cuda_table_run_asks_random_features_and_the_cntk_for_cuda(recorded, t
     runs = {run.method: run for run in table.plan(config)}
     row = table.run_one(runs["rff"])
     assert recorded["RandomFeaturesClassifier"].devices == ["cuda"]
-    # two flat colours per class are linearly separable: random Fourier features of the pixels get most right
-    assert 0.5 <= row["test_accuracy"] <= 1.0 and row["n_train"] == 12
+    # each test image is a pixel-for-pixel copy of a training image of its class (same colours), so the fitted
+    # ridge classifier (α = 1e-3) labels them as it labels its training set: measured 100%
+    assert row["test_accuracy"] > 0.9 and row["n_train"] == 12
     table.cntk_kernel(runs["ntk"])
     assert recorded["Convolutional"].devices == ["cuda"]
