@@ -18,6 +18,7 @@ runs that ``shared_work`` puts together, or a fresh one).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Callable
 
 PRESET_NAMES = ("quick", "full", "paper")
@@ -61,7 +62,6 @@ class Figure:
 
     def render(self, rows, out_dir):
         """(path or None, caption) for these rows, the PNG written into ``out_dir``."""
-        from pathlib import Path
         path = self.draw(rows, Path(out_dir) / self.filename)
         caption = self.caption(rows) if callable(self.caption) else self.caption
         return path, caption
