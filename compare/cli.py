@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from kernels.validation import check_choice
+
 from compare import experiments, options, report, runner
 from compare.bench import BENCHMARKS
 from compare.tables import format_table
@@ -75,7 +77,7 @@ def run_experiment(experiment, args) -> int:
     than mixed. Bad options print one clear error line and return 2.
     """
     try:
-        options.check_choice(args.backend, runner.BACKENDS, "backend")
+        check_choice(args.backend, "backend", runner.BACKENDS)
         config = options.resolve(experiment, args)
         runs = experiment.plan(config)
         sweep_config = experiment.sweep_config(runs)

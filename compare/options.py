@@ -10,15 +10,11 @@ import argparse
 import ast
 import os
 
+from kernels.validation import check_choice
+
 from compare.experiment import Config, Experiment
 
 DEVICES = ("auto", "cpu", "cuda")
-
-
-def check_choice(value, valid, what: str):
-    """ValueError naming ``what`` and listing the valid choices when ``value`` is not one of ``valid``."""
-    if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
 
 
 def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
@@ -58,7 +54,7 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
 
 def resolve_preset(presets: dict, args) -> dict:
     """The settings of the preset named by --preset, with --seeds and --set overrides applied (validated)."""
-    check_choice(args.preset, tuple(presets), "preset")
+    check_choice(args.preset, "preset", tuple(presets))
     settings = dict(presets[args.preset].settings)
     for item in args.overrides:
         key, sep, text = item.partition("=")
@@ -78,7 +74,7 @@ def resolve_preset(presets: dict, args) -> dict:
 def resolve_device(device: str) -> str:
     """"auto" → "cuda" when torch sees a GPU, else "cpu"; "cuda" without one is an error."""
     import torch
-    check_choice(device, DEVICES, "device")
+    check_choice(device, "device", DEVICES)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -97,6 +93,6 @@ def resolve_threads(args) -> int:
 
 def resolve(experiment: Experiment, args) -> Config:
     """The :class:`Config` the options describe (a bad name or value: ValueError naming it)."""
-    check_choice(args.dataset, experiment.datasets, "dataset")
+    check_choice(args.dataset, "dataset", experiment.datasets)
     params = resolve_preset(experiment.presets, args)
     return Config(experiment.name, args.dataset, args.preset, params, resolve_device(args.device), args.data_dir)

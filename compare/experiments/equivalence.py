@@ -222,7 +222,7 @@ def run_one(run, memo=None) -> dict:
 def _train_net(run, task, X_train, y_train, X_test, y_test, ref) -> dict:
     import torch
     from nets import Lazy, Linearized, diagnostics, train
-    from nets.train import DivergenceError
+    from nets.training import DivergenceError
     d_in, d_out = X_train.shape[1], y_train.shape[1]
     net = _network(run, d_in, d_out)
     module = {"net": lambda: net, "lazy": lambda: Lazy(net, run.alpha),

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.validation import check_choice
+
 from compare.data import load_split
 from compare.experiment import Experiment, GpuRun, Preset, Reference
-from compare.options import check_choice
 from compare.run import Run
 from compare.summary import metric_titles
 
@@ -62,7 +63,7 @@ PRESETS = {
 def plan(config) -> list:
     p = config.params
     for model in p["models"]:
-        check_choice(model, MODELS, "model")
+        check_choice(model, "model", MODELS)
     params = {k: v for k, v in p.items() if k not in ("seeds", "models")}
     params["data_dir"] = config.data_dir
     runs = []
@@ -109,7 +110,7 @@ def _network(run, n_classes):
 def _train(run, ds) -> dict:
     import torch
     from nets import Lazy, Linearized, diagnostics, train
-    from nets.train import DivergenceError, random_crop_flip
+    from nets.training import DivergenceError, random_crop_flip
     p, device = run.params, run.device
     n_classes = int(ds.n_classes)
     net = _network(run, n_classes).to(device)
