@@ -11,8 +11,9 @@ subprocess with its own time limit, so one failure or hang does not stop the res
 1. ``python -m pytest tests/gpu -m gpu``;
 2. ``python -m compare bench NAME --device cuda`` for each benchmark in ``compare.bench.BENCHMARKS`` (a
    benchmark module that needs other arguments for its GPU run names them in a module constant ``GPU_ARGS``);
-3. when CIFAR-10 is found (``--data-dir``, e.g. a git-ignored ``data/`` in the checkout holding
-   cifar10-jpeg.tar.gz): ``python -m compare table --preset quick --device cuda``.
+3. for each experiment that declares a GPU run (``Experiment.gpu``; today ``table``), when its data set is
+   found (``--data-dir``, e.g. a git-ignored ``data/`` in the checkout holding cifar10-jpeg.tar.gz):
+   ``python -m compare table --preset quick --device cuda``.
 
 The benchmarks' tables are repeated at the end, then the summary table, last. ``--budget`` (default 480 s)
 bounds the total, install included; ``--dry-run`` prints the commands without running anything.
@@ -45,7 +46,8 @@ NO_GPU = "no GPU: CuPy not installed or sees no device"
 PACKAGES = ("numpy", "scipy", "sklearn", "torch", "cupy", "array_api_compat", "PIL", "pytest")
 REQUIRED = ("numpy", "scipy", "sklearn", "torch", "array_api_compat")  # lazykit itself does not run without
 DEFAULT_GPU_ARGS = ("--device", "cuda")
-EXPERIMENT_OUT = REPO_ROOT / "results" / "gpu-check" / "table-quick"  # results/ is git-ignored
+EXPERIMENTS_OUT = REPO_ROOT / "results" / "gpu-check"  # results/ is git-ignored
+DATA_NAMES = {"cifar10": ("CIFAR-10", "cifar10-jpeg.tar.gz"), "fashion-mnist": ("Fashion-MNIST", "its IDX files")}
 
 
 @dataclasses.dataclass
@@ -70,26 +72,35 @@ def plan(data_dir=None) -> list:
                   "tests")]
     steps += [Step(f"bench {name}", [python, "-m", "compare", "bench", name, *bench_gpu_args(name)], "bench")
               for name in BENCHMARKS]
-    experiment = Step("table (quick)", [python, "-m", "compare", "table", "--preset", "quick", "--device", "cuda",
-                                        "--out", str(EXPERIMENT_OUT), "--no-resume"]
-                      + (["--data-dir", str(data_dir)] if data_dir is not None else []), "experiment")
-    if not _cifar_found(data_dir):  # nothing to run it on: reported as "skipped", which does not fail the check
-        experiment.status = "skipped"
-        experiment.skip_reason = ("no CIFAR-10 under " + (str(data_dir) if data_dir is not None else
-                                  "the default data folders") + " (copy cifar10-jpeg.tar.gz into data/ and pass "
-                                  "--data-dir data)")
-    steps.append(experiment)
+    try:  # the registry imports lazykit's dependencies, which a bare GPU machine has only after the install
+        from compare import experiments
+    except ImportError as err:
+        return steps + [Step("experiments", [], "experiment", status="skipped",
+                             skip_reason=f"lazykit's dependencies are not installed yet ({err})")]
+    for experiment in (experiments.get(name) for name in experiments.names()):
+        if experiment.gpu is not None:
+            steps.append(experiment_step(experiment, data_dir))
     return steps
 
 
-def _cifar_found(data_dir) -> bool:
-    """Whether CIFAR-10 is there to run the table on. compare.data needs lazykit's dependencies, which a bare
-    GPU machine gets only from the bundle: before that (a dry run) the bundle's archive is looked for by name."""
-    try:
-        from compare.data import find
-    except ImportError:
-        return data_dir is not None and (Path(data_dir) / gpu_bundle.CIFAR_ARCHIVE).is_file()
-    return find("cifar10", data_dir) is not None
+def experiment_step(experiment, data_dir=None) -> Step:
+    """The step running ``experiment``'s declared GPU run, marked skipped when its data set is not found."""
+    from compare.data import IMAGE_DATASETS, find
+    gpu = experiment.gpu
+    dataset = gpu.dataset or experiment.default_dataset
+    out = EXPERIMENTS_OUT / f"{experiment.name}-{gpu.preset}"
+    step = Step(f"{experiment.name} ({gpu.preset})",
+                [sys.executable, "-m", "compare", experiment.name, "--preset", gpu.preset, "--device", "cuda",
+                 "--out", str(out), "--no-resume"]
+                + (["--dataset", dataset] if dataset != experiment.default_dataset else [])
+                + (["--data-dir", str(data_dir)] if data_dir is not None else []), "experiment")
+    if dataset in IMAGE_DATASETS and find(dataset, data_dir) is None:
+        # nothing to run it on: reported as "skipped", which does not fail the check
+        title, files = DATA_NAMES.get(dataset, (dataset, "its files"))
+        step.status = "skipped"
+        step.skip_reason = (f"no {title} under " + (str(data_dir) if data_dir is not None else
+                            "the default data folders") + f" (copy {files} into data/ and pass --data-dir data)")
+    return step
 
 
 def bench_gpu_args(name: str) -> list:
@@ -218,7 +229,7 @@ def main(argv=None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"bundle {args.bundle}: {gpu_bundle.describe(manifest)}", flush=True)
-        pins = EXPERIMENT_OUT.parent / "installed-constraints.txt"   # results/ is git-ignored
+        pins = EXPERIMENTS_OUT / "installed-constraints.txt"   # results/ is git-ignored
         pins.parent.mkdir(parents=True, exist_ok=True)
         pins.write_text("".join(f"{pin}\n" for pin in gpu_bundle.installed_pins()))
         install = Step("install bundle", gpu_bundle.install_command(args.bundle, manifest, constraints=pins),
