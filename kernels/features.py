@@ -120,7 +120,7 @@ class ArcCosineFeatures(_RandomFeatures):
         dot = x1 @ x2v.T
         sine = xp.sqrt(xp.clip(n1 * n1 * n2 * n2 - dot * dot, 0.0, None))
         if x2 is None:
-            sine = xp.where(xp.eye(x1.shape[0], dtype=xp.bool), xp.zeros_like(sine), sine)
+            sine = xp.where(xp.eye(x1.shape[0], dtype=xp.bool, device=sine.device), xp.zeros_like(sine), sine)
         theta = xp.atan2(sine, dot)
         return (sine + (math.pi - theta) * dot) / math.pi
 

@@ -76,18 +76,32 @@ def _rcond(K) -> float:
 
 # ----------------------------------------------------------------------------------------------- dense linear algebra
 def _cholesky_lower(A, xp):
-    """Lower Cholesky factor of A (other triangle zero), or None when A is not positive definite."""
+    """Lower Cholesky factor of A (other triangle zero), or None when A is not positive definite.
+
+    CuPy only reports a failed factorisation when asked: under its default ``linalg='ignore'`` cuSOLVER's
+    ``potrf`` stops at the first non-positive pivot and returns the half-factored matrix, finite garbage
+    with no error. So CuPy runs under ``cupyx.errstate(linalg='raise')``, which checks cuSOLVER's info code.
+    """
     if array_api_compat.is_numpy_namespace(xp):
         try:
             return scipy.linalg.cholesky(A, lower=True, check_finite=False)
         except np.linalg.LinAlgError:
             return None
-    try:
-        L = xp.linalg.cholesky(A)
-    except np.linalg.LinAlgError:
-        return None
-    # CuPy reports a failed factorisation as NaN instead of raising
-    return L if bool(xp.all(xp.isfinite(xp.linalg.diagonal(L)))) else None
+    if array_api_compat.is_cupy_namespace(xp):
+        import cupyx
+        try:
+            with cupyx.errstate(linalg="raise"):
+                L = xp.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            return None
+    else:
+        try:
+            L = xp.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            return None
+    # other namespaces may return NaN instead of raising; a valid factor has a positive finite diagonal
+    diagonal = xp.linalg.diagonal(L)
+    return L if bool(xp.all(xp.isfinite(diagonal))) and bool(xp.all(diagonal > 0)) else None
 
 
 def solve_triangular(L, B, xp, *, lower: bool = True, trans: bool = False):
@@ -105,7 +119,10 @@ def _add_diagonal(A, value, xp):
 
 
 def _pivots_ok(pivot_diagonal, xp, rcond: float) -> bool:
-    """Cholesky pivots L_ii² all above rcond times the largest: K + αI is numerically positive definite."""
+    """Cholesky pivots L_ii all positive and L_ii² all above rcond times the largest: K + αI is numerically
+    positive definite. (Squaring alone would let a negative pivot of a garbage factor pass.)"""
+    if not bool(xp.all(pivot_diagonal > 0)):
+        return False
     pivots = pivot_diagonal ** 2
     return float(xp.min(pivots)) > rcond * float(xp.max(pivots))
 
