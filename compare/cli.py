@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare import experiments, options, report, runner
 from compare.bench import BENCHMARKS

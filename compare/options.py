@@ -10,7 +10,7 @@ import argparse
 import ast
 import os
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.experiment import Config, Experiment
 

@@ -22,7 +22,8 @@ _EXPORTS = {
     "KernelClassifier": "estimators", "RandomFeaturesRegressor": "estimators",
     "RandomFeaturesClassifier": "estimators",
     # backend.py
-    "resolve_device": "backend", "gpu_available": "backend", "to_numpy": "backend",
+    "resolve_device": "backend", "gpu_available": "backend", "to_numpy": "backend", "to_device": "backend",
+    "device_of": "backend",
     # validation.py
     "check_scalar": "validation", "check_choice": "validation", "check_array": "validation",
 }

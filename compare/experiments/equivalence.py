@@ -13,8 +13,8 @@ and compared with kernel predictors on the same split:
 
 - ``empirical_ntk``      the empirical NTK Θ₀ of the network at w₀ (all output blocks Θ_oo'), gradient flow
                          to the training time t = lr·steps: f_t(x) = Θ₀(x, X) Θ₀⁻¹ (I − exp(−tΘ₀/n)) y
-                         (docs/conventions.md, gradient flow). The linearized net follows exactly this flow (up to the GD step size);
-                         it is the reference for ``agreement``,
+                         (docs/conventions.md, *Gradient flow and ridge*). The linearized net follows
+                         exactly this flow (up to the GD step size); it is the reference for ``agreement``,
 - ``empirical_ntk_krr``  the same kernel at t = ∞ (ridgeless kernel regression),
 - ``ntk``                the analytic infinite-width NTK, gradient flow to the same time t,
 - ``nngp``               the analytic NNGP kernel, ridgeless kernel regression (the infinitely wide net whose
@@ -144,8 +144,7 @@ def _flow(K_train, K_test, y, t):
     (sample, output), couples them: y (n, O) is then flattened in the same order, and the time is given to
     the solver as t·O, since its flow exp(−tK/N) divides by the number of rows N = n·O, not by n.
     """
-    from kernels.backend import device_of, to_device, to_numpy
-    from kernels.solvers import EigenPath
+    from kernels import EigenPath, device_of, to_device, to_numpy
     n, outputs = y.shape
     y = to_device(y, device_of(K_train))
     if K_train.shape[0] == n * outputs and outputs > 1:
@@ -159,7 +158,7 @@ def _flow(K_train, K_test, y, t):
 def _full_ntk(net, x1, x2=None):
     """The empirical NTK with its output blocks, Θ_oo'(x, x'), as an (n1·O, n2·O) matrix (sample-major)."""
     from kernels import empirical_ntk
-    from kernels.backend import to_numpy
+    from kernels import to_numpy
     K = to_numpy(empirical_ntk(net, x1, x2, output="full"))
     n1, n2, outputs, _ = K.shape
     return np.reshape(np.transpose(K, (0, 2, 1, 3)), (n1 * outputs, n2 * outputs))
@@ -222,7 +221,7 @@ def run_one(run, memo=None) -> dict:
 def _train_net(run, task, X_train, y_train, X_test, y_test, ref) -> dict:
     import torch
     from nets import Lazy, Linearized, diagnostics, train
-    from nets.training import DivergenceError
+    from nets import DivergenceError
     d_in, d_out = X_train.shape[1], y_train.shape[1]
     net = _network(run, d_in, d_out)
     module = {"net": lambda: net, "lazy": lambda: Lazy(net, run.alpha),

@@ -46,7 +46,7 @@ def run_one(run, memo=None) -> dict:
     """Train Lazy(net, α) and Linearized(Lazy(net, α)) from the same w₀ for the same steps; their distances."""
     import torch
     from kernels import empirical_ntk
-    from kernels.backend import to_numpy
+    from kernels import to_numpy
     from nets import Lazy, Linearized, TwoLayer, diagnostics, train
     p = run.params
     _, X_train, X_test, y_train = teacher_student_tensors(p["n_train"], p["n_test"], p["d"], run.seed, run.device)

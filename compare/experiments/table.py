@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.data import load_split
 from compare.experiment import Experiment, GpuRun, Preset, Reference
@@ -110,7 +110,7 @@ def _network(run, n_classes):
 def _train(run, ds) -> dict:
     import torch
     from nets import Lazy, Linearized, diagnostics, train
-    from nets.training import DivergenceError, random_crop_flip
+    from nets import DivergenceError, random_crop_flip
     p, device = run.params, run.device
     n_classes = int(ds.n_classes)
     net = _network(run, n_classes).to(device)
@@ -158,8 +158,7 @@ def random_features_classifier(run):
 
 def _cntk(run, ds) -> dict:
     """Ridgeless kernel regression with the CNTK on one-hot targets; the solve runs where the kernel is."""
-    from kernels.backend import device_of, to_device, to_numpy
-    from kernels.solvers import krr_solve
+    from kernels import device_of, krr_solve, to_device, to_numpy
     n = min(run.params["cntk_n_train"], ds.n_train)
     kernel = cntk_kernel(run)
     X_train, X_test = ds.X_train[:n].astype(np.float64), ds.X_test.astype(np.float64)

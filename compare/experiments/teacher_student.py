@@ -43,7 +43,7 @@ def run_one(run, memo=None) -> dict:
     """Train the student at init scale τ = run.init_scale in dimension d; return its test loss."""
     import torch
     from nets import TwoLayer, train
-    from nets.training import DivergenceError
+    from nets import DivergenceError
     p = run.params
     ds, X_train, X_test, y_train = teacher_student_tensors(p["n_train"], p["n_test"], p["d"], run.seed, run.device)
     tau, m = run.init_scale, p["m"]
