@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from compare import data, runner
+from compare import runner
 from compare.cli import main
 
 
@@ -140,7 +140,7 @@ def test_teacher_student_with_two_jobs_and_on_dask(tmp_path):
     np.testing.assert_allclose([v for _, v in loky], [v for _, v in dask], rtol=1e-9)
 
 
-needs_cifar = pytest.mark.skipif(data.find("cifar10") is None, reason="CIFAR-10 not found (see compare.data)")
+needs_cifar = pytest.mark.data("cifar10")
 
 
 @needs_cifar
