@@ -34,3 +34,20 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^python -m pytest$", ci, flags=re.M)
     assert "torch==2.13.0" in ci and ci.index("torch==2.13.0") < ci.index('-e ".[test]"')
+
+
+def test_quickstart_pins_the_torch_ci_installs_and_says_how_to_get_the_cpu_build():
+    """One torch version everywhere: the Quickstart's command 1, its CPU-only step (PyTorch's CPU wheel index,
+    whose `+cpu` build satisfies the same `==` pin, PEP 440 local versions), and .ci/run; the project itself
+    keeps a range."""
+    readme = (ROOT / "README.md").read_text()
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    pins = set(re.findall(r"torch==([\d.]+)", quickstart))
+    ci_pins = set(re.findall(r"torch==([\d.]+)", (ROOT / ".ci" / "run").read_text()))
+    assert len(pins) == 1 and pins == ci_pins
+    version = pins.pop()
+    assert f"pip install torch=={version} --index-url https://download.pytorch.org/whl/cpu" in quickstart
+    assert f"pip install torch=={version} -e \".[test]\"" in quickstart
+    requirement = [r for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+                   if _name(r) == "torch"]
+    assert requirement == ["torch>=2.1"]
