@@ -177,10 +177,38 @@ def plot_vs_scale(rows, field, path, ylabel, title, percent=False) -> Path | Non
                    legend=dict(loc="center right", framealpha=0.9))
 
 
+RATE_SLOPES = {"weight_distance": -1, "param_distance": -2, "function_distance": -1}  # Theorem 2.2's exponents
+
+
+def rates_slopes(rows) -> dict:
+    """Least-squares log-log slope against α of each of Theorem 2.2's distances (mean over seeds per α)."""
+    groups = aggregate(rows, ["model", "method", "scale"])
+    slopes = {}
+    for field in RATE_SLOPES:
+        x, mean, _ = _series(groups, "lazy", field)
+        if len(x):
+            slopes[field] = fit_loglog_slope(x, mean)
+    return slopes
+
+
+def slopes_sentence(slopes: dict) -> str:
+    """"Fitted log-log slopes: ..." as the report and the terminal summary print it."""
+    return ("Fitted log-log slopes: " + ", ".join(f"{METRICS[k]} {v:.2f}" for k, v in slopes.items())
+            + " (Theorem 2.2: " + ", ".join(f"{RATE_SLOPES[k]}".replace("-", "−") for k in slopes) + ").")
+
+
+def summary_notes(experiment: str, rows) -> list:
+    """Lines printed under an experiment's summary table: the fitted slopes for ``rates``."""
+    if experiment == "rates":
+        slopes = rates_slopes(rows)
+        return [slopes_sentence(slopes)] if slopes else []
+    return []
+
+
 def plot_rates(rows, path) -> tuple[Path | None, dict]:
     """Theorem 2.2's three distances against α on log-log axes, with fitted slopes (expected −1, −2, −1)."""
     groups = aggregate(rows, ["model", "method", "scale"])
-    fields = {"weight_distance": -1, "param_distance": -2, "function_distance": -1}
+    fields = RATE_SLOPES
     slopes = {}
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
@@ -263,8 +291,7 @@ def write_report(out_dir, experiment: str, rows, sweep_config: dict, intro: str 
                         "Relative weight change at the end of training: O(1/α) for the lazy net."))
     elif experiment == "rates":
         path, slopes = plot_rates(rows, out / "rates.png")
-        text = "Fitted log-log slopes: " + ", ".join(f"{METRICS[k]} {v:.2f}" for k, v in slopes.items()) + \
-            " (Theorem 2.2: −1, −2, −1)."
+        text = slopes_sentence(slopes)
         figures.append((path, text))
         parts += [text, ""]
     elif experiment == "teacher-student":

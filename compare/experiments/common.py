@@ -121,6 +121,8 @@ def execute(args, experiment: str, presets: dict, datasets, plan, run_one, intro
     print(f"\n{experiment} on {args.dataset} ({args.preset} preset, {len(rows)} runs, "
           f"{time.perf_counter() - start:.0f} s, device {device}):\n")
     print(report.text_table(headers, body))
+    for note in report.summary_notes(experiment, rows):
+        print(f"\n{note}")
     print(f"\nreport: {path}")
     return 0
 
