@@ -5,7 +5,7 @@ import argparse
 import importlib
 import sys
 
-from compare.bench import BENCHMARKS
+from compare.bench import BENCHMARKS, FIGURE_SCRIPTS
 
 # experiment name on the command line -> module in compare.experiments (each exposes add_arguments/run)
 EXPERIMENTS = {
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="lazykit: lazy training vs kernel methods, side by side.",
         epilog="subcommands:\n"
                + "".join(f"  {name:<17} experiment\n" for name in EXPERIMENTS)
-               + f"  {'bench':<17} benchmarks: {', '.join(BENCHMARKS)}\n"
+               + f"  {'bench':<17} benchmarks: {', '.join(BENCHMARKS)}; `bench readme` reruns the README's figures\n"
                + f"  {'gpu-check':<17} run tests/gpu and the GPU benchmarks, print a table naming the card\n"
                + f"  {'data':<17} `data install fashion-mnist`, `data list`\n"
                + "\nRun `python -m compare SUBCOMMAND --help` for a subcommand's options.",
@@ -60,12 +60,14 @@ def main(argv=None) -> int:
 def _run_tool(tool: str, argv: list) -> int:
     if tool == "bench":
         if not argv or argv[0] in ("-h", "--help"):
-            print(f"usage: python -m compare bench NAME [options]\nbenchmarks: {', '.join(BENCHMARKS)}")
+            print(f"usage: python -m compare bench NAME [options]\nbenchmarks: {', '.join(BENCHMARKS)}\n"
+                  f"the README's figures: {', '.join(FIGURE_SCRIPTS)} (reruns them and rewrites README.md's blocks)")
             return 0 if argv else 2
-        if argv[0] not in BENCHMARKS:
-            print(f"error: unknown benchmark {argv[0]!r}; valid: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        modules = {**BENCHMARKS, **FIGURE_SCRIPTS}
+        if argv[0] not in modules:
+            print(f"error: unknown benchmark {argv[0]!r}; valid: {', '.join(modules)}", file=sys.stderr)
             return 2
-        return int(importlib.import_module(BENCHMARKS[argv[0]]).main(argv[1:]) or 0)
+        return int(importlib.import_module(modules[argv[0]]).main(argv[1:]) or 0)
     module = importlib.import_module({"gpu-check": "compare.gpu_check", "data": "compare.data"}[tool])
     return int(module.main(argv) or 0)
 
