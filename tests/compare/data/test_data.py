@@ -6,6 +6,7 @@ the Debian Fashion-MNIST package); everything else is built in tmp_path. Nothing
 """
 import gzip
 import hashlib
+import importlib
 import io
 import pickle
 import tarfile
@@ -391,6 +392,8 @@ def test_environment_variable_is_the_only_folder_searched(tmp_path, monkeypatch)
 
 # ---------------------------------------------------------------------------------------- install, CLI
 def test_install_downloads_and_checks_sha256(tmp_path, monkeypatch):
+    # no Debian package to copy from (it would be used first, offline): the download path itself
+    monkeypatch.setattr(importlib.import_module("compare.data.install"), "DEBIAN_FASHION_MNIST_DIR", tmp_path / "none")
     mirror = tmp_path / "mirror"
     _write_fashion(mirror)
     sums = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in mirror.iterdir()}
