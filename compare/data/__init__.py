@@ -32,7 +32,7 @@ Command line: ``python -m compare data list`` and ``python -m compare data insta
 The package, one concern per module: ``catalog`` (names, classes, files, downloads, :class:`Dataset`),
 ``loading`` (:func:`load`), ``preprocess`` (subsets, classes, standardisation), ``locate`` (where files are
 looked for), ``readers`` (IDX, CIFAR-10 batches, image archives, scikit-learn), ``cache`` (decoded archives
-kept as ``.npz``), ``synthetic`` (the teacher–student generator), ``install``, ``deb`` (files out of a Debian
+kept as ``.npz``), ``synthetic`` (the teacher–student generator), ``identity`` (a found data set's content checksum), ``install``, ``deb`` (files out of a Debian
 package with the standard library) and ``cli``. Every public name
 is importable from ``compare.data`` itself.
 """
@@ -44,6 +44,7 @@ from compare.data.catalog import (CIFAR10_ARCHIVE, CIFAR10_BATCHES, CIFAR10_BATC
                                   KIND_DESCRIPTIONS, REPO_ROOT, SKLEARN_DATASETS, TEST_FRACTION, CorruptDataError,
                                   DataNotFoundError, Dataset)
 from compare.data.cli import describe, main
+from compare.data.identity import content_sha256
 from compare.data.install import (check_fashion_mnist, download, fashion_mnist_files, idx_sha256, install,
                                   install_fashion_mnist_from, sha256_file)
 from compare.data.loading import load
@@ -58,7 +59,7 @@ __all__ = [
     "ENV_DATA_DIR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_FILES", "FASHION_MNIST_IDX_SHA256", "IMAGE_DATASETS", "IMAGE_SUFFIXES",
     "JPEG_CAVEAT", "KIND_DESCRIPTIONS", "REPO_ROOT", "SKLEARN_DATASETS", "TEST_FRACTION",
     "CorruptDataError", "DataNotFoundError", "Dataset",
-    "cache_folder", "check_fashion_mnist", "describe", "download", "fashion_mnist_files", "find", "first_per_class", "idx_sha256", "install", "install_fashion_mnist_from", "load", "locate", "main",
+    "cache_folder", "check_fashion_mnist", "content_sha256", "describe", "download", "fashion_mnist_files", "find", "first_per_class", "idx_sha256", "install", "install_fashion_mnist_from", "load", "locate", "main",
     "read_cifar_batches", "read_idx", "read_image_archive", "read_image_archive_cached", "search_dirs", "split_dirs",
     "sha256_file", "standardize_train_test", "stratified_indices", "teacher_student", "uniform_sphere",
 ]

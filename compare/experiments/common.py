@@ -102,6 +102,7 @@ def execute(args, experiment: str, presets: dict, datasets, plan, run_one, intro
         preset = resolve_preset(presets, args)
         device = resolve_torch_device(args.device)
         configs, sweep_config = plan(preset, args, device)
+        configs, sweep_config = with_data_identity(configs, sweep_config, args.dataset, args.data_dir)
         out = Path(args.out or f"results/{experiment}-{args.dataset}-{args.preset}")
         start = time.perf_counter()
         threads = args.threads if args.threads is not None else max(1, (os.cpu_count() or 1) // max(1, args.jobs))
@@ -123,6 +124,16 @@ def execute(args, experiment: str, presets: dict, datasets, plan, run_one, intro
         print(f"\n{note}")
     print(f"\nreport: {path}")
     return 0
+
+
+def with_data_identity(configs, sweep_config, dataset, data_dir):
+    """Add the content checksum of a file data set (``data_sha256``) to every configuration: the runner leaves
+    ``data_dir`` out of its fingerprints, so the same files found another way resume the same sweep."""
+    from compare import data
+    if dataset not in data.IMAGE_DATASETS:
+        return configs, sweep_config
+    digest = data.content_sha256(dataset, data_dir)
+    return [{**c, "data_sha256": digest} for c in configs], {**sweep_config, "data_sha256": digest}
 
 
 def teacher_student_tensors(config: dict):
