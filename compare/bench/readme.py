@@ -297,14 +297,15 @@ def read_blocks(text: str) -> dict:
     return {name: content for name, content in pattern.findall(text)}
 
 
-def load_figures(path=FIGURES) -> dict | None:
+def load_figures(path=None) -> dict | None:
+    """The figures record (default docs/figures.json), or None when there is none yet."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path or FIGURES).read_text())
     except (OSError, ValueError):
         return None
 
 
-def preset_time(experiment: str, preset: str, path=FIGURES) -> str | None:
+def preset_time(experiment: str, preset: str, path=None) -> str | None:
     """"80 s measured (machine, date)" for ``--help``, from docs/figures.json; None when not measured."""
     figures = load_figures(path)
     entry = ((figures or {}).get("presets", {}).get(experiment, {}).get(preset) or {})

@@ -16,15 +16,29 @@ from compare.tables import format_table
 PRESETS = ("quick", "full", "paper")
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: str, presets: dict):
+def preset_help(experiment: str, presets: dict) -> str:
+    """Each preset's intended hardware and its wall time as `python -m compare bench readme` last measured it
+    (docs/figures.json): --help quotes no time that script did not measure."""
+    from compare.bench.readme import preset_time
+    parts = []
+    for name, p in presets.items():
+        measured = preset_time(experiment, name)
+        parts.append(f"{name}: for {p['hardware']}, " + (measured or "time not measured yet (python -m compare "
+                                                                    f"bench readme --presets {name})"))
+    return "; ".join(parts)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, experiment: str, datasets, default_dataset: str,
+                         presets: dict):
     """The options of ``python -m compare EXPERIMENT`` (identical for every experiment)."""
-    timing = "; ".join(f"{name}: {p['expected']}" for name, p in presets.items())
+    timing = preset_help(experiment, presets)
     parser.add_argument("--dataset", default=default_dataset, metavar="NAME",
                         help=f"data set, one of: {', '.join(datasets)} (default {default_dataset})")
     parser.add_argument("--data-dir", default=None, metavar="DIR",
-                        help="folder holding downloaded data sets (CIFAR-10, Fashion-MNIST); see compare.data")
+                        help=f"folders holding downloaded data sets (CIFAR-10, Fashion-MNIST), searched in order, "
+                             f"separated by {os.pathsep!r}; see compare.data")
     parser.add_argument("--preset", default="quick", metavar="NAME",
-                        help=f"size of the sweep, one of {', '.join(presets)} (expected time — {timing})")
+                        help=f"size of the sweep, one of {', '.join(presets)} ({timing})")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="output directory for results.jsonl, config.json, report.md and plots "
                              "(default results/EXPERIMENT-DATASET-PRESET)")
@@ -51,7 +65,7 @@ def resolve_preset(presets: dict, args) -> dict:
     """The preset named by --preset, with --seeds and --set overrides applied (validated)."""
     if args.preset not in presets:
         raise ValueError(f"unknown preset {args.preset!r}; valid: {', '.join(presets)}")
-    preset = {k: v for k, v in presets[args.preset].items() if k != "expected"}
+    preset = {k: v for k, v in presets[args.preset].items() if k != "hardware"}
     for item in args.overrides:
         key, sep, text = item.partition("=")
         if not sep or key not in preset:

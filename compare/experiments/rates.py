@@ -23,18 +23,18 @@ EXPERIMENT = "rates"
 DATASETS = ("teacher-student",)
 
 PRESETS = {
-    "quick": dict(expected="~30 s on 2 CPU cores", d=10, m=200, activation="tanh", n_train=100, n_test=200,
+    "quick": dict(hardware="a CPU", d=10, m=200, activation="tanh", n_train=100, n_test=200,
                   scales=[1.0, 10.0, 100.0, 1000.0], steps=200, lr_factor=0.5, seeds=1),
-    "full": dict(expected="~3 min on 2 CPU cores", d=10, m=1000, activation="tanh", n_train=200, n_test=500,
+    "full": dict(hardware="a CPU", d=10, m=1000, activation="tanh", n_train=200, n_test=500,
                  scales=[1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0], steps=1000, lr_factor=0.5, seeds=3),
-    "paper": dict(expected="~10 min on 2 CPU cores", d=10, m=1000, activation="tanh", n_train=200, n_test=1000,
+    "paper": dict(hardware="a CPU", d=10, m=1000, activation="tanh", n_train=200, n_test=1000,
                   scales=[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 10000.0], steps=5000,
                   lr_factor=0.5, seeds=5),
 }
 
 
 def add_arguments(parser):
-    common.add_common_arguments(parser, DATASETS, "teacher-student", PRESETS)
+    common.add_common_arguments(parser, EXPERIMENT, DATASETS, "teacher-student", PRESETS)
 
 
 def plan(preset: dict, args, device: str):

@@ -21,18 +21,18 @@ EXPERIMENT = "teacher-student"
 DATASETS = ("teacher-student",)
 
 PRESETS = {
-    "quick": dict(expected="~1 min on 2 CPU cores", dims=[2, 10], taus=[0.01, 0.1, 1.0, 10.0], m=50,
+    "quick": dict(hardware="a CPU", dims=[2, 10], taus=[0.01, 0.1, 1.0, 10.0], m=50,
                   n_train=100, n_test=1000, steps=2000, lr_factor=1.0, seeds=2),
-    "full": dict(expected="~10 min on 2 CPU cores", dims=[2, 10, 100], taus=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
+    "full": dict(hardware="a CPU", dims=[2, 10, 100], taus=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
                  m=50, n_train=200, n_test=2000, steps=10000, lr_factor=1.0, seeds=5),
-    "paper": dict(expected="~1 h on 2 CPU cores (small models: the GPU does not help)",
+    "paper": dict(hardware="a CPU (small models: a GPU does not help)",
                   dims=[2, 10, 100], taus=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0], m=50,
                   n_train=200, n_test=5000, steps=50000, lr_factor=1.0, seeds=10),
 }
 
 
 def add_arguments(parser):
-    common.add_common_arguments(parser, DATASETS, "teacher-student", PRESETS)
+    common.add_common_arguments(parser, EXPERIMENT, DATASETS, "teacher-student", PRESETS)
 
 
 def plan(preset: dict, args, device: str):
