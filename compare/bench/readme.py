@@ -203,8 +203,10 @@ def _minus(text: str) -> str:
     return text.replace("-", "−")
 
 
-def _when(figures) -> str:
-    return f"{figures['machine_short']}, {figures['date']}, load average {figures['load_average']:.1f} at start"
+def _when(record) -> str:
+    """Machine, date and load of the run that measured ``record`` (its own "when", else the file's last run)."""
+    when = record.get("when", record)
+    return f"{when['machine_short']}, {when['date']}, load average {when['load_average']:.1f} at start"
 
 
 def _seconds(wall) -> str:
@@ -217,21 +219,24 @@ def render_blocks(figures: dict) -> dict:
     presets = figures.get("presets", {})
     default = presets.get("equivalence", {}).get("quick", {})
     if "stdout" in default:
-        blocks["default-job"] = (f"As printed on {_when(figures)}; {_seconds(default['wall_s'])} wall time for the "
+        blocks["default-job"] = (f"As printed on {_when({**figures, **default})}; {_seconds(default['wall_s'])} wall time for the "
                                  f"whole command:\n\n```\n{default['stdout']}\n```")
         blocks["default-job-reading"] = _reading_sentence(default["reading"])
     if presets:
-        rows = []
+        rows, whens = [], []
         for experiment in EXPERIMENTS:
             cells = []
             for preset in PRESETS:
                 entry = presets.get(experiment, {}).get(preset)
-                cells.append("–" if entry is None or "wall_s" not in entry else _seconds(entry["wall_s"]))
+                measured = entry is not None and "wall_s" in entry
+                cells.append(_seconds(entry["wall_s"]) if measured else "–")
+                if measured and _when({**figures, **entry}) not in whens:
+                    whens.append(_when({**figures, **entry}))
             rows.append(f"| `{experiment}` | " + " | ".join(cells) + " |")
         blocks["preset-times"] = "\n".join([
             "| experiment | quick | full | paper |", "|---|---|---|---|", *rows, "",
             f"Wall time of `python -m compare EXPERIMENT --preset NAME` (a fresh process, imports included), "
-            f"measured by `python -m compare bench readme` on {_when(figures)}; – : not run there "
+            f"measured by `python -m compare bench readme` on {'; '.join(whens) or _when(figures)}; – : not run there "
             f"(`--presets quick,full,paper` runs them; the `table` presets need CIFAR-10)."])
     seeds = figures.get("seeds")
     if seeds:
@@ -255,10 +260,10 @@ def render_blocks(figures: dict) -> dict:
             blocks["table-quick"] = (f"The quick `table` run (CPU; {names}, "
                                      f"{setup.get('n_train')}/{setup.get('n_test')} train/test images, width factor "
                                      f"{setup.get('width_factor')}, {setup.get('epochs')} epochs; test accuracy, mean "
-                                     f"± std over {n} seeds; {_when(figures)}): " + ", ".join(parts) + ".")
+                                     f"± std over {n} seeds; {_when({**figures, **seeds})}): " + ", ".join(parts) + ".")
     nets = figures.get("nets_example")
     if nets:
-        blocks["nets-example"] = (f"Output ({_when(figures)}; the script sets one torch thread; "
+        blocks["nets-example"] = (f"Output ({_when({**figures, **nets})}; the script sets one torch thread; "
                                   f"{_seconds(nets['wall_s'])} for the whole script):\n\n```\n{nets['stdout']}\n```")
     return blocks
 
@@ -311,7 +316,8 @@ def preset_time(experiment: str, preset: str, path=None) -> str | None:
     entry = ((figures or {}).get("presets", {}).get(experiment, {}).get(preset) or {})
     if "wall_s" not in entry:
         return None
-    return f"{_seconds(entry['wall_s'])} measured ({figures['machine_short']}, {figures['date']})"
+    when = entry.get("when", figures)
+    return f"{_seconds(entry['wall_s'])} measured ({when['machine_short']}, {when['date']})"
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -349,19 +355,22 @@ def main(argv=None) -> int:
         readme.write_text(README.read_text())
     from compare.bench.harness import machine_info
     figures = load_figures(figures_path) or {}
-    figures.update({"date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}",
-                    "machine": machine_info(), "machine_short": machine_info().split(";")[0],
-                    "load_average": os.getloadavg()[0], "quick": args.quick,
-                    "command": "python -m compare bench readme " + " ".join(argv if argv is not None else sys.argv[1:])})
+    when = {"date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}", "machine": machine_info(),
+            "machine_short": machine_info().split(";")[0], "load_average": os.getloadavg()[0], "quick": args.quick,
+            "command": "python -m compare bench readme " + " ".join(argv if argv is not None else sys.argv[1:])}
+    figures.update(when)   # the last run; each figure keeps the "when" of the run that measured it
 
     def log(message):
         print(message, file=sys.stderr, flush=True)
-    if "presets" in jobs:
-        figures["presets"] = measure_presets(out, presets, args.quick, log)
+    if "presets" in jobs:   # only the presets run now are replaced
+        for experiment, entries in measure_presets(out, presets, args.quick, log).items():
+            for preset, entry in entries.items():
+                figures.setdefault("presets", {}).setdefault(experiment, {})[preset] = {**entry, "when": when}
     if "seeds" in jobs:
-        figures["seeds"] = measure_seeds(out, args.seeds, args.quick, log)
+        figures["seeds"] = {**measure_seeds(out, args.seeds, args.quick, log), "when": when}
     if "nets-example" in jobs:
-        figures["nets_example"] = measure_nets_example(README.read_text(), out / "nets-example", log)
+        figures["nets_example"] = {**measure_nets_example(README.read_text(), out / "nets-example", log),
+                                   "when": when}
     figures_path.parent.mkdir(parents=True, exist_ok=True)
     figures_path.write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n")
     blocks = render_blocks(figures)

@@ -87,22 +87,30 @@ def test_preset_time_reads_the_figures_file(tmp_path):
 
 
 def test_a_shrunk_run_regenerates_the_rates_block(tmp_path, monkeypatch):
-    """One real job at smoke size (rates, 2 seeds of 20 points): the figures file records it and the README
-    copy's rates block is rewritten from it; the other blocks keep their text."""
+    """One real job at smoke size (rates, 2 seeds of 20 points) on top of an earlier figures file: the file
+    records the new job with its own date and machine and keeps the earlier ones with theirs; the README copy's
+    seeded blocks are rewritten, the preset times still name the earlier run's machine."""
     monkeypatch.setenv("LAZYKIT_DATA_DIR", str(tmp_path / "no-data"))   # the table part is skipped
     (tmp_path / "no-data").mkdir()
     copy = tmp_path / "README.md"
     copy.write_text(readme.README.read_text())
-    before = readme.read_blocks(copy.read_text())
+    earlier = json.loads(json.dumps(FIGURES))
+    when = {k: FIGURES[k] for k in ("date", "machine_short", "load_average")}
+    for entries in earlier["presets"].values():
+        for entry in entries.values():
+            entry["when"] = when
+    earlier["nets_example"]["when"] = when
+    (tmp_path / "figures.json").write_text(json.dumps(earlier))
     assert readme.main(["--quick", "--only", "seeds", "--seeds", "2", "--out", str(tmp_path / "runs"),
                         "--readme", str(copy), "--figures", str(tmp_path / "figures.json")]) == 0
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert figures["quick"] is True and figures["seeds"]["rates_slopes"]["param_distance"]["n"] == 2
+    assert figures["seeds"]["when"]["quick"] is True and figures["presets"] == earlier["presets"]
     assert "skipped" in figures["seeds"]["table"]
     after = readme.read_blocks(copy.read_text())
     assert after["rates-slopes"].startswith("Measured quick-preset slopes, mean ± std over 2 seeds: −")
     assert after["table-quick"].startswith("The quick `table` run was not measured: CIFAR-10 not found")
-    assert after["nets-example"] == before["nets-example"]
+    assert "CPU X, 2 cores, 2026-12-01" in after["preset-times"] and after["nets-example"].startswith("Output (CPU X")
 
 
 @pytest.mark.slow
