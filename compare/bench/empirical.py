@@ -33,7 +33,7 @@ MLP_QUICK = dict(n=100, d=100, width=256)
 CNN_QUICK = dict(n=16, channels=16, small_n=4)
 CNN = dict(n=256, channels=64, size=32, outputs=10)
 CNN_SMALL_N = 8        # batch on which every method, "ntvp" included, is timed
-NT_CLAIM = "0.038 s (GUIDE §5, measured on this kind of 2-core machine)"
+NT_CLAIM = "0.038 s (docs/conventions.md, Benchmarks: measured on this kind of 2-core machine)"
 GPU_ARGS = ("--device", "cuda")  # the arguments `python -m compare gpu-check` passes
 
 
@@ -104,7 +104,7 @@ def bench_mlp(device, repeats, nt, sizes=None):
     import torch
     from compare.bench.harness import format_seconds, format_table, measure
     from kernels import backend
-    from kernels.empirical import empirical_ntk
+    from kernels import empirical_ntk
     sizes = sizes or MLP
     n, d, width = sizes["n"], sizes["d"], sizes["width"]
     net = mlp_model(d, width, device)
@@ -153,7 +153,7 @@ def cnn_child(spec):
     the CPU; in-process on the GPU, where the allocator's peak counter is reset here)."""
     import torch
     from compare.bench.harness import measure
-    from kernels.empirical import empirical_ntk
+    from kernels import empirical_ntk
     device = spec["device"]
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])

@@ -138,7 +138,8 @@ def default_job_reading(rows) -> dict:
 def measure_seeds(out_dir: Path, seeds: int, quick: bool, log) -> dict:
     """The quick table accuracies and rates slopes, mean ± std over ``seeds`` seeds (resuming the preset runs)."""
     import numpy as np
-    from compare import data, report
+    from compare import data
+    from compare.experiments.rates import slopes as rates_slopes
     result = {"seeds": seeds}
     out = out_dir / "rates-quick"
     argv = experiment_argv("rates", "quick", out, quick, ["--seeds", str(seeds), "--quiet"])
@@ -146,7 +147,7 @@ def measure_seeds(out_dir: Path, seeds: int, quick: bool, log) -> dict:
     run_command(argv, env=_env())
     per_seed = {}
     for seed in range(seeds):
-        slopes = report.rates_slopes([r for r in _rows(out) if r["seed"] == seed])
+        slopes = rates_slopes([r for r in _rows(out) if r["seed"] == seed])
         for field, value in slopes.items():
             per_seed.setdefault(field, []).append(value)
     result["rates_slopes"] = {f: _mean_std(v) for f, v in per_seed.items()}

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.data.catalog import (DATASETS, DOWNLOADS, ENV_DATA_DIR, KIND_DESCRIPTIONS, SKLEARN_DATASETS,
                                   CorruptDataError)

@@ -11,7 +11,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.data import deb
 from compare.data.catalog import (DEBIAN_FASHION_MNIST_DIR, DEBIAN_FASHION_MNIST_PACKAGE, DEFAULT_DATA_DIRS,
