@@ -16,7 +16,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from nets.lazy import Lazy, Linearized
 from nets.models import MLP, TwoLayer
-from nets.training import _check_choice, _check_count, train
+from nets.training import train
+from nets.training_checks import check_choice, check_count
 
 ARCHS = ("mlp", "two_layer")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -48,9 +49,9 @@ class _LazyNet(BaseEstimator):
         self.verbose = verbose
 
     def _network(self, d_in, d_out):
-        _check_choice(self.arch, ARCHS, "arch")
-        _check_count(self.width, "width")
-        _check_count(self.depth, "depth")
+        check_choice(self.arch, ARCHS, "arch")
+        check_count(self.width, "width")
+        check_count(self.depth, "depth")
         if self.arch == "mlp":
             return MLP(d_in, [int(self.width)] * int(self.depth), d_out, activation=self.activation)
         # init_scale = sqrt(width) makes the NTK of (1/m) Σ b_j σ(a_j·x) of order 1 (each unit's gradient is
@@ -59,7 +60,7 @@ class _LazyNet(BaseEstimator):
                         init_scale=math.sqrt(self.width))
 
     def _fit_network(self, X, targets, d_out, loss):
-        _check_choice(self.dtype, DTYPES, "dtype")
+        check_choice(self.dtype, DTYPES, "dtype")
         seed = int(check_random_state(self.random_state).randint(0, 2 ** 31 - 1))
         self.x_mean_ = X.mean(axis=0)
         scale = X.std(axis=0)

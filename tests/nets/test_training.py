@@ -183,7 +183,7 @@ def test_random_crop_flip_without_padding_only_mirrors():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(loss="hinge"), ValueError, "'mse', 'cross_entropy'"),
+    (dict(loss="huber"), ValueError, "'mse', 'cross_entropy', 'hinge'"),
     (dict(optimizer="adam"), ValueError, "'gd', 'sgd'"),
     (dict(lr_schedule="cosine"), ValueError, "'constant', 'inverse'"),
     (dict(lr=0.0), ValueError, "lr"),
