@@ -282,18 +282,27 @@ class FullyConnected(_AnalyticKernel):
 
     ``parameterization='ntk'``: W ~ N(0, 1) scaled by w_std/√fan_in in the forward pass (kernel
     independent of width). ``'standard'``: W ~ N(0, w_std²/fan_in); its NTK depends on the input dimension
-    and on ``width``. ``b_std=None`` means no bias. Inputs are (n, d) arrays (NumPy, CuPy or torch).
+    and on ``width``. ``b_std=None`` means no bias. ``readout_w_std``/``readout_b_std`` give the readout layer
+    its own scales (None and "same": as ``w_std``/``b_std``; ``readout_b_std=None``: no readout bias), the
+    network ``nets.MLP(readout_w_std=, readout_b_std=)``. Inputs are (n, d) arrays (NumPy, CuPy or torch).
     ``block_size`` rows × columns per tile bounds memory (None: 256 on the CPU, 4096 on the GPU);
     ``n_jobs`` threads share the tiles (NumPy; None = all cores).
     """
     _ndim = 2
+    _param_names = _AnalyticKernel._param_names + ("readout_w_std", "readout_b_std")
 
     def __init__(self, depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0, parameterization="ntk",
-                 width=None, *, negative_slope=0.01, device=None, dtype=None, block_size=None, n_jobs=None):
+                 width=None, *, readout_w_std=None, readout_b_std="same", negative_slope=0.01, device=None,
+                 dtype=None, block_size=None, n_jobs=None):
         self.depth, self.activation, self.w_std, self.b_std = depth, activation, w_std, b_std
         self.parameterization, self.width, self.negative_slope = parameterization, width, negative_slope
+        self.readout_w_std, self.readout_b_std = readout_w_std, readout_b_std
         self.device, self.dtype, self.block_size, self.n_jobs = device, dtype, block_size, n_jobs
         self._check_params()
+        self._readout = _readout_scales(self)
+
+    def _own_readout(self) -> bool:
+        return self._readout != (self.w_std, self.b_std)
 
     def layer_rules(self, input_dim: int):
         """The network as a list of functions state -> state (hidden blocks, then the readout)."""
@@ -302,7 +311,7 @@ class FullyConnected(_AnalyticKernel):
             rules.append(lambda s, f=fan_in: dense_rule(s, self.w_std, self.b_std, self.parameterization, f))
             rules.append(lambda s: activation_rule(s, self._dual))
             fan_in = self.width
-        rules.append(lambda s, f=fan_in: dense_rule(s, self.w_std, self.b_std, self.parameterization, f))
+        rules.append(lambda s, f=fan_in: dense_rule(s, *self._readout, self.parameterization, f))
         return rules
 
     def _tile_function(self, xp, x1, x2, symmetric, want_ntk):
@@ -330,9 +339,25 @@ class FullyConnected(_AnalyticKernel):
         return tile
 
 
+def _readout_scales(kernel):
+    """(w_std, b_std) of the readout layer, validated: readout_w_std=None and readout_b_std="same" inherit."""
+    w, b = kernel.readout_w_std, kernel.readout_b_std
+    if w is None:
+        w = kernel.w_std
+    elif isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) or w <= 0:
+        raise ValueError(f"readout_w_std must be None (as w_std) or a positive finite number, got {w!r}")
+    if isinstance(b, str) and b == "same":
+        b = kernel.b_std
+    elif b is not None and (isinstance(b, bool) or not isinstance(b, numbers.Real) or not math.isfinite(b) or b < 0):
+        raise ValueError(f"readout_b_std must be 'same' (as b_std), None (no bias) or a finite number >= 0, "
+                         f"got {b!r}")
+    return w, b
+
+
 def _fused_fc(xp, kernel, want_ntk):
-    """The CuPy fused per-layer chain for closed-form activations on a CUDA array, else None."""
-    if not xp.__name__.endswith("cupy") or not kernel._dual.closed:
+    """The CuPy fused per-layer chain for closed-form activations on a CUDA array, else None (also when the
+    readout has its own scales, which the fused chain does not take)."""
+    if not xp.__name__.endswith("cupy") or not kernel._dual.closed or kernel._own_readout():
         return None
     from kernels import _analytic_cuda
     return _analytic_cuda.fc_chain(kernel, want_ntk)
