@@ -24,14 +24,12 @@ used is 0, as autograd's.
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
-
 import numpy as np
 import scipy.integrate
 import scipy.special
 
 from kernels import backend
+from kernels.validation import check_array, check_choice, check_scalar
 
 MARGIN_LOSSES = ("hinge", "quadratic_hinge", "softhinge", "logistic")
 LOSSES = ("mse", "cross_entropy") + MARGIN_LOSSES
@@ -64,7 +62,7 @@ def loss_derivatives(f, y, loss, beta=1.0):
     if loss == "logistic":
         s = scipy.special.expit(-z)
         return np.logaddexp(0.0, -z), -y * s, s * (1.0 - s)
-    raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(map(repr, LOSSES))}")
+    check_choice(loss, "loss", LOSSES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +87,7 @@ def _outputs(K, n, outputs):
 
 
 def _check_inputs(K_train, y, loss, f0, K_test, f0_test):
-    K_train = backend.to_numpy(backend.check_array(K_train, "K_train", ndim=2))
+    K_train = backend.to_numpy(check_array(K_train, "K_train", ndim=2))
     if K_train.shape[0] != K_train.shape[1]:
         raise ValueError(f"K_train must be a square Gram matrix, got shape {K_train.shape}")
     if loss == "cross_entropy":
@@ -102,7 +100,7 @@ def _check_inputs(K_train, y, loss, f0, K_test, f0_test):
             raise ValueError(f"labels in y must lie in [0, {outputs}) for f0 with {outputs} outputs")
         y = labels
     else:
-        y = backend.to_numpy(backend.check_array(y, "y", dtype="float64"))
+        y = backend.to_numpy(check_array(y, "y", dtype="float64"))
         if y.ndim not in (1, 2):
             raise ValueError(f"y must have shape (n,) or (n, outputs), got {y.shape}")
         y = y.reshape(y.shape[0], -1)
@@ -117,14 +115,14 @@ def _check_inputs(K_train, y, loss, f0, K_test, f0_test):
     def start(f, rows, name):
         if f is None:
             return np.zeros((rows, outputs))
-        f = backend.to_numpy(backend.check_array(f, name, dtype="float64"))
+        f = backend.to_numpy(check_array(f, name, dtype="float64"))
         if f.size != rows * outputs:
             raise ValueError(f"{name} must have {rows} rows and {outputs} outputs, got shape {f.shape}")
         return f.reshape(rows, outputs)
 
     f0 = start(f0, n, "f0")
     if K_test is not None:
-        K_test = backend.to_numpy(backend.check_array(K_test, "K_test", ndim=2))
+        K_test = backend.to_numpy(check_array(K_test, "K_test", ndim=2))
         if K_test.shape[1] != K_train.shape[1] or K_test.shape[0] % (K_train.shape[1] // n):
             raise ValueError(f"K_test must be K(x*, X) with {K_train.shape[1]} columns (like K_train), got "
                              f"{K_test.shape}")
@@ -144,17 +142,12 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
     or 'euler' with `steps` fixed steps; None means 'euler' for the hinge and 'DOP853' otherwise.
     Returns a `FlowResult`; raises RuntimeError when the integrator fails.
     """
-    if method is None:
-        method = "euler" if loss == "hinge" else "DOP853"
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(map(repr, LOSSES))}")
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: {', '.join(map(repr, METHODS))}")
-    for value, name in ((t, "t"), (beta, "beta"), (rtol, "rtol"), (atol, "atol")):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if beta == 0 or rtol == 0:
-        raise ValueError(f"beta and rtol must be > 0, got beta={beta!r}, rtol={rtol!r}")
+    check_choice(loss, "loss", LOSSES)
+    method = check_choice(method, "method", METHODS + (None,)) or ("euler" if loss == "hinge" else "DOP853")
+    t = check_scalar(t, "t", float, min_val=0)
+    atol = check_scalar(atol, "atol", float, min_val=0)
+    beta, rtol = (check_scalar(v, name, float, min_val=0, include_boundaries="neither")
+                  for v, name in ((beta, "beta"), (rtol, "rtol")))
     K_train, y, f0, K_test, f0_test, n, outputs = _check_inputs(K_train, y, loss, f0, K_test, f0_test)
     apply = _outputs(K_train, n, outputs)
 
@@ -173,8 +166,7 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
     a = np.zeros(n * outputs)
     nfev, message = 0, "t = 0: nothing to integrate"
     if t > 0 and method == "euler":
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        steps = check_scalar(steps, "steps", int, min_val=1)
         dt = float(t) / int(steps)
         for _ in range(int(steps)):
             a = a + dt * rhs(None, a)

@@ -6,12 +6,12 @@ Chizat, Oyallon & Bach, "On Lazy Training in Differentiable Programming" (NeurIP
 """
 import contextlib
 import copy
-import math
-from numbers import Real
 
 import torch
 from torch import nn
 from torch.func import functional_call, jvp
+
+from kernels.validation import check_scalar
 
 
 def _frozen_copy(model):
@@ -31,9 +31,7 @@ class Lazy(nn.Module):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(scale, bool) or not isinstance(scale, Real) or not math.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scale (the paper's alpha) must be a finite number > 0, got {scale!r}")
-        self.scale = float(scale)
+        self.scale = check_scalar(scale, "scale", float, min_val=0, include_boundaries="neither")  # the paper's α
         self.model = model
         self.model_at_init = _frozen_copy(model)
         self._cache = None

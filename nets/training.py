@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from kernels.validation import check_scalar
 from nets import losses
 from nets.lazy import Lazy
 from nets.training_checks import check_callbacks, check_count, check_data, check_number, check_options
@@ -65,8 +66,7 @@ def random_crop_flip(padding=4):
     """Augmentation for image batches (N, C, H, W): zero-pad by `padding`, crop back to H×W at a random
     offset, and flip horizontally with probability 1/2 (the usual CIFAR-10 recipe). Returns a callable
     `augment(batch, generator)` for `train(..., augment=)`; all randomness comes from `generator`."""
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be an integer >= 0, got {padding!r}")
+    padding = check_scalar(padding, "padding", int, min_val=0)
 
     def augment(batch, generator):
         n, _, h, w = batch.shape

@@ -1,11 +1,9 @@
 """Argument checks of `nets.train`: every option validated once, before any training work, into `TrainOptions`."""
-import math
 from dataclasses import dataclass
-from numbers import Real
 
-import numpy as np
 import torch
 
+from kernels.validation import check_choice, check_scalar
 from nets.losses import LOSSES, prepare_targets
 
 OPTIMIZERS = ("gd", "sgd")
@@ -13,29 +11,16 @@ LR_SCHEDULES = ("constant", "inverse", "adaptive")
 STOP_RULES = (None, "margin", "loss")
 
 
-def check_choice(value, valid, name):
-    if value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}")
-    return value
-
-
-def check_number(value, name, low=0.0, low_inclusive=True, high=math.inf, high_inclusive=False):
-    """A finite real number (not a bool) in the interval given by low/high, as a float."""
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= low if low_inclusive else value > low)
-    ok = ok and (value <= high if high_inclusive else value < high)
-    if not ok:
-        bound = f"{'>=' if low_inclusive else '>'} {low:g}"
-        if high < math.inf:
-            bound += f" and {'<=' if high_inclusive else '<'} {high:g}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
+def check_number(value, name, low=0.0, low_inclusive=True, high=None, high_inclusive=False):
+    """A finite real number (not a bool) above `low` (and below `high`), as a float (`check_scalar`)."""
+    boundaries = {(True, True): "both", (True, False): "left", (False, True): "right", (False, False): "neither"}
+    return check_scalar(value, name, float, min_val=low, max_val=high,
+                        include_boundaries=boundaries[low_inclusive, high_inclusive])
 
 
 def check_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    """A positive integer (Python or NumPy, not a bool), as an int."""
+    return check_scalar(value, name, int, min_val=1)
 
 
 def as_tensor(array, name):
@@ -78,12 +63,11 @@ def check_options(*, loss, beta, optimizer, lr, momentum, lr_schedule, lr_decay,
                   weight_decay, stop, margin, loss_threshold, flow_time, max_time, seed, batch_size, augment,
                   epochs, steps):
     """Validate the options of `train` that do not depend on the data; raise ValueError naming the argument."""
-    check_choice(loss, LOSSES, "loss")
-    check_choice(optimizer, OPTIMIZERS, "optimizer")
-    check_choice(lr_schedule, LR_SCHEDULES, "lr_schedule")
-    check_choice(stop, STOP_RULES, "stop")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    check_choice(loss, "loss", LOSSES)
+    check_choice(optimizer, "optimizer", OPTIMIZERS)
+    check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
+    check_choice(stop, "stop", STOP_RULES)
+    seed = check_scalar(seed, "seed", int, min_val=0)
     if epochs is not None and steps is not None or (epochs is None and steps is None
                                                     and flow_time is None and max_time is None):
         raise ValueError("give exactly one of epochs and steps, or neither with a flow_time or max_time limit, "
@@ -94,10 +78,10 @@ def check_options(*, loss, beta, optimizer, lr, momentum, lr_schedule, lr_decay,
         loss=loss, beta=check_number(beta, "beta", low_inclusive=False), optimizer=optimizer,
         lr=check_number(lr, "lr", low_inclusive=False), momentum=check_number(momentum, "momentum", high=1.0),
         lr_schedule=lr_schedule, lr_decay=check_number(lr_decay, "lr_decay"),
-        lr_growth=check_number(lr_growth, "lr_growth", low=1.0), lr_shrink=check_number(lr_shrink, "lr_shrink", 0.0,
-                                                                                          False, 1.0),
+        lr_growth=check_number(lr_growth, "lr_growth", low=1.0),
+        lr_shrink=check_number(lr_shrink, "lr_shrink", 0.0, False, 1.0),
         weight_decay=check_number(weight_decay, "weight_decay"), stop=stop,
-        margin=check_number(margin, "margin", low=-math.inf),
+        margin=check_number(margin, "margin", low=None),
         loss_threshold=None if loss_threshold is None else check_number(loss_threshold, "loss_threshold"),
         flow_time=None if flow_time is None else check_number(flow_time, "flow_time", low_inclusive=False),
         max_time=None if max_time is None else check_number(max_time, "max_time", low_inclusive=False),

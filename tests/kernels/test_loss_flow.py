@@ -87,7 +87,7 @@ def test_bad_inputs_name_the_argument():
         kernel_gradient_flow(K, np.ones(3), 1.0, loss="huber")
     with pytest.raises(ValueError, match="labels -1 and \\+1"):
         kernel_gradient_flow(K, np.array([0.0, 1.0, 1.0]), 1.0, loss="hinge")
-    with pytest.raises(ValueError, match="t must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="`t` must be a finite number ≥ 0"):
         kernel_gradient_flow(K, np.ones(3), -1.0)
     with pytest.raises(ValueError, match="K_train must be"):
         kernel_gradient_flow(np.eye(4), np.ones(3), 1.0)
@@ -96,4 +96,4 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="K_test must be"):
         kernel_gradient_flow(K, np.ones(3), 1.0, K_test=np.ones((2, 4)))
     with pytest.raises(ValueError, match="unknown method"):
-        kernel_gradient_flow(K, np.ones(3), 1.0, method="euler")
+        kernel_gradient_flow(K, np.ones(3), 1.0, method="leapfrog")

@@ -74,7 +74,7 @@ def test_zero_b_std_creates_no_bias_parameters_in_the_ntk_parameterization():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(activation="rellu"), "activation must be one of"),
+    (dict(activation="rellu"), "unknown activation .rellu.; valid: relu, erf, tanh, softplus, gelu, swish"),
     (dict(readout_w_std=-1.0), "readout_w_std"),
     (dict(readout_b_std="zero"), "readout_b_std"),
 ])
