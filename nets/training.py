@@ -26,7 +26,7 @@ from nets import losses
 from nets.lazy import Lazy
 from nets.training_checks import check_callbacks, check_count, check_data, check_number, check_options
 
-STOP_REASONS = ("steps", "flow_time", "max_time", "margin", "loss", "callback", "stalled")
+STOP_REASONS = ("steps", "flow_time", "max_time", "margin", "loss", "callback")
 
 
 class DivergenceError(RuntimeError):
@@ -98,7 +98,7 @@ def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentu
     `momentum` and `weight_decay`. lr_schedule 'inverse' uses η_t = lr / (1 + lr_decay·t) at step t (the paper's
     schedule); 'constant' uses lr; 'adaptive' (full-batch 'gd', no momentum or weight decay) starts at lr and
     multiplies the step by `lr_growth` after each step that does not increase the loss, and by `lr_shrink`
-    with a retry from the same point when a trial step increases it (or makes it NaN).
+    with a retry from the same point when a trial step increases it (or makes it NaN), never below lr.
 
     Limits (training ends at the first one reached; `History.stop_reason` says which): `steps` or `epochs`
     (at most one), `flow_time` (the time Σ lr of the gradient flow; the last step is shortened to land on it),
@@ -211,10 +211,8 @@ def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentu
                 opt.zero_grad(set_to_none=True)
                 (loss_scale * risk).backward()
                 if opts.adaptive:
-                    step_lr, pending = run.adaptive_step(params, X, value, step_lr, history)
-                    if pending is None:
-                        reason = "stalled"
-                        break
+                    cap = math.inf if opts.flow_time is None else opts.flow_time - history.flow_time
+                    step_lr, pending = run.adaptive_step(params, X, value, step_lr, history, cap)
                     next_lr = step_lr * opts.lr_growth
                 else:
                     for group in opt.param_groups:
@@ -291,24 +289,24 @@ class _Run:
         return value < self.opts.loss_threshold
 
     @torch.no_grad()
-    def adaptive_step(self, params, X, value, step_lr, history):
+    def adaptive_step(self, params, X, value, step_lr, history, cap):
         """From w (gradients in p.grad) try w − η·∇F; accept when the loss does not increase, else multiply η by
-        `lr_shrink` and retry from w. Returns (η accepted, (output, risk) at the new point, with autograd), or
-        (η, None) when η falls below lr·1e-12 without a step that does not increase the loss (w is restored)."""
+        `lr_shrink` and retry from w, down to the base step `lr`, which is always taken (as plain GD would: a loss
+        that is not smooth, like the hinge near its kink, can refuse every larger step). Returns (η accepted,
+        (output, risk) at the new point, with autograd). `cap` bounds every step (the flow time left)."""
         start = [p.detach().clone() for p in params]
         grads = [p.grad for p in params]
-        while step_lr >= self.opts.lr * 1e-12:
+        floor = min(self.opts.lr, cap)
+        while True:
+            step_lr = min(max(step_lr, floor), cap)
             for p, w, g in zip(params, start, grads):
                 p.copy_(w).add_(g, alpha=-step_lr)
             output, risk = self.evaluate(X, None, None)
             trial = risk.item()
-            if math.isfinite(trial) and trial <= value:
+            if step_lr <= floor or (math.isfinite(trial) and trial <= value):
                 return step_lr, (output, risk)
             history.rejected_steps += 1
             step_lr *= self.opts.lr_shrink
-        for p, w in zip(params, start):
-            p.copy_(w)
-        return step_lr, None
 
 
 def _save(path, module, opt, history, config, step, next_lr):

@@ -158,3 +158,12 @@ def test_lazy_modules_with_different_scales_are_refused_unless_loss_scale_is_giv
     with pytest.raises(ValueError, match=r"different scales \[2.0, 3.0\].*loss_scale"):
         train(nested, X, y, lr=0.1, steps=1, quiet=True)
     assert train(nested, X, y, lr=0.1, steps=1, loss_scale=1 / 36, quiet=True).loss_scale == pytest.approx(1 / 36)
+
+
+def test_adaptive_step_lands_on_flow_time_and_never_goes_below_lr():
+    # hinge (not smooth): steps that increase the loss are retried smaller, but never below lr; with flow_time the
+    # accepted steps add up to t exactly.
+    X, y = _separable()
+    history = train(_net(), X, y, loss="hinge", lr=0.05, lr_schedule="adaptive", flow_time=20.0, quiet=True)
+    assert history.stop_reason == "flow_time" and history.flow_time == pytest.approx(20.0, rel=1e-12)
+    assert min(history.lrs[:-1]) >= 0.05 and max(history.lrs) > 0.05
