@@ -216,10 +216,15 @@ class FullyConnected(_AnalyticKernel):
         return tile
 
 
+def _uses_cuda_kernels(xp) -> bool:
+    """Whether tiles in namespace ``xp`` run the CUDA kernels of ``kernels._analytic_cuda`` (CuPy arrays)."""
+    return xp.__name__.endswith("cupy")
+
+
 def _fused_pairs(xp, network):
     """The fused CuPy replacements for rule pairs when the tile is a CUDA array, else None (also when a layer
     has its own scales, which the fused kernels do not read)."""
-    if not xp.__name__.endswith("cupy") or any(layer.scales for layer in network.layers):
+    if not _uses_cuda_kernels(xp) or any(layer.scales for layer in network.layers):
         return None
     # imported here, not at the top: the module imports CuPy, an optional dependency
     from kernels import _analytic_cuda

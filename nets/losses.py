@@ -3,7 +3,7 @@
 Squared loss and softmax cross-entropy, and the margin losses of the lazy/feature literature, functions of the
 margin z = y·f for labels y ∈ {−1, +1}:
 
-  'mse'              ℓ = ½‖f − y‖²                       (R = (1/2n)‖f(X) − y‖², the `kernels` gradient-flow convention)
+  'mse'              ℓ = ½‖f − y‖²                       (R = (1/2n)‖f(X) − y‖², docs/conventions.md)
   'cross_entropy'    ℓ = −log softmax(f)_y               (integer labels, f of shape (N, classes))
   'hinge'            ℓ = max(0, 1 − z)
   'quadratic_hinge'  ℓ = ½ max(0, 1 − z)²

@@ -104,8 +104,8 @@ def test_logistic_flow_matches_a_trained_linearized_network():
     With the empirical NTK Θ of the network at w₀ the linearized net's outputs follow, exactly, the kernel GD
     f_{k+1} = f_k − lr·Θ∇ℓ(f_k)/n (checked first, to 1e-10: float64 rounding). GD is the Euler method of the
     flow df/dt = −Θ∇ℓ(f)/n, whose global error at fixed t is O(lr): here lr·λ_max(Θ)/n = 0.02 gives a
-    difference below 2.5e-3 (measured 1.5e-3, relative to max|f|), and halving lr halves it (ratio 2 ± 0.2), so the gap is the
-    discretisation error and nothing else. The integrator's own error (rtol 1e-10) is negligible.
+    difference below 2.5e-3 (measured 1.5e-3, relative to max|f|), and halving lr halves it (ratio 2 ± 0.2),
+    so the gap is the discretisation error and nothing else. The integrator's own error (rtol 1e-10) is negligible.
     """
     from kernels import empirical_ntk
     torch.manual_seed(0)
