@@ -167,3 +167,21 @@ def test_adaptive_step_lands_on_flow_time_and_never_goes_below_lr():
     history = train(_net(), X, y, loss="hinge", lr=0.05, lr_schedule="adaptive", flow_time=20.0, quiet=True)
     assert history.stop_reason == "flow_time" and history.flow_time == pytest.approx(20.0, rel=1e-12)
     assert min(history.lrs[:-1]) >= 0.05 and max(history.lrs) > 0.05
+
+
+def test_adaptive_run_resumes_from_a_checkpoint_bit_for_bit(tmp_path):
+    # The adaptive step size is part of the checkpoint: 30 steps in two calls (stopped by a callback at 12,
+    # then resumed) give the very same parameters and step sizes as 30 steps in one call.
+    X, y = _separable()
+    torch.manual_seed(0)
+    one = nn.Linear(3, 1).double()
+    two = copy.deepcopy(one)
+    full = train(one, X, y, lr=0.05, lr_schedule="adaptive", steps=30, quiet=True)
+    path = tmp_path / "ck.pt"
+    first = train(two, X, y, lr=0.05, lr_schedule="adaptive", steps=30, checkpoint=path, quiet=True,
+                  callbacks=lambda step, m, h: step == 12)
+    assert first.stop_reason == "callback" and len(first.steps) == 12
+    resumed = train(two, X, y, lr=0.05, lr_schedule="adaptive", steps=30, checkpoint=path, quiet=True)
+    assert resumed.lrs == full.lrs and resumed.stop_reason == "steps"
+    for a, b in zip(one.parameters(), two.parameters()):
+        assert torch.equal(a, b)
