@@ -18,8 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kernels import backend, empirical_ntk
-from kernels.solvers import krr_solve
+from kernels import empirical_ntk, krr_solve, to_numpy
 from nets.lazy import Lazy, Linearized
 
 LAYERS = ("all", "last")
@@ -27,7 +26,7 @@ LAYERS = ("all", "last")
 
 def effective_rank(K):
     """exp(entropy of the normalised eigenvalues) of a symmetric PSD matrix (negative rounding clipped to 0)."""
-    eigenvalues = np.clip(np.linalg.eigvalsh(np.asarray(backend.to_numpy(K), dtype=np.float64)), 0.0, None)
+    eigenvalues = np.clip(np.linalg.eigvalsh(np.asarray(to_numpy(K), dtype=np.float64)), 0.0, None)
     total = eigenvalues.sum()
     if total <= 0:
         raise ValueError("effective_rank needs a nonzero positive semi-definite kernel")
@@ -71,7 +70,7 @@ def trained_kernel(module, x1, x2=None, layers="all", output="mean"):
             p.requires_grad_(name in trainable)
     if layers == "last":
         network = _last_layer_only(network)
-    return np.asarray(backend.to_numpy(empirical_ntk(network, x1, x2, output=output)))
+    return np.asarray(to_numpy(empirical_ntk(network, x1, x2, output=output)))
 
 
 class KernelTracker:
@@ -109,6 +108,6 @@ def after_training_kernel_regression(module, X_train, y_train, X_test, layers="a
     X_train, X_test = (torch.as_tensor(x) for x in (X_train, X_test))
     K_train = trained_kernel(module, X_train, layers=layers)
     K_test = trained_kernel(module, X_test, X_train, layers=layers)
-    coef = krr_solve(K_train, np.asarray(backend.to_numpy(y_train) if backend.is_array(y_train) else y_train,
-                                         dtype=K_train.dtype), alpha=ridge)
+    y_train = to_numpy(y_train) if torch.is_tensor(y_train) else y_train
+    coef = krr_solve(K_train, np.asarray(y_train, dtype=K_train.dtype), alpha=ridge)
     return K_train @ coef, K_test @ coef

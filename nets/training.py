@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from kernels.validation import check_scalar
+from kernels import check_scalar
 from nets import losses
 from nets.lazy import Lazy
 from nets.training_checks import check_callbacks, check_count, check_data, check_number, check_options

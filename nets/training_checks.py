@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.validation import check_choice, check_scalar
+from kernels import check_choice, check_scalar
 from nets.losses import LOSSES, prepare_targets
 
 OPTIMIZERS = ("gd", "sgd")

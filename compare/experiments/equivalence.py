@@ -47,7 +47,7 @@ import numpy as np
 import scipy.linalg
 
 from compare import plots
-from kernels.validation import check_choice
+from kernels import check_choice
 from compare.data import IMAGE_DATASETS, load_split
 from compare.experiment import Experiment, Figure, Preset
 from compare.memo import Memo
@@ -201,14 +201,13 @@ def _predict(K_train, K_test, y_train, t, loss):
     form by `_flow`; the others by integrating df/dt = −K∇ℓ(f)/n from f₀ = 0 with `kernels.loss_flow`)."""
     if loss == "mse":
         return _flow(K_train, K_test, y_train, t)
-    from kernels.backend import to_numpy
-    from kernels.loss_flow import kernel_gradient_flow
+    from kernels import kernel_gradient_flow, to_numpy
     result = kernel_gradient_flow(to_numpy(K_train), _targets(y_train, loss), t, loss=loss, K_test=to_numpy(K_test))
     return result.train, result.test
 
 
 def _train_loss(pred_train, y_train, loss) -> float:
-    from kernels.loss_flow import loss_derivatives
+    from kernels import loss_derivatives
     values = loss_derivatives(np.asarray(pred_train, dtype=np.float64), _targets(y_train, loss), loss)[0]
     return float(np.sum(values)) / len(y_train)
 
