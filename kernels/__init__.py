@@ -24,6 +24,8 @@ _EXPORTS = {
     # backend.py
     "resolve_device": "backend", "gpu_available": "backend", "to_numpy": "backend", "to_device": "backend",
     "device_of": "backend",
+    # loss_flow.py
+    "kernel_gradient_flow": "loss_flow", "loss_derivatives": "loss_flow",
     # validation.py
     "check_scalar": "validation", "check_choice": "validation", "check_array": "validation",
 }
