@@ -17,6 +17,8 @@ _EXPORTS = {
     "NTKRegressor": "estimators", "NTKClassifier": "estimators", "KernelRegressor": "estimators",
     "KernelClassifier": "estimators", "RandomFeaturesRegressor": "estimators",
     "RandomFeaturesClassifier": "estimators",
+    # gram.py, gram_store.py
+    "gram": "gram", "EmpiricalNTK": "gram", "GramStore": "gram_store",
     # backend.py
     "resolve_device": "backend", "gpu_available": "backend",
 }

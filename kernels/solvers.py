@@ -62,6 +62,11 @@ def _check_gram(K, y):
     return K, y
 
 
+def _is_gram_store(K) -> bool:
+    from kernels.gram_store import GramStore
+    return isinstance(K, GramStore)
+
+
 def _like(y, reference):
     """y cast to the dtype of ``reference`` (same namespace)."""
     xp = backend.get_namespace(reference)
@@ -123,8 +128,12 @@ def krr_solve(K, y, alpha: float = 0.0, *, overwrite_K: bool = False):
     One Cholesky factorisation (LAPACK ``potrf`` through SciPy on the CPU, cuSOLVER on the GPU) serves every
     target. ``overwrite_K=True`` lets the NumPy path factorise in K's own memory (no n×n copy); K then holds
     garbage afterwards. When the factorisation fails or a pivot is below n·eps of the largest, falls back to
-    the eigen pseudo-inverse (``EigenPath``) with a ``GramWarning``.
+    the eigen pseudo-inverse (``EigenPath``) with a ``GramWarning``. A ``kernels.GramStore`` is solved by
+    ``kernels.gram_solvers.solve_stored`` (in-memory Cholesky with float64 refinement, or streaming CG).
     """
+    if _is_gram_store(K):
+        from kernels.gram_solvers import solve_stored
+        return solve_stored(K, y, alpha).coef
     K, y = _check_gram(K, y)
     alpha = check_alpha(alpha)
     xp = backend.get_namespace(K)
@@ -178,6 +187,8 @@ class EigenPath:
     """
 
     def __init__(self, K):
+        if _is_gram_store(K):   # a stored Gram matrix is read into memory, in float64
+            K = K.to_numpy(dtype=np.float64)
         K = backend.check_array(K, "K", ndim=2)
         if K.shape[0] != K.shape[1]:
             raise ValueError(f"K must be a square Gram matrix, got shape {tuple(K.shape)}")
@@ -325,27 +336,32 @@ def _jittered_cholesky(A, xp):
                                 f"{A.shape[0] * eps * scale * 1e6:.3g}; is the kernel positive semi-definite?")
 
 
-def conjugate_gradient(operator, B, *, tol: float, max_iter: int, xp):
-    """CG for a symmetric positive definite operator, every column of B solved independently (vectorised).
+def conjugate_gradient(operator, B, *, tol: float, max_iter: int, xp, precondition=None):
+    """(Preconditioned) CG for a symmetric positive definite operator, every column of B solved independently.
 
-    Stops when every column's residual is below ``tol`` times its right-hand side's norm.
+    ``precondition(R)`` applies M⁻¹ ≈ operator⁻¹ (symmetric positive definite; None: the identity).
+    Stops when every column's residual ‖B − operator(X)‖ is below ``tol`` times its right-hand side's norm.
     Returns (X, iterations, converged).
     """
+    apply = precondition if precondition is not None else (lambda R: R)
     X = xp.zeros_like(B)
     R = B
-    P = R
-    rs = xp.sum(R * R, axis=0)
-    target = (tol ** 2) * xp.where(rs > 0, rs, xp.ones_like(rs))
+    Z = apply(R)
+    P = Z
+    rz = xp.sum(R * Z, axis=0)
+    rs0 = xp.sum(B * B, axis=0)
+    target = (tol ** 2) * xp.where(rs0 > 0, rs0, xp.ones_like(rs0))
     for iteration in range(1, max_iter + 1):
         AP = operator(P)
         curvature = xp.sum(P * AP, axis=0)
-        step = xp.where(curvature > 0, rs / xp.where(curvature > 0, curvature, xp.ones_like(curvature)),
-                        xp.zeros_like(rs))
+        step = xp.where(curvature > 0, rz / xp.where(curvature > 0, curvature, xp.ones_like(curvature)),
+                        xp.zeros_like(rz))
         X = X + step * P
         R = R - step * AP
-        rs_new = xp.sum(R * R, axis=0)
-        if bool(xp.all(rs_new <= target)):
+        if bool(xp.all(xp.sum(R * R, axis=0) <= target)):
             return X, iteration, True
-        P = R + (rs_new / xp.where(rs > 0, rs, xp.ones_like(rs))) * P
-        rs = rs_new
+        Z = apply(R)
+        rz_new = xp.sum(R * Z, axis=0)
+        P = Z + (rz_new / xp.where(rz != 0, rz, xp.ones_like(rz))) * P
+        rz = rz_new
     return X, max_iter, False
