@@ -18,7 +18,7 @@ _EXPORTS = {
     "KernelClassifier": "estimators", "RandomFeaturesRegressor": "estimators",
     "RandomFeaturesClassifier": "estimators",
     # gram.py, gram_store.py
-    "gram": "gram", "EmpiricalNTK": "gram", "GramStore": "gram_store",
+    "gram": "gram_tiles", "EmpiricalNTK": "gram_tiles", "GramStore": "gram_store",
     # backend.py
     "resolve_device": "backend", "gpu_available": "backend",
 }

@@ -206,7 +206,7 @@ class _KernelModel(_ArrayEstimator):
 
     def _fit_stored(self, X, Y, alpha, t):
         """K(X, X) into a store under ``gram_store`` (resumed when already there), then the stored solvers."""
-        from kernels.gram import gram, input_record, kernel_identity
+        from kernels.gram_tiles import gram, input_record, kernel_identity
         from kernels.gram_solvers import solve_stored
         if self.memory is not None:
             raise ValueError("memory and gram_store are two ways of keeping Gram matrices; pass only one")
