@@ -12,8 +12,8 @@ are made exactly symmetric and the rest mirrored.
 - ``store=None``: an in-memory array. ``store="path.zarr"``: a ``GramStore`` (``kernels.gram_store``) on disk,
   one chunk per tile. A rerun of the same call computes only the tiles that are missing; a store made for
   another kernel, other inputs, tile or dtype is refused (``StoreMismatchError`` says what differs).
-- ``client=None``: tiles one after another in this process, each using the kernel's threads (or its GPU:
-  CuPy inputs, or ``device="cuda"``). ``client=dask.distributed.Client``: each tile is a task on that cluster.
+- ``client=None``: the tiles are shared by one thread per core in this process (one BLAS thread each), or
+  computed one after another on the GPU (CuPy inputs, or a kernel with ``device="cuda"``). ``client=dask.distributed.Client``: each tile is a task on that cluster.
   Tasks write their tile straight into the store, so every worker must see the store's path (one machine,
   or a shared file system); with dask-cuda's ``LocalCUDACluster`` each worker owns one GPU and a kernel
   built with ``device="cuda"`` computes on it. A worker that dies mid-tile loses only that task, which the
@@ -21,6 +21,8 @@ are made exactly symmetric and the rest mirrored.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import hashlib
 import inspect
 import numbers
@@ -29,6 +31,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import threadpoolctl
 
 from kernels import backend
 from kernels.gram_store import GramStore, open_store, remove_partial_files, tile_bounds, tile_grid
@@ -129,7 +132,11 @@ def input_record(x) -> dict:
 
 # ----------------------------------------------------------------------------------------------- one tile
 def compute_tile(outputs: _Outputs, x1, x2, bounds, diagonal: bool, to_host: bool):
-    """The wanted blocks of tile ``bounds`` = (i0, i1, j0, j1); a diagonal tile of K(x, x) made symmetric."""
+    """The wanted blocks of tile ``bounds`` = (i0, i1, j0, j1); a diagonal tile of K(x, x) made symmetric.
+
+    Callers hold BLAS at one thread (the tiles are the parallel unit), so a tile's bits do not depend on
+    which thread, process or machine computed it.
+    """
     i0, i1, j0, j1 = bounds
     blocks = outputs.compute(x1[i0:i1], None if diagonal else x2[j0:j1])
     if diagonal:
@@ -137,16 +144,42 @@ def compute_tile(outputs: _Outputs, x1, x2, bounds, diagonal: bool, to_host: boo
     return tuple(backend.to_numpy(b) for b in blocks) if to_host else blocks
 
 
-def _tile_task(outputs, x1, x2, index, tile, shape, symmetric, store_path):
-    """Worker side: compute one tile; write it into the store (returning its index) or return the blocks."""
+_WORKER_BLAS_PINNED = []
+
+
+def _pin_blas_on_worker():
+    """On a dask worker, one BLAS thread for good (the worker's threads are the parallel unit), set once.
+
+    ``threadpoolctl`` limits are process-wide: a limit set and lifted by concurrent tasks would be lifted
+    under a tile still computing, and OpenBLAS's float32 GEMM rounds differently with more threads.
+    """
+    if _WORKER_BLAS_PINNED:
+        return
+    try:
+        from distributed import get_worker
+        get_worker()
+    except (ImportError, ValueError):
+        return                       # not on a worker: the driver holds the limit around the whole run
+    threadpoolctl.threadpool_limits(1, user_api="blas")
+    _WORKER_BLAS_PINNED.append(True)
+
+
+def _tile_task(outputs, x1, x2, index, tile, shape, symmetric, store_path, to_host=True):
+    """Compute one tile; write it into the store (returning (index, None)) or return (index, blocks)."""
+    _pin_blas_on_worker()
     bounds = tile_bounds(index, tile, shape)
     blocks = compute_tile(outputs, x1, x2 if x2 is not None else x1, bounds,
-                          symmetric and index[0] == index[1], to_host=True)
+                          symmetric and index[0] == index[1], to_host=to_host or store_path is not None)
     if store_path is None:
         return index, blocks
     for name, block in zip(outputs.names, blocks):
         GramStore(store_path, name).write_tile(index, block)
     return index, None
+
+
+def _on_gpu(outputs, x) -> bool:
+    device = getattr(outputs.kernel, "get_params", lambda: {})().get("device")
+    return backend.device_of(x) == "cuda" or device == "cuda" or (device == "auto" and backend.gpu_available())
 
 
 # ----------------------------------------------------------------------------------------------- gram
@@ -207,13 +240,8 @@ def _stored(outputs, x1, x2, grid, tile, shape, symmetric, path, client, progres
     todo = [index for index in grid if not all(s.has_tile(index) for s in stores.values())]
     bar = _progress_bar(len(grid), len(grid) - len(todo), progress)
     try:
-        if client is None:
-            for index in todo:
-                _tile_task(outputs, x1, x2, index, tile, shape, symmetric, str(path))
-                bar.update(1)
-        else:
-            for _ in _distributed(outputs, x1, x2, todo, tile, shape, symmetric, str(path), client):
-                bar.update(1)
+        for _ in _execute(outputs, x1, x2, todo, tile, shape, symmetric, str(path), client):
+            bar.update(1)
     finally:
         bar.close()
     return tuple(stores[name] for name in outputs.names)
@@ -236,18 +264,40 @@ def _in_memory(outputs, x1, x2, grid, tile, shape, symmetric, client, progress):
         bar.update(1)
 
     try:
-        if client is None:
-            for index in grid:
-                bounds = tile_bounds(index, tile, shape)
-                place(index, compute_tile(outputs, x1, x1 if symmetric else x2, bounds,
-                                          symmetric and index[0] == index[1], to_host=False))
-        else:
-            host1, host2 = backend.to_numpy(x1), None if symmetric else backend.to_numpy(x2)
-            for index, blocks in _distributed(outputs, host1, host2, grid, tile, shape, symmetric, None, client):
-                place(tuple(index), blocks)
+        for index, blocks in _execute(outputs, x1, x2, grid, tile, shape, symmetric, None, client):
+            place(tuple(index), blocks)
     finally:
         bar.close()
     return tuple(outs)
+
+
+def _execute(outputs, x1, x2, todo, tile, shape, symmetric, store_path, client):
+    """Yield (index, blocks or None) for every tile in ``todo`` as it finishes, here or on the cluster.
+
+    BLAS is held at one thread in this process for the whole run (this covers in-process dask workers too;
+    worker processes pin it themselves).
+    """
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        if client is not None:
+            yield from _distributed(outputs, x1, x2, todo, tile, shape, symmetric, store_path, client)
+        else:
+            yield from _local(outputs, x1, x2, todo, tile, shape, symmetric, store_path)
+
+
+def _local(outputs, x1, x2, todo, tile, shape, symmetric, store_path):
+    threads = 1 if _on_gpu(outputs, x1) else min(len(todo), os.cpu_count() or 1)
+    task = functools.partial(_tile_task, outputs.for_worker(), x1, x2, tile=tile, shape=shape,
+                             symmetric=symmetric, store_path=store_path, to_host=False)
+    if threads <= 1:
+        yield from map(task, todo)
+        return
+    pool = concurrent.futures.ThreadPoolExecutor(threads)
+    try:
+        futures = [pool.submit(task, index) for index in todo]
+        for future in concurrent.futures.as_completed(futures):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _distributed(outputs, x1, x2, todo, tile, shape, symmetric, store_path, client):

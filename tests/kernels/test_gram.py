@@ -19,6 +19,7 @@ from kernels import RBF, EmpiricalNTK, FullyConnected, GramStore, gram  # noqa: 
 from kernels.gram_store import StoreMismatchError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+THREADS = os.cpu_count() or 1     # gram(client=None) computes one tile per core at a time
 
 
 @pytest.fixture
@@ -173,13 +174,16 @@ def test_bad_kernels_and_inputs_are_named(x):
 
 
 # ----------------------------------------------------------------------------------------------- distributed
-def test_a_two_worker_cluster_gives_the_same_bits(x, tmp_path):
+def test_a_two_worker_cluster_gives_the_same_bits(tmp_path):
+    # float32 tiles of 512 (two 256-row kernel blocks each): OpenBLAS's float32 GEMM rounds differently with
+    # more threads, so this fails unless every tile, here and on the workers, runs with one BLAS thread
+    x = np.random.default_rng(3).standard_normal((1100, 20)).astype(np.float32)
     fc = FullyConnected(depth=3)
-    local = gram(fc, x, tile=10, progress=False, get=("nngp", "ntk"))
+    local = gram(fc, x, tile=512, progress=False, get=("nngp", "ntk"))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        remote = gram(fc, x, tile=10, client=client, progress=False, get=("nngp", "ntk"))
-        stored = gram(fc, x, tile=10, client=client, store=tmp_path / "k.zarr", progress=False,
+        remote = gram(fc, x, tile=512, client=client, progress=False, get=("nngp", "ntk"))
+        stored = gram(fc, x, tile=512, client=client, store=tmp_path / "k.zarr", progress=False,
                       get=("nngp", "ntk"))
     for a, b, s in zip(local, remote, stored):
         assert np.array_equal(a, b) and np.array_equal(a, s.to_numpy())
@@ -246,12 +250,13 @@ def _kill_and_rerun(tmp_path, kills: int, seed: int):
         assert not set(logged) & done_before, f"run {run} recomputed finished tiles"
         assert done_before <= done_after, f"run {run} lost finished tiles"
         assert len(logged) == len(set(logged))
-        # every tile this run stored was computed by it; at most the one in flight was computed and not stored
+        # every tile this run stored was computed by it; only the tiles in flight (one per thread of the
+        # driver's pool, one per core) were computed and not stored
         assert done_after - done_before <= set(logged)
-        assert len(set(logged) - done_after) <= (1 if killed else 0)
+        assert len(set(logged) - done_after) <= (THREADS if killed else 0)
         computed += len(logged)
         done_before = done_after
-    assert len(done_before) == total and computed <= total + kills
+    assert len(done_before) == total and computed <= total + kills * THREADS
     x = np.random.default_rng(0).integers(-3, 4, (48, 3)).astype(float)
     x[:, 0] = np.arange(48)
     assert np.array_equal(GramStore(store_path).to_numpy(), x @ x.T)   # integer arithmetic: exact
