@@ -47,7 +47,8 @@ def _parser():
     parser.add_argument("--n", type=int, default=60000, help="training images (default: all 60000)")
     parser.add_argument("--n-test", type=int, default=10000, help="test images (default: all 10000)")
     parser.add_argument("--tile", type=int, default=4096, help="Gram tile size (default 4096)")
-    parser.add_argument("--alpha", type=float, default=0.1, help="ridge α of (K + αI)c = Y (default 0.1)")
+    parser.add_argument("--alpha", type=float, default=0.1, help="ridge α of (K + αI)c = Y (default 0.1: at n = 3000 "
+                        "the test accuracy is the same for α from 0 to 0.1, and it keeps κ(K + αI) below ~2e6)")
     parser.add_argument("--store", default="gram-bench-store", help="directory for the Gram stores "
                         "(default ./gram-bench-store; needs ~8 GB for n = 60000)")
     parser.add_argument("--sklearn-n", type=int, default=None, help="n for the KernelRidge side by side (default: "
