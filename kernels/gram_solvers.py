@@ -32,6 +32,7 @@ import scipy.linalg
 from kernels import backend
 from kernels.gram_store import GramStore
 from kernels.solvers import _jittered_cholesky, check_alpha, conjugate_gradient
+from kernels.validation import check_array, check_choice, check_scalar
 
 METHODS = ("auto", "cholesky", "cg")
 
@@ -88,14 +89,15 @@ def solve_stored(store, y, alpha: float = 0.0, *, method: str = "auto", tol: flo
     _check_store(store)
     alpha = check_alpha(alpha)
     n = store.shape[0]
-    Y = np.asarray(backend.to_numpy(backend.check_array(y, "y")), dtype=np.float64)
+    Y = np.asarray(backend.to_numpy(check_array(y, "y")), dtype=np.float64)
     if Y.ndim not in (1, 2) or Y.shape[0] != n:
         raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {n} (the size of the stored K), "
                          f"got {Y.shape}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
-        raise ValueError(f"tol must be a number in (0, 1) (relative residual), got {tol!r}")
+    check_choice(method, "method", METHODS)
+    tol = check_scalar(tol, "tol", float, min_val=0, max_val=1, include_boundaries="neither")
+    max_iter = check_scalar(max_iter, "max_iter", int, min_val=1, allow_none="the method's default")
+    n_centers = check_scalar(n_centers, "n_centers", int, min_val=1)
+    block = check_scalar(block, "block", int, min_val=1)
     if method == "auto":
         method = "cholesky" if fits_in_memory(store, memory_limit) else "cg"
     Y2 = Y if Y.ndim == 2 else Y[:, None]
@@ -104,7 +106,7 @@ def solve_stored(store, y, alpha: float = 0.0, *, method: str = "auto", tol: flo
         max_iter = 50 if max_iter is None else max_iter
     else:
         operator = _streaming_operator(store, alpha)
-        precondition = _nystrom_preconditioner(store, alpha, min(int(n_centers), n), random_state)
+        precondition = _nystrom_preconditioner(store, alpha, min(n_centers, n), random_state)
         max_iter = 500 if max_iter is None else max_iter
     coef, n_iter, residual = _restarted_cg(operator, precondition, Y2, tol, max_iter)
     converged = residual <= tol

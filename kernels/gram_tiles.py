@@ -22,11 +22,13 @@ are made exactly symmetric and the rest mirrored.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import hashlib
 import inspect
 import numbers
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -35,6 +37,7 @@ import threadpoolctl
 
 from kernels import backend
 from kernels.gram_store import GramStore, open_store, remove_partial_files, tile_bounds, tile_grid
+from kernels.validation import check_array, check_scalar
 
 OUTPUTS = ("ntk", "nngp")
 HOW_NOT_WHAT = ("device", "n_jobs", "block_size", "memory_budget")   # parameters that do not change K
@@ -138,13 +141,20 @@ def compute_tile(outputs: _Outputs, x1, x2, bounds, diagonal: bool, to_host: boo
     which thread, process or machine computed it.
     """
     i0, i1, j0, j1 = bounds
-    blocks = outputs.compute(x1[i0:i1], None if diagonal else x2[j0:j1])
+    with contextlib.nullcontext() if _thread_safe(outputs) else _SERIAL:
+        blocks = outputs.compute(x1[i0:i1], None if diagonal else x2[j0:j1])
     if diagonal:
         blocks = tuple((b + b.T) / 2 for b in blocks)
     return tuple(backend.to_numpy(b) for b in blocks) if to_host else blocks
 
 
+_SERIAL = threading.Lock()       # one tile at a time per process for kernels that are not thread-safe
 _WORKER_BLAS_PINNED = []
+
+
+def _thread_safe(outputs) -> bool:
+    """False for kernels that keep state while computing (``EmpiricalNTK`` traces its model with hooks)."""
+    return getattr(outputs.kernel, "thread_safe", True)
 
 
 def _pin_blas_on_worker():
@@ -184,9 +194,9 @@ def _on_gpu(outputs, x) -> bool:
 
 # ----------------------------------------------------------------------------------------------- gram
 def _check_inputs(x1, x2):
-    x1 = backend.check_array(x1, "x1", min_ndim=2)
+    x1 = check_array(x1, "x1", min_ndim=2)
     if x2 is not None:
-        x2 = backend.check_array(x2, "x2", min_ndim=2)
+        x2 = check_array(x2, "x2", min_ndim=2)
         if tuple(x2.shape[1:]) != tuple(x1.shape[1:]):
             raise ValueError(f"x2 must have the same feature shape as x1: x1 has {tuple(x1.shape[1:])}, "
                              f"x2 has {tuple(x2.shape[1:])}")
@@ -194,8 +204,7 @@ def _check_inputs(x1, x2):
 
 
 def _check_options(tile, store, client, progress):
-    if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 1:
-        raise ValueError(f"tile must be a positive integer (rows and columns per tile), got {tile!r}")
+    check_scalar(tile, "tile", int, min_val=1)
     if store is not None and not isinstance(store, (str, os.PathLike)):
         raise TypeError(f"store must be None (in memory) or a path such as 'gram.zarr', got {type(store).__name__}")
     if client is not None and not (callable(getattr(client, "submit", None))
@@ -285,7 +294,8 @@ def _execute(outputs, x1, x2, todo, tile, shape, symmetric, store_path, client):
 
 
 def _local(outputs, x1, x2, todo, tile, shape, symmetric, store_path):
-    threads = 1 if _on_gpu(outputs, x1) else min(len(todo), os.cpu_count() or 1)
+    serial = _on_gpu(outputs, x1) or not _thread_safe(outputs)
+    threads = 1 if serial else min(len(todo), os.cpu_count() or 1)
     task = functools.partial(_tile_task, outputs.for_worker(), x1, x2, tile=tile, shape=shape,
                              symmetric=symmetric, store_path=store_path, to_host=False)
     if threads <= 1:
@@ -327,8 +337,12 @@ class EmpiricalNTK:
     """The empirical NTK of a torch model as a kernel object for ``gram``: ``.ntk(x1, x2=None)``.
 
     Wraps ``kernels.empirical_ntk(model, x1, x2, output=..., method=...)``; the store records the model's
-    class and a SHA-256 of its weights, so a store is refused after the model changed.
+    class and a SHA-256 of its weights, so a store is refused after the model changed. Not thread-safe (the
+    model is traced while computing), so its tiles run one at a time per process; torch's own threads share
+    each tile.
     """
+
+    thread_safe = False
 
     def __init__(self, model, output="mean", method="auto"):
         self.model, self.output, self.method = model, output, method

@@ -147,8 +147,8 @@ def test_a_store_is_refused_after_the_torch_model_changed(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    ({"tile": 0}, ValueError, "tile must be a positive integer"),
-    ({"tile": 2.5}, ValueError, "tile must be a positive integer"),
+    ({"tile": 0}, ValueError, "`tile` must be an integer ≥ 1, got 0"),
+    ({"tile": 2.5}, TypeError, "`tile` must be an integer ≥ 1, got 2.5"),
     ({"store": 3}, TypeError, "store must be None"),
     ({"client": object()}, TypeError, "client must be None"),
     ({"progress": "yes"}, TypeError, "progress must be True or False"),

@@ -103,11 +103,13 @@ def test_bad_stores_and_arguments_are_refused(problem, tmp_path, rng):
         solve_stored(np.eye(3), np.ones(3))
     with pytest.raises(ValueError, match="y must have shape"):
         solve_stored(store, np.ones(7))
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="unknown method 'lu'; valid: auto, cholesky, cg"):
         solve_stored(store, y, method="lu")
-    with pytest.raises(ValueError, match="tol must be a number in"):
+    with pytest.raises(ValueError, match=r"`tol` must be a finite number in \(0, 1\), got 0"):
         solve_stored(store, y, tol=0)
-    with pytest.raises(ValueError, match="alpha must be a finite number"):
+    with pytest.raises(ValueError, match="`max_iter` must be"):
+        solve_stored(store, y, max_iter=0)
+    with pytest.raises(ValueError, match="`alpha` must be a finite number ≥ 0"):
         solve_stored(store, y, alpha=-1.0)
 
 
