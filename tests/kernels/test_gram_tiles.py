@@ -1,4 +1,4 @@
-"""kernels.gram and kernels.gram_store: tiles equal the kernel's own blocks; stores resume, refuse, mirror;
+"""kernels.gram_tiles and kernels.gram_store: tiles equal the kernel's own blocks; stores resume, refuse, mirror;
 a dask cluster gives the same bits; a killed driver or worker loses no finished tile."""
 import os
 import random
