@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from pathlib import Path
 
 import array_api_compat
 import numpy as np
@@ -38,7 +37,6 @@ from sklearn.utils.validation import check_is_fitted, check_memory, validate_dat
 
 from kernels import backend, validation
 from kernels.classic import resolve_kernel
-from kernels.gram_store import fingerprint
 from kernels.solvers import EigenPath, check_alpha, check_time, krr_solve
 
 ARCHITECTURES = ("fc", "conv")
@@ -206,14 +204,13 @@ class _KernelModel(_ArrayEstimator):
 
     def _fit_stored(self, X, Y, alpha, t):
         """K(X, X) into a store under ``gram_store`` (resumed when already there), then the stored solvers."""
-        from kernels.gram_tiles import gram, input_record, kernel_identity
         from kernels.gram_solvers import solve_stored
+        from kernels.gram_tiles import gram_in
         if self.memory is not None:
             raise ValueError("memory and gram_store are two ways of keeping Gram matrices; pass only one")
         if not isinstance(self.gram_store, (str, os.PathLike)):
             raise TypeError(f"gram_store must be None or a directory path, got {type(self.gram_store).__name__}")
-        name = fingerprint({"kernel": kernel_identity(self.kernel_), "X": input_record(X)})
-        store = gram(self.kernel_, X, store=Path(self.gram_store) / f"gram-{name}.zarr", progress=False)
+        store = gram_in(self.gram_store, self.kernel_, X)
         Y_host = backend.to_numpy(Y)
         if t is None:
             solution = solve_stored(store, Y_host, alpha)

@@ -36,7 +36,7 @@ import numpy as np
 import threadpoolctl
 
 from kernels import backend
-from kernels.gram_store import GramStore, open_store, remove_partial_files, tile_bounds, tile_grid
+from kernels.gram_store import GramStore, fingerprint, open_store, remove_partial_files, tile_bounds, tile_grid
 from kernels.validation import check_array, check_scalar
 
 OUTPUTS = ("ntk", "nngp")
@@ -232,6 +232,26 @@ def gram(kernel, x1, x2=None, *, tile=4096, store=None, client=None, progress=Tr
     else:
         results = _stored(outputs, x1, x2, grid, tile, shape, symmetric, Path(store), client, progress)
     return results if len(outputs.names) > 1 else results[0]
+
+
+def gram_in(directory, kernel, x1, x2=None, *, tile=4096, progress=False, get=None):
+    """``gram`` into a store named by what it holds, ``directory/gram-<fingerprint>.zarr``, made or resumed.
+
+    The fingerprint covers the kernel's identity, the outputs and both inputs' checksums, so different kernels
+    or data get different stores in one directory and a rerun finds its own. Called from inside a dask task
+    (a sweep run on a cluster), the tiles become tasks on that same cluster. Returns ``GramStore`` (s).
+    """
+    outputs = resolve_outputs(kernel, get)
+    name = fingerprint({"kernel": kernel_identity(outputs.kernel), "get": list(outputs.names), "tile": tile,
+                        "x1": input_record(x1), "x2": None if x2 is None else input_record(x2)})
+    path = Path(directory) / f"gram-{name}.zarr"
+    try:
+        from distributed import get_worker, worker_client
+        get_worker()
+    except (ImportError, ValueError):
+        return gram(kernel, x1, x2, tile=tile, store=path, progress=progress, get=get)
+    with worker_client() as client:      # leaves this task's slot free while its tiles run
+        return gram(kernel, x1, x2, tile=tile, store=path, client=client, progress=progress, get=get)
 
 
 def _probe_dtype(outputs, x1, x2):

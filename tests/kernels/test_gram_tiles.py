@@ -16,6 +16,7 @@ zarr = pytest.importorskip("zarr")
 distributed = pytest.importorskip("distributed")
 
 from kernels import RBF, EmpiricalNTK, FullyConnected, GramStore, gram  # noqa: E402
+from kernels.gram_tiles import gram_in  # noqa: E402
 from kernels.gram_store import StoreMismatchError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -299,3 +300,31 @@ def test_a_worker_killed_mid_tile_is_retried_by_dask(tmp_path):
     assert flag.exists()                              # a worker did die in the middle of a tile
     assert store.tiles_done == store.tiles_total == 6
     assert np.array_equal(store.to_numpy(), x @ x.T)
+
+
+# ----------------------------------------------------------------------------------------------- gram_in
+def test_gram_in_names_stores_by_content_and_finds_them_again(x, tmp_path):
+    counting = CountingKernel()
+    first = gram_in(tmp_path, counting, x, tile=10)
+    assert counting.calls == 10
+    again = gram_in(tmp_path, counting, x, tile=10)
+    assert counting.calls == 10 and again.path == first.path             # found, nothing recomputed
+    other = gram_in(tmp_path, FullyConnected(depth=2), x, tile=10)
+    assert other.path != first.path and len(list(tmp_path.iterdir())) == 2
+    assert np.array_equal(other.to_numpy(), gram(FullyConnected(depth=2), x, tile=10, progress=False))
+
+
+def _gram_in_task(directory, x):
+    """A sweep run: what an experiment's run function does on a dask worker."""
+    store = gram_in(directory, FullyConnected(depth=2), x, tile=10)
+    return store.to_numpy()
+
+
+def test_gram_in_inside_a_dask_task_spreads_the_tiles_over_the_cluster(x, tmp_path):
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        with distributed.get_task_stream(client) as stream:
+            K = client.submit(_gram_in_task, tmp_path, x).result()
+    tile_tasks = [t["key"] for t in stream.data if str(t["key"]).startswith("gram-tile-")]
+    assert len(tile_tasks) == 10                      # the 10 upper tiles of 37 rows ran as tasks of their own
+    assert np.array_equal(K, gram(FullyConnected(depth=2), x, tile=10, progress=False))
