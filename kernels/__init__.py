@@ -17,7 +17,7 @@ _EXPORTS = {
     "NTKRegressor": "estimators", "NTKClassifier": "estimators", "KernelRegressor": "estimators",
     "KernelClassifier": "estimators", "RandomFeaturesRegressor": "estimators",
     "RandomFeaturesClassifier": "estimators",
-    # gram.py, gram_store.py
+    # gram_tiles.py, gram_store.py
     "gram": "gram_tiles", "EmpiricalNTK": "gram_tiles", "GramStore": "gram_store",
     # backend.py
     "resolve_device": "backend", "gpu_available": "backend",

@@ -58,6 +58,7 @@ def _parser():
     parser.add_argument("--extrapolate", type=int, default=60000, help="extrapolate our phases to this n")
     parser.add_argument("--data-dir", default=None, help="folder holding the Fashion-MNIST files")
     parser.add_argument("--keep-store", action="store_true", help="keep the last store instead of deleting it")
+    parser.add_argument("--progress", action="store_true", help="show the Gram progress bar of the main run")
     return parser
 
 
@@ -73,26 +74,27 @@ def _load(n, n_test, dtype, data_dir):
     return d.X_train, onehot, d.X_test, d.y_test
 
 
-def run_ours(n, n_test, tile, alpha, store, data_dir) -> dict:
+def run_ours(n, n_test, tile, alpha, store, data_dir, progress=False) -> dict:
     """Gram into a store, stored solve, blocked prediction; phase times, accuracy, peak memory."""
     from kernels import FullyConnected, gram
     from kernels.gram_solvers import solve_stored
+    start = time.perf_counter()
     X, Y, X_test, y_test = _load(n, n_test, "float32", data_dir)
     kernel = FullyConnected(**KERNEL)
     path = Path(store)
     shutil.rmtree(path, ignore_errors=True)
-    start = time.perf_counter()
-    K = gram(kernel, X, tile=tile, store=path, progress=False)
+    loaded = time.perf_counter()
+    K = gram(kernel, X, tile=tile, store=path, progress=progress)
     gram_done = time.perf_counter()
     solution = solve_stored(K, Y, alpha)
     solved = time.perf_counter()
     outputs = np.concatenate([kernel.ntk(X_test[i:i + PREDICT_ROWS], X).astype(np.float64) @ solution.coef
                               for i in range(0, len(X_test), PREDICT_ROWS)])
     end = time.perf_counter()
-    return {"gram": gram_done - start, "solve": solved - gram_done, "predict": end - solved, "total": end - start,
-            "accuracy": float(np.mean(outputs.argmax(1) == y_test)), "peak": _peak_bytes(),
-            "detail": f"{solution.method}, {solution.n_iter} it., residual {solution.residual:.1e}",
-            "tiles": K.tiles_total}
+    return {"data": loaded - start, "gram": gram_done - loaded, "solve": solved - gram_done,
+            "predict": end - solved, "total": end - start, "accuracy": float(np.mean(outputs.argmax(1) == y_test)),
+            "peak": _peak_bytes(), "tiles": K.tiles_total,
+            "detail": f"{solution.method}, {solution.n_iter} it., residual {solution.residual:.1e}"}
 
 
 def run_sklearn(n, n_test, alpha, data_dir) -> dict:
@@ -100,9 +102,10 @@ def run_sklearn(n, n_test, alpha, data_dir) -> dict:
     from sklearn.kernel_ridge import KernelRidge
 
     from kernels import FullyConnected
+    start = time.perf_counter()
     X, Y, X_test, y_test = _load(n, n_test, "float64", data_dir)
     kernel = FullyConnected(**KERNEL)
-    start = time.perf_counter()
+    loaded = time.perf_counter()
     K = kernel.ntk(X)
     gram_done = time.perf_counter()
     model = KernelRidge(alpha=alpha, kernel="precomputed").fit(K, Y)
@@ -110,9 +113,9 @@ def run_sklearn(n, n_test, alpha, data_dir) -> dict:
     solved = time.perf_counter()
     outputs = model.predict(kernel.ntk(X_test, X))
     end = time.perf_counter()
-    return {"gram": gram_done - start, "solve": solved - gram_done, "predict": end - solved, "total": end - start,
-            "accuracy": float(np.mean(outputs.argmax(1) == y_test)), "peak": _peak_bytes(),
-            "detail": "float64, LAPACK via scipy", "tiles": None}
+    return {"data": loaded - start, "gram": gram_done - loaded, "solve": solved - gram_done,
+            "predict": end - solved, "total": end - start, "accuracy": float(np.mean(outputs.argmax(1) == y_test)),
+            "peak": _peak_bytes(), "tiles": None, "detail": "float64, LAPACK via scipy"}
 
 
 def _fresh_process(function, *args) -> dict:
@@ -123,7 +126,7 @@ def _fresh_process(function, *args) -> dict:
 
 def _measure(function, args, repeats) -> dict:
     runs = [_fresh_process(function, *args) for _ in range(repeats)]
-    summary = {key: statistics.median(r[key] for r in runs) for key in ("gram", "solve", "predict", "total")}
+    summary = {key: statistics.median(r[key] for r in runs) for key in ("data", "gram", "solve", "predict", "total")}
     summary.update(accuracy=runs[-1]["accuracy"], peak=max(r["peak"] for r in runs), detail=runs[-1]["detail"],
                    tiles=runs[-1]["tiles"])
     return summary
@@ -138,9 +141,9 @@ def largest_sklearn_n(n_test: int, available: int) -> int:
 
 def extrapolate(row: dict, n: int, n_test: int, to_n: int, to_test: int) -> dict:
     """Our phases scaled to (to_n, to_test): Gram ∝ n², solve ∝ n³ (factorisation dominates), predict ∝ n·n_test."""
-    g, s, p = (row["gram"] * (to_n / n) ** 2, row["solve"] * (to_n / n) ** 3,
-               row["predict"] * (to_n * to_test) / (n * n_test))
-    return {"gram": g, "solve": s, "predict": p, "total": g + s + p}
+    d, g, s, p = (row["data"], row["gram"] * (to_n / n) ** 2, row["solve"] * (to_n / n) ** 3,
+                  row["predict"] * (to_n * to_test) / (n * n_test))
+    return {"data": d, "gram": g, "solve": s, "predict": p, "total": d + g + s + p}
 
 
 def _gib(b) -> str:
@@ -148,7 +151,8 @@ def _gib(b) -> str:
 
 
 def _row(name, n, r):
-    return [name, n, format_seconds(r["gram"]), format_seconds(r["solve"]), format_seconds(r["predict"]),
+    return [name, n, format_seconds(r["data"]), format_seconds(r["gram"]), format_seconds(r["solve"]),
+            format_seconds(r["predict"]),
             format_seconds(r["total"]), _gib(r["peak"]) if "peak" in r else "-",
             f"{100 * r['accuracy']:.2f}%" if "accuracy" in r else "-", r.get("detail", "extrapolated")]
 
@@ -171,8 +175,8 @@ def main(argv=None) -> int:
           "process(es); peak = the process's maximum resident memory")
     store = Path(args.store)
     rows = []
-    ours = _measure(run_ours, (args.n, args.n_test, args.tile, args.alpha, store / f"n{args.n}", args.data_dir),
-                    args.repeats)
+    ours = _measure(run_ours, (args.n, args.n_test, args.tile, args.alpha, store / f"n{args.n}", args.data_dir,
+                               args.progress), args.repeats)
     rows.append(_row(f"lazykit (store, {ours['tiles']} tiles, float32)", args.n, ours))
     if sklearn_n:
         if sklearn_n == args.n:
@@ -191,9 +195,11 @@ def main(argv=None) -> int:
         else:
             note = (f"\nNo extrapolation to n = {args.extrapolate}: below n = {MIN_EXTRAPOLATE} fixed costs, not the "
                     "n² and n³ terms, dominate the phases.")
-    if not args.keep_store:
-        shutil.rmtree(store, ignore_errors=True)
-    print(format_table(["", "n", "Gram", "solve", "predict", "total", "peak memory", "test accuracy", "solver"],
+    if not args.keep_store:                       # only the stores this run made; --store itself stays
+        for n in {args.n, sklearn_n}:
+            shutil.rmtree(store / f"n{n}", ignore_errors=True)
+    print(format_table(["", "n", "data", "Gram", "solve", "predict", "total", "peak memory", "test accuracy",
+                        "solver"],
                        rows))
     print(note)
     if sklearn_n:
