@@ -274,32 +274,55 @@ def test_killing_the_driver_many_times(tmp_path):
 
 
 class KillOnce:
-    """A linear kernel whose first call on tile row 1 in a worker kills that worker (SIGKILL, mid-tile)."""
+    """A linear kernel whose first call on tile row 1 in a worker kills that worker (SIGKILL, mid-tile).
 
-    def __init__(self, flag, driver_pid):
-        self.flag, self.driver_pid = str(flag), driver_pid
+    Every finished tile is logged as "pid device first-row first-column", the device being the worker's
+    CUDA_VISIBLE_DEVICES (what a dask-cuda worker's GPU kernel would compute on).
+    """
+
+    def __init__(self, flag, log, driver_pid):
+        self.flag, self.log, self.driver_pid = str(flag), str(log), driver_pid
 
     def __call__(self, a, b=None):
         b = a if b is None else b
         if os.getpid() != self.driver_pid and int(a[0, 0]) == 10 and not os.path.exists(self.flag):
             open(self.flag, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
+        if a.shape[0] > 1:   # not the driver's 1 × 1 dtype probe
+            with open(self.log, "a") as f:
+                f.write(f"{os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES')} {int(a[0, 0])} {int(b[0, 0])}\n")
         return a @ b.T
 
 
-def test_a_worker_killed_mid_tile_is_retried_by_dask(tmp_path):
+def cuda_stand_in_cluster(n_gpus: int):
+    """What dask-cuda's ``LocalCUDACluster`` builds, on the CPU: one single-threaded worker process per GPU,
+    each seeing only its own card through CUDA_VISIBLE_DEVICES (restarted with it when it dies)."""
+    workers = {f"gpu-{i}": {"cls": distributed.Nanny, "options": {
+        "nthreads": 1, "env": {"CUDA_VISIBLE_DEVICES": str(i)}, "silence_logs": 50}} for i in range(n_gpus)}
+    return distributed.SpecCluster(workers=workers, silence_logs=50,
+                                   scheduler={"cls": distributed.Scheduler, "options": {"dashboard": False}})
+
+
+def test_a_worker_killed_mid_tile_is_retried_on_a_one_gpu_per_worker_cluster(tmp_path):
     import cloudpickle
     cloudpickle.register_pickle_by_value(sys.modules[__name__])   # workers need not import this test module
     x = np.random.default_rng(2).integers(-3, 4, (30, 3)).astype(float)   # small integers: exact products
     x[:, 0] = np.arange(30)
-    flag = tmp_path / "killed"
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  silence_logs=50) as cluster, distributed.Client(cluster) as client:
-        store = gram(KillOnce(flag, os.getpid()), x, tile=10, client=client, store=tmp_path / "k.zarr",
+    flag, log = tmp_path / "killed", tmp_path / "tiles.log"
+    with cuda_stand_in_cluster(2) as cluster, distributed.Client(cluster) as client:
+        store = gram(KillOnce(flag, log, os.getpid()), x, tile=10, client=client, store=tmp_path / "k.zarr",
                      progress=False)
-    assert flag.exists()                              # a worker did die in the middle of a tile
-    assert store.tiles_done == store.tiles_total == 6
+    assert flag.exists()                              # a worker did die in the middle of a tile ...
+    assert store.tiles_done == store.tiles_total == 6    # ... and the scheduler ran that tile again
     assert np.array_equal(store.to_numpy(), x @ x.T)
+    finished = [line.split() for line in log.read_text().splitlines()]
+    # every tile finished somewhere (dask also reruns finished tasks whose small results died with the worker)
+    assert {(int(i) // 10, int(j) // 10) for _, _, i, j in finished} == set(store.grid)
+    devices = {}
+    for pid, device, _, _ in finished:
+        devices.setdefault(pid, set()).add(device)
+    assert all(len(seen) == 1 for seen in devices.values())   # each worker process stays on its one "GPU"
+    assert set().union(*devices.values()) <= {"0", "1"} and len(devices) >= 2   # in more than one process
 
 
 # ----------------------------------------------------------------------------------------------- gram_in
