@@ -7,7 +7,9 @@ Two methods, both converging to the exact solution of the stored system; ``metho
   (LAPACK ``potrf`` on one triangle; the other triangle keeps K). The factor is then the preconditioner of a
   conjugate gradient run in float64 whose operator is the exact K read from the kept triangle: iterative
   refinement, so a float32 factor yields coefficients of float64 quality in a few iterations whenever the
-  float32 factorisation exists (Higham, "Accuracy and Stability of Numerical Algorithms", §12.1).
+  float32 factorisation exists (Higham, "Accuracy and Stability of Numerical Algorithms", §12.1). When it
+  breaks down in that precision, K + (α + δ)I is factorised instead, with the smallest δ = n·eps·max K_ii·10^j
+  (j = 0..7) that works: the operator stays exact, so only the number of iterations grows.
 - "cg": nothing n × n is held in memory. Each iteration streams the tiles from the store (one pass over
   the upper triangle); the preconditioner is a rank-m Nyström approximation K ≈ U·diag(λ)·Uᵀ from m random
   columns, P⁻¹ = (λ_m + α)·U·diag(1/(λ + α))·Uᵀ + (I − UUᵀ) (Frangella, Tropp & Udell, "Randomized Nyström
@@ -38,7 +40,7 @@ METHODS = ("auto", "cholesky", "cg")
 
 
 class ConvergenceWarning(RuntimeWarning):
-    """The conjugate gradient stopped at ``max_iter`` before reaching ``tol``."""
+    """The conjugate gradient stopped before reaching ``tol`` (at ``max_iter``, or at the rounding floor)."""
 
 
 @dataclasses.dataclass
