@@ -12,6 +12,9 @@ chunk exists. Absent tiles read as NaN (the fill value). A symmetric store (``gr
 holds only the tiles on or above the diagonal; ``to_numpy`` and ``as_dask`` mirror the upper triangle, and a
 reader without lazykit can do the same (``attributes["stored_triangle"] == "upper"``).
 
+Both axes are named ("x1", "x2": rows are the points of x1, columns those of x2), so
+``xarray.open_zarr(path)`` reads the outputs as one Dataset.
+
 ``attributes["lazykit_gram"]`` records the kernel (class and parameters), which outputs, both inputs' shape,
 dtype and SHA-256, the tile size and the dtype; ``open_store`` refuses a store whose record differs from the
 call's, naming every difference.
@@ -247,7 +250,7 @@ def open_store(path, record: dict, shape, dtype) -> dict:
             group.create_array(
                 name, shape=tuple(shape), chunks=(min(tile, shape[0]), min(tile, shape[1])), dtype=dtype,
                 fill_value=np.nan, compressors=None, chunk_key_encoding={"name": "default", "separator": "/"},
-                config={"write_empty_chunks": True},
+                config={"write_empty_chunks": True}, dimension_names=("x1", "x2"),
                 attributes={"symmetric": bool(record["symmetric"]),
                             "stored_triangle": "upper" if record["symmetric"] else "full", "tile": tile})
     return {name: GramStore(path, name) for name in record["get"]}
