@@ -36,6 +36,7 @@ import scipy.linalg
 from compare import plots
 from compare.data import IMAGE_DATASETS, load_split
 from compare.experiment import Experiment, Figure, Preset
+from compare.grams import kernel_matrices
 from compare.memo import Memo
 from compare.run import Run
 from compare.summary import metric_titles
@@ -211,9 +212,8 @@ def run_one(run, memo=None) -> dict:
     elif run.method == "empirical_ntk_krr":
         pred = _flow(ref["K_train"], ref["K_test"], y_train, None)
     else:
-        kernel = analytic_kernel(run)
-        nngp_train, ntk_train = kernel.kernels(X_train)
-        nngp_test, ntk_test = kernel.kernels(X_test, X_train)
+        (nngp_train, nngp_test), (ntk_train, ntk_test) = kernel_matrices(analytic_kernel(run), X_train, X_test,
+                                                                         get=("nngp", "ntk"))
         pred = (_flow(ntk_train, ntk_test, y_train, ref["t"]) if run.method == "ntk"
                 else _flow(nngp_train, nngp_test, y_train, None))
     return {**row, **_scores(task, *pred, y_train, y_test, ref["predictions"][1])}
