@@ -39,7 +39,7 @@ def kernel_matrices(kernel, x_train, x_test, get="ntk"):
             return tuple(both[name] for name in names)
         pairs = tuple(zip(compute(x_train), compute(x_test, x_train)))
     else:
-        from kernels.gram_tiles import gram_in
+        from kernels import gram_in
         stores = [gram_in(directory, kernel, *xs, get=names) for xs in ((x_train,), (x_test, x_train))]
         stores = [s if isinstance(s, tuple) else (s,) for s in stores]
         device = _device(kernel, x_train)

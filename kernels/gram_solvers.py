@@ -33,7 +33,7 @@ import scipy.linalg
 
 from kernels import backend
 from kernels.gram_store import GramStore
-from kernels.solvers import _jittered_cholesky, check_alpha, conjugate_gradient
+from kernels.krylov import conjugate_gradient
 from kernels.validation import check_array, check_choice, check_scalar
 
 METHODS = ("auto", "cholesky", "cg")
@@ -89,7 +89,7 @@ def solve_stored(store, y, alpha: float = 0.0, *, method: str = "auto", tol: flo
     ``block``: rows per slab when the float64 operator reads the in-memory matrix.
     """
     _check_store(store)
-    alpha = check_alpha(alpha)
+    alpha = check_scalar(alpha, "alpha", float, min_val=0)
     n = store.shape[0]
     Y = np.asarray(backend.to_numpy(check_array(y, "y")), dtype=np.float64)
     if Y.ndim not in (1, 2) or Y.shape[0] != n:
@@ -224,12 +224,26 @@ def _columns(store, columns):
     return out
 
 
+def _cholesky_with_jitter(A):
+    """Lower Cholesky factor of the centers' Gram matrix plus the smallest jitter m·eps·max(diag)·10^j that works
+    (exactly duplicated centers or rounding make K_mm only semi-definite)."""
+    scale, m = float(np.max(np.abs(np.diagonal(A)))), A.shape[0]
+    for j in range(7):
+        try:
+            return scipy.linalg.cholesky(A + m * np.finfo(A.dtype).eps * scale * 10.0 ** j * np.eye(m), lower=True,
+                                         check_finite=False)
+        except np.linalg.LinAlgError:
+            continue
+    raise np.linalg.LinAlgError("the Nyström centers' Gram matrix is not positive definite even with jitter; "
+                                "is the stored kernel positive semi-definite?")
+
+
 def _nystrom_preconditioner(store, alpha, m, random_state):
     """P⁻¹ from a rank-m Nyström approximation of K built on m uniformly drawn columns."""
     n = store.shape[0]
     columns = np.sort(np.random.default_rng(random_state).choice(n, size=m, replace=False))
     K_nm = _columns(store, columns)
-    L = _jittered_cholesky(K_nm[columns], np)
+    L = _cholesky_with_jitter(K_nm[columns])
     B = scipy.linalg.solve_triangular(L, K_nm.T, lower=True, check_finite=False).T   # K_nys = B Bᵀ
     del K_nm
     U, s, _ = scipy.linalg.svd(B, full_matrices=False, check_finite=False, overwrite_a=True)

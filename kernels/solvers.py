@@ -27,6 +27,7 @@ import numpy as np
 import scipy.linalg
 
 from kernels import backend
+from kernels.krylov import conjugate_gradient
 from kernels.validation import check_array, check_scalar
 
 
@@ -341,34 +342,3 @@ def _jittered_cholesky(A, xp):
             return L
     raise np.linalg.LinAlgError("the centers' Gram matrix is not positive definite even with jitter "
                                 f"{A.shape[0] * eps * scale * 1e6:.3g}; is the kernel positive semi-definite?")
-
-
-def conjugate_gradient(operator, B, *, tol: float, max_iter: int, xp, precondition=None):
-    """(Preconditioned) CG for a symmetric positive definite operator, every column of B solved independently.
-
-    ``precondition(R)`` applies M⁻¹ ≈ operator⁻¹ (symmetric positive definite; None: the identity).
-    Stops when every column's residual ‖B − operator(X)‖ is below ``tol`` times its right-hand side's norm.
-    Returns (X, iterations, converged).
-    """
-    apply = precondition if precondition is not None else (lambda R: R)
-    X = xp.zeros_like(B)
-    R = B
-    Z = apply(R)
-    P = Z
-    rz = xp.sum(R * Z, axis=0)
-    rs0 = xp.sum(B * B, axis=0)
-    target = (tol ** 2) * xp.where(rs0 > 0, rs0, xp.ones_like(rs0))
-    for iteration in range(1, max_iter + 1):
-        AP = operator(P)
-        curvature = xp.sum(P * AP, axis=0)
-        step = xp.where(curvature > 0, rz / xp.where(curvature > 0, curvature, xp.ones_like(curvature)),
-                        xp.zeros_like(rz))
-        X = X + step * P
-        R = R - step * AP
-        if bool(xp.all(xp.sum(R * R, axis=0) <= target)):
-            return X, iteration, True
-        Z = apply(R)
-        rz_new = xp.sum(R * Z, axis=0)
-        P = Z + (rz_new / xp.where(rz != 0, rz, xp.ones_like(rz))) * P
-        rz = rz_new
-    return X, max_iter, False

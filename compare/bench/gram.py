@@ -76,8 +76,7 @@ def _load(n, n_test, dtype, data_dir):
 
 def run_ours(n, n_test, tile, alpha, store, data_dir, progress=False) -> dict:
     """Gram into a store, stored solve, blocked prediction; phase times, accuracy, peak memory."""
-    from kernels import FullyConnected, gram
-    from kernels.gram_solvers import solve_stored
+    from kernels import FullyConnected, gram, solve_stored
     start = time.perf_counter()
     X, Y, X_test, y_test = _load(n, n_test, "float32", data_dir)
     kernel = FullyConnected(**KERNEL)
