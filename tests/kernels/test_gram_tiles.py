@@ -265,7 +265,7 @@ def _kill_and_rerun(tmp_path, kills: int, seed: int):
 
 
 def test_killing_the_driver_loses_no_finished_tile_and_recomputes_none(tmp_path):
-    _kill_and_rerun(tmp_path, kills=2, seed=15)
+    _kill_and_rerun(tmp_path, kills=1, seed=15)   # one kill; the slow variant below kills eight times
 
 
 @pytest.mark.slow
