@@ -22,6 +22,7 @@ call's, naming every difference.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import math
@@ -55,8 +56,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def _local_store(path, read_only: bool = False):
-    """A zarr ``LocalStore`` whose every write (chunks and metadata) is atomic."""
+@functools.lru_cache(maxsize=1)
+def _atomic_store_class():
+    """A zarr ``LocalStore`` whose every write (chunks and metadata) goes through ``_write_atomically``."""
     from zarr.storage import LocalStore
 
     class AtomicLocalStore(LocalStore):
@@ -66,7 +68,11 @@ def _local_store(path, read_only: bool = False):
             self._check_writable()
             await asyncio.to_thread(_write_atomically, self.root / key, value.to_bytes())
 
-    return AtomicLocalStore(path, read_only=read_only)
+    return AtomicLocalStore
+
+
+def _local_store(path, read_only: bool = False):
+    return _atomic_store_class()(path, read_only=read_only)
 
 
 def remove_partial_files(path) -> int:
