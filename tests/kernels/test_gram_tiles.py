@@ -351,3 +351,15 @@ def test_gram_in_inside_a_dask_task_spreads_the_tiles_over_the_cluster(x, tmp_pa
     tile_tasks = [t["key"] for t in stream.data if str(t["key"]).startswith("gram-tile-")]
     assert len(tile_tasks) == 10                      # the 10 upper tiles of 37 rows ran as tasks of their own
     assert np.array_equal(K, gram(FullyConnected(depth=2), x, tile=10, progress=False))
+
+
+def test_only_the_leftovers_of_dead_writers_are_removed(tmp_path):
+    from kernels.gram_store import _host, remove_partial_files
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = _host()
+    (tmp_path / f".1.{host}.{int(dead.stdout)}.aa.partial").write_bytes(b"torn")    # its writer has exited
+    (tmp_path / f".2.{host}.{os.getpid()}.bb.partial").write_bytes(b"busy")         # this process: alive
+    (tmp_path / ".3.other-host.123.cc.partial").write_bytes(b"remote")                # another machine, fresh
+    assert remove_partial_files(tmp_path) == 1
+    assert sorted(p.name.split(".")[1] for p in tmp_path.iterdir()) == ["2", "3"]
+    assert remove_partial_files(tmp_path, stale_after=-1) == 1                        # now old enough
