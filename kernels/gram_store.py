@@ -288,7 +288,8 @@ def open_store(path, record: dict, shape, dtype) -> dict:
     elif path.exists() and any(path.iterdir()):
         raise StoreMismatchError(f"{path} exists and is not a Gram store; choose a new or empty path")
     else:
-        group = zarr.open_group(store=_local_store(path), mode="w", attributes={META_KEY: record})
+        # "w-": never replace a group that another process created since the check above
+        group = zarr.open_group(store=_local_store(path), mode="w-", attributes={META_KEY: record})
         tile = int(record["tile"])
         for name in record["get"]:
             group.create_array(
