@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kernels import check_choice
 
-from compare import experiments, options, report, runner
+from compare import experiments, grams, options, report, runner
 from compare.bench import BENCHMARKS, FIGURE_SCRIPTS
 from compare.tables import format_table
 
@@ -95,6 +95,8 @@ def run_experiment(experiment, args) -> int:
         out = Path(args.out or f"results/{experiment.name}-{args.dataset}-{args.preset}")
         start = time.perf_counter()
         func = functools.partial(with_threads, experiment.run_one, options.resolve_threads(args))
+        if args.gram_store is not None:     # where the kernel matrices live, not part of the runs' identity
+            func = functools.partial(grams.with_gram_store, func, args.gram_store)
         rows = runner.run_sweep(func, runs, out, sweep_config, jobs=args.jobs, backend=args.backend,
                                 scheduler=args.scheduler, resume=args.resume, device=config.device,
                                 progress=not args.quiet, desc=experiment.name, shared_work=experiment.shared_work)

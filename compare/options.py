@@ -49,6 +49,9 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
                              "(repeatable; values are Python literals)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch threads per run (default: CPU cores / jobs, at least 1)")
+    parser.add_argument("--gram-store", default=None, metavar="DIR",
+                        help="keep the kernel rows' Gram matrices in resumable stores under DIR (kernels.gram; "
+                             "shared by runs and reruns; with --backend dask their tiles run on the cluster)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 

@@ -50,6 +50,7 @@ from compare import plots
 from kernels import check_choice
 from compare.data import IMAGE_DATASETS, load_split
 from compare.experiment import Experiment, Figure, Preset
+from compare.grams import kernel_matrices
 from compare.memo import Memo
 from compare.run import Run
 from compare.summary import aggregate, metric_titles
@@ -272,9 +273,8 @@ def run_one(run, memo=None) -> dict:
     elif run.method == "empirical_ntk_krr":
         pred = _flow(ref["K_train"], ref["K_test"], y_train, None)
     else:
-        kernel = analytic_kernel(run)
-        nngp_train, ntk_train = kernel.kernels(X_train)
-        nngp_test, ntk_test = kernel.kernels(X_test, X_train)
+        (nngp_train, nngp_test), (ntk_train, ntk_test) = kernel_matrices(analytic_kernel(run), X_train, X_test,
+                                                                         get=("nngp", "ntk"))
         pred = (_predict(ntk_train, ntk_test, y_train, ref["t"], loss) if run.method == "ntk"
                 else _flow(nngp_train, nngp_test, y_train, None))
     return {**row, **_scores(task, *pred, y_train, y_test, ref["predictions"][1], loss)}

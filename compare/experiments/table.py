@@ -33,6 +33,7 @@ from kernels import check_choice
 
 from compare.data import load_split
 from compare.experiment import Experiment, GpuRun, Preset, Reference
+from compare.grams import kernel_matrices
 from compare.run import Run
 from compare.summary import metric_titles
 
@@ -160,8 +161,7 @@ def _cntk(run, ds) -> dict:
     n = min(run.params["cntk_n_train"], ds.n_train)
     kernel = cntk_kernel(run)
     X_train, X_test = ds.X_train[:n].astype(np.float64), ds.X_test.astype(np.float64)
-    K_train = kernel.ntk(X_train)
-    K_test = kernel.ntk(X_test, X_train)
+    K_train, K_test = kernel_matrices(kernel, X_train, X_test, get="ntk")
     targets = to_device(_one_hot(ds.y_train[:n], int(ds.n_classes)), device_of(K_train))
     coef = krr_solve(K_train, targets, 0.0)
     return {"test_accuracy": float(np.mean(to_numpy(K_test @ coef).argmax(1) == ds.y_test)), "n_train": n}
