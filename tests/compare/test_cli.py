@@ -24,7 +24,9 @@ def test_unknown_experiment_lists_valid_names(capsys):
 
 def test_unknown_benchmark_lists_valid_names(capsys):
     assert main(["bench", "nope"]) == 2
-    assert "valid: analytic, empirical, solvers, readme" in capsys.readouterr().err
+    from compare.bench import FIGURE_SCRIPTS
+    assert f"valid: {', '.join([*BENCHMARKS, *FIGURE_SCRIPTS])}" in capsys.readouterr().err
+    assert {"analytic", "empirical", "solvers", "readme"} <= {*BENCHMARKS, *FIGURE_SCRIPTS}
 
 
 @pytest.mark.parametrize("argv, message", [
