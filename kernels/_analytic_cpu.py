@@ -1,0 +1,265 @@
+"""Fused CPU loops (numba) for ``kernels.analytic``: one compiled pass per image pair, all layers in cache.
+
+Convolution with 'SAME' padding shifts both pixels of a pair by the same offset, so the pixel-pair
+covariance K(p, q) splits by displacement δ = q − p: for each δ, the map p ↦ K(p, p + δ) over the pixels
+where both p and p + δ lie in the image is a small 2-D image, and a layer is a 2-D box filter of it
+(Σ_o K(p + o, p + o + δ) / f², zeros outside) followed by the affine rule and the activation's dual.
+Every δ-image (at most H × W numbers) goes through all layers while it sits in L1 cache; 'gap' sums
+the last layer over all (2H − 1)(2W − 1) displacements, 'flatten' needs δ = 0 only. The loop runs over
+``LANES`` image pairs at once in its innermost dimension (one SIMD vector of float64), and in Python
+threads (the compiled functions release the GIL) over groups of pairs.
+
+θ = atan2(s, k12) is evaluated by ``_theta`` (branch-free so the loop vectorises): with t = min/max of
+(s, |k12|) ∈ [0, 1], atan t = atan c + atan((t − c)/(1 + t·c)) for the nearest c ∈ {0, fl(tan π/8), 1}
+leaves an argument |u| ≤ tan(π/16) ≈ 0.199, and the Taylor series atan u = Σ (−1)ᵏ u²ᵏ⁺¹/(2k + 1)
+cut after k = 10 errs by < u²³/23 < 1e-18. Then θ = π/2 − atan t when s > |k12|, and π − θ when k12 < 0.
+
+Closed-form activations only (ReLU family, step, identity, erf); quadrature duals use the reference
+rule chain. Arithmetic is float64 whatever the input dtype (results are cast back by the caller).
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+LANES = 4                      # image pairs per SIMD vector (AVX2: 4 float64)
+U = np.uint64                  # loop offsets: unsigned, so indexing needs no wraparound and vectorises
+ABRELU, STEP, IDENTITY, ERF = 0, 1, 2, 3
+ACTIVATION_CODES = {"relu": ABRELU, "leaky_relu": ABRELU, "abs": ABRELU, "step": STEP, "identity": IDENTITY,
+                    "erf": ERF}
+
+_TAN_PI_8 = math.sqrt(2.0) - 1.0          # c, rounded; its exact arctangent is used below
+_ATAN_TAN_PI_8 = float(np.arctan(_TAN_PI_8))
+_SPLIT_LOW = math.tan(math.pi / 16)
+_SPLIT_HIGH = math.tan(3 * math.pi / 16)
+_PI = math.pi
+# NumPy's error model (no ZeroDivisionError check) lets LLVM vectorise the loops. No FMA contraction:
+# s = k11·k22 − k12² must be exactly 0 on a pinned diagonal (k12 = k11 = k22), which a fused multiply-add
+# of the rounded product k11·k22 would not give.
+_JIT = dict(error_model="numpy")
+
+
+@numba.njit(cache=True, inline="always", **_JIT)
+def _atan_unit(num, den):
+    """atan(num / den) for 0 <= num <= den (den > 0, or both 0 giving 0)."""
+    den = den if den > 0.0 else 1.0
+    t_low = num < _SPLIT_LOW * den
+    t_high = num >= _SPLIT_HIGH * den
+    c = 0.0 if t_low else (1.0 if t_high else _TAN_PI_8)
+    offset = 0.0 if t_low else (0.25 * _PI if t_high else _ATAN_TAN_PI_8)
+    u = (num - c * den) / (den + c * num)
+    z = u * u
+    p = -1.0 / 21.0
+    p = p * z + 1.0 / 19.0
+    p = p * z - 1.0 / 17.0
+    p = p * z + 1.0 / 15.0
+    p = p * z - 1.0 / 13.0
+    p = p * z + 1.0 / 11.0
+    p = p * z - 1.0 / 9.0
+    p = p * z + 1.0 / 7.0
+    p = p * z - 1.0 / 5.0
+    p = p * z + 1.0 / 3.0
+    return offset + (u - u * z * p)
+
+
+@numba.njit(cache=True, inline="always", **_JIT)
+def _theta(s, k12):
+    """atan2(s, k12) for s >= 0, in [0, π]."""
+    a = abs(k12)
+    swap = s > a
+    num = a if swap else s
+    den = s if swap else a
+    th = _atan_unit(num, den)
+    th = 0.5 * _PI - th if swap else th
+    return _PI - th if k12 < 0.0 else th
+
+
+@numba.njit(cache=True, inline="always", **_JIT)
+def _dual(code, slope, k12, k11, k22):
+    """(E[φ(u)φ(v)], E[φ'(u)φ'(v)]): the closed forms of ``kernels.duals``."""
+    if code == ERF:
+        q = (1.0 + 2.0 * k11) * (1.0 + 2.0 * k22)
+        r = 2.0 * k12 / math.sqrt(q)
+        r = min(max(r, -1.0), 1.0)
+        return (2.0 / _PI) * math.asin(r), (4.0 / _PI) / math.sqrt(q - 4.0 * k12 * k12)
+    if code == IDENTITY:
+        return k12, 1.0
+    s = k11 * k22 - k12 * k12
+    s = math.sqrt(s if s > 0.0 else 0.0)
+    th = _theta(s, k12)
+    if code == STEP:
+        return (_PI - th) / (2.0 * _PI), 0.0
+    c_same = (1.0 + slope * slope) / (2.0 * _PI)
+    c_cross = 2.0 * slope / (2.0 * _PI)
+    dot = c_same * (_PI - th) + c_cross * th
+    return (c_same - c_cross) * s + k12 * dot, dot
+
+
+@numba.njit(cache=True, inline="always", **_JIT)
+def _dual_row(code, slope, kc, tc, v1, o1, v2, o2, n, out_k, out_t, oo):
+    """The dual over n entries: out_k[oo + m] ← E[φφ](kc[m], v1[o1 + m], v2[o2 + m]), out_t ← tc·E[φ'φ'].
+
+    Offsets are uint64 (no negative-index wraparound, so the loop vectorises); ABReLU has its own loop.
+    """
+    if code == ABRELU:
+        c_same = (1.0 + slope * slope) / (2.0 * _PI)
+        c_cross = 2.0 * slope / (2.0 * _PI)
+        for m in range(n):
+            k12 = kc[m]
+            s = v1[o1 + m] * v2[o2 + m] - k12 * k12
+            s = math.sqrt(s if s > 0.0 else 0.0)
+            th = _theta(s, k12)
+            dot = c_same * (_PI - th) + c_cross * th
+            out_k[oo + m] = (c_same - c_cross) * s + k12 * dot
+            out_t[oo + m] = tc[m] * dot
+    else:
+        for m in range(n):
+            nn, dot = _dual(code, slope, kc[m], v1[o1 + m], v2[o2 + m])
+            out_k[oo + m] = nn
+            out_t[oo + m] = tc[m] * dot
+
+
+@numba.njit(cache=True, inline="always", **_JIT)
+def _sum_shifted(src, start, step, count, n, dst, at):
+    """dst[at + m] = Σ_{e < count} src[start + e·step + m] for m < n (uint64 offsets)."""
+    for m in range(n):
+        dst[at + m] = src[start + m]
+    for e in range(U(1), count):
+        off = start + e * step
+        for m in range(n):
+            dst[at + m] += src[off + m]
+
+
+@numba.njit(cache=True, nogil=True, **_JIT)
+def conv_pairs(a, b, var1, var2, ii, jj, same, full, want_ntk, filter_size, code, slope, scale, shift,
+               fan_ins, trained, standard, ntk_bias, out_k, out_t):
+    """Kernel of image pairs (a[ii[p]], b[jj[p]]) after the conv layers, averaged by the readout.
+
+    a, b: (N, C, H, W) float64; var1, var2: (N, depth, H, W) pre-activation pixel variances; ``same``:
+    a and b are the same images (pairs i == j get K(p, p) = variance exactly); ``full``: 'gap' (all
+    displacements) or 'flatten' (δ = 0 only). Layer l: K ← scale·ΣK + shift (scale = w²/f², shift = b²),
+    Θ ← scale·ΣΘ + trained[l]·(K_new, or fan_ins[l]/f²·ΣK + ntk_bias for 'standard'), then the dual.
+    Writes the readout means of the last K and Θ over pixel pairs ('gap') or pixels ('flatten').
+    """
+    n_pairs = ii.shape[0]
+    n_chan, h, w = a.shape[1], a.shape[2], a.shape[3]
+    depth = var1.shape[1]
+    lanes = U(LANES)
+    r = U(filter_size // 2)
+    f = U(filter_size)
+    stride_max = (U(w) + U(2) * r) * lanes
+    size_max = (U(h) + U(2) * r) * stride_max
+    # per group of LANES pairs: images as [y, c, x, lane], variances as [layer, y, x, lane]
+    la = np.empty(h * n_chan * w * LANES)
+    lb = np.empty(h * n_chan * w * LANES)
+    v1 = np.empty(max(depth, 1) * h * w * LANES)
+    v2 = np.empty(max(depth, 1) * h * w * LANES)
+    kk, tt = np.zeros(size_max), np.zeros(size_max)
+    hk, ht = np.zeros(size_max), np.zeros(size_max)
+    kc, tc = np.zeros(stride_max), np.zeros(stride_max)
+    row_k, row_t = np.zeros(stride_max), np.zeros(stride_max)
+    part_k, part_t = np.zeros(stride_max), np.zeros(stride_max)
+    pin = np.zeros(LANES, dtype=np.bool_)
+    span_y = h - 1 if full else 0
+    span_x = w - 1 if full else 0
+    inv_c = 1.0 / n_chan
+    for g in range(0, n_pairs, LANES):
+        for lane in range(LANES):
+            p = min(g + lane, n_pairs - 1)
+            i, j = ii[p], jj[p]
+            pin[lane] = same and i == j
+            for y in range(h):
+                for ch in range(n_chan):
+                    for x in range(w):
+                        at = ((y * n_chan + ch) * w + x) * LANES + lane
+                        la[at] = a[i, ch, y, x]
+                        lb[at] = b[j, ch, y, x]
+                for layer in range(depth):
+                    for x in range(w):
+                        at = ((layer * h + y) * w + x) * LANES + lane
+                        v1[at] = var1[i, layer, y, x]
+                        v2[at] = var2[j, layer, y, x]
+        sum_k, sum_t = np.zeros(LANES), np.zeros(LANES)
+        for dy in range(-span_y, span_y + 1):
+            y0 = max(0, -dy)
+            hd = U(min(h, h - dy) - y0)
+            for dx in range(-span_x, span_x + 1):
+                x0 = max(0, -dx)
+                wd = U(min(w, w - dx) - x0)
+                n_row = wd * lanes
+                stride = (wd + U(2) * r) * lanes
+                used = (hd + U(2) * r) * stride
+                kk[:used] = 0.0
+                hk[:used] = 0.0
+                if want_ntk:
+                    tt[:used] = 0.0
+                    ht[:used] = 0.0
+                for y in range(hd):                     # K⁰(p, p + δ) = Σ_c a[c, p]·b[c, p + δ] / C
+                    dst = (y + r) * stride + r * lanes
+                    for ch in range(n_chan):
+                        oa = U(((y0 + y) * n_chan + ch) * w + x0) * lanes
+                        ob = U(((y0 + y + dy) * n_chan + ch) * w + x0 + dx) * lanes
+                        if ch == 0:
+                            for m in range(n_row):
+                                kk[dst + m] = la[oa + m] * lb[ob + m]
+                        else:
+                            for m in range(n_row):
+                                kk[dst + m] += la[oa + m] * lb[ob + m]
+                    for m in range(n_row):
+                        kk[dst + m] *= inv_c
+                part_k[:n_row] = 0.0
+                part_t[:n_row] = 0.0
+                for layer in range(depth):
+                    for y in range(r, hd + r):          # horizontal sums of the interior rows
+                        row = y * stride
+                        _sum_shifted(kk, row, lanes, f, n_row, hk, row + r * lanes)
+                        if want_ntk and layer > 0:
+                            _sum_shifted(tt, row, lanes, f, n_row, ht, row + r * lanes)
+                    fan = fan_ins[layer] / (filter_size * filter_size)
+                    on = trained[layer]
+                    for y in range(hd):                 # vertical sums, affine rule, dual
+                        top = y * stride + r * lanes
+                        _sum_shifted(hk, top, stride, f, n_row, kc, U(0))
+                        if want_ntk and layer > 0:
+                            _sum_shifted(ht, top, stride, f, n_row, tc, U(0))
+                        elif want_ntk:
+                            tc[:n_row] = 0.0
+                        if standard:
+                            for m in range(n_row):
+                                tc[m] = scale * tc[m] + on * (fan * kc[m] + ntk_bias)
+                                kc[m] = scale * kc[m] + shift
+                        else:
+                            for m in range(n_row):
+                                kc[m] = scale * kc[m] + shift
+                                tc[m] = scale * tc[m] + on * kc[m]
+                        o1 = U(((layer * h + y0 + y) * w + x0)) * lanes
+                        o2 = U(((layer * h + y0 + y + dy) * w + x0 + dx)) * lanes
+                        if dy == 0 and dx == 0:        # same image, same pixel: θ = 0 exactly
+                            for x in range(wd):
+                                for lane in range(LANES):
+                                    if pin[lane]:
+                                        kc[x * lanes + lane] = v1[o1 + x * lanes + lane]
+                        if layer == depth - 1:
+                            _dual_row(code, slope, kc, tc, v1, o1, v2, o2, n_row, row_k, row_t, U(0))
+                            for m in range(n_row):
+                                part_k[m] += row_k[m]
+                                part_t[m] += row_t[m]
+                        else:
+                            out = (y + r) * stride + r * lanes
+                            _dual_row(code, slope, kc, tc, v1, o1, v2, o2, n_row, kk, tt, out)
+                if depth == 0:
+                    for y in range(hd):
+                        src = (y + r) * stride + r * lanes
+                        for m in range(n_row):
+                            part_k[m] += kk[src + m]
+                for x in range(wd):
+                    for lane in range(LANES):
+                        sum_k[lane] += part_k[x * lanes + lane]
+                        sum_t[lane] += part_t[x * lanes + lane]
+        n_mean = (h * w) ** 2 if full else h * w
+        for lane in range(LANES):
+            if g + lane < n_pairs:
+                out_k[g + lane] = sum_k[lane] / n_mean
+                out_t[g + lane] = sum_t[lane] / n_mean
