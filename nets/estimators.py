@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from nets.lazy import Lazy, Linearized
 from nets.models import MLP, TwoLayer
-from nets.train import _check_choice, _check_count, train
+from nets.training import _check_choice, _check_count, train
 
 ARCHS = ("mlp", "two_layer")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

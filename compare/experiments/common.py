@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from compare.tables import format_table
+
 PRESETS = ("quick", "full", "paper")
 
 
@@ -120,7 +122,7 @@ def execute(args, experiment: str, presets: dict, datasets, plan, run_one, intro
     headers, body = report.summary_table(rows, paper=experiment == "table")
     print(f"\n{experiment} on {args.dataset} ({args.preset} preset, {len(rows)} runs, "
           f"{time.perf_counter() - start:.0f} s, device {device}):\n")
-    print(report.text_table(headers, body))
+    print(format_table(headers, body, style="text"))
     print(f"\nreport: {path}")
     return 0
 

@@ -108,7 +108,7 @@ def _network(config, n_classes):
 def _train(config, ds) -> dict:
     import torch
     from nets import Lazy, Linearized, diagnostics, train
-    from nets.train import DivergenceError, random_crop_flip
+    from nets.training import DivergenceError, random_crop_flip
     device = config["device"]
     n_classes = int(ds.n_classes)
     net = _network(config, n_classes).to(device)
