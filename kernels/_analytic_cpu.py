@@ -263,3 +263,150 @@ def conv_pairs(a, b, var1, var2, ii, jj, same, full, want_ntk, filter_size, code
             if g + lane < n_pairs:
                 out_k[g + lane] = sum_k[lane] / n_mean
                 out_t[g + lane] = sum_t[lane] / n_mean
+
+
+@numba.njit(cache=True, nogil=True, **_JIT)
+def fc_tile(k, t, n_cols, v1, v2, pin, code, slope, w2, b2, fan_ins, trained, standard, ntk_bias):
+    """FC chain on a tile, in place: k (B1·B2, row-major, ``n_cols`` = B2) holds K⁰ = x·x'/d and receives the NNGP, t the NTK.
+
+    v1 (depth, B1), v2 (depth, B2): pre-activation variances of the rows and columns before each hidden
+    activation; ``pin``: a same-input diagonal tile (entry (m, m) gets K = variance exactly). Layer l
+    (0 … depth, the last is the readout): K ← w²·K + b², Θ ← w²·Θ·E[φ'φ'] + trained[l]·(K_new, or
+    fan_ins[l]·K_old + ntk_bias for 'standard'), with the dual applied before every layer but the first.
+    """
+    depth = v1.shape[0]
+    n_rows = k.shape[0] // n_cols
+    n_cols = U(n_cols)
+    kr, tr = np.empty(n_cols), np.zeros(n_cols)
+    nn, dot_t = np.empty(n_cols), np.empty(n_cols)
+    rowvar = np.empty(n_cols)
+    for i in range(n_rows):
+        base = U(i) * n_cols
+        for m in range(n_cols):
+            kr[m] = k[base + m]
+        for layer in range(depth + 1):
+            if layer > 0:
+                for m in range(n_cols):
+                    rowvar[m] = v1[layer - 1, i]
+                if pin:
+                    kr[i] = v1[layer - 1, i]
+                _dual_row(code, slope, kr, tr, rowvar, U(0), v2[layer - 1], U(0), n_cols, nn, dot_t, U(0))
+            else:
+                for m in range(n_cols):
+                    nn[m] = kr[m]
+                    dot_t[m] = 0.0
+            on = trained[layer]
+            fan = fan_ins[layer]
+            if standard:
+                for m in range(n_cols):
+                    tr[m] = w2 * dot_t[m] + on * (fan * nn[m] + ntk_bias)
+                    kr[m] = w2 * nn[m] + b2
+            else:
+                for m in range(n_cols):
+                    kr[m] = w2 * nn[m] + b2
+                    tr[m] = w2 * dot_t[m] + on * kr[m]
+        for m in range(n_cols):
+            k[base + m] = kr[m]
+            t[base + m] = tr[m]
+
+
+# ----------------------------------------------------------------------------------------------- drivers
+def _layer_scalars(kernel):
+    w2 = float(kernel.w_std) ** 2
+    b2 = 0.0 if kernel.b_std is None else float(kernel.b_std) ** 2
+    return (ACTIVATION_CODES[kernel._dual.name], float(kernel._dual.slope), w2, b2,
+            kernel.parameterization == "standard", 0.0 if kernel.b_std is None else 1.0)
+
+
+def fc_tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool):
+    """Tile function for ``FullyConnected`` on NumPy: the Gram product x1·x2ᵀ/d by BLAS, then ``fc_tile``."""
+    from kernels.analytic import variance_chain
+    d, dtype = x1.shape[1], x1.dtype
+    a = np.asarray(x1, dtype=np.float64)
+    b = a if symmetric else np.asarray(x2, dtype=np.float64)
+    sq1 = np.sum(a * a, axis=1) / d
+    sq2 = sq1 if symmetric else np.sum(b * b, axis=1) / d
+    chain1 = np.array(variance_chain(kernel, sq1)).reshape(kernel.depth, a.shape[0])
+    chain2 = chain1 if symmetric else np.array(variance_chain(kernel, sq2)).reshape(kernel.depth, b.shape[0])
+    code, slope, w2, b2, standard, ntk_bias = _layer_scalars(kernel)
+    fan_ins = np.array([d] + [kernel.width or 0] * kernel.depth, dtype=np.float64)
+    trained = np.array(kernel._trained_flags(), dtype=np.float64)
+
+    def tile(i0, i1, j0, j1):
+        k = a[i0:i1] @ b[j0:j1].T
+        k /= d
+        pin = symmetric and i0 == j0
+        if pin:
+            np.fill_diagonal(k, sq1[i0:i1])
+        t = np.empty_like(k)
+        fc_tile(k.reshape(-1), t.reshape(-1), j1 - j0, np.ascontiguousarray(chain1[:, i0:i1]),
+                np.ascontiguousarray(chain2[:, j0:j1]), pin, code, slope, w2, b2, fan_ins, trained, standard,
+                ntk_bias)
+        return k.astype(dtype, copy=False), (t.astype(dtype, copy=False) if want_ntk else None)
+
+    return tile
+
+
+def conv_tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool):
+    """Tile function for ``Convolutional`` on NumPy: ``conv_pairs`` over the tile's image pairs (the upper
+    triangle only on a diagonal tile of x1 with itself), then the Dense readout rule."""
+    from kernels.analytic import conv_variance_chain, dense_rule
+    dtype = x1.dtype
+    a = np.ascontiguousarray(x1, dtype=np.float64)
+    b = a if symmetric else np.ascontiguousarray(x2, dtype=np.float64)
+    n_chan, h, w = a.shape[1:]
+    depth, full = kernel.depth, kernel.readout == "gap"
+
+    def chain(x):
+        var = np.sum(x * x, axis=1) / n_chan
+        if depth == 0:
+            return np.empty((x.shape[0], 0, h, w))
+        return np.ascontiguousarray(np.stack(conv_variance_chain(kernel, var), axis=1))
+
+    chain1 = chain(a)
+    chain2 = chain1 if symmetric else chain(b)
+    code, slope, w2, b2, standard, ntk_bias = _layer_scalars(kernel)
+    area = kernel.filter_size ** 2
+    fan_ins = np.array([n_chan * area] + [(kernel.width or 0) * area] * max(depth - 1, 0),
+                       dtype=np.float64)[:max(depth, 1)]
+    flags = kernel._trained_flags()
+    trained = np.array(flags[:depth] or [0.0], dtype=np.float64)
+    readout_fan_in = (n_chan if depth == 0 else (kernel.width or 0)) * (1 if full else h * w)
+
+    def tile(i0, i1, j0, j1):
+        diagonal = symmetric and i0 == j0
+        if diagonal:
+            ii, jj = np.triu_indices(i1 - i0)
+        else:
+            ii, jj = (g.reshape(-1) for g in np.meshgrid(np.arange(i1 - i0), np.arange(j1 - j0), indexing="ij"))
+        out_k, out_t = np.empty(ii.size), np.empty(ii.size)
+        conv_pairs(a, b, chain1, chain2, ii + i0, jj + j0, symmetric, full, want_ntk, kernel.filter_size, code,
+                   slope, w2 / area, b2, fan_ins, trained, standard, ntk_bias, out_k, out_t)
+        k, _, _, t = dense_rule((out_k, None, None, out_t if want_ntk else None), kernel.w_std, kernel.b_std,
+                               kernel.parameterization, readout_fan_in, trained=bool(flags[depth]))
+        tiles = []
+        for values in (k, t):
+            if values is None:
+                tiles.append(None)
+                continue
+            full_tile = np.empty((i1 - i0, j1 - j0))
+            full_tile[ii, jj] = values
+            if diagonal:
+                full_tile[jj, ii] = values
+            tiles.append(full_tile.astype(dtype, copy=False))
+        return tiles
+
+    return tile
+
+
+def default_block(n1: int, n_jobs: int) -> int:
+    """Images per tile side for ``conv_tile_function``: a few tiles per thread, at most 64 (4096 pairs)."""
+    return max(1, min(64, -(-n1 // (2 * n_jobs))))
+
+
+def tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool, n_jobs: int):
+    """(tile function, images or rows per tile side) of the fused path for ``kernel``."""
+    if x1.ndim == 2:
+        return fc_tile_function(kernel, x1, x2, symmetric, want_ntk), kernel._block(x1)
+    block = kernel.block_size or default_block(x1.shape[0], n_jobs)
+    return conv_tile_function(kernel, x1, x2, symmetric, want_ntk), block

@@ -34,26 +34,28 @@ from kernels.parameters import ParameterHolder
 
 PARAMETERIZATIONS = ("ntk", "standard")
 READOUTS = ("gap", "flatten")
+CPU_IMPLS = ("auto", "fused", "reference")
 
 
 # ----------------------------------------------------------------------------------------------- layer rules
-def dense_rule(state, w_std: float, b_std, parameterization: str, fan_in: int):
+def dense_rule(state, w_std: float, b_std, parameterization: str, fan_in: int, trained: bool = True):
     """Affine layer (Dense, or a Conv whose patch sum was already taken): returns the next state.
 
+    ``trained=False`` (a frozen layer) keeps its own contribution out of Θ: only Θ ← w²·Θ remains.
     Rules consume their state: the tile owns its arrays, so they are updated in place where possible.
     """
     k12, k11, k22, ntk = state
     w2, b2 = w_std * w_std, (0.0 if b_std is None else b_std * b_std)
     if ntk is not None:
         ntk *= w2
-        if parameterization == "standard":
+        if parameterization == "standard" and trained:
             ntk += fan_in * k12
             if b_std is not None:
                 ntk += 1.0
     k12 *= w2
     if b2:
         k12 += b2
-    if ntk is not None and parameterization == "ntk":
+    if ntk is not None and parameterization == "ntk" and trained:
         ntk += k12
     k11, k22 = (None if v is None else w2 * v + b2 for v in (k11, k22))
     return k12, k11, k22, ntk
@@ -95,7 +97,7 @@ def patch_sum(a, axis_groups, filter_size: int):
 
 
 def conv_rule(state, w_std: float, b_std, parameterization: str, fan_in: int, filter_size: int,
-              full_spatial: bool):
+              full_spatial: bool, trained: bool = True):
     """Convolution: patch-sum every term (pixel pairs, per-pixel variances), then the affine rule."""
     k12, k11, k22, ntk = state
     pairs = ((2, 4), (3, 5)) if full_spatial else ((2,), (3,))
@@ -105,7 +107,7 @@ def conv_rule(state, w_std: float, b_std, parameterization: str, fan_in: int, fi
     # variances broadcast as (B1, 1, H, W, 1, 1) and (1, B2, 1, 1, H, W), or (B1, 1, H, W) and (1, B2, H, W)
     k11 = patch_sum(k11, ((2,), (3,)), filter_size)
     k22 = patch_sum(k22, ((4,), (5,)) if full_spatial else ((2,), (3,)), filter_size)
-    return dense_rule((k12, k11, k22, ntk), w_std, b_std, parameterization, fan_in)
+    return dense_rule((k12, k11, k22, ntk), w_std, b_std, parameterization, fan_in, trained)
 
 
 def _variance_chain(kernel, var, spread):
@@ -180,12 +182,30 @@ def _pin_diagonal(xp, k12, k11):
     return xp.where(eye, xp.reshape(k11, (n, 1)) + xp.zeros_like(k12), k12)
 
 
+def _check_trained_layers(trained_layers, depth: int) -> frozenset:
+    """The set of trained layer indices (1 … depth hidden layers, depth + 1 the readout); None = all."""
+    every = frozenset(range(1, depth + 2))
+    if trained_layers is None:
+        return every
+    if isinstance(trained_layers, (str, bytes, numbers.Number)) or not hasattr(trained_layers, "__iter__"):
+        raise TypeError("trained_layers must be None (all layers) or a collection of layer indices "
+                        f"(1 … {depth} for the hidden layers, {depth + 1} for the readout), got {trained_layers!r}")
+    layers = list(trained_layers)
+    for layer in layers:
+        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or layer not in every:
+            raise ValueError(f"trained_layers must hold layer indices from 1 to {depth + 1} (1 … {depth}: hidden "
+                             f"layers, {depth + 1}: the readout, with depth={depth}), got {layer!r}")
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"trained_layers names a layer twice: {trained_layers!r}")
+    return frozenset(int(layer) for layer in layers)
+
+
 # ----------------------------------------------------------------------------------------------- base class
 class _AnalyticKernel(ParameterHolder):
     """Shared parameter handling, validation and the public nngp / ntk / kernels methods."""
 
     _param_names = ("depth", "activation", "w_std", "b_std", "parameterization", "width",
-                    "negative_slope", "device", "dtype", "block_size", "n_jobs")
+                    "negative_slope", "device", "dtype", "block_size", "n_jobs", "trained_layers", "cpu_impl")
 
     def _check_params(self):
         if isinstance(self.depth, bool) or not isinstance(self.depth, numbers.Integral) or self.depth < 0:
@@ -213,6 +233,33 @@ class _AnalyticKernel(ParameterHolder):
         if self.dtype is not None:
             backend.resolve_dtype(self.dtype, "cpu")
         self._dual = get_dual(self.activation, self.negative_slope)   # validates activation, negative_slope
+        if self.cpu_impl not in CPU_IMPLS:
+            raise ValueError(f"cpu_impl must be one of {CPU_IMPLS}, got {self.cpu_impl!r}")
+        self._trained = _check_trained_layers(self.trained_layers, self.depth)
+
+    def _trained_flags(self) -> list:
+        """1.0 for each trained layer, 0.0 for each frozen one, for layers 1 … depth + 1 (the readout)."""
+        return [1.0 if layer in self._trained else 0.0 for layer in range(1, self.depth + 2)]
+
+    def _fused_unavailable(self, xp):
+        """Why the fused CPU loop cannot compute this kernel (None when it can)."""
+        if self.cpu_impl == "reference":
+            return "cpu_impl='reference'"
+        if not xp.__name__.endswith("numpy"):
+            return f"the inputs are {xp.__name__} arrays, not NumPy"
+        if not self._dual.closed:
+            return f"activation {self._dual.name!r} has no closed-form dual (quadrature runs in the reference path)"
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            return "numba is not installed"
+        return None
+
+    def _use_fused(self, xp) -> bool:
+        reason = self._fused_unavailable(xp)
+        if reason is not None and self.cpu_impl == "fused":
+            raise ValueError(f"cpu_impl='fused' cannot run: {reason}; use cpu_impl='auto' or 'reference'")
+        return reason is None
 
     def set_params(self, **params):
         """Change constructor arguments (validated as in ``__init__``); returns self."""
@@ -221,6 +268,10 @@ class _AnalyticKernel(ParameterHolder):
             raise ValueError(f"unknown parameters {sorted(unknown)}; valid: {', '.join(self._param_names)}")
         self.__init__(**{**self.get_params(), **params})
         return self
+
+    def __hash__(self):   # trained_layers may be given as a list: hash the set it names
+        params = dict(self.get_params(), trained_layers=self._trained)
+        return hash((type(self).__name__,) + tuple(params.items()))
 
     def __getstate__(self):
         return self.get_params()
@@ -262,8 +313,12 @@ class _AnalyticKernel(ParameterHolder):
         n_jobs = self.n_jobs or (os.cpu_count() or 1)
         if not xp.__name__.endswith("numpy"):
             n_jobs = 1   # CuPy queues on one stream; other namespaces are reference paths
-        tile_fn = self._tile_function(xp, x1, xb, symmetric, want[1])
-        outs = _run_tiles(xp, tile_fn, x1.shape[0], xb.shape[0], self._block(x1), symmetric, want,
+        if self._use_fused(xp):
+            from kernels import _analytic_cpu
+            tile_fn, block = _analytic_cpu.tile_function(self, x1, xb, symmetric, want[1], n_jobs)
+        else:
+            tile_fn, block = self._tile_function(xp, x1, xb, symmetric, want[1]), self._block(x1)
+        outs = _run_tiles(xp, tile_fn, x1.shape[0], xb.shape[0], block, symmetric, want,
                           x1.dtype, x1.device, n_jobs)
         if was_torch:
             outs = [backend.to_torch(o) for o in outs]
@@ -289,20 +344,23 @@ class FullyConnected(_AnalyticKernel):
     _ndim = 2
 
     def __init__(self, depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0, parameterization="ntk",
-                 width=None, *, negative_slope=0.01, device=None, dtype=None, block_size=None, n_jobs=None):
+                 width=None, *, negative_slope=0.01, device=None, dtype=None, block_size=None, n_jobs=None,
+                 trained_layers=None, cpu_impl="auto"):
         self.depth, self.activation, self.w_std, self.b_std = depth, activation, w_std, b_std
         self.parameterization, self.width, self.negative_slope = parameterization, width, negative_slope
         self.device, self.dtype, self.block_size, self.n_jobs = device, dtype, block_size, n_jobs
+        self.trained_layers, self.cpu_impl = trained_layers, cpu_impl
         self._check_params()
 
     def layer_rules(self, input_dim: int):
         """The network as a list of functions state -> state (hidden blocks, then the readout)."""
         rules, fan_in = [], input_dim
-        for _ in range(self.depth):
-            rules.append(lambda s, f=fan_in: dense_rule(s, self.w_std, self.b_std, self.parameterization, f))
-            rules.append(lambda s: activation_rule(s, self._dual))
+        for layer in range(1, self.depth + 2):
+            rules.append(lambda s, f=fan_in, on=layer in self._trained:
+                         dense_rule(s, self.w_std, self.b_std, self.parameterization, f, on))
+            if layer <= self.depth:
+                rules.append(lambda s: activation_rule(s, self._dual))
             fan_in = self.width
-        rules.append(lambda s, f=fan_in: dense_rule(s, self.w_std, self.b_std, self.parameterization, f))
         return rules
 
     def _tile_function(self, xp, x1, x2, symmetric, want_ntk):
@@ -351,11 +409,12 @@ class Convolutional(_AnalyticKernel):
 
     def __init__(self, depth=2, activation="relu", w_std=2 ** 0.5, b_std=0.0, filter_size=3, readout="gap",
                  parameterization="ntk", width=None, *, negative_slope=0.01, device=None, dtype=None,
-                 block_size=None, n_jobs=None, memory_budget=2 ** 28):
+                 block_size=None, n_jobs=None, memory_budget=2 ** 28, trained_layers=None, cpu_impl="auto"):
         self.depth, self.activation, self.w_std, self.b_std = depth, activation, w_std, b_std
         self.filter_size, self.readout = filter_size, readout
         self.parameterization, self.width, self.negative_slope = parameterization, width, negative_slope
         self.device, self.dtype, self.block_size, self.n_jobs = device, dtype, block_size, n_jobs
+        self.trained_layers, self.cpu_impl = trained_layers, cpu_impl
         self.memory_budget = memory_budget
         if (isinstance(filter_size, bool) or not isinstance(filter_size, numbers.Integral)
                 or filter_size < 1 or filter_size % 2 == 0):
@@ -378,15 +437,16 @@ class Convolutional(_AnalyticKernel):
         full = self.readout == "gap"
         area = self.filter_size ** 2
         rules, fan_in = [], channels * area
-        for _ in range(self.depth):
-            rules.append(lambda s, f=fan_in: conv_rule(s, self.w_std, self.b_std, self.parameterization, f,
-                                                       self.filter_size, full))
+        for layer in range(1, self.depth + 1):
+            rules.append(lambda s, f=fan_in, on=layer in self._trained:
+                         conv_rule(s, self.w_std, self.b_std, self.parameterization, f, self.filter_size, full, on))
             rules.append(lambda s: activation_rule(s, self._dual))
             fan_in = (self.width or 0) * area
         n_chan = channels if self.depth == 0 else self.width
         readout_fan_in = (n_chan or 0) * (1 if full else height * width)
         rules.append(lambda s: _readout_rule(s, full))
-        rules.append(lambda s: dense_rule(s, self.w_std, self.b_std, self.parameterization, readout_fan_in))
+        on = self.depth + 1 in self._trained
+        rules.append(lambda s: dense_rule(s, self.w_std, self.b_std, self.parameterization, readout_fan_in, on))
         return rules
 
     def _tile_function(self, xp, x1, x2, symmetric, want_ntk):
