@@ -35,10 +35,16 @@ _ATAN_TAN_PI_8 = float(np.arctan(_TAN_PI_8))
 _SPLIT_LOW = math.tan(math.pi / 16)
 _SPLIT_HIGH = math.tan(3 * math.pi / 16)
 _PI = math.pi
-# NumPy's error model (no ZeroDivisionError check) lets LLVM vectorise the loops. No FMA contraction:
-# s = k11·k22 − k12² must be exactly 0 on a pinned diagonal (k12 = k11 = k22), which a fused multiply-add
-# of the rounded product k11·k22 would not give.
-_JIT = dict(error_model="numpy")
+# NumPy's error model (no ZeroDivisionError check) lets LLVM vectorise the loops; 'contract' lets it fuse
+# multiply-adds.
+_JIT = dict(error_model="numpy", fastmath={"contract"})
+
+
+@numba.njit(cache=True, inline="always", **_JIT)
+def _gap(k12, k11, k22):
+    """k11·k22 − k12² as (k11 − k12)·k22 + k12·(k22 − k12): exactly 0 on a pinned diagonal (k12 = k11 = k22)
+    with or without fused multiply-adds (k11·k22 − k12² fused would leave the rounding of k11·k22)."""
+    return (k11 - k12) * k22 + k12 * (k22 - k12)
 
 
 @numba.njit(cache=True, inline="always", **_JIT)
@@ -86,7 +92,7 @@ def _dual(code, slope, k12, k11, k22):
         return (2.0 / _PI) * math.asin(r), (4.0 / _PI) / math.sqrt(q - 4.0 * k12 * k12)
     if code == IDENTITY:
         return k12, 1.0
-    s = k11 * k22 - k12 * k12
+    s = _gap(k12, k11, k22)
     s = math.sqrt(s if s > 0.0 else 0.0)
     th = _theta(s, k12)
     if code == STEP:
@@ -108,7 +114,7 @@ def _dual_row(code, slope, kc, tc, v1, o1, v2, o2, n, out_k, out_t, oo):
         c_cross = 2.0 * slope / (2.0 * _PI)
         for m in range(n):
             k12 = kc[m]
-            s = v1[o1 + m] * v2[o2 + m] - k12 * k12
+            s = _gap(k12, v1[o1 + m], v2[o2 + m])
             s = math.sqrt(s if s > 0.0 else 0.0)
             th = _theta(s, k12)
             dot = c_same * (_PI - th) + c_cross * th
