@@ -1,3 +1,5 @@
+"""The arithmetic floor of the conv kernel: operation counts at measured rates."""
+import pytest
 
 
 def test_cpu_floor_counts_operations_at_measured_rates():
