@@ -241,6 +241,9 @@ class _AnalyticKernel(ParameterHolder):
         """1.0 for each trained layer, 0.0 for each frozen one, for layers 1 … depth + 1 (the readout)."""
         return [1.0 if layer in self._trained else 0.0 for layer in range(1, self.depth + 2)]
 
+    def _all_trained(self) -> bool:
+        return len(self._trained) == self.depth + 1
+
     def _fused_unavailable(self, xp):
         """Why the fused CPU loop cannot compute this kernel (None when it can)."""
         if self.cpu_impl == "reference":
@@ -389,8 +392,9 @@ class FullyConnected(_AnalyticKernel):
 
 
 def _fused_fc(xp, kernel, want_ntk):
-    """The CuPy fused per-layer chain for closed-form activations on a CUDA array, else None."""
-    if not xp.__name__.endswith("cupy") or not kernel._dual.closed:
+    """The CuPy fused per-layer chain for closed-form activations on a CUDA array, else None (also with
+    frozen layers: ``trained_layers`` runs the rule chain on the GPU)."""
+    if not xp.__name__.endswith("cupy") or not kernel._dual.closed or not kernel._all_trained():
         return None
     from kernels import _analytic_cuda
     return _analytic_cuda.fc_chain(kernel, want_ntk)
@@ -518,8 +522,10 @@ def _readout_rule(state, full: bool):
 
 
 def _fused_conv(xp, kernel, want_ntk):
-    """The CuPy raw-kernel conv chain ('gap', closed-form activations) on a CUDA array, else None."""
-    if not xp.__name__.endswith("cupy") or not kernel._dual.closed or kernel.readout != "gap":
+    """The CuPy raw-kernel conv chain ('gap', closed-form activations, all layers trained) on a CUDA array,
+    else None (the rule chain)."""
+    if (not xp.__name__.endswith("cupy") or not kernel._dual.closed or kernel.readout != "gap"
+            or not kernel._all_trained()):
         return None
     from kernels import _analytic_cuda
     return _analytic_cuda.conv_chain(kernel, want_ntk)
