@@ -24,6 +24,8 @@ import math
 import numba
 import numpy as np
 
+from kernels import rules
+
 LANES = 4                      # image pairs per SIMD vector (AVX2: 4 float64)
 U = np.uint64                  # loop offsets: unsigned, so indexing needs no wraparound and vectorises
 ABRELU, STEP, IDENTITY, ERF = 0, 1, 2, 3
@@ -317,6 +319,17 @@ def fc_tile(k, t, n_cols, v1, v2, pin, code, slope, w2, b2, fan_ins, trained, st
 
 
 # ----------------------------------------------------------------------------------------------- drivers
+def _pre_activation_variances(kernel, var, spread):
+    """K(x, x) before each hidden activation (``depth`` arrays), from the input variances ``var``:
+    K ← w²·spread(K) + b² (``spread`` is the conv patch sum, or nothing for Dense), then K ← E[φ(u)²]."""
+    out = []
+    for _ in range(kernel.depth):
+        var = rules.affine_variance(spread(var), kernel.w_std, kernel.b_std)
+        out.append(var)
+        var = rules.activation_variance(var, kernel._dual)
+    return out
+
+
 def _layer_scalars(kernel):
     w2 = float(kernel.w_std) ** 2
     b2 = 0.0 if kernel.b_std is None else float(kernel.b_std) ** 2
@@ -326,14 +339,14 @@ def _layer_scalars(kernel):
 
 def fc_tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool):
     """Tile function for ``FullyConnected`` on NumPy: the Gram product x1·x2ᵀ/d by BLAS, then ``fc_tile``."""
-    from kernels.analytic import variance_chain
     d, dtype = x1.shape[1], x1.dtype
     a = np.asarray(x1, dtype=np.float64)
     b = a if symmetric else np.asarray(x2, dtype=np.float64)
     sq1 = np.sum(a * a, axis=1) / d
     sq2 = sq1 if symmetric else np.sum(b * b, axis=1) / d
-    chain1 = np.array(variance_chain(kernel, sq1)).reshape(kernel.depth, a.shape[0])
-    chain2 = chain1 if symmetric else np.array(variance_chain(kernel, sq2)).reshape(kernel.depth, b.shape[0])
+    chain1 = np.array(_pre_activation_variances(kernel, sq1, lambda v: v)).reshape(kernel.depth, a.shape[0])
+    chain2 = chain1 if symmetric else np.array(_pre_activation_variances(kernel, sq2, lambda v: v)).reshape(
+        kernel.depth, b.shape[0])
     code, slope, w2, b2, standard, ntk_bias = _layer_scalars(kernel)
     fan_ins = np.array([d] + [kernel.width or 0] * kernel.depth, dtype=np.float64)
     trained = np.array(kernel._trained_flags(), dtype=np.float64)
@@ -356,7 +369,6 @@ def fc_tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool):
 def conv_tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool):
     """Tile function for ``Convolutional`` on NumPy: ``conv_pairs`` over the tile's image pairs (the upper
     triangle only on a diagonal tile of x1 with itself), then the Dense readout rule."""
-    from kernels.analytic import conv_variance_chain, dense_rule
     dtype = x1.dtype
     a = np.ascontiguousarray(x1, dtype=np.float64)
     b = a if symmetric else np.ascontiguousarray(x2, dtype=np.float64)
@@ -367,7 +379,8 @@ def conv_tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool):
         var = np.sum(x * x, axis=1) / n_chan
         if depth == 0:
             return np.empty((x.shape[0], 0, h, w))
-        return np.ascontiguousarray(np.stack(conv_variance_chain(kernel, var), axis=1))
+        patch = lambda v: rules.patch_sum(v, ((1,), (2,)), kernel.filter_size)   # noqa: E731
+        return np.ascontiguousarray(np.stack(_pre_activation_variances(kernel, var, patch), axis=1))
 
     chain1 = chain(a)
     chain2 = chain1 if symmetric else chain(b)
@@ -388,7 +401,7 @@ def conv_tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool):
         out_k, out_t = np.empty(ii.size), np.empty(ii.size)
         conv_pairs(a, b, chain1, chain2, ii + i0, jj + j0, symmetric, full, want_ntk, kernel.filter_size, code,
                    slope, w2 / area, b2, fan_ins, trained, standard, ntk_bias, out_k, out_t)
-        k, _, _, t = dense_rule((out_k, None, None, out_t if want_ntk else None), kernel.w_std, kernel.b_std,
+        k, _, _, t = rules.dense_rule((out_k, None, None, out_t if want_ntk else None), kernel.w_std, kernel.b_std,
                                kernel.parameterization, readout_fan_in, trained=bool(flags[depth]))
         tiles = []
         for values in (k, t):

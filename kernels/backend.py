@@ -1,4 +1,4 @@
-"""Array backend: choose the namespace and device, validate inputs, hand arrays to and from torch.
+"""Array backend: choose the namespace and device, hand arrays to and from torch (checks: ``kernels.validation``).
 
 Array code in lazykit is written once against an array namespace ``xp`` (the Python array API standard,
 through ``array-api-compat``): NumPy on the CPU, CuPy on the GPU. Tests run the same functions under
@@ -51,15 +51,6 @@ def resolve_device(device="auto") -> str:
                          "install cupy (e.g. pip install cupy-cuda12x) on a machine with a CUDA GPU, "
                          "or pass device='cpu' or device='auto'")
     return device
-
-
-def namespace_for(device: str):
-    """The array namespace for a resolved device: NumPy for "cpu", CuPy for "cuda"."""
-    device = resolve_device(device)
-    if device == "cuda":
-        import cupy
-        return array_api_compat.array_namespace(cupy.empty(0))
-    return array_api_compat.array_namespace(np.empty(0))
 
 
 def get_namespace(*arrays):
@@ -142,61 +133,7 @@ def to_device(a, device: str):
     return to_numpy(a)
 
 
-# ----------------------------------------------------------------------------------------------- validation
+# ----------------------------------------------------------------------------------------------- arrays
 def is_array(x) -> bool:
     """True for NumPy/CuPy/torch/array-api arrays (not lists, scalars or strings)."""
     return array_api_compat.is_array_api_obj(x) and not isinstance(x, (numbers.Number, str))
-
-
-def check_floating(x, name: str):
-    """Raise TypeError unless ``x`` has a real floating dtype."""
-    xp = get_namespace(x)
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"{name} must have a real floating dtype (float32 or float64), got {x.dtype}")
-    return x
-
-
-def check_finite(x, name: str):
-    """Raise ValueError if ``x`` contains NaN or inf (works for any array-API namespace)."""
-    xp = get_namespace(x)
-    if not bool(xp.all(xp.isfinite(x))):
-        raise ValueError(f"{name} contains NaN or inf; all values must be finite")
-    return x
-
-
-def check_array(x, name: str, *, ndim=None, min_ndim=None, device=None, dtype=None, allow_empty=False):
-    """Validate an input array and return it as a float NumPy/CuPy array.
-
-    - torch tensors become NumPy/CuPy arrays through DLPack (zero-copy when no cast or move is needed);
-    - lists, scalars and other non-arrays raise TypeError; integer/bool/complex dtypes raise TypeError
-      unless ``dtype`` asks for a cast (integers only: complex and bool are never silently cast);
-    - NaN/inf, empty arrays and wrong ``ndim`` raise ValueError naming ``name``;
-    - ``device`` ("auto"/"cpu"/"cuda" or None = stay where the input lives) and ``dtype`` (None = keep a
-      float dtype) move and cast.
-    """
-    if not is_array(x):
-        raise TypeError(f"{name} must be an array (NumPy, CuPy or torch), got {type(x).__name__}")
-    if is_torch(x):
-        x = from_torch(x)
-    xp = get_namespace(x)
-    if xp.isdtype(x.dtype, "complex floating") or x.dtype == xp.bool:
-        raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
-    if dtype is None and not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"{name} must have a real floating dtype (float32 or float64), got {x.dtype}; "
-                        f"convert it with .astype('float64') or pass dtype=")
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {tuple(x.shape)}")
-    if min_ndim is not None and x.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
-    if not allow_empty and x.size == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); at least one sample is needed")
-    if device is not None:
-        target = resolve_device(device)
-        if target != device_of(x):
-            x = to_device(x, target)
-            xp = get_namespace(x)
-    if dtype is not None:
-        want = getattr(xp, resolve_dtype(dtype, device_of(x), "dtype"))
-        if x.dtype != want:
-            x = xp.astype(x, want)
-    return check_finite(x, name)

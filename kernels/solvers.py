@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import warnings
 
 import array_api_compat
 import numpy as np
 
 from kernels import backend
+from kernels.validation import check_array, check_scalar
 
 
 class GramWarning(RuntimeWarning):
@@ -34,26 +34,20 @@ class GramWarning(RuntimeWarning):
 
 # ----------------------------------------------------------------------------------------------- validation
 def check_alpha(alpha, name: str = "alpha") -> float:
-    """α must be a finite real number ≥ 0."""
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (alpha >= 0 and math.isfinite(alpha)):
-        raise ValueError(f"{name} must be a finite number >= 0 (the ridge), got {alpha!r}")
-    return float(alpha)
+    """The ridge α: a finite real number ≥ 0."""
+    return check_scalar(alpha, name, float, min_val=0)
 
 
 def check_time(t, name: str = "t"):
-    """t must be None (converged) or a real number ≥ 0 (math.inf also means converged)."""
-    if t is None:
-        return None
-    if isinstance(t, bool) or not isinstance(t, numbers.Real) or not t >= 0:
-        raise ValueError(f"{name} must be None (converged) or a number >= 0 (gradient-flow time), got {t!r}")
-    return float(t)
+    """The gradient-flow time t: None (converged) or a real number ≥ 0 (math.inf also means converged)."""
+    return check_scalar(t, name, float, min_val=0, allow_inf=True, allow_none="converged")
 
 
 def _check_gram(K, y):
-    K = backend.check_array(K, "K", ndim=2)
+    K = check_array(K, "K", ndim=2)
     if K.shape[0] != K.shape[1]:
         raise ValueError(f"K must be a square Gram matrix, got shape {tuple(K.shape)}")
-    y = _like(backend.check_array(y, "y"), K)
+    y = _like(check_array(y, "y"), K)
     if y.ndim not in (1, 2) or y.shape[0] != K.shape[0]:
         raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {K.shape[0]} (the size of K), "
                          f"got {tuple(y.shape)}")
@@ -178,7 +172,7 @@ class EigenPath:
     """
 
     def __init__(self, K):
-        K = backend.check_array(K, "K", ndim=2)
+        K = check_array(K, "K", ndim=2)
         if K.shape[0] != K.shape[1]:
             raise ValueError(f"K must be a square Gram matrix, got shape {tuple(K.shape)}")
         self.xp = backend.get_namespace(K)
@@ -187,7 +181,7 @@ class EigenPath:
         self.cutoff = _rcond(K) * float(self.xp.max(self.xp.abs(self.eigenvalues)))
 
     def _project(self, y):
-        y = _like(backend.check_array(y, "y"), self.eigenvalues)
+        y = _like(check_array(y, "y"), self.eigenvalues)
         if y.ndim not in (1, 2) or y.shape[0] != self.n:
             raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {self.n}, got {tuple(y.shape)}")
         return self.eigenvectors.T @ y
@@ -278,16 +272,14 @@ def nystrom_krr(kernel, X, y, alpha: float, n_centers: int, *, tol: float = 1e-1
     Memory O(n·m) (K_nm is kept; it is computed ``block_size`` rows at a time). ``tol`` is the relative
     residual of the preconditioned system, per target column.
     """
-    X = backend.check_array(X, "X", ndim=2)
+    X = check_array(X, "X", ndim=2)
     xp = backend.get_namespace(X)
-    y = _like(backend.check_array(y, "y"), X)
+    y = _like(check_array(y, "y"), X)
     if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
         raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {X.shape[0]}, got {tuple(y.shape)}")
     alpha = check_alpha(alpha)
     n = X.shape[0]
-    if isinstance(n_centers, bool) or not isinstance(n_centers, numbers.Integral) or not 1 <= n_centers <= n:
-        raise ValueError(f"n_centers must be an integer in [1, n_samples={n}], got {n_centers!r}")
-    m = int(n_centers)
+    m = check_scalar(n_centers, "n_centers", int, min_val=1, max_val=n)
     rng = np.random.default_rng(random_state)
     index = np.sort(rng.choice(n, size=m, replace=False))
     centers = xp.take(X, xp.asarray(index, device=array_api_compat.device(X)), axis=0)

@@ -94,7 +94,3 @@ class Dataset:
         return (f"Dataset({self.name!r}, {self.task}{classes}, X_train {self.X_train.shape}, "
                 f"X_test {self.X_test.shape}, {self.X_train.dtype}, source={self.source!r})")
 
-
-def _check_choice(value, valid, what):
-    if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")

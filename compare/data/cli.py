@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kernels.validation import check_choice
+
 from compare.data.catalog import (DATASETS, DOWNLOADS, ENV_DATA_DIR, KIND_DESCRIPTIONS, SKLEARN_DATASETS,
-                                  CorruptDataError, _check_choice)
+                                  CorruptDataError)
 from compare.data.install import install
 from compare.data.locate import find
 from compare.tables import format_table
@@ -13,7 +15,7 @@ from compare.tables import format_table
 
 def describe(name: str, data_dir=None) -> str:
     """Where ``name`` comes from now (for ``python -m compare data list``)."""
-    _check_choice(name, DATASETS, "dataset name")
+    check_choice(name, "dataset name", DATASETS)
     if name in SKLEARN_DATASETS:
         return f"scikit-learn (bundled: load_{name})"
     if name == "teacher-student":

@@ -9,8 +9,10 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from kernels.validation import check_choice
+
 from compare.data.catalog import (DEBIAN_FASHION_MNIST_DIR, DEFAULT_DATA_DIRS, DOWNLOAD_SUBDIR, DOWNLOADS,
-                                  ENV_DATA_DIR, SKLEARN_DATASETS, CorruptDataError, _check_choice)
+                                  ENV_DATA_DIR, SKLEARN_DATASETS, CorruptDataError)
 from compare.data.locate import search_dirs
 
 
@@ -56,7 +58,7 @@ def install(name: str, data_dir=None, apt: bool | None = None, base_url: str | N
     if name in SKLEARN_DATASETS or name == "teacher-student":
         raise ValueError(f"{name!r} needs no install (it ships with scikit-learn or is generated); "
                          f"installable: {', '.join(DOWNLOADS)}")
-    _check_choice(name, tuple(DOWNLOADS), "data set to install")
+    check_choice(name, "data set to install", tuple(DOWNLOADS))
     explicit = data_dir is not None or bool(os.environ.get(ENV_DATA_DIR))
     if name == "fashion-mnist" and not explicit and (apt if apt is not None else _apt_usable()):
         if _apt_install("dataset-fashion-mnist"):

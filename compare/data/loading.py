@@ -5,10 +5,12 @@ import math
 
 import numpy as np
 
+from kernels.validation import check_choice
+
 from compare.data.cache import read_image_archive_cached
 from compare.data.catalog import (CIFAR10_CLASSES, DATASETS, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES,
                                   IMAGE_DATASETS, JPEG_CAVEAT, SKLEARN_DATASETS, TEST_FRACTION, CorruptDataError,
-                                  Dataset, _check_choice)
+                                  Dataset)
 from compare.data.locate import _idx_file, locate
 from compare.data.preprocess import (_as_float, _check_size, _keep_classes, _subset, first_per_class,
                                      standardize_train_test)
@@ -33,7 +35,7 @@ def load(name: str, n_train: int | None = None, n_test: int | None = None, class
     d: input dimension (teacher-student only; default 10).
     dtype: "float32" or "float64" (default float32 for images, float64 otherwise).
     """
-    _check_choice(name, DATASETS, "dataset name")
+    check_choice(name, "dataset name", DATASETS)
     n_train = _check_size(n_train, "n_train")
     n_test = _check_size(n_test, "n_test")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -41,7 +43,7 @@ def load(name: str, n_train: int | None = None, n_test: int | None = None, class
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if dtype is not None:
-        _check_choice(dtype, ("float32", "float64"), "dtype")
+        check_choice(dtype, "float64", ("float32"), "dtype")
     if first_per_class is not None and name not in IMAGE_DATASETS:
         raise ValueError(f"first_per_class applies to {', '.join(IMAGE_DATASETS)} only, not {name!r}")
     first_per_class = _check_size(first_per_class, "first_per_class")

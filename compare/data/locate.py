@@ -4,9 +4,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kernels.validation import check_choice
+
 from compare.data.catalog import (CIFAR10_ARCHIVE, CIFAR10_BATCHES, CIFAR10_BATCHES_DIR, CIFAR10_JPEG_ARCHIVE,
                                   DEBIAN_FASHION_MNIST_DIR, DEFAULT_DATA_DIRS, DOWNLOADS, ENV_DATA_DIR,
-                                  FASHION_MNIST_FILES, IMAGE_DATASETS, DataNotFoundError, _check_choice)
+                                  FASHION_MNIST_FILES, IMAGE_DATASETS, DataNotFoundError)
 
 
 def search_dirs(data_dir=None) -> list:
@@ -54,7 +56,7 @@ def find(name: str, data_dir=None):
     kind: "idx" (Fashion-MNIST folder), "batches" (CIFAR-10 python batches folder), "archive" (the canonical
     cifar-10-python.tar.gz) or "images" (an image-folder archive such as cifar10-jpeg.tar.gz).
     """
-    _check_choice(name, IMAGE_DATASETS, "data set with files")
+    check_choice(name, "data set with files", IMAGE_DATASETS)
     return next(((p, kind) for p, kind in _candidates(name, data_dir) if _present(p, kind)), None)
 
 

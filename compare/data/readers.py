@@ -11,8 +11,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from kernels.validation import check_choice
+
 from compare.data.catalog import (CIFAR10_BATCHES, CIFAR10_BATCHES_DIR, IMAGE_SUFFIXES, CorruptDataError,
-                                  DataNotFoundError, _check_choice)
+                                  DataNotFoundError)
 
 
 def _read_sklearn(name):
@@ -93,7 +95,7 @@ def read_cifar_batches(path, split: str):
 
     Returns (images (N, 3, 32, 32) uint8, labels int64), in the batches' order.
     """
-    _check_choice(split, tuple(CIFAR10_BATCHES), "split")
+    check_choice(split, "split", tuple(CIFAR10_BATCHES))
     path = Path(path)
     batches = []
     if path.is_dir():

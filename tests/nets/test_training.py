@@ -183,9 +183,9 @@ def test_random_crop_flip_without_padding_only_mirrors():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(loss="hinge"), ValueError, "'mse', 'cross_entropy'"),
-    (dict(optimizer="adam"), ValueError, "'gd', 'sgd'"),
-    (dict(lr_schedule="cosine"), ValueError, "'constant', 'inverse'"),
+    (dict(loss="hinge"), ValueError, "unknown loss 'hinge'; valid: mse, cross_entropy"),
+    (dict(optimizer="adam"), ValueError, "unknown optimizer 'adam'; valid: gd, sgd"),
+    (dict(lr_schedule="cosine"), ValueError, "unknown lr_schedule 'cosine'; valid: constant, inverse"),
     (dict(lr=0.0), ValueError, "lr"),
     (dict(lr=math.nan), ValueError, "lr"),
     (dict(momentum=1.0), ValueError, "momentum"),
