@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-import numbers
 import os
 
 import threadpoolctl
@@ -88,20 +87,16 @@ def _run_tiles(xp, tile_fn, n1: int, n2: int, block: int, symmetric: bool, want:
 
 def _check_trained_layers(trained_layers, depth: int) -> frozenset:
     """The set of trained layer indices (1 … depth hidden layers, depth + 1 the readout); None = all."""
-    every = frozenset(range(1, depth + 2))
     if trained_layers is None:
-        return every
+        return frozenset(range(1, depth + 2))
     if isinstance(trained_layers, (str, bytes)) or not hasattr(trained_layers, "__iter__"):
-        raise TypeError("trained_layers must be None (all layers) or a collection of layer indices "
-                        f"(1 … {depth} for the hidden layers, {depth + 1} for the readout), got {trained_layers!r}")
-    layers = list(trained_layers)
-    for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or layer not in every:
-            raise ValueError(f"trained_layers must hold layer indices from 1 to {depth + 1} (1 … {depth}: hidden "
-                             f"layers, {depth + 1}: the readout, with depth={depth}), got {layer!r}")
+        raise TypeError("`trained_layers` must be None (all layers) or a collection of layer indices "
+                        f"(1 … {depth}: hidden layers, {depth + 1}: the readout), got {trained_layers!r}")
+    layers = [check_scalar(layer, f"trained_layers (1 … {depth}: hidden layers, {depth + 1}: the readout) entry",
+                           int, min_val=1, max_val=depth + 1) for layer in trained_layers]
     if len(set(layers)) != len(layers):
-        raise ValueError(f"trained_layers names a layer twice: {trained_layers!r}")
-    return frozenset(int(layer) for layer in layers)
+        raise ValueError(f"`trained_layers` names a layer twice: {trained_layers!r}")
+    return frozenset(layers)
 
 
 # ----------------------------------------------------------------------------------------------- base class
