@@ -140,6 +140,35 @@ def _sum_shifted(src, start, step, count, n, dst, at):
             dst[at + m] += src[off + m]
 
 
+@numba.njit(cache=True, inline="always", **_JIT)
+def _sum3(src, start, step, n, dst, at):
+    """dst[at + m] = src[start + m] + src[start + step + m] + src[start + 2·step + m]: a 3-tap sum in one pass."""
+    for m in range(n):
+        dst[at + m] = src[start + m] + src[start + step + m] + src[start + U(2) * step + m]
+
+
+@numba.njit(cache=True, inline="always", **_JIT)
+def _abrelu_conv_row(hk, ht, top, stride, v1, o1, v2, o2, n, scale, shift, on_ntk, on_std, fan, bias,
+                     c_same, c_cross, out_k, out_t, at, accumulate):
+    """One output row of a 3×3 conv layer with an ABReLU dual, fused in one pass: vertical 3-tap sums of the
+    horizontal sums hk, ht, the affine rule, the dual; written to (or, ``accumulate``, added into) out at ``at``."""
+    for m in range(n):
+        sk = hk[top + m] + hk[top + stride + m] + hk[top + U(2) * stride + m]
+        st = ht[top + m] + ht[top + stride + m] + ht[top + U(2) * stride + m]
+        kn = scale * sk + shift
+        tn = scale * st + on_ntk * kn + on_std * (fan * sk + bias)
+        s = _gap(kn, v1[o1 + m], v2[o2 + m])
+        s = math.sqrt(s if s > 0.0 else 0.0)
+        th = _theta(s, kn)
+        dot = c_same * (_PI - th) + c_cross * th
+        if accumulate:
+            out_k[at + m] += (c_same - c_cross) * s + kn * dot
+            out_t[at + m] += tn * dot
+        else:
+            out_k[at + m] = (c_same - c_cross) * s + kn * dot
+            out_t[at + m] = tn * dot
+
+
 @numba.njit(cache=True, nogil=True, **_JIT)
 def conv_pairs(a, b, var1, var2, ii, jj, same, full, want_ntk, filter_size, code, slope, scale, shift,
                fan_ins, trained, standard, ntk_bias, out_k, out_t):
@@ -173,6 +202,8 @@ def conv_pairs(a, b, var1, var2, ii, jj, same, full, want_ntk, filter_size, code
     span_y = h - 1 if full else 0
     span_x = w - 1 if full else 0
     inv_c = 1.0 / n_chan
+    c_same = (1.0 + slope * slope) / (2.0 * _PI)
+    c_cross = 2.0 * slope / (2.0 * _PI)
     for g in range(0, n_pairs, LANES):
         for lane in range(LANES):
             p = min(g + lane, n_pairs - 1)
@@ -219,16 +250,36 @@ def conv_pairs(a, b, var1, var2, ii, jj, same, full, want_ntk, filter_size, code
                         kk[dst + m] *= inv_c
                 part_k[:n_row] = 0.0
                 part_t[:n_row] = 0.0
+                # the common case in one pass per row: 3×3 filter, ABReLU, δ ≠ 0 (no pinned entries)
+                fast = code == ABRELU and filter_size == 3 and not (dy == 0 and dx == 0)
                 for layer in range(depth):
                     for y in range(r, hd + r):          # horizontal sums of the interior rows
                         row = y * stride
-                        _sum_shifted(kk, row, lanes, f, n_row, hk, row + r * lanes)
-                        if want_ntk and layer > 0:
-                            _sum_shifted(tt, row, lanes, f, n_row, ht, row + r * lanes)
+                        if filter_size == 3:
+                            _sum3(kk, row, lanes, n_row, hk, row + lanes)
+                            if want_ntk and layer > 0:
+                                _sum3(tt, row, lanes, n_row, ht, row + lanes)
+                        else:
+                            _sum_shifted(kk, row, lanes, f, n_row, hk, row + r * lanes)
+                            if want_ntk and layer > 0:
+                                _sum_shifted(tt, row, lanes, f, n_row, ht, row + r * lanes)
                     fan = fan_ins[layer] / (filter_size * filter_size)
                     on = trained[layer]
                     for y in range(hd):                 # vertical sums, affine rule, dual
                         top = y * stride + r * lanes
+                        if fast:
+                            o1 = U(((layer * h + y0 + y) * w + x0)) * lanes
+                            o2 = U(((layer * h + y0 + y + dy) * w + x0 + dx)) * lanes
+                            on_ntk, on_std = (0.0, on) if standard else (on, 0.0)
+                            if layer == depth - 1:
+                                _abrelu_conv_row(hk, ht, top, stride, v1, o1, v2, o2, n_row, scale, shift, on_ntk,
+                                                 on_std, fan, ntk_bias, c_same, c_cross, part_k, part_t, U(0),
+                                                 True)
+                            else:
+                                _abrelu_conv_row(hk, ht, top, stride, v1, o1, v2, o2, n_row, scale, shift, on_ntk,
+                                                 on_std, fan, ntk_bias, c_same, c_cross, kk, tt,
+                                                 (y + r) * stride + r * lanes, False)
+                            continue
                         _sum_shifted(hk, top, stride, f, n_row, kc, U(0))
                         if want_ntk and layer > 0:
                             _sum_shifted(ht, top, stride, f, n_row, tc, U(0))
@@ -285,6 +336,8 @@ def fc_tile(k, t, n_cols, v1, v2, pin, code, slope, w2, b2, fan_ins, trained, st
     depth = v1.shape[0]
     n_rows = k.shape[0] // n_cols
     n_cols = U(n_cols)
+    c_same = (1.0 + slope * slope) / (2.0 * _PI)
+    c_cross = 2.0 * slope / (2.0 * _PI)
     kr, tr = np.empty(n_cols), np.zeros(n_cols)
     nn, dot_t = np.empty(n_cols), np.empty(n_cols)
     rowvar = np.empty(n_cols)
@@ -293,6 +346,25 @@ def fc_tile(k, t, n_cols, v1, v2, pin, code, slope, w2, b2, fan_ins, trained, st
         for m in range(n_cols):
             kr[m] = k[base + m]
         for layer in range(depth + 1):
+            on = trained[layer]
+            fan = fan_ins[layer]
+            if layer > 0 and code == ABRELU:       # dual and Dense fused in one pass over the row
+                vi = v1[layer - 1, i]
+                if pin:
+                    kr[i] = vi
+                on_ntk, on_std = (0.0, on) if standard else (on, 0.0)
+                vcol = v2[layer - 1]
+                for m in range(n_cols):
+                    k12 = kr[m]
+                    s = _gap(k12, vi, vcol[m])
+                    s = math.sqrt(s if s > 0.0 else 0.0)
+                    th = _theta(s, k12)
+                    dot = c_same * (_PI - th) + c_cross * th
+                    nn_m = (c_same - c_cross) * s + k12 * dot
+                    kn = w2 * nn_m + b2
+                    tr[m] = w2 * (tr[m] * dot) + on_ntk * kn + on_std * (fan * nn_m + ntk_bias)
+                    kr[m] = kn
+                continue
             if layer > 0:
                 for m in range(n_cols):
                     rowvar[m] = v1[layer - 1, i]
@@ -303,8 +375,6 @@ def fc_tile(k, t, n_cols, v1, v2, pin, code, slope, w2, b2, fan_ins, trained, st
                 for m in range(n_cols):
                     nn[m] = kr[m]
                     dot_t[m] = 0.0
-            on = trained[layer]
-            fan = fan_ins[layer]
             if standard:
                 for m in range(n_cols):
                     tr[m] = w2 * dot_t[m] + on * (fan * nn[m] + ntk_bias)

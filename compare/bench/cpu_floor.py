@@ -25,21 +25,21 @@ _N = 4096
 _REPS = 200
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(error_model="numpy")   # not cached: _theta lives in another file
 def _multiply_add(a, b, c, out, reps):
     for _ in range(reps):
         for m in range(a.shape[0]):
             out[m] = a[m] * b[m] + c[m]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(error_model="numpy")   # not cached: _theta lives in another file
 def _sqrt(a, out, reps):
     for _ in range(reps):
         for m in range(a.shape[0]):
             out[m] = np.sqrt(a[m])
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(error_model="numpy")   # not cached: _theta lives in another file
 def _atan2(s, k, out, reps):
     for _ in range(reps):
         for m in range(s.shape[0]):
