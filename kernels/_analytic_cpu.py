@@ -85,6 +85,26 @@ def _theta(s, k12):
 
 
 @numba.njit(cache=True, inline="always", **_JIT)
+def _abrelu(k12, k11, k22, c_same, c_cross):
+    """(E[φφ], E[φ'φ']) of φ(x) = a·min(x, 0) + max(x, 0), with c_same = (1 + a²)/2π, c_cross = 2a/2π."""
+    s = _gap(k12, k11, k22)
+    s = math.sqrt(s if s > 0.0 else 0.0)
+    th = _theta(s, k12)
+    dot = c_same * (_PI - th) + c_cross * th
+    return (c_same - c_cross) * s + k12 * dot, dot
+
+
+@numba.njit(cache=True, inline="always", **_JIT)
+def _affine_rows(k, t, n, scale, shift, on_ntk, on_std, fan, bias, k_out, t_out):
+    """The affine rule over n entries: K ← scale·K + shift, Θ ← scale·Θ + on_ntk·K_new + on_std·(fan·K + bias)
+    (on_ntk, on_std: the layer's trained flag for the 'ntk' or the 'standard' parameterization, else 0)."""
+    for m in range(n):
+        kn = scale * k[m] + shift
+        t_out[m] = scale * t[m] + on_ntk * kn + on_std * (fan * k[m] + bias)
+        k_out[m] = kn
+
+
+@numba.njit(cache=True, inline="always", **_JIT)
 def _dual(code, slope, k12, k11, k22):
     """(E[φ(u)φ(v)], E[φ'(u)φ'(v)]): the closed forms of ``kernels.duals``."""
     if code == ERF:
@@ -94,15 +114,10 @@ def _dual(code, slope, k12, k11, k22):
         return (2.0 / _PI) * math.asin(r), (4.0 / _PI) / math.sqrt(q - 4.0 * k12 * k12)
     if code == IDENTITY:
         return k12, 1.0
-    s = _gap(k12, k11, k22)
-    s = math.sqrt(s if s > 0.0 else 0.0)
-    th = _theta(s, k12)
     if code == STEP:
-        return (_PI - th) / (2.0 * _PI), 0.0
-    c_same = (1.0 + slope * slope) / (2.0 * _PI)
-    c_cross = 2.0 * slope / (2.0 * _PI)
-    dot = c_same * (_PI - th) + c_cross * th
-    return (c_same - c_cross) * s + k12 * dot, dot
+        s = _gap(k12, k11, k22)
+        return (_PI - _theta(math.sqrt(s if s > 0.0 else 0.0), k12)) / (2.0 * _PI), 0.0
+    return _abrelu(k12, k11, k22, (1.0 + slope * slope) / (2.0 * _PI), 2.0 * slope / (2.0 * _PI))
 
 
 @numba.njit(cache=True, inline="always", **_JIT)
@@ -115,12 +130,8 @@ def _dual_row(code, slope, kc, tc, v1, o1, v2, o2, n, out_k, out_t, oo):
         c_same = (1.0 + slope * slope) / (2.0 * _PI)
         c_cross = 2.0 * slope / (2.0 * _PI)
         for m in range(n):
-            k12 = kc[m]
-            s = _gap(k12, v1[o1 + m], v2[o2 + m])
-            s = math.sqrt(s if s > 0.0 else 0.0)
-            th = _theta(s, k12)
-            dot = c_same * (_PI - th) + c_cross * th
-            out_k[oo + m] = (c_same - c_cross) * s + k12 * dot
+            nn, dot = _abrelu(kc[m], v1[o1 + m], v2[o2 + m], c_same, c_cross)
+            out_k[oo + m] = nn
             out_t[oo + m] = tc[m] * dot
     else:
         for m in range(n):
@@ -157,15 +168,12 @@ def _abrelu_conv_row(hk, ht, top, stride, v1, o1, v2, o2, n, scale, shift, on_nt
         st = ht[top + m] + ht[top + stride + m] + ht[top + U(2) * stride + m]
         kn = scale * sk + shift
         tn = scale * st + on_ntk * kn + on_std * (fan * sk + bias)
-        s = _gap(kn, v1[o1 + m], v2[o2 + m])
-        s = math.sqrt(s if s > 0.0 else 0.0)
-        th = _theta(s, kn)
-        dot = c_same * (_PI - th) + c_cross * th
+        nn, dot = _abrelu(kn, v1[o1 + m], v2[o2 + m], c_same, c_cross)
         if accumulate:
-            out_k[at + m] += (c_same - c_cross) * s + kn * dot
+            out_k[at + m] += nn
             out_t[at + m] += tn * dot
         else:
-            out_k[at + m] = (c_same - c_cross) * s + kn * dot
+            out_k[at + m] = nn
             out_t[at + m] = tn * dot
 
 
@@ -265,12 +273,12 @@ def conv_pairs(a, b, var1, var2, ii, jj, same, full, want_ntk, filter_size, code
                                 _sum_shifted(tt, row, lanes, f, n_row, ht, row + r * lanes)
                     fan = fan_ins[layer] / (filter_size * filter_size)
                     on = trained[layer]
+                    on_ntk, on_std = (0.0, on) if standard else (on, 0.0)
                     for y in range(hd):                 # vertical sums, affine rule, dual
                         top = y * stride + r * lanes
                         if fast:
                             o1 = U(((layer * h + y0 + y) * w + x0)) * lanes
                             o2 = U(((layer * h + y0 + y + dy) * w + x0 + dx)) * lanes
-                            on_ntk, on_std = (0.0, on) if standard else (on, 0.0)
                             if layer == depth - 1:
                                 _abrelu_conv_row(hk, ht, top, stride, v1, o1, v2, o2, n_row, scale, shift, on_ntk,
                                                  on_std, fan, ntk_bias, c_same, c_cross, part_k, part_t, U(0),
@@ -285,14 +293,8 @@ def conv_pairs(a, b, var1, var2, ii, jj, same, full, want_ntk, filter_size, code
                             _sum_shifted(ht, top, stride, f, n_row, tc, U(0))
                         elif want_ntk:
                             tc[:n_row] = 0.0
-                        if standard:
-                            for m in range(n_row):
-                                tc[m] = scale * tc[m] + on * (fan * kc[m] + ntk_bias)
-                                kc[m] = scale * kc[m] + shift
-                        else:
-                            for m in range(n_row):
-                                kc[m] = scale * kc[m] + shift
-                                tc[m] = scale * tc[m] + on * kc[m]
+                        on_ntk, on_std = (0.0, on) if standard else (on, 0.0)
+                        _affine_rows(kc, tc, n_row, scale, shift, on_ntk, on_std, fan, ntk_bias, kc, tc)
                         o1 = U(((layer * h + y0 + y) * w + x0)) * lanes
                         o2 = U(((layer * h + y0 + y + dy) * w + x0 + dx)) * lanes
                         if dy == 0 and dx == 0:        # same image, same pixel: θ = 0 exactly
@@ -348,19 +350,14 @@ def fc_tile(k, t, n_cols, v1, v2, pin, code, slope, w2, b2, fan_ins, trained, st
         for layer in range(depth + 1):
             on = trained[layer]
             fan = fan_ins[layer]
+            on_ntk, on_std = (0.0, on) if standard else (on, 0.0)
             if layer > 0 and code == ABRELU:       # dual and Dense fused in one pass over the row
                 vi = v1[layer - 1, i]
                 if pin:
                     kr[i] = vi
-                on_ntk, on_std = (0.0, on) if standard else (on, 0.0)
                 vcol = v2[layer - 1]
                 for m in range(n_cols):
-                    k12 = kr[m]
-                    s = _gap(k12, vi, vcol[m])
-                    s = math.sqrt(s if s > 0.0 else 0.0)
-                    th = _theta(s, k12)
-                    dot = c_same * (_PI - th) + c_cross * th
-                    nn_m = (c_same - c_cross) * s + k12 * dot
+                    nn_m, dot = _abrelu(kr[m], vi, vcol[m], c_same, c_cross)
                     kn = w2 * nn_m + b2
                     tr[m] = w2 * (tr[m] * dot) + on_ntk * kn + on_std * (fan * nn_m + ntk_bias)
                     kr[m] = kn
@@ -375,14 +372,7 @@ def fc_tile(k, t, n_cols, v1, v2, pin, code, slope, w2, b2, fan_ins, trained, st
                 for m in range(n_cols):
                     nn[m] = kr[m]
                     dot_t[m] = 0.0
-            if standard:
-                for m in range(n_cols):
-                    tr[m] = w2 * dot_t[m] + on * (fan * nn[m] + ntk_bias)
-                    kr[m] = w2 * nn[m] + b2
-            else:
-                for m in range(n_cols):
-                    kr[m] = w2 * nn[m] + b2
-                    tr[m] = w2 * dot_t[m] + on * kr[m]
+            _affine_rows(nn, dot_t, n_cols, w2, b2, on_ntk, on_std, fan, ntk_bias, kr, tr)
         for m in range(n_cols):
             k[base + m] = kr[m]
             t[base + m] = tr[m]
