@@ -37,6 +37,7 @@ _ATAN_TAN_PI_8 = float(np.arctan(_TAN_PI_8))
 _SPLIT_LOW = math.tan(math.pi / 16)
 _SPLIT_HIGH = math.tan(3 * math.pi / 16)
 _PI = math.pi
+_A = tuple((-1.0) ** k / (2 * k + 3) for k in range(10))   # atan u = u − u·z·Σ_k _A[k]·zᵏ, z = u²
 # NumPy's error model (no ZeroDivisionError check) lets LLVM vectorise the loops; 'contract' lets it fuse
 # multiply-adds.
 _JIT = dict(error_model="numpy", fastmath={"contract"})
@@ -58,17 +59,16 @@ def _atan_unit(num, den):
     c = 0.0 if t_low else (1.0 if t_high else _TAN_PI_8)
     offset = 0.0 if t_low else (0.25 * _PI if t_high else _ATAN_TAN_PI_8)
     u = (num - c * den) / (den + c * num)
+    # p(z) = Σ_{k<10} (−1)ᵏ zᵏ/(2k + 3) by Estrin's scheme (pairs, then z², z⁴): a short dependency chain
     z = u * u
-    p = -1.0 / 21.0
-    p = p * z + 1.0 / 19.0
-    p = p * z - 1.0 / 17.0
-    p = p * z + 1.0 / 15.0
-    p = p * z - 1.0 / 13.0
-    p = p * z + 1.0 / 11.0
-    p = p * z - 1.0 / 9.0
-    p = p * z + 1.0 / 7.0
-    p = p * z - 1.0 / 5.0
-    p = p * z + 1.0 / 3.0
+    z2 = z * z
+    z4 = z2 * z2
+    p01 = _A[0] + z * _A[1]
+    p23 = _A[2] + z * _A[3]
+    p45 = _A[4] + z * _A[5]
+    p67 = _A[6] + z * _A[7]
+    p89 = _A[8] + z * _A[9]
+    p = (p01 + z2 * p23) + z4 * ((p45 + z2 * p67) + z4 * p89)
     return offset + (u - u * z * p)
 
 
