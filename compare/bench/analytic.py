@@ -1,16 +1,18 @@
 """Benchmark: analytic NNGP + NTK (``kernels.FullyConnected`` / ``Convolutional``) against neural-tangents.
 
-``python -m compare bench analytic [--repeats 5] [--quick] [--skip-peer] [--conv-images 200] [--fused-images 8]``
+``python -m compare bench analytic [--repeats 5] [--quick] [--skip-peer] [--conv-images 200] [--fused-images 8]
+[--device auto]``
 
 Cases (CPU): depth-3 ReLU FC kernel of 2000 inputs (d = 100) with itself in float32 and float64, the
 same for 10,000 inputs, and a depth-3 GAP ReLU conv kernel of 200 images 3×16×16 with itself. The peer is
 neural-tangents ``stax`` (jitted ``kernel_fn``, float64 through ``jax_enable_x64``; ``nt.batch`` for the
 large cases), run in its own venv by ``compare.bench.peers`` in the same session. With a GPU, the FC and
 conv (3×32×32) cases also run on CuPy, next to a floor: the time of the Gram product x1·x2ᵀ plus one
-read and write of the output per layer.
+read and write of the output per layer. ``--device cpu`` runs only the CPU cases, ``--device cuda`` only the
+GPU ones (an error without a GPU), ``auto`` (default) the CPU cases and, with a GPU, the GPU ones.
 
-A second table compares the fused CPU loop (``cpu_impl="fused"``, kernels/_analytic_cpu.py) with the
-NumPy reference chain (``cpu_impl="reference"``, the implementation before it) on the same inputs: the
+A second table (CPU cases) compares the fused CPU loop (``cpu_impl="fused"``, kernels/_analytic_cpu.py) with
+the NumPy reference chain (``cpu_impl="reference"``, the implementation before it) on the same inputs: the
 depth-3 GAP ReLU conv kernel of ``--fused-images`` images 3×32×32 in float64, and the FC case above, next
 to neural-tangents and to the arithmetic floor of ``compare.bench.cpu_floor`` (the operations per pixel
 pair and layer × pixel pairs × layers at this machine's measured rates, over all cores).
@@ -26,6 +28,8 @@ import numpy as np
 
 from compare.bench import cpu_floor, harness, peers
 
+# gpu-check's run (its budget gives a benchmark about 70 s): the GPU cases at the --quick sizes
+GPU_ARGS = ("--device", "cuda", "--quick")
 FC_CONFIG = dict(kind="fc", depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0)
 CONV_CONFIG = dict(kind="conv", depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0, filter_size=3,
                    readout="gap")
@@ -69,6 +73,22 @@ def _gpu_floor(x, n_layers, repeats):
 
 def run(args) -> str:
     rng = np.random.default_rng(0)
+    rows = _cpu_rows(args, rng) if args.device in ("auto", "cpu") else []
+    if args.device in ("auto", "cuda"):
+        rows += _gpu_rows(args, rng)
+    header = ["case", "device", "dtype", "lazykit (median)", "neural-tangents (median)", "speed-up", "note"]
+    lines = [f"# analytic NNGP + NTK ({datetime.date.today().isoformat()})",
+             f"machine: {harness.machine_info()}",
+             f"command: python -m compare bench analytic {' '.join(args.argv)}".rstrip(),
+             f"median of {args.repeats} repeats after 1 warm-up; both kernels (NNGP and NTK) of x with itself; "
+             "speed-up = neural-tangents time / lazykit time, measured in the same run", "",
+             harness.format_table(header, rows)]
+    if args.device in ("auto", "cpu"):
+        lines += ["", *_fused_table(args, rng)]
+    return "\n".join(lines)
+
+
+def _cpu_rows(args, rng) -> list:
     rows = []
     fc_sizes = [2000] if args.quick else [2000, 10_000]
     for n in fc_sizes:
@@ -88,16 +108,7 @@ def run(args) -> str:
     peer, note = _peer(CONV_CONFIG, images, "float64", args.repeats, batch, args.skip_peer)
     rows.append([f"Conv depth 3 GAP ReLU, {n_img} images 3×16×16", "CPU", "float64",
                  harness.format_seconds(ours), harness.format_seconds(peer), harness.ratio(peer, ours), note])
-    rows += _gpu_rows(args, rng)
-    header = ["case", "device", "dtype", "lazykit (median)", "neural-tangents (median)", "speed-up", "note"]
-    lines = [f"# analytic NNGP + NTK ({datetime.date.today().isoformat()})",
-             f"machine: {harness.machine_info()}",
-             f"command: python -m compare bench analytic {' '.join(args.argv)}".rstrip(),
-             f"median of {args.repeats} repeats after 1 warm-up; both kernels (NNGP and NTK) of x with itself; "
-             "speed-up = neural-tangents time / lazykit time, measured in the same run", "",
-             harness.format_table(header, rows)]
-    lines += ["", *_fused_table(args, rng)]
-    return "\n".join(lines)
+    return rows
 
 
 def _fused_table(args, rng) -> list:
@@ -131,7 +142,7 @@ def _fused_table(args, rng) -> list:
 
 
 def _gpu_rows(args, rng) -> list:
-    from kernels.backend import gpu_available
+    from kernels import gpu_available
     if not gpu_available():
         return []
     import cupy
@@ -170,9 +181,14 @@ def main(argv: list) -> int:
     parser.add_argument("--fused-images", type=int, default=8,
                         help="images 3×32×32 in the fused-vs-reference conv case (the reference takes "
                              "~0.17 s per image pair on 2 cores)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="cpu: the CPU cases only; cuda: the GPU cases only; auto (default): both, GPU if found")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.conv_images < 2 or args.fused_images < 1:
         parser.error("--repeats must be >= 1, --conv-images >= 2 and --fused-images >= 1")
+    from kernels.backend import gpu_available
+    if args.device == "cuda" and not gpu_available():
+        parser.error("--device cuda: CuPy is not installed or sees no GPU")
     args.argv = list(argv)
     print(run(args))
     return 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.data.catalog import Dataset
 
@@ -27,7 +27,7 @@ def teacher_student(n_train: int = 1000, n_test: int = 1000, d: int = 10, n_teac
     for value, what, low in ((n_train, "n_train", 1), (n_test, "n_test", 1), (d, "d", 2), (n_teacher, "n_teacher", 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{what} must be an int >= {low}, got {value!r}")
-    check_choice(dtype, "float64", ("float32"), "dtype")
+    check_choice(dtype, "dtype", ("float32", "float64"))
     teacher_seed, train_seed, test_seed = np.random.SeedSequence(int(seed)).spawn(3)
     teacher = uniform_sphere(np.random.default_rng(teacher_seed), n_teacher, d)
     X_train = uniform_sphere(np.random.default_rng(train_seed), n_train, d)
@@ -41,3 +41,13 @@ def teacher_student(n_train: int = 1000, n_test: int = 1000, d: int = 10, n_teac
     return Dataset(X_train.astype(dtype), f_star(X_train), X_test.astype(dtype), f_star(X_test),
                    name="teacher-student", task="regression", n_classes=None, image_shape=None, class_names=None,
                    source=f"generated: {n_teacher}-neuron ReLU teacher on S^{d - 1}", info=info)
+
+
+def teacher_student_tensors(n_train: int, n_test: int, d: int, seed: int, device: str = "cpu"):
+    """The float64 teacher–student split and its torch tensors on ``device``:
+    ``(ds, X_train, X_test, y_train)`` with ``y_train`` of shape (n_train, 1)."""
+    import torch
+    ds = teacher_student(n_train=n_train, n_test=n_test, d=d, seed=seed, dtype="float64")
+    X_train, X_test = (torch.as_tensor(x, device=device) for x in (ds.X_train, ds.X_test))
+    y_train = torch.as_tensor(np.reshape(ds.y_train, (-1, 1)), device=device)
+    return ds, X_train, X_test, y_train
