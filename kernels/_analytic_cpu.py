@@ -19,6 +19,7 @@ rule chain. Arithmetic is float64 whatever the input dtype (results are cast bac
 """
 from __future__ import annotations
 
+import concurrent.futures
 import math
 
 import numba
@@ -426,12 +427,16 @@ def fc_tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool):
     return tile
 
 
-def conv_tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool):
-    """Tile function for ``Convolutional`` on NumPy: ``conv_pairs`` over the tile's image pairs (the upper
-    triangle only on a diagonal tile of x1 with itself), then the Dense readout rule."""
+def conv_kernels(kernel, x1, x2, want: tuple, n_jobs: int) -> list:
+    """The wanted (NNGP, NTK) of ``Convolutional`` on NumPy: ``conv_pairs`` over chunks of image pairs on
+    ``n_jobs`` threads, then the Dense readout rule. With x2 None only the pairs i <= j are computed (and
+    mirrored). A chunk holds a multiple of LANES pairs (``block_size``² pairs when block_size is set), a few
+    chunks per thread, so small kernels keep every SIMD lane and every thread busy."""
+    symmetric = x2 is None
     dtype = x1.dtype
     a = np.ascontiguousarray(x1, dtype=np.float64)
     b = a if symmetric else np.ascontiguousarray(x2, dtype=np.float64)
+    n1, n2 = a.shape[0], b.shape[0]
     n_chan, h, w = a.shape[1:]
     depth, full = kernel.depth, kernel.readout == "gap"
 
@@ -451,41 +456,38 @@ def conv_tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool):
     flags = kernel._trained_flags()
     trained = np.array(flags[:depth] or [0.0], dtype=np.float64)
     readout_fan_in = (n_chan if depth == 0 else (kernel.width or 0)) * (1 if full else h * w)
+    outs = [np.empty((n1, n2), dtype=dtype) if wanted else None for wanted in want]
+    # pair p: row-major over the upper triangle (x2 None) or the full grid
+    n_pairs = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
+    row_start = np.concatenate([[0], np.cumsum(np.arange(n1, 0, -1))]) if symmetric else None
+    chunk = kernel.block_size ** 2 if kernel.block_size else min(4096, -(-n_pairs // (4 * n_jobs)))
+    chunk = -(-max(chunk, 1) // LANES) * LANES
 
-    def tile(i0, i1, j0, j1):
-        diagonal = symmetric and i0 == j0
-        if diagonal:
-            ii, jj = np.triu_indices(i1 - i0)
+    def work(p0):
+        p = np.arange(p0, min(p0 + chunk, n_pairs))
+        if symmetric:
+            ii = np.searchsorted(row_start, p, side="right") - 1
+            jj = ii + (p - row_start[ii])
         else:
-            ii, jj = (g.reshape(-1) for g in np.meshgrid(np.arange(i1 - i0), np.arange(j1 - j0), indexing="ij"))
-        out_k, out_t = np.empty(ii.size), np.empty(ii.size)
-        conv_pairs(a, b, chain1, chain2, ii + i0, jj + j0, symmetric, full, want_ntk, kernel.filter_size, code,
-                   slope, w2 / area, b2, fan_ins, trained, standard, ntk_bias, out_k, out_t)
-        k, _, _, t = rules.dense_rule((out_k, None, None, out_t if want_ntk else None), kernel.w_std, kernel.b_std,
-                               kernel.parameterization, readout_fan_in, trained=bool(flags[depth]))
-        tiles = []
-        for values in (k, t):
-            if values is None:
-                tiles.append(None)
-                continue
-            full_tile = np.empty((i1 - i0, j1 - j0))
-            full_tile[ii, jj] = values
-            if diagonal:
-                full_tile[jj, ii] = values
-            tiles.append(full_tile.astype(dtype, copy=False))
-        return tiles
+            ii, jj = p // n2, p % n2
+        out_k, out_t = np.empty(p.size), np.empty(p.size)
+        conv_pairs(a, b, chain1, chain2, ii, jj, symmetric, full, want[1], kernel.filter_size, code, slope,
+                   w2 / area, b2, fan_ins, trained, standard, ntk_bias, out_k, out_t)
+        k, _, _, t = rules.dense_rule((out_k, None, None, out_t if want[1] else None), kernel.w_std,
+                                      kernel.b_std, kernel.parameterization, readout_fan_in,
+                                      trained=bool(flags[depth]))
+        for out, values in zip(outs, (k, t)):
+            if out is not None:
+                out[ii, jj] = values
+                if symmetric:
+                    out[jj, ii] = values
 
-    return tile
-
-
-def default_block(n1: int, n_jobs: int) -> int:
-    """Images per tile side for ``conv_tile_function``: a few tiles per thread, at most 64 (4096 pairs)."""
-    return max(1, min(64, -(-n1 // (2 * n_jobs))))
-
-
-def tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool, n_jobs: int):
-    """(tile function, images or rows per tile side) of the fused path for ``kernel``."""
-    if x1.ndim == 2:
-        return fc_tile_function(kernel, x1, x2, symmetric, want_ntk), kernel._block(x1)
-    block = kernel.block_size or default_block(x1.shape[0], n_jobs)
-    return conv_tile_function(kernel, x1, x2, symmetric, want_ntk), block
+    starts = range(0, n_pairs, chunk)
+    if n_jobs > 1 and len(starts) > 1:
+        with concurrent.futures.ThreadPoolExecutor(n_jobs) as pool:
+            for _ in pool.map(work, starts):
+                pass
+    else:
+        for p0 in starts:
+            work(p0)
+    return [o for o in outs if o is not None]

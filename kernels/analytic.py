@@ -201,13 +201,16 @@ class _AnalyticKernel(ParameterHolder):
         n_jobs = self.n_jobs or (os.cpu_count() or 1)
         if not xp.__name__.endswith("numpy"):
             n_jobs = 1   # CuPy queues on one stream; other namespaces are reference paths
-        if self._use_fused(xp):
+        fused = self._use_fused(xp)
+        if fused:
             from kernels import _analytic_cpu   # compiles (once, then cached) on first use
-            tile_fn, block = _analytic_cpu.tile_function(self, x1, xb, symmetric, want[1], n_jobs)
+        if fused and x1.ndim == 4:
+            outs = _analytic_cpu.conv_kernels(self, x1, x2, want, n_jobs)
         else:
-            tile_fn, block = self._tile_function(xp, x1, xb, symmetric, want[1]), self._block(x1)
-        outs = _run_tiles(xp, tile_fn, x1.shape[0], xb.shape[0], block, symmetric, want,
-                          x1.dtype, x1.device, n_jobs)
+            tile_fn = (_analytic_cpu.fc_tile_function(self, x1, xb, symmetric, want[1]) if fused
+                       else self._tile_function(xp, x1, xb, symmetric, want[1]))
+            outs = _run_tiles(xp, tile_fn, x1.shape[0], xb.shape[0], self._block(x1), symmetric, want,
+                              x1.dtype, x1.device, n_jobs)
         if was_torch:
             outs = [backend.to_torch(o) for o in outs]
         return outs

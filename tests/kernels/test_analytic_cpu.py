@@ -50,10 +50,10 @@ def test_fc_fused_equals_reference(rng, config):
 
 @pytest.mark.parametrize("config", CONV_CASES, ids=str)
 def test_conv_fused_equals_reference(rng, config):
-    # non-square images, 2 channels; block_size=2 mixes diagonal (upper-triangle) and off-diagonal tiles
+    # non-square images, 2 channels; block_size=2: chunks of 4 image pairs, so several chunks on 2 threads
     x1, x2 = rng.standard_normal((5, 2, 5, 4)), rng.standard_normal((3, 2, 5, 4))
     for xs in ((x1,), (x1, x2)):
-        _assert_paths_agree(lambda **kw: Convolutional(**config, block_size=2, **kw), xs)
+        _assert_paths_agree(lambda **kw: Convolutional(**config, block_size=2, n_jobs=2, **kw), xs)
 
 
 def test_fused_single_kernel_calls_and_float32(rng):
