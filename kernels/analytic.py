@@ -230,7 +230,8 @@ class FullyConnected(_AnalyticKernel):
     independent of width). ``'standard'``: W ~ N(0, w_std²/fan_in); its NTK depends on the input dimension
     and on ``width``. ``b_std=None`` means no bias. Inputs are (n, d) arrays (NumPy, CuPy or torch).
     ``block_size`` rows × columns per tile bounds memory (None: 256 on the CPU, 4096 on the GPU);
-    ``n_jobs`` threads share the tiles (NumPy; None = all cores).
+    ``n_jobs`` threads share the tiles (NumPy; None = all cores). ``trained_layers`` and ``cpu_impl``: see the
+    module docstring.
     """
     _ndim = 2
 
@@ -289,8 +290,11 @@ class Convolutional(_AnalyticKernel):
     """NNGP/NTK of ``depth`` × [Conv(f×f, 'SAME'), activation], readout 'gap' or 'flatten', then Dense(1).
 
     Images are (N, C, H, W) as in PyTorch. 'gap' needs every pixel pair, (H·W)² numbers per image pair;
-    'flatten' only matching pixels, H·W per pair. ``block_size`` is the number of images per tile side
-    (None: chosen so a tile's state stays under ``memory_budget`` bytes).
+    'flatten' only matching pixels, H·W per pair. Rule chain: ``block_size`` is the number of images per
+    tile side (None: chosen so a tile's state stays under ``memory_budget`` bytes). Fused CPU loop: it keeps
+    no pixel-pair tile at all (a few hundred kB per thread), and ``block_size``² is its image pairs per work
+    chunk (None: a few chunks per thread, at most 4096 pairs). ``trained_layers`` and ``cpu_impl``: see the
+    module docstring.
     """
     _ndim = 4
     _param_names = _AnalyticKernel._param_names + ("filter_size", "readout", "memory_budget")
