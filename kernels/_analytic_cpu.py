@@ -7,7 +7,8 @@ where both p and p + δ lie in the image is a small 2-D image, and a layer is a 
 Every δ-image (at most H × W numbers) goes through all layers while it sits in L1 cache; 'gap' sums
 the last layer over all (2H − 1)(2W − 1) displacements, 'flatten' needs δ = 0 only. The loop runs over
 ``LANES`` image pairs at once in its innermost dimension (one SIMD vector of float64), and in Python
-threads (the compiled functions release the GIL) over groups of pairs.
+threads (the compiled functions release the GIL) over chunks of pairs. Fully connected kernels: the Gram
+product by BLAS, then one pass per layer over each tile row (the dual and the next Dense together).
 
 θ = atan2(s, k12) is evaluated by ``_theta`` (branch-free so the loop vectorises): with t = min/max of
 (s, |k12|) ∈ [0, 1], atan t = atan c + atan((t − c)/(1 + t·c)) for the nearest c ∈ {0, fl(tan π/8), 1}
@@ -16,6 +17,8 @@ cut after k = 10 errs by < u²³/23 < 1e-18. Then θ = π/2 − atan t when s > 
 
 Closed-form activations only (ReLU family, step, identity, erf); quadrature duals use the reference
 rule chain. Arithmetic is float64 whatever the input dtype (results are cast back by the caller).
+Everything compiled lives in this one file on purpose: numba's on-disk cache (cache=True) is invalidated by
+the timestamp of the file that defines a function, and the loops inline the helpers they call.
 """
 from __future__ import annotations
 
