@@ -53,11 +53,12 @@ def _atan2(s, k, out, reps):
 
 
 def _per_element(fn, repeats) -> float:
-    return harness.measure(fn, repeats).median / (_N * _REPS)
+    """Seconds per element of ``fn``'s loop: the fastest of ``repeats`` runs (noise only slows a loop down)."""
+    return min(harness.measure(fn, repeats).times) / (_N * _REPS)
 
 
 def rates(repeats: int = 5) -> dict:
-    """Seconds per operation on one thread: {"add/mul", "sqrt", "atan2"} (median of ``repeats``)."""
+    """Seconds per operation on one thread: {"add/mul", "sqrt", "atan2"} (fastest of ``repeats``)."""
     rng = np.random.default_rng(0)
     a, b, c = rng.random(_N) + 0.5, rng.random(_N) * 0.5 + 0.5, rng.random(_N)   # |x·b + c| stays bounded
     out = np.empty(_N)
