@@ -13,7 +13,7 @@ and compared with kernel predictors on the same split:
 
 - ``empirical_ntk``      the empirical NTK Θ₀ of the network at w₀ (all output blocks Θ_oo'), gradient flow
                          to the training time t = lr·steps: f_t(x) = Θ₀(x, X) Θ₀⁻¹ (I − exp(−tΘ₀/n)) y
-                         (GUIDE §2). The linearized net follows exactly this flow (up to the GD step size);
+                         (docs/conventions.md, gradient flow). The linearized net follows exactly this flow (up to the GD step size);
                          it is the reference for ``agreement``,
 - ``empirical_ntk_krr``  the same kernel at t = ∞ (ridgeless kernel regression),
 - ``ntk``                the analytic infinite-width NTK, gradient flow to the same time t,
