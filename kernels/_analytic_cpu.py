@@ -22,13 +22,12 @@ the timestamp of the file that defines a function, and the loops inline the help
 """
 from __future__ import annotations
 
-import concurrent.futures
 import math
 
 import numba
 import numpy as np
 
-from kernels import rules
+from kernels import backend, rules
 
 LANES = 4                      # image pairs per SIMD vector (AVX2: 4 float64)
 U = np.uint64                  # loop offsets: unsigned, so indexing needs no wraparound and vectorises
@@ -485,12 +484,5 @@ def conv_kernels(kernel, x1, x2, want: tuple, n_jobs: int) -> list:
                 if symmetric:
                     out[jj, ii] = values
 
-    starts = range(0, n_pairs, chunk)
-    if n_jobs > 1 and len(starts) > 1:
-        with concurrent.futures.ThreadPoolExecutor(n_jobs) as pool:
-            for _ in pool.map(work, starts):
-                pass
-    else:
-        for p0 in starts:
-            work(p0)
+    backend.thread_map(work, range(0, n_pairs, chunk), n_jobs)
     return [o for o in outs if o is not None]

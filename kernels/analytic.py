@@ -32,7 +32,6 @@ where the loop cannot run. On a CUDA array with a closed-form activation and all
 """
 from __future__ import annotations
 
-import concurrent.futures
 import math
 import os
 
@@ -75,13 +74,7 @@ def _run_tiles(xp, tile_fn, n1: int, n2: int, block: int, symmetric: bool, want:
     # One BLAS thread per tile worker: a tile's product is small, and BLAS threads nested in the workers
     # oversubscribe the cores (measured 4× slower on 2 cores).
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        if n_jobs > 1 and len(tiles) > 1:
-            with concurrent.futures.ThreadPoolExecutor(n_jobs) as pool:
-                for _ in pool.map(work, tiles):
-                    pass
-        else:
-            for t in tiles:
-                work(t)
+        backend.thread_map(work, tiles, n_jobs)
     return [o for o in outs if o is not None]
 
 
