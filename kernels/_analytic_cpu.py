@@ -330,13 +330,14 @@ def conv_pairs(a, b, var1, var2, ii, jj, same, full, want_ntk, filter_size, code
 
 
 @numba.njit(cache=True, nogil=True, **_JIT)
-def fc_tile(k, t, n_cols, v1, v2, pin, code, slope, w2, b2, fan_ins, trained, standard, ntk_bias):
+def fc_tile(k, t, n_cols, v1, v2, pin, code, slope, w2s, b2s, fan_ins, trained, standard, ntk_biases):
     """FC chain on a tile, in place: k (B1·B2, row-major, ``n_cols`` = B2) holds K⁰ = x·x'/d and receives the NNGP, t the NTK.
 
     v1 (depth, B1), v2 (depth, B2): pre-activation variances of the rows and columns before each hidden
     activation; ``pin``: a same-input diagonal tile (entry (m, m) gets K = variance exactly). Layer l
     (0 … depth, the last is the readout): K ← w²·K + b², Θ ← w²·Θ·E[φ'φ'] + trained[l]·(K_new, or
-    fan_ins[l]·K_old + ntk_bias for 'standard'), with the dual applied before every layer but the first.
+    fan_ins[l]·K_old + ntk_bias for 'standard'), with the layer's w² = w2s[l], b² = b2s[l], ntk_bias =
+    ntk_biases[l] (1 with a bias, else 0), and the dual applied before every layer but the first.
     """
     depth = v1.shape[0]
     n_rows = k.shape[0] // n_cols
@@ -353,6 +354,7 @@ def fc_tile(k, t, n_cols, v1, v2, pin, code, slope, w2, b2, fan_ins, trained, st
         for layer in range(depth + 1):
             on = trained[layer]
             fan = fan_ins[layer]
+            w2, b2, ntk_bias = w2s[layer], b2s[layer], ntk_biases[layer]
             on_ntk, on_std = (0.0, on) if standard else (on, 0.0)
             if layer > 0 and code == ABRELU:       # dual and Dense fused in one pass over the row
                 vi = v1[layer - 1, i]
@@ -411,6 +413,10 @@ def fc_tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool):
     chain2 = chain1 if symmetric else np.array(_pre_activation_variances(kernel, sq2, lambda v: v)).reshape(
         kernel.depth, b.shape[0])
     code, slope, w2, b2, standard, ntk_bias = _layer_scalars(kernel)
+    w_read, b_read = kernel._readout   # the readout's own scales (as the hidden ones unless given)
+    w2s = np.array([w2] * kernel.depth + [float(w_read) ** 2])
+    b2s = np.array([b2] * kernel.depth + [0.0 if b_read is None else float(b_read) ** 2])
+    ntk_biases = np.array([ntk_bias] * kernel.depth + [0.0 if b_read is None else 1.0])
     fan_ins = np.array([d] + [kernel.width or 0] * kernel.depth, dtype=np.float64)
     trained = np.array(kernel._trained_flags(), dtype=np.float64)
 
@@ -422,8 +428,8 @@ def fc_tile_function(kernel, x1, x2, symmetric: bool, want_ntk: bool):
             np.fill_diagonal(k, sq1[i0:i1])
         t = np.empty_like(k)
         fc_tile(k.reshape(-1), t.reshape(-1), j1 - j0, np.ascontiguousarray(chain1[:, i0:i1]),
-                np.ascontiguousarray(chain2[:, j0:j1]), pin, code, slope, w2, b2, fan_ins, trained, standard,
-                ntk_bias)
+                np.ascontiguousarray(chain2[:, j0:j1]), pin, code, slope, w2s, b2s, fan_ins, trained, standard,
+                ntk_biases)
         return k.astype(dtype, copy=False), (t.astype(dtype, copy=False) if want_ntk else None)
 
     return tile
