@@ -22,6 +22,8 @@ FC_CASES = [
     dict(depth=3, parameterization="standard", width=16, b_std=None, activation="erf"),
     dict(depth=3, trained_layers=[2, 4]),
     dict(depth=2, parameterization="standard", width=8, b_std=0.3, trained_layers={1}),
+    dict(depth=2, readout_w_std=0.7, readout_b_std=None, b_std=0.2),
+    dict(depth=1, parameterization="standard", width=8, b_std=0.1, readout_b_std=0.5),
 ]
 CONV_CASES = [
     dict(depth=3), dict(depth=0), dict(depth=2, readout="flatten", b_std=0.3),
