@@ -24,7 +24,7 @@ def test_unknown_experiment_lists_valid_names(capsys):
 
 def test_unknown_benchmark_lists_valid_names(capsys):
     assert main(["bench", "nope"]) == 2
-    assert "valid: analytic, empirical, solvers, readme" in capsys.readouterr().err
+    assert "valid: analytic, empirical, solvers, gram, readme" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
