@@ -33,6 +33,9 @@ class Run:
     init_scale: float | None = None
     device: str = "cpu"
     params: dict = dataclasses.field(default_factory=dict)
+    # settings added after results were first kept, with the values that reproduce those results: a param at
+    # its value here is left out of config(), so the older folders' run keys and fingerprints still match
+    defaults: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         for name in ("experiment", "dataset", "model", "method"):
@@ -63,7 +66,8 @@ class Run:
     def config(self) -> dict:
         """The flat form stored in results.jsonl (the scale under ``scale``), from which ``run_key`` is made."""
         return {"experiment": self.experiment, "dataset": self.dataset, "model": self.model, "method": self.method,
-                "seed": self.seed, "scale": self.scale, "device": self.device, **self.params}
+                "seed": self.seed, "scale": self.scale, "device": self.device,
+                **{k: v for k, v in self.params.items() if k not in self.defaults or self.defaults[k] != v}}
 
     @classmethod
     def from_config(cls, config: dict, scale_field: str = "alpha") -> Run:

@@ -82,6 +82,10 @@ SQUARED_LOSS_ONLY = ("empirical_ntk_krr", "nngp")        # t = ∞ limits of the
 LOSSES = ("mse", "cross_entropy", "hinge", "quadratic_hinge", "softhinge", "logistic")
 
 
+# settings added after equivalence results were first kept: at these values the runs are the older ones
+ADDED_SETTINGS = {"loss": "mse", "after_kernels": False}
+
+
 def plan(config) -> list:
     """One run per (method, α, seed); α-free methods get no α."""
     params = {k: v for k, v in config.params.items() if k not in ("seeds", "scales")}
@@ -98,12 +102,12 @@ def plan(config) -> list:
         for method in methods:
             if method != "lazy":
                 runs.append(Run("equivalence", config.dataset, model, method, seed, device=config.device,
-                                params=params))
+                                params=params, defaults=ADDED_SETTINGS))
                 continue
             for alpha in config.params["scales"]:   # each α's after-kernel runs next to its lazy run (one memo)
                 after = AFTER_METHODS if params["after_kernels"] else ()
                 runs += [Run("equivalence", config.dataset, model, m, seed, alpha=alpha, device=config.device,
-                             params=params) for m in ("lazy",) + after]
+                             params=params, defaults=ADDED_SETTINGS) for m in ("lazy",) + after]
     return runs
 
 

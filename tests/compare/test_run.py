@@ -33,6 +33,14 @@ def test_flat_form_keeps_scale_and_reads_back():
     assert lazy.scale == 10.0 and Run("x", "y", "m", "net", 0).scale is None
 
 
+def test_a_setting_added_later_is_left_out_at_the_value_that_reproduces_older_runs():
+    old = Run("equivalence", "digits", "mlp", "net", 0, params={"steps": 5})
+    new = Run("equivalence", "digits", "mlp", "net", 0, params={"steps": 5, "loss": "mse"}, defaults={"loss": "mse"})
+    assert new.config() == old.config() and runner.run_key(new.config()) == runner.run_key(old.config())
+    other = new.replace(params={"steps": 5, "loss": "hinge"})
+    assert other.config()["loss"] == "hinge"                            # any other value is part of the run
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(alpha=1.0, init_scale=1.0), "a run has one scale"),
     (dict(alpha=0.0), "Run.alpha must be a finite number > 0"),
