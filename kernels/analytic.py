@@ -17,12 +17,21 @@ docs/conventions.md):
 
 Kernels are computed in tiles of ``block_size`` rows × columns (bounding peak memory to the output plus a
 few tiles); when ``x2`` is None only tiles on or above the diagonal are computed and mirrored, and the
-diagonal of a same-input tile is pinned to the variances, so θ = 0 exactly there. On a CUDA array with a
-closed-form activation, ``kernels._analytic_cuda`` replaces pairs of rules by fused CuPy kernels.
+diagonal of a same-input tile is pinned to the variances, so θ = 0 exactly there.
+
+``trained_layers`` (None: all) names the layers whose weights and biases are trained, 1 … depth for the
+hidden Dense/Conv layers and depth + 1 for the readout: a frozen layer keeps its own term out of Θ (its
+rule does Θ ← w²·Θ only), while the NNGP is unchanged.
+
+Which implementation runs (``cpu_impl``): on NumPy arrays with a closed-form activation (ReLU family,
+step, identity, erf), 'auto' uses the fused numba loops of ``kernels._analytic_cpu``; quadrature
+activations, array-API namespaces other than NumPy (array-api-strict) and ``cpu_impl='reference'`` run
+the rule chain of ``kernels.rules`` (the portable reference); ``cpu_impl='fused'`` insists and raises
+where the loop cannot run. On a CUDA array with a closed-form activation and all layers trained,
+``kernels._analytic_cuda`` replaces pairs of rules by fused CuPy kernels (frozen layers: the rule chain).
 """
 from __future__ import annotations
 
-import concurrent.futures
 import math
 import os
 
@@ -35,6 +44,7 @@ from kernels.validation import check_array, check_choice, check_scalar
 
 PARAMETERIZATIONS = ("ntk", "standard")
 READOUTS = ("gap", "flatten")
+CPU_IMPLS = ("auto", "fused", "reference")
 
 
 # ----------------------------------------------------------------------------------------------- tiling
@@ -64,14 +74,22 @@ def _run_tiles(xp, tile_fn, n1: int, n2: int, block: int, symmetric: bool, want:
     # One BLAS thread per tile worker: a tile's product is small, and BLAS threads nested in the workers
     # oversubscribe the cores (measured 4× slower on 2 cores).
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        if n_jobs > 1 and len(tiles) > 1:
-            with concurrent.futures.ThreadPoolExecutor(n_jobs) as pool:
-                for _ in pool.map(work, tiles):
-                    pass
-        else:
-            for t in tiles:
-                work(t)
+        backend.thread_map(work, tiles, n_jobs)
     return [o for o in outs if o is not None]
+
+
+def _check_trained_layers(trained_layers, depth: int) -> frozenset:
+    """The set of trained layer indices (1 … depth hidden layers, depth + 1 the readout); None = all."""
+    if trained_layers is None:
+        return frozenset(range(1, depth + 2))
+    if isinstance(trained_layers, (str, bytes)) or not hasattr(trained_layers, "__iter__"):
+        raise TypeError("`trained_layers` must be None (all layers) or a collection of layer indices "
+                        f"(1 … {depth}: hidden layers, {depth + 1}: the readout), got {trained_layers!r}")
+    layers = [check_scalar(layer, f"trained_layers (1 … {depth}: hidden layers, {depth + 1}: the readout) entry",
+                           int, min_val=1, max_val=depth + 1) for layer in trained_layers]
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"`trained_layers` names a layer twice: {trained_layers!r}")
+    return frozenset(layers)
 
 
 # ----------------------------------------------------------------------------------------------- base class
@@ -79,7 +97,7 @@ class _AnalyticKernel(ParameterHolder):
     """Shared parameter handling, validation and the public nngp / ntk / kernels methods."""
 
     _param_names = ("depth", "activation", "w_std", "b_std", "parameterization", "width",
-                    "negative_slope", "device", "dtype", "block_size", "n_jobs")
+                    "negative_slope", "device", "dtype", "block_size", "n_jobs", "trained_layers", "cpu_impl")
 
     def _check_params(self):
         check_scalar(self.depth, "depth", int, min_val=0)
@@ -97,6 +115,32 @@ class _AnalyticKernel(ParameterHolder):
         if self.dtype is not None:
             backend.resolve_dtype(self.dtype, "cpu")
         self._dual = get_dual(self.activation, self.negative_slope)   # validates activation, negative_slope
+        check_choice(self.cpu_impl, "cpu_impl", CPU_IMPLS)
+        self._trained = _check_trained_layers(self.trained_layers, self.depth)
+
+    def _trained_flags(self) -> list:
+        """1.0 for each trained layer, 0.0 for each frozen one, for layers 1 … depth + 1 (the readout)."""
+        return [1.0 if layer in self._trained else 0.0 for layer in range(1, self.depth + 2)]
+
+    def _fused_unavailable(self, xp):
+        """Why the fused CPU loop cannot compute this kernel (None when it can)."""
+        if self.cpu_impl == "reference":
+            return "cpu_impl='reference'"
+        if not xp.__name__.endswith("numpy"):
+            return f"the inputs are {xp.__name__} arrays, not NumPy"
+        if not self._dual.closed:
+            return f"activation {self._dual.name!r} has no closed-form dual (quadrature runs in the reference path)"
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            return "numba is not installed"
+        return None
+
+    def _use_fused(self, xp) -> bool:
+        reason = self._fused_unavailable(xp)
+        if reason is not None and self.cpu_impl == "fused":
+            raise ValueError(f"cpu_impl='fused' cannot run: {reason}; use cpu_impl='auto' or 'reference'")
+        return reason is None
 
     def set_params(self, **params):
         """Change constructor arguments (validated as in ``__init__``); returns self."""
@@ -105,6 +149,10 @@ class _AnalyticKernel(ParameterHolder):
             raise ValueError(f"unknown parameters {sorted(unknown)}; valid: {', '.join(self._param_names)}")
         self.__init__(**{**self.get_params(), **params})
         return self
+
+    def __hash__(self):   # trained_layers may be given as a list: hash the set it names
+        params = dict(self.get_params(), trained_layers=self._trained)
+        return hash((type(self).__name__,) + tuple(params.items()))
 
     def __getstate__(self):
         return self.get_params()
@@ -146,9 +194,16 @@ class _AnalyticKernel(ParameterHolder):
         n_jobs = self.n_jobs or (os.cpu_count() or 1)
         if not xp.__name__.endswith("numpy"):
             n_jobs = 1   # CuPy queues on one stream; other namespaces are reference paths
-        tile_fn = self._tile_function(xp, x1, xb, symmetric, want[1])
-        outs = _run_tiles(xp, tile_fn, x1.shape[0], xb.shape[0], self._block(x1), symmetric, want,
-                          x1.dtype, x1.device, n_jobs)
+        fused = self._use_fused(xp)
+        if fused:
+            from kernels import _analytic_cpu   # compiles (once, then cached) on first use
+        if fused and x1.ndim == 4:
+            outs = _analytic_cpu.conv_kernels(self, x1, x2, want, n_jobs)
+        else:
+            tile_fn = (_analytic_cpu.fc_tile_function(self, x1, xb, symmetric, want[1]) if fused
+                       else self._tile_function(xp, x1, xb, symmetric, want[1]))
+            outs = _run_tiles(xp, tile_fn, x1.shape[0], xb.shape[0], self._block(x1), symmetric, want,
+                              x1.dtype, x1.device, n_jobs)
         if was_torch:
             outs = [backend.to_torch(o) for o in outs]
         return outs
@@ -170,18 +225,20 @@ class FullyConnected(_AnalyticKernel):
     its own scales (None and "same": as ``w_std``/``b_std``; ``readout_b_std=None``: no readout bias), the
     network ``nets.MLP(readout_w_std=, readout_b_std=)``. Inputs are (n, d) arrays (NumPy, CuPy or torch).
     ``block_size`` rows × columns per tile bounds memory (None: 256 on the CPU, 4096 on the GPU);
-    ``n_jobs`` threads share the tiles (NumPy; None = all cores).
+    ``n_jobs`` threads share the tiles (NumPy; None = all cores). ``trained_layers`` and ``cpu_impl``: see the
+    module docstring.
     """
     _ndim = 2
     _param_names = _AnalyticKernel._param_names + ("readout_w_std", "readout_b_std")
 
     def __init__(self, depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0, parameterization="ntk",
                  width=None, *, readout_w_std=None, readout_b_std="same", negative_slope=0.01, device=None,
-                 dtype=None, block_size=None, n_jobs=None):
+                 dtype=None, block_size=None, n_jobs=None, trained_layers=None, cpu_impl="auto"):
         self.depth, self.activation, self.w_std, self.b_std = depth, activation, w_std, b_std
         self.parameterization, self.width, self.negative_slope = parameterization, width, negative_slope
         self.readout_w_std, self.readout_b_std = readout_w_std, readout_b_std
         self.device, self.dtype, self.block_size, self.n_jobs = device, dtype, block_size, n_jobs
+        self.trained_layers, self.cpu_impl = trained_layers, cpu_impl
         self._check_params()
         w = self.w_std if readout_w_std is None else check_scalar(readout_w_std, "readout_w_std", float, min_val=0,
                                                                    include_boundaries="neither")
@@ -192,11 +249,12 @@ class FullyConnected(_AnalyticKernel):
     def network(self, input_dim: int) -> rules.Network:
         """The network's layers in order: ``depth`` × [Dense, activation], then the Dense readout."""
         layers, fan_in = [], input_dim
-        for _ in range(self.depth):
-            layers += [rules.Layer("dense", fan_in), rules.Layer("activation")]
+        for layer in range(1, self.depth + 1):
+            layers += [rules.Layer("dense", fan_in, layer in self._trained), rules.Layer("activation")]
             fan_in = self.width or 0
         own = self._readout != (self.w_std, self.b_std)
-        layers.append(rules.Layer("dense", fan_in, self._readout if own else None))
+        layers.append(rules.Layer("dense", fan_in, trained=self.depth + 1 in self._trained,
+                                  scales=self._readout if own else None))
         return rules.Network(tuple(layers), self.w_std, self.b_std, self.parameterization, self._dual)
 
     def _tile_function(self, xp, x1, x2, symmetric, want_ntk):
@@ -223,8 +281,10 @@ def _uses_cuda_kernels(xp) -> bool:
 
 def _fused_pairs(xp, network):
     """The fused CuPy replacements for rule pairs when the tile is a CUDA array, else None (also when a layer
-    has its own scales, which the fused kernels do not read)."""
-    if not _uses_cuda_kernels(xp) or any(layer.scales for layer in network.layers):
+    has its own scales, which the fused kernels do not read, or is frozen: the CUDA kernels add every layer's
+    NTK term, so frozen layers run the rule chain)."""
+    if (not _uses_cuda_kernels(xp) or any(layer.scales for layer in network.layers)
+            or not all(layer.trained for layer in network.layers)):
         return None
     # imported here, not at the top: the module imports CuPy, an optional dependency
     from kernels import _analytic_cuda
@@ -236,19 +296,23 @@ class Convolutional(_AnalyticKernel):
     """NNGP/NTK of ``depth`` × [Conv(f×f, 'SAME'), activation], readout 'gap' or 'flatten', then Dense(1).
 
     Images are (N, C, H, W) as in PyTorch. 'gap' needs every pixel pair, (H·W)² numbers per image pair;
-    'flatten' only matching pixels, H·W per pair. ``block_size`` is the number of images per tile side
-    (None: chosen so a tile's state stays under ``memory_budget`` bytes).
+    'flatten' only matching pixels, H·W per pair. Rule chain: ``block_size`` is the number of images per
+    tile side (None: chosen so a tile's state stays under ``memory_budget`` bytes). Fused CPU loop: it keeps
+    no pixel-pair tile at all (a few hundred kB per thread), and ``block_size``² is its image pairs per work
+    chunk (None: a few chunks per thread, at most 4096 pairs). ``trained_layers`` and ``cpu_impl``: see the
+    module docstring.
     """
     _ndim = 4
     _param_names = _AnalyticKernel._param_names + ("filter_size", "readout", "memory_budget")
 
     def __init__(self, depth=2, activation="relu", w_std=2 ** 0.5, b_std=0.0, filter_size=3, readout="gap",
                  parameterization="ntk", width=None, *, negative_slope=0.01, device=None, dtype=None,
-                 block_size=None, n_jobs=None, memory_budget=2 ** 28):
+                 block_size=None, n_jobs=None, memory_budget=2 ** 28, trained_layers=None, cpu_impl="auto"):
         self.depth, self.activation, self.w_std, self.b_std = depth, activation, w_std, b_std
         self.filter_size, self.readout = filter_size, readout
         self.parameterization, self.width, self.negative_slope = parameterization, width, negative_slope
         self.device, self.dtype, self.block_size, self.n_jobs = device, dtype, block_size, n_jobs
+        self.trained_layers, self.cpu_impl = trained_layers, cpu_impl
         self.memory_budget = memory_budget
         if check_scalar(filter_size, "filter_size", int, min_val=1) % 2 == 0:
             raise ValueError(f"filter_size must be a positive odd integer ('SAME' padding), got {filter_size!r}")
@@ -268,11 +332,12 @@ class Convolutional(_AnalyticKernel):
         full = self.readout == "gap"
         area = self.filter_size ** 2
         layers, fan_in = [], channels * area
-        for _ in range(self.depth):
-            layers += [rules.Layer("conv", fan_in), rules.Layer("activation")]
+        for layer in range(1, self.depth + 1):
+            layers += [rules.Layer("conv", fan_in, layer in self._trained), rules.Layer("activation")]
             fan_in = (self.width or 0) * area
         n_chan = channels if self.depth == 0 else (self.width or 0)
-        layers += [rules.Layer("readout"), rules.Layer("dense", n_chan * (1 if full else height * width))]
+        layers += [rules.Layer("readout"),
+                   rules.Layer("dense", n_chan * (1 if full else height * width), self.depth + 1 in self._trained)]
         return rules.Network(tuple(layers), self.w_std, self.b_std, self.parameterization, self._dual,
                              self.filter_size, full)
 

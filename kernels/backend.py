@@ -140,3 +140,17 @@ def to_device(a, device: str):
 def is_array(x) -> bool:
     """True for NumPy/CuPy/torch/array-api arrays (not lists, scalars or strings)."""
     return array_api_compat.is_array_api_obj(x) and not isinstance(x, (numbers.Number, str))
+
+
+def thread_map(fn, items, n_jobs: int) -> None:
+    """Call ``fn(item)`` for every item, on ``n_jobs`` threads when there is more than one item (for work that
+    releases the GIL: BLAS, NumPy, compiled loops); exceptions propagate."""
+    items = list(items)
+    if n_jobs > 1 and len(items) > 1:
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(n_jobs) as pool:
+            for _ in pool.map(fn, items):
+                pass
+    else:
+        for item in items:
+            fn(item)

@@ -30,10 +30,12 @@ LAYER_KINDS = ("dense", "conv", "activation", "readout")
 @dataclasses.dataclass(frozen=True)
 class Layer:
     """One step of a network: ``kind`` in LAYER_KINDS; ``fan_in`` is n_in of a dense or conv layer (inputs per
-    output unit: width, or channels × filter area), which only the 'standard' parameterization's NTK reads."""
+    output unit: width, or channels × filter area), which only the 'standard' parameterization's NTK reads;
+    ``trained=False`` marks a frozen dense or conv layer (its own NTK term is left out)."""
 
     kind: str
     fan_in: int = 0
+    trained: bool = True
     scales: tuple | None = None   # (w_std, b_std) of this dense layer when not the network's (a readout's own)
 
 
@@ -75,20 +77,23 @@ def conv_variances(k11, k22, filter_size: int, full_spatial: bool):
 
 
 # ----------------------------------------------------------------------------------------------- layer rules
-def dense_rule(state, w_std: float, b_std, parameterization: str, fan_in: int):
-    """Affine layer (Dense, or a Conv whose patch sum was already taken): returns the next state."""
+def dense_rule(state, w_std: float, b_std, parameterization: str, fan_in: int, trained: bool = True):
+    """Affine layer (Dense, or a Conv whose patch sum was already taken): returns the next state.
+
+    ``trained=False`` (a frozen layer) leaves the layer's own term out of Θ: only Θ ← w²·Θ remains.
+    """
     k12, k11, k22, ntk = state
     w2, b2 = w_std * w_std, (0.0 if b_std is None else b_std * b_std)
     if ntk is not None:
         ntk *= w2
-        if parameterization == "standard":
+        if parameterization == "standard" and trained:
             ntk += fan_in * k12
             if b_std is not None:
                 ntk += 1.0
     k12 *= w2
     if b2:
         k12 += b2
-    if ntk is not None and parameterization == "ntk":
+    if ntk is not None and parameterization == "ntk" and trained:
         ntk += k12
     return k12, affine_variance(k11, w_std, b_std), affine_variance(k22, w_std, b_std), ntk
 
@@ -129,7 +134,7 @@ def patch_sum(a, axis_groups, filter_size: int):
 
 
 def conv_rule(state, w_std: float, b_std, parameterization: str, fan_in: int, filter_size: int,
-              full_spatial: bool):
+              full_spatial: bool, trained: bool = True):
     """Convolution: patch-sum every term (pixel pairs, per-pixel variances), then the affine rule."""
     k12, k11, k22, ntk = state
     pairs = ((2, 4), (3, 5)) if full_spatial else ((2,), (3,))
@@ -137,7 +142,7 @@ def conv_rule(state, w_std: float, b_std, parameterization: str, fan_in: int, fi
     if ntk is not None:
         ntk = patch_sum(ntk, pairs, filter_size)
     k11, k22 = conv_variances(k11, k22, filter_size, full_spatial)
-    return dense_rule((k12, k11, k22, ntk), w_std, b_std, parameterization, fan_in)
+    return dense_rule((k12, k11, k22, ntk), w_std, b_std, parameterization, fan_in, trained)
 
 
 def readout_rule(state, full_spatial: bool):
@@ -155,10 +160,10 @@ def apply(network: Network, state, layer: Layer):
     """The reference rule of ``layer`` with the network's hyperparameters."""
     if layer.kind == "dense":
         w_std, b_std = layer.scales or (network.w_std, network.b_std)
-        return dense_rule(state, w_std, b_std, network.parameterization, layer.fan_in)
+        return dense_rule(state, w_std, b_std, network.parameterization, layer.fan_in, layer.trained)
     if layer.kind == "conv":
         return conv_rule(state, network.w_std, network.b_std, network.parameterization, layer.fan_in,
-                         network.filter_size, network.full_spatial)
+                         network.filter_size, network.full_spatial, layer.trained)
     if layer.kind == "activation":
         return activation_rule(state, network.dual)
     if layer.kind == "readout":

@@ -1,6 +1,7 @@
 """Benchmark: analytic NNGP + NTK (``kernels.FullyConnected`` / ``Convolutional``) against neural-tangents.
 
-``python -m compare bench analytic [--repeats 5] [--quick] [--skip-peer] [--conv-images 200] [--device auto]``
+``python -m compare bench analytic [--repeats 5] [--quick] [--skip-peer] [--conv-images 200] [--fused-images 8]
+[--device auto]``
 
 Cases (CPU): depth-3 ReLU FC kernel of 2000 inputs (d = 100) with itself in float32 and float64, the
 same for 10,000 inputs, and a depth-3 GAP ReLU conv kernel of 200 images 3×16×16 with itself. The peer is
@@ -9,16 +10,23 @@ large cases), run in its own venv by ``compare.bench.peers`` in the same session
 conv (3×32×32) cases also run on CuPy, next to a floor: the time of the Gram product x1·x2ᵀ plus one
 read and write of the output per layer. ``--device cpu`` runs only the CPU cases, ``--device cuda`` only the
 GPU ones (an error without a GPU), ``auto`` (default) the CPU cases and, with a GPU, the GPU ones.
+
+A second table (CPU cases) compares the fused CPU loop (``cpu_impl="fused"``, kernels/_analytic_cpu.py) with
+the NumPy reference chain (``cpu_impl="reference"``, the implementation before it) on the same inputs: the
+depth-3 GAP ReLU conv kernel of ``--fused-images`` images 3×32×32 in float64, and the FC case above, next
+to neural-tangents and to the arithmetic floor of ``compare.bench.cpu_floor`` (the operations per pixel
+pair and layer × pixel pairs × layers at this machine's measured rates, over all cores).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import math
+import os
 
 import numpy as np
 
-from compare.bench import harness, peers
+from compare.bench import cpu_floor, harness, peers
 
 # gpu-check's run (its budget gives a benchmark about 70 s): the GPU cases at the --quick sizes
 GPU_ARGS = ("--device", "cuda", "--quick")
@@ -75,6 +83,8 @@ def run(args) -> str:
              f"median of {args.repeats} repeats after 1 warm-up; both kernels (NNGP and NTK) of x with itself; "
              "speed-up = neural-tangents time / lazykit time, measured in the same run", "",
              harness.format_table(header, rows)]
+    if args.device in ("auto", "cpu"):
+        lines += ["", *_fused_table(args, rng)]
     return "\n".join(lines)
 
 
@@ -99,6 +109,36 @@ def _cpu_rows(args, rng) -> list:
     rows.append([f"Conv depth 3 GAP ReLU, {n_img} images 3×16×16", "CPU", "float64",
                  harness.format_seconds(ours), harness.format_seconds(peer), harness.ratio(peer, ours), note])
     return rows
+
+
+def _fused_table(args, rng) -> list:
+    """Fused CPU loop vs the NumPy reference vs neural-tangents, and the conv case's arithmetic floor."""
+    threads = os.cpu_count() or 1
+    rate = cpu_floor.rates(args.repeats)
+    n_img = 4 if args.quick else args.fused_images
+    images = rng.standard_normal((n_img, 3, 32, 32))
+    depth = CONV_CONFIG["depth"]
+    pixel_pair_layers = n_img * (n_img + 1) / 2 * (32 * 32) ** 2 * depth
+    floor = cpu_floor.floor_seconds(pixel_pair_layers, threads, rate)
+    batch = next(b for b in (20, 10, 8, 5, 4, 2, 1) if n_img % b == 0)
+    cases = [(f"Conv depth 3 GAP ReLU, {n_img} images 3×32×32", CONV_CONFIG, images, batch, floor),
+             ("FC depth 3 ReLU, 2000×2000, d=100", FC_CONFIG, rng.standard_normal((2000, 100)), 0, math.nan)]
+    rows = []
+    for case, config, x, batch, floor in cases:
+        fused, reference = (harness.measure(lambda: _kernel(config, cpu_impl=impl).kernels(x), args.repeats).median
+                            for impl in ("fused", "reference"))
+        peer, note = _peer(config, x, "float64", args.repeats, batch, args.skip_peer)
+        rows.append([case, harness.format_seconds(fused), harness.format_seconds(reference),
+                     harness.ratio(reference, fused), harness.format_seconds(peer), harness.ratio(peer, fused),
+                     harness.format_seconds(floor), "-" if floor != floor else f"{fused / floor:.1f}×", note])
+    header = ["case (CPU, float64)", "fused", "reference", "fused speed-up", "neural-tangents",
+              "speed-up vs NT", "floor", "fused / floor", "note"]
+    ns = {op: f"{seconds * 1e9:.2f} ns" for op, seconds in rate.items()}
+    return [f"## fused CPU loop (cpu_impl='fused') vs the NumPy reference (cpu_impl='reference'), {threads} threads",
+            f"floor: {' + '.join(f'{n} {op}' for op, n in cpu_floor.OPS_PER_PIXEL_PAIR.items())} per pixel pair "
+            f"and layer, at the rates measured here on one thread ({', '.join(f'{op} {v}' for op, v in ns.items())}), "
+            f"× {pixel_pair_layers:.3g} pixel-pair layers / {threads} cores", "",
+            harness.format_table(header, rows)]
 
 
 def _gpu_rows(args, rng) -> list:
@@ -138,11 +178,14 @@ def main(argv: list) -> int:
                         help="smoke run: 2000-point FC only, 12 conv images (not for the table)")
     parser.add_argument("--skip-peer", action="store_true", help="do not run neural-tangents")
     parser.add_argument("--conv-images", type=int, default=200, help="images in the CPU conv case")
+    parser.add_argument("--fused-images", type=int, default=8,
+                        help="images 3×32×32 in the fused-vs-reference conv case (the reference takes "
+                             "~0.17 s per image pair on 2 cores)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="cpu: the CPU cases only; cuda: the GPU cases only; auto (default): both, GPU if found")
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.conv_images < 2:
-        parser.error("--repeats must be >= 1 and --conv-images >= 2")
+    if args.repeats < 1 or args.conv_images < 2 or args.fused_images < 1:
+        parser.error("--repeats must be >= 1, --conv-images >= 2 and --fused-images >= 1")
     from kernels import gpu_available
     if args.device == "cuda" and not gpu_available():
         parser.error("--device cuda: CuPy is not installed or sees no GPU")

@@ -11,10 +11,14 @@ on the cross-entropy loss:
 - ``lazy``        Lazy(net, α) trained on the loss / α² (α = ``lazy_scale``),
 - ``linearized``  Linearized(Lazy(net, 1)), the exact first-order model at initialisation,
 
-and beside them, on the same split, two kernel rows: ``ntk`` — the analytic CNTK with global average pooling
-(``kernels.Convolutional(readout="gap")``), ridgeless kernel regression on one-hot targets (Arora et al. 2019
-style), and ``rff`` — ridge regression on random Fourier features of the pixels. The network rows also give
-the fraction of ReLU activation patterns unchanged since initialisation (the paper's stability measure).
+and beside them, on the same split, the kernel rows: ``ntk`` — the analytic CNTK of depth ``cntk_depth``,
+ridgeless kernel regression on one-hot targets (Arora et al. 2019 style), one row per readout in
+``cntk_readouts``: model ``cntk{depth}_gap`` (global average pooling, CNTK-GAP) and ``cntk{depth}_v``
+(``readout="flatten"``, CNTK-V), on the first ``cntk_n_train`` training and ``cntk_n_test`` test images
+(None: all of the split) — and ``rff``, ridge regression on random Fourier features of the pixels. The
+network rows also give the fraction of ReLU activation patterns unchanged since initialisation (the paper's
+stability measure). Every row reports its train and test sizes and the seconds it took; kernel rows their
+depth too.
 
 Note: ../shared/data/cifar10-jpeg.tar.gz is a JPEG re-encoding of CIFAR-10; JPEG artefacts cost about 2–3
 accuracy points against the original python batches, so compare with the paper's numbers with that in mind.
@@ -22,14 +26,17 @@ The quick preset is a small CPU subset (1000 images of two classes, airplane vs 
 the width, 10 epochs): it shows the ordering (standard above lazy/linearized), not the paper's accuracies.
 Its accuracies, mean ± std over seeds, are in README.md and docs/figures.json, measured by
 ``python -m compare bench readme``. ResNet-18 trains at η₀ = 0.002: at 0.01 its lazy and linearized runs blow up.
-It has no CNTK row: the GAP kernel needs every pixel pair, (32·32)² numbers per image pair, too slow for a CPU
-(``cntk_n_train=0`` skips the row; the full and paper presets include it, for a GPU).
+Its CNTK rows run on a subset (100 training, 100 test images): the GAP kernel needs every pixel pair,
+(32·32)² numbers per image pair, and the compiled CPU loop (``kernels._analytic_cpu``) takes about 10–15 ms
+per image pair on 2 cores, so the 15,050 pairs take about 3 minutes; CNTK-V needs only matching pixels (a
+few seconds). The full and paper presets run the same code on CUDA. ``--set cntk_readouts=[]`` skips them.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from kernels import check_choice
+from kernels.analytic import READOUTS
 
 from compare.data import load_split
 from compare.experiment import Experiment, GpuRun, Preset, Reference
@@ -38,6 +45,7 @@ from compare.run import Run
 from compare.summary import metric_titles
 
 MODELS = ("vgg11", "resnet18")
+CNTK_NAMES = {"gap": "gap", "flatten": "v"}   # model-name suffix of each CNTK readout (Arora et al.'s names)
 LR = {"vgg11": 0.01, "resnet18": 0.002}   # η₀ per model (measured on the quick preset; ResNet needs less)
 # the paper's Table 1 (Chizat, Oyallon & Bach 2019): CIFAR-10 test accuracy in %
 PAPER_TABLE1 = {("vgg11", "net"): 89.7, ("vgg11", "linearized"): 61.7,
@@ -46,16 +54,17 @@ PAPER_TABLE1 = {("vgg11", "net"): 89.7, ("vgg11", "linearized"): 61.7,
 PRESETS = {
     "quick": Preset("a CPU", models=["vgg11", "resnet18"], width_factor=0.125,
                     n_train=1000, n_test=500, classes=[0, 1], epochs=10, lr=LR, lr_decay=1e-3, batch_size=128,
-                    lazy_scale=100.0, cntk_depth=3, cntk_n_train=0, rff_features=2000, rff_alpha=1e-3,
-                    seeds=1),
+                    lazy_scale=100.0, cntk_depth=3, cntk_readouts=["gap", "flatten"], cntk_n_train=100,
+                    cntk_n_test=100, rff_features=2000, rff_alpha=1e-3, seeds=1),
     "full": Preset("one GPU", models=["vgg11", "resnet18"], width_factor=1.0,
                    n_train=10000, n_test=2000, classes=None, epochs=40, lr=LR, lr_decay=1e-4,
-                   batch_size=128, lazy_scale=100.0, cntk_depth=5, cntk_n_train=2000, rff_features=20000,
-                   rff_alpha=1e-3, seeds=1),
-    "paper": Preset("one GPU (the CNTK row dominates)",
+                   batch_size=128, lazy_scale=100.0, cntk_depth=5, cntk_readouts=["gap", "flatten"],
+                   cntk_n_train=2000, cntk_n_test=None, rff_features=20000, rff_alpha=1e-3, seeds=1),
+    "paper": Preset("one GPU (the CNTK rows dominate)",
                     models=["vgg11", "resnet18"], width_factor=1.0, n_train=None, n_test=None, classes=None,
                     epochs=70, lr=LR, lr_decay=1e-4, batch_size=128, lazy_scale=1e3, cntk_depth=5,
-                    cntk_n_train=5000, rff_features=40000, rff_alpha=1e-3, seeds=1),
+                    cntk_readouts=["gap", "flatten"], cntk_n_train=5000, cntk_n_test=None, rff_features=40000,
+                    rff_alpha=1e-3, seeds=1),
 }
 
 
@@ -76,8 +85,8 @@ def plan(config) -> list:
             add(model, "net", seed)
             add(model, "lazy", seed, p["lazy_scale"])
             add(model, "linearized", seed)
-        if p["cntk_n_train"]:
-            add(f"cntk{p['cntk_depth']}_gap", "ntk", seed)
+        for readout in p["cntk_readouts"] if p["cntk_n_train"] else ():
+            add(f"cntk{p['cntk_depth']}_{CNTK_NAMES[check_choice(readout, 'cntk readout', READOUTS)]}", "ntk", seed)
         add("fourier", "rff", seed)
     return runs
 
@@ -141,11 +150,17 @@ def _one_hot(y, n_classes):
     return np.eye(n_classes)[y] - 0.1
 
 
+def cntk_readout(run) -> str:
+    """The readout of a CNTK run, from its model name ``cntk{depth}_gap`` or ``cntk{depth}_v``."""
+    suffix = run.model.rsplit("_", 1)[1]
+    return next(readout for readout, name in CNTK_NAMES.items() if name == suffix)
+
+
 def cntk_kernel(run):
-    """The CNTK with global average pooling, in float64 on the run's device."""
+    """The ReLU CNTK of the run's depth and readout, in float64 on the run's device."""
     from kernels import Convolutional
-    return Convolutional(depth=run.params["cntk_depth"], activation="relu", readout="gap", dtype="float64",
-                         device=run.device)
+    return Convolutional(depth=run.params["cntk_depth"], activation="relu", readout=cntk_readout(run),
+                         dtype="float64", device=run.device)
 
 
 def random_features_classifier(run):
@@ -158,13 +173,17 @@ def random_features_classifier(run):
 def _cntk(run, ds) -> dict:
     """Ridgeless kernel regression with the CNTK on one-hot targets; the solve runs where the kernel is."""
     from kernels import device_of, krr_solve, to_device, to_numpy
-    n = min(run.params["cntk_n_train"], ds.n_train)
+    p = run.params
+    n = min(p["cntk_n_train"], ds.n_train)
+    m = ds.n_test if p.get("cntk_n_test") is None else min(p["cntk_n_test"], ds.n_test)
     kernel = cntk_kernel(run)
-    X_train, X_test = ds.X_train[:n].astype(np.float64), ds.X_test.astype(np.float64)
+    X_train, X_test = ds.X_train[:n].astype(np.float64), ds.X_test[:m].astype(np.float64)
     K_train, K_test = kernel_matrices(kernel, X_train, X_test, get="ntk")
     targets = to_device(_one_hot(ds.y_train[:n], int(ds.n_classes)), device_of(K_train))
     coef = krr_solve(K_train, targets, 0.0)
-    return {"test_accuracy": float(np.mean(to_numpy(K_test @ coef).argmax(1) == ds.y_test)), "n_train": n}
+    predicted = to_numpy(K_test @ coef).argmax(1)
+    return {"test_accuracy": float(np.mean(predicted == ds.y_test[:m])), "n_train": n, "n_test": m,
+            "depth": p["cntk_depth"]}
 
 
 def _random_features(run, ds) -> dict:
@@ -177,7 +196,8 @@ def _random_features(run, ds) -> dict:
 EXPERIMENT = Experiment(
     name="table", summary=__doc__, datasets=("cifar10",), presets=PRESETS, plan=plan, run_one=run_one,
     methods=("net", "lazy", "linearized", "ntk", "rff"),
-    metrics=metric_titles("test_accuracy", "train_loss", "weight_change", "unchanged_activations"),
+    metrics={**metric_titles("test_accuracy", "train_loss", "weight_change", "unchanged_activations"),
+             "n_train": "n train", "n_test": "n test", "depth": "depth", "seconds": "time (s)"},
     percent=("test_accuracy", "unchanged_activations"), axes=("model", "method", "scale", "seed"),
     reference=Reference("paper acc %", PAPER_TABLE1), gpu=GpuRun(preset="quick", dataset="cifar10"),
 )

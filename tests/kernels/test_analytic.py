@@ -285,9 +285,10 @@ def _forward(torch, x, params, parameterization, w_std, b_std, act, readout=None
 
 
 def _monte_carlo(x, sizes, parameterization, w_std, b_std, act, n_nets, conv=None, readout=None, seed=0,
-                 ntk_outputs=1):
+                 ntk_outputs=1, trained=None):
     """Per net: the NNGP estimate f fᵀ/O over O readout outputs, and the empirical NTK J Jᵀ averaged over
-    the first ``ntk_outputs`` outputs (each has the same limit; averaging damps the readout weights' noise)."""
+    the first ``ntk_outputs`` outputs (each has the same limit; averaging damps the readout weights' noise).
+    ``trained``: the layers (1-based) whose weights and biases require grad; None = all."""
     torch = pytest.importorskip("torch")
     gen = torch.Generator().manual_seed(seed)
     xt = torch.from_numpy(x)
@@ -295,9 +296,13 @@ def _monte_carlo(x, sizes, parameterization, w_std, b_std, act, n_nets, conv=Non
     for _ in range(n_nets):
         pixels = x.shape[2] * x.shape[3] if readout == "flatten" else 1
         params = _torch_layers(torch, sizes, parameterization, w_std, b_std, gen, conv, pixels)
+        for layer, (w, b, _, _) in enumerate(params, start=1):
+            for p in (w, b):
+                if p is not None:
+                    p.requires_grad_(trained is None or layer in trained)
         out = _forward(torch, xt, params, parameterization, w_std, b_std, act, readout)
         nngps.append((out @ out.T / out.shape[1]).detach().numpy())
-        flat = [p for w, b, _, _ in params for p in (w, b) if p is not None]
+        flat = [p for w, b, _, _ in params for p in (w, b) if p is not None and p.requires_grad]
         ntk = 0.0
         for o in range(ntk_outputs):
             rows = []
@@ -371,3 +376,100 @@ def test_monte_carlo_deep_conv(rng, readout, parameterization):
     kernel = Convolutional(2, "relu", 1.4, 0.1, 3, readout, parameterization, width=channels)
     _check_monte_carlo(kernel, x, [3, channels, channels, 512], torch.relu, n_nets=8, conv=3, readout=readout,
                        ntk_outputs=1)
+
+
+# ----------------------------------------------------------------------------------------------- frozen layers
+@pytest.mark.parametrize("trained", [{1, 2}, {1}, {2}, set()])
+def test_trained_layers_closed_form_depth_one(trained):
+    # One hidden ReLU layer, 'ntk', b = 0, w² = σ²: with n = |x||x'|/d and cos γ = x·x'/(|x||x'|),
+    # K₁ = σ²·x·x'/d, the ReLU gives K₁' = σ²·n·(sin γ + (π − γ)cos γ)/2π and E[φ'φ'] = (π − γ)/2π,
+    # and the readout K₂ = σ²K₁'. Layer 1's NTK term is K₁ carried through: σ²·K₁·(π − γ)/2π;
+    # the readout's term is K₂. The NNGP is K₂ whatever is trained.
+    rng = np.random.default_rng(5)
+    x1, x2 = rng.standard_normal((3, 4)), rng.standard_normal((2, 4))
+    sigma2 = 1.7
+    norms = np.linalg.norm(x1, axis=1)[:, None] * np.linalg.norm(x2, axis=1)[None, :]
+    gamma = np.arccos(np.clip(x1 @ x2.T / norms, -1, 1))
+    k1 = sigma2 * x1 @ x2.T / 4
+    k2 = sigma2 * sigma2 * norms / 4 * (np.sin(gamma) + (np.pi - gamma) * np.cos(gamma)) / (2 * np.pi)
+    want = (1 in trained) * sigma2 * k1 * (np.pi - gamma) / (2 * np.pi) + (2 in trained) * k2
+    for impl in ("fused", "reference"):
+        nngp, ntk = FullyConnected(1, "relu", sigma2 ** 0.5, trained_layers=trained, cpu_impl=impl).kernels(x1, x2)
+        np.testing.assert_allclose(nngp, k2, rtol=1e-13)
+        np.testing.assert_allclose(ntk, want, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["fc", "gap", "flatten"])
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_trained_layers_sum_to_the_full_ntk(rng, kind, parameterization):
+    # Θ = Σ_l ∂f/∂θ_l·∂f/∂θ_l is a sum over layers, so the per-layer kernels add up to the full NTK (to
+    # rounding, 1e-13), the readout alone gives Θ = K in the 'ntk' parameterization, and none gives Θ = 0.
+    depth = 2
+    if kind == "fc":
+        x, make = rng.standard_normal((5, 3)), FullyConnected
+    else:
+        x = rng.standard_normal((3, 2, 4, 4))
+        make = lambda *a, **kw: Convolutional(*a, readout=kind, **kw)   # noqa: E731
+    args = (depth, "relu", 1.3, 0.2, parameterization) if kind == "fc" else (depth, "relu", 1.3, 0.2)
+    kw = dict(width=16) if kind == "fc" else dict(parameterization=parameterization, width=16)
+    nngp, full = make(*args, **kw).kernels(x)
+    parts = [make(*args, **kw, trained_layers=[layer]).kernels(x) for layer in range(1, depth + 2)]
+    np.testing.assert_allclose(sum(p[1] for p in parts), full, rtol=1e-13)
+    for p in parts:
+        np.testing.assert_array_equal(p[0], nngp)
+    if parameterization == "ntk":
+        np.testing.assert_allclose(parts[-1][1], nngp, rtol=1e-14)
+    np.testing.assert_array_equal(make(*args, **kw, trained_layers=()).ntk(x), 0.0)
+
+
+@pytest.mark.parametrize("trained_layers, match", [
+    ([0], r"entry` must be an integer in \[1, 4\], got 0"), ([5], r"\[1, 4\], got 5"), ([1.0], "got 1.0"),
+    ([True], "got True"),
+    ([2, 2], "names a layer twice"), ("12", "collection of layer indices"), (3, "collection of layer indices"),
+])
+def test_bad_trained_layers(trained_layers, match):
+    for make in (FullyConnected, Convolutional):
+        with pytest.raises((ValueError, TypeError), match=match):
+            make(depth=3, trained_layers=trained_layers)
+
+
+def test_trained_layers_is_a_parameter():
+    kernel = Convolutional(depth=2, trained_layers=[1, 3])
+    assert kernel.get_params()["trained_layers"] == [1, 3]
+    assert pickle.loads(pickle.dumps(kernel)) == kernel and hash(kernel) == hash(Convolutional(depth=2,
+                                                                                             trained_layers=[1, 3]))
+    from sklearn.base import clone
+    assert clone(kernel) == kernel
+
+
+def _check_frozen_monte_carlo(kernel, x, sizes, act, **mc):
+    """The analytic NTK of a net with frozen layers against the mean empirical NTK of finite nets whose
+    frozen layers have requires_grad=False (tolerance as in ``_assert_close_to_mean``)."""
+    samples = _monte_carlo(x, sizes, kernel.parameterization, kernel.w_std, kernel.b_std, act,
+                           trained=kernel._trained, **mc)
+    _assert_close_to_mean(samples[1], kernel.ntk(x), kernel.width)
+
+
+@pytest.mark.parametrize("trained", [{2}, {1, 3}])
+def test_monte_carlo_frozen_fc(rng, trained):
+    # depth 2, width 512: 8 nets, NTK averaged over 4 readout outputs. Leaving out the frozen layers' terms
+    # changes the NTK here by 67% ({2}) and 23–33% ({1, 3}) of its scale (measured), far beyond the tolerance
+    # (5 SE + 4/width ≈ a few %), so a kernel that ignored trained_layers would fail.
+    torch = pytest.importorskip("torch")
+    width, d = 512, 6
+    x = rng.standard_normal((4, d))
+    kernel = FullyConnected(2, "relu", 1.3, 0.2, "ntk", width=width, trained_layers=trained)
+    _check_frozen_monte_carlo(kernel, x, [d, width, width, 4], torch.relu, n_nets=8, ntk_outputs=4)
+
+
+@pytest.mark.parametrize("readout, trained, parameterization", [("gap", {1}, "standard"), ("flatten", {2}, "ntk")])
+def test_monte_carlo_frozen_conv(rng, readout, trained, parameterization):
+    # One conv layer (256 channels) and the readout, one of them frozen ({1}: Arora et al.'s fixed last
+    # layer). Freezing changes the NTK by 98% (gap) and up to 50% (flatten) of its scale here (measured).
+    torch = pytest.importorskip("torch")
+    channels = 256
+    x = rng.standard_normal((3, 2, 4, 4))
+    kernel = Convolutional(1, "relu", 1.4, 0.1, 3, readout, parameterization, width=channels,
+                           trained_layers=trained)
+    _check_frozen_monte_carlo(kernel, x, [2, channels, 4], torch.relu, n_nets=8, conv=3, readout=readout,
+                              ntk_outputs=4)

@@ -49,6 +49,20 @@ def test_numpy_to_torch_is_zero_copy_and_keeps_dtype(dtype, rng):
     assert float(t[1, 1]) == -7.0
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_thread_map_calls_every_item_and_raises(n_jobs):
+    from kernels.backend import thread_map
+    seen = []
+    thread_map(seen.append, range(7), n_jobs)
+    assert sorted(seen) == list(range(7))
+
+    def fail(item):
+        if item == 3:
+            raise RuntimeError("item 3")
+    with pytest.raises(RuntimeError, match="item 3"):
+        thread_map(fail, range(5), n_jobs)
+
+
 def test_dtype_policy_as_the_readme_states(rng):
     """README "Devices and dtypes": kernel functions keep a float input's dtype (float32 in → float32 out),
     refuse integers unless dtype= asks for a cast; the estimators cast everything to float64 on the CPU."""

@@ -34,12 +34,14 @@ def test_peer_worker_agrees_with_lazykit():
     np.testing.assert_allclose(ntk, ours[1], rtol=1e-12)
 
 
-@pytest.mark.parametrize("device, want", [("cpu", ["cpu"]), ("cuda", ["gpu"]), ("auto", ["cpu", "gpu"])])
+@pytest.mark.parametrize("device, want", [("cpu", ["cpu", "fused"]), ("cuda", ["gpu"]),
+                                          ("auto", ["cpu", "gpu", "fused"])])
 def test_device_selects_the_cases(monkeypatch, device, want):
     # the rows themselves are replaced: this checks the routing, not the timings
     called = []
     monkeypatch.setattr(analytic, "_cpu_rows", lambda args, rng: called.append("cpu") or [])
     monkeypatch.setattr(analytic, "_gpu_rows", lambda args, rng: called.append("gpu") or [])
+    monkeypatch.setattr(analytic, "_fused_table", lambda args, rng: called.append("fused") or [])   # CPU table
     analytic.run(type("Args", (), dict(device=device, repeats=5, argv=["--device", device]))())
     assert called == want
 
