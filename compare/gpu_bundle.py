@@ -28,8 +28,11 @@ from pathlib import Path
 
 # What the GPU image already has (importable names differ from PyPI names for some; these are PyPI names).
 BASELINE = ("numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl", "torch", "tqdm", "pytest", "cupy")
-# lazykit's dependencies beyond BASELINE (tests/compare/test_gpu_bundle.py checks this against pyproject.toml),
-# plus pytest-timeout, which reads the `timeout` option of the pytest configuration.
+# Dependencies the GPU run does without: numba only speeds up the CPU kernels (without it they take the reference
+# path), and its llvmlite wheel alone is about 40 MB.
+NOT_BUNDLED = ("numba",)
+# lazykit's dependencies beyond BASELINE and NOT_BUNDLED (tests/compare/test_gpu_bundle.py checks this against
+# pyproject.toml), plus pytest-timeout, which reads the `timeout` option of the pytest configuration.
 REQUIREMENTS = ("array-api-compat>=1.6", "matplotlib>=3.7", "pillow>=9.0", "pytest-timeout>=2.1")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")
 MANIFEST = "manifest.json"

@@ -10,7 +10,8 @@ subprocess with its own time limit, so one failure or hang does not stop the res
 0. with ``--bundle``: the offline install;
 1. ``python -m pytest tests/gpu -m gpu``;
 2. ``python -m compare bench NAME --device cuda`` for each benchmark in ``compare.bench.BENCHMARKS`` (a
-   benchmark module that needs other arguments for its GPU run names them in a module constant ``GPU_ARGS``);
+   benchmark module that needs other arguments for its GPU run names them in a module constant ``GPU_ARGS``;
+   ``GPU_ARGS = None`` says it has no GPU run, and the step is listed as skipped);
 3. for each experiment that declares a GPU run (``Experiment.gpu``; today ``table``), when its data set is
    found (``--data-dir``, e.g. a git-ignored ``data/`` in the checkout holding cifar10-jpeg.tar.gz):
    ``python -m compare table --preset quick --device cuda``.
@@ -70,8 +71,12 @@ def plan(data_dir=None) -> list:
     python = sys.executable
     steps = [Step("tests/gpu", [python, "-m", "pytest", "tests/gpu", "-m", "gpu", "-q", "-p", "no:cacheprovider"],
                   "tests")]
-    steps += [Step(f"bench {name}", [python, "-m", "compare", "bench", name, *bench_gpu_args(name)], "bench")
-              for name in BENCHMARKS]
+    for name in BENCHMARKS:
+        gpu_args = bench_gpu_args(name)
+        steps.append(Step(f"bench {name}", [python, "-m", "compare", "bench", name, *(gpu_args or [])], "bench")
+                     if gpu_args is not None else
+                     Step(f"bench {name}", [python, "-m", "compare", "bench", name], "bench", status="skipped",
+                          skip_reason="CPU-only benchmark (its GPU_ARGS is None)"))
     try:  # the registry imports lazykit's dependencies, which a bare GPU machine has only after the install
         from compare import experiments
         declared = [experiments.get(name) for name in experiments.names()]
@@ -104,13 +109,15 @@ def experiment_step(experiment, data_dir=None) -> Step:
     return step
 
 
-def bench_gpu_args(name: str) -> list:
-    """The arguments of benchmark ``name``'s GPU run: its module's ``GPU_ARGS``, else ``--device cuda``."""
+def bench_gpu_args(name: str):
+    """The arguments of benchmark ``name``'s GPU run: its module's ``GPU_ARGS``, else ``--device cuda``; None
+    when the module declares ``GPU_ARGS = None`` (no GPU run)."""
     try:
         module = importlib.import_module(BENCHMARKS[name])
     except ImportError:  # not written yet, or a dependency missing: the run itself will report it
         return list(DEFAULT_GPU_ARGS)
-    return list(getattr(module, "GPU_ARGS", DEFAULT_GPU_ARGS))
+    gpu_args = getattr(module, "GPU_ARGS", DEFAULT_GPU_ARGS)
+    return None if gpu_args is None else list(gpu_args)
 
 
 def versions() -> dict:

@@ -36,6 +36,7 @@ import numpy as np
 
 from compare.bench.harness import format_seconds, format_table, machine_info
 
+GPU_ARGS = None              # CPU only (no --device): `python -m compare gpu-check` lists it as skipped
 KERNEL = dict(depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0)
 PREDICT_ROWS = 512           # test rows per K(x*, X) slab
 MIN_EXTRAPOLATE = 10000      # below this n the phases' fixed costs swamp their n² and n³ terms

@@ -22,9 +22,12 @@ def test_without_gpu_it_fails_clearly():
 def test_dry_run_prints_the_commands_in_order(tmp_path, capsys):
     assert gpu_check.main(["--dry-run", "--data-dir", str(tmp_path), "--budget", "100"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    gpu_args = {name: " ".join(gpu_check.bench_gpu_args(name)) for name in BENCHMARKS}
+    gpu_args = {name: gpu_check.bench_gpu_args(name) for name in BENCHMARKS}
     expected = (["python -m pytest tests/gpu -m gpu -q -p no:cacheprovider   # limit 30 s"]    # 30% of 100 s
-                + [f"python -m compare bench {name} {gpu_args[name]}   # limit 15 s" for name in BENCHMARKS])
+                + [f"python -m compare bench {name} {' '.join(gpu_args[name])}   # limit 15 s"
+                   if gpu_args[name] is not None else
+                   f"python -m compare bench {name}   # skipped: CPU-only benchmark (its GPU_ARGS is None)"
+                   for name in BENCHMARKS])
     assert lines[:-1] == expected
     # no CIFAR-10 in that folder: the experiment step is listed as skipped, with how to fix it
     assert lines[-1].startswith("python -m compare table --preset quick --device cuda")
@@ -44,8 +47,15 @@ def test_benchmark_gpu_arguments_default_and_module_override(monkeypatch):
     monkeypatch.setitem(sys.modules, "fake_gpu_bench", fake)
     monkeypatch.setitem(gpu_check.BENCHMARKS, "fake", "fake_gpu_bench")
     monkeypatch.setitem(gpu_check.BENCHMARKS, "unwritten", "compare.bench.no_such_module")
+    cpu_only = types.ModuleType("fake_cpu_bench")
+    cpu_only.GPU_ARGS = None
+    monkeypatch.setitem(sys.modules, "fake_cpu_bench", cpu_only)
+    monkeypatch.setitem(gpu_check.BENCHMARKS, "cpu-only", "fake_cpu_bench")
     assert gpu_check.bench_gpu_args("fake") == ["--device", "cuda", "--sizes", "20000"]
     assert gpu_check.bench_gpu_args("unwritten") == ["--device", "cuda"]
+    assert gpu_check.bench_gpu_args("cpu-only") is None
+    skipped = next(step for step in gpu_check.plan() if step.name == "bench cpu-only")
+    assert skipped.status == "skipped" and "CPU-only" in skipped.skip_reason
     commands = [step.command for step in gpu_check.plan()]
     assert "python -m compare bench fake --device cuda --sizes 20000" in commands
 

@@ -70,7 +70,8 @@ def test_conv_block_matches_reference(host, activation, parameterization, b_std,
 
 
 def _both_paths(host, monkeypatch, make, x1, x2=None):
-    """(CUDA chain on the host, NumPy reference) of the same public call."""
+    """(CUDA chain on the host, NumPy reference) of the same public call; ``make`` builds the kernel with
+    cpu_impl='reference', the tile path that hands CuPy tiles to the CUDA chains (not the numba CPU loops)."""
     got = make().kernels(x1, x2)
     monkeypatch.setattr(analytic, "_uses_cuda_kernels", lambda xp: False)
     want = make().kernels(x1.astype(np.float64), None if x2 is None else x2.astype(np.float64))
@@ -88,7 +89,7 @@ def test_whole_conv_kernel_through_the_cuda_chain(host, monkeypatch, activation,
     x1 = rng.standard_normal((5, 2, 4, 3)).astype(dtype)
     x2 = rng.standard_normal((3, 2, 4, 3)).astype(dtype) if with_x2 else None
     got, want = _both_paths(host, monkeypatch, lambda: Convolutional(
-        2, activation, 1.2, 0.1, 3, "gap", block_size=2, n_jobs=1, dtype=dtype), x1, x2)
+        2, activation, 1.2, 0.1, 3, "gap", block_size=2, n_jobs=1, dtype=dtype, cpu_impl="reference"), x1, x2)
     for g, w in zip(got, want):
         _close(g, w, dtype)
     assert any(name.startswith("conv_block") for name, _, _ in host.launches)
@@ -103,7 +104,7 @@ def test_whole_fc_kernel_through_the_cuda_chain(host, monkeypatch, activation, w
     x1 = rng.standard_normal((5, 4)).astype(dtype)
     x2 = rng.standard_normal((3, 4)).astype(dtype) if with_x2 else None
     got, want = _both_paths(host, monkeypatch, lambda: FullyConnected(
-        3, activation, 1.3, 0.2, block_size=2, n_jobs=1, dtype=dtype), x1, x2)
+        3, activation, 1.3, 0.2, block_size=2, n_jobs=1, dtype=dtype, cpu_impl="reference"), x1, x2)
     for g, w in zip(got, want):
         _close(g, w, dtype)
 

@@ -35,9 +35,9 @@ def sources(nvrtc, tmp_path_factory):
     try:
         for activation in FAMILIES:
             for dtype in ("float32", "float64"):
-                FullyConnected(2, activation, block_size=2, n_jobs=1, dtype=dtype).kernels(
+                FullyConnected(2, activation, block_size=2, n_jobs=1, dtype=dtype, cpu_impl="reference").kernels(
                     rng.standard_normal((5, 3)), rng.standard_normal((3, 3)))
-                Convolutional(1, activation, block_size=2, n_jobs=1, dtype=dtype).kernels(
+                Convolutional(1, activation, block_size=2, n_jobs=1, dtype=dtype, cpu_impl="reference").kernels(
                     rng.standard_normal((3, 2, 3, 3)))
     finally:
         mp.undo()
