@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextvars
 
-from kernels.backend import device_of, to_device
+from kernels import device_of, to_device
 
 _DIRECTORY = contextvars.ContextVar("gram_store", default=None)
 

@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     if args.sklearn_n is not None and args.sklearn_n != 0 and not 2 <= args.sklearn_n <= args.n:
         print(f"error: --sklearn-n must be 0 (skip) or between 2 and --n={args.n}")
         return 2
-    from kernels.gram_solvers import available_memory
+    from kernels import available_memory
     available = available_memory()
     sklearn_n = args.sklearn_n if args.sklearn_n is not None else min(args.n, largest_sklearn_n(args.n_test,
                                                                                                  available))

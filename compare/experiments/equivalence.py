@@ -289,7 +289,7 @@ def _train_net(run, X_train, y_train, ref) -> dict:
     inputs at half and all of the steps; {"module", "initial", "tracker"} or {"error"} when it diverged."""
     import torch
     from nets import DivergenceError, Lazy, Linearized, train
-    from nets.trained_kernel import KernelTracker
+    from nets import KernelTracker
     d_in, d_out = X_train.shape[1], y_train.shape[1]
     net = _network(run, d_in, d_out)
     method = "lazy" if run.method in AFTER_METHODS else run.method
@@ -328,7 +328,7 @@ def _net_row(run, trained, task, X_train, y_train, X_test, y_test, ref) -> dict:
 def _after_kernel(run, memo, task, X_train, y_train, X_test, y_test, ref) -> dict:
     """Ridgeless kernel regression on the training targets with the NTK of the lazy net trained at α (all its
     layers, or its last layer only), scored like the other methods."""
-    from nets.trained_kernel import after_training_kernel_regression
+    from nets import after_training_kernel_regression
     lazy_run = dataclasses.replace(run, method="lazy")
     trained = memo.get({"trained": lazy_run.config()}, lambda: _train_net(lazy_run, X_train, y_train, ref))
     if "error" in trained:
