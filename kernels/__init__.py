@@ -22,7 +22,8 @@ _EXPORTS = {
     "KernelClassifier": "estimators", "RandomFeaturesRegressor": "estimators",
     "RandomFeaturesClassifier": "estimators",
     # backend.py
-    "resolve_device": "backend", "gpu_available": "backend", "to_numpy": "backend",
+    "resolve_device": "backend", "gpu_available": "backend", "to_numpy": "backend", "to_device": "backend",
+    "device_of": "backend",
     # loss_flow.py
     "kernel_gradient_flow": "loss_flow", "loss_derivatives": "loss_flow",
     # validation.py

@@ -7,3 +7,7 @@ BENCHMARKS = {
     "empirical": "compare.bench.empirical",    # empirical NTK vs torch.func Jacobian contraction
     "solvers": "compare.bench.solvers",        # KRR / ridge path / random features vs scikit-learn
 }
+# Not a speed benchmark (so `gpu-check` does not run it): reruns every figure that README.md and --help quote
+FIGURE_SCRIPTS = {
+    "readme": "compare.bench.readme",
+}

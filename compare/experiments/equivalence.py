@@ -13,8 +13,8 @@ and compared with kernel predictors on the same split:
 
 - ``empirical_ntk``      the empirical NTK Θ₀ of the network at w₀ (all output blocks Θ_oo'), gradient flow
                          to the training time t = lr·steps: f_t(x) = Θ₀(x, X) Θ₀⁻¹ (I − exp(−tΘ₀/n)) y
-                         (docs/conventions.md, gradient flow). The linearized net follows exactly this flow (up to the GD step size);
-                         it is the reference for ``agreement``,
+                         (docs/conventions.md, *Gradient flow and ridge*). The linearized net follows
+                         exactly this flow (up to the GD step size); it is the reference for ``agreement``,
 - ``empirical_ntk_krr``  the same kernel at t = ∞ (ridgeless kernel regression),
 - ``ntk``                the analytic infinite-width NTK, gradient flow to the same time t,
 - ``nngp``               the analytic NNGP kernel, ridgeless kernel regression (the infinitely wide net whose
@@ -57,18 +57,18 @@ from compare.summary import aggregate, metric_titles
 DATASETS = ("digits", "breast_cancer", "diabetes", "fashion-mnist", "cifar10")
 AGREEMENT_TOLERANCE = 0.1   # regression: |f − f_ref| within a tenth of the standardised target's std
 
-# expected times: "quick" measured on an idle 2-core CPU; "full" measured likewise; "paper" estimated (see README)
+# each preset names what it is meant for; its measured wall time is in docs/figures.json (bench readme)
 PRESETS = {
-    "quick": Preset("~15 s on 2 CPU cores (digits)", n_train=300, n_test=500, widths=[64],
+    "quick": Preset("a CPU (digits)", n_train=300, n_test=500, widths=[64],
                     channels=32, conv_depth=2, image_classes=[0, 1],
                     scales=[0.1, 1.0, 10.0, 100.0, 1000.0], steps=300, lr_factor=1.0, probe=100, seeds=1,
                     dtype="float64", analytic=True, loss="mse", after_kernels=False),
-    "full": Preset("~9 min on 2 CPU cores (digits, measured)", n_train=600, n_test=450,
+    "full": Preset("a CPU (digits)", n_train=600, n_test=450,
                    widths=[512], channels=64, conv_depth=2, image_classes=None,
                    scales=[0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], steps=1000, lr_factor=1.0, probe=200, seeds=3,
                    dtype="float64", analytic=True, loss="mse", after_kernels=True),
-    "paper": Preset("~1 h on 2 CPU cores or one GPU (estimate; the 10⁴×10⁴ multi-output kernel "
-                    "eigendecomposition dominates)", n_train=1000, n_test=450, widths=[1024], channels=128,
+    "paper": Preset("a GPU or a patient CPU (the 10⁴×10⁴ multi-output kernel eigendecomposition dominates)",
+                    n_train=1000, n_test=450, widths=[1024], channels=128,
                     conv_depth=3, image_classes=None,
                     scales=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0], steps=3000,
                     lr_factor=1.0, probe=200, seeds=5, dtype="float64", analytic=True, loss="mse",
@@ -179,8 +179,7 @@ def _flow(K_train, K_test, y, t):
     (sample, output), couples them: y (n, O) is then flattened in the same order, and the time is given to
     the solver as t·O, since its flow exp(−tK/N) divides by the number of rows N = n·O, not by n.
     """
-    from kernels.backend import device_of, to_device, to_numpy
-    from kernels.solvers import EigenPath
+    from kernels import EigenPath, device_of, to_device, to_numpy
     n, outputs = y.shape
     y = to_device(y, device_of(K_train))
     if K_train.shape[0] == n * outputs and outputs > 1:
@@ -215,7 +214,7 @@ def _train_loss(pred_train, y_train, loss) -> float:
 def _full_ntk(net, x1, x2=None):
     """The empirical NTK with its output blocks, Θ_oo'(x, x'), as an (n1·O, n2·O) matrix (sample-major)."""
     from kernels import empirical_ntk
-    from kernels.backend import to_numpy
+    from kernels import to_numpy
     K = to_numpy(empirical_ntk(net, x1, x2, output="full"))
     n1, n2, outputs, _ = K.shape
     return np.reshape(np.transpose(K, (0, 2, 1, 3)), (n1 * outputs, n2 * outputs))
