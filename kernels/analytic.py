@@ -26,6 +26,7 @@ import math
 import numbers
 import os
 
+import numpy as np
 import threadpoolctl
 
 from kernels import backend
@@ -181,6 +182,24 @@ def _pin_diagonal(xp, k12, k11):
 
 
 # ----------------------------------------------------------------------------------------------- base class
+def _mean_square(xp, x) -> float:
+    """max over samples of ‖x‖²/d (0 for None); +inf when the squares overflow."""
+    if x is None:
+        return 0.0
+    with np.errstate(over="ignore"):
+        return float(xp.max(xp.sum(x * x, axis=tuple(range(1, x.ndim))))) / math.prod(x.shape[1:])
+
+
+def _check_std(value, name: str, positive: bool):
+    """w_std / b_std: a real number (not a bool), finite with a finite square (|value| < 1e150), > 0 or >= 0."""
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    ok = ok and (value > 0 if positive else value >= 0) and abs(value) < 1e150
+    if not ok:
+        bound = "> 0" if positive else ">= 0"
+        extra = "" if positive else " or None (no bias)"
+        raise ValueError(f"{name} must be a finite number {bound} and below 1e150 (its square must be finite)"
+                         f"{extra}, got {value!r}")
+
 class _AnalyticKernel(ParameterHolder):
     """Shared parameter handling, validation and the public nngp / ntk / kernels methods."""
 
@@ -190,11 +209,9 @@ class _AnalyticKernel(ParameterHolder):
     def _check_params(self):
         if isinstance(self.depth, bool) or not isinstance(self.depth, numbers.Integral) or self.depth < 0:
             raise ValueError(f"depth must be an integer >= 0, got {self.depth!r}")
-        if not isinstance(self.w_std, numbers.Real) or not math.isfinite(self.w_std) or self.w_std <= 0:
-            raise ValueError(f"w_std must be a positive finite number, got {self.w_std!r}")
-        if self.b_std is not None and (not isinstance(self.b_std, numbers.Real)
-                                       or not math.isfinite(self.b_std) or self.b_std < 0):
-            raise ValueError(f"b_std must be None (no bias) or a finite number >= 0, got {self.b_std!r}")
+        _check_std(self.w_std, "w_std", positive=True)
+        if self.b_std is not None:
+            _check_std(self.b_std, "b_std", positive=False)
         if self.parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
         if self.parameterization == "standard":
@@ -206,7 +223,8 @@ class _AnalyticKernel(ParameterHolder):
                                             or not isinstance(self.block_size, numbers.Integral)
                                             or self.block_size < 1):
             raise ValueError(f"block_size must be None or a positive integer, got {self.block_size!r}")
-        if self.n_jobs is not None and (not isinstance(self.n_jobs, numbers.Integral) or self.n_jobs < 1):
+        if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral)
+                                        or self.n_jobs < 1):
             raise ValueError(f"n_jobs must be None or a positive integer, got {self.n_jobs!r}")
         if self.device is not None:
             backend.resolve_device(self.device)
@@ -257,6 +275,9 @@ class _AnalyticKernel(ParameterHolder):
     def _compute(self, x1, x2, want):
         x1, x2, was_torch = self._inputs(x1, x2)
         xp = backend.get_namespace(x1)
+        size = max(_mean_square(xp, x1), _mean_square(xp, x2))
+        x1, x2, rescale = self._rescaled(xp, x1, x2)
+        self._check_input_range(xp, x1, x2)
         symmetric = x2 is None
         xb = x1 if symmetric else x2
         n_jobs = self.n_jobs or (os.cpu_count() or 1)
@@ -265,9 +286,62 @@ class _AnalyticKernel(ParameterHolder):
         tile_fn = self._tile_function(xp, x1, xb, symmetric, want[1])
         outs = _run_tiles(xp, tile_fn, x1.shape[0], xb.shape[0], self._block(x1), symmetric, want,
                           x1.dtype, x1.device, n_jobs)
+        if rescale:
+            with np.errstate(over="ignore"):   # an overflow here is reported by _check_overflow
+                outs = [backend.times_power_of_two(o, rescale) for o in outs]
+        for out, name in zip(outs, [n for n, w in zip(("NNGP", "NTK"), want) if w]):
+            self._check_overflow(xp, out, name, size)
         if was_torch:
             outs = [backend.to_torch(o) for o in outs]
         return outs
+
+    def _homogeneous(self) -> bool:
+        """True when K(c·x, c·x') = c²·K(x, x') for c > 0: a piecewise-linear activation (ReLU, leaky ReLU,
+        abs, identity) and no bias term (b_std None, or 0 with the 'ntk' parameterization)."""
+        no_bias = self.b_std is None or (self.b_std == 0 and self.parameterization == "ntk")
+        return no_bias and self._dual.name in ("relu", "leaky_relu", "abs", "identity")
+
+    def _rescaled(self, xp, x1, x2):
+        """Inputs divided by a power of two 2^e near their largest |value| when that lies outside
+        [2^-16, 2^16] and the kernel is positively homogeneous, with the exponent 2e of the factor 4^e that
+        restores the kernel (0: nothing rescaled).
+
+        Dividing by a power of two is exact, so the result equals the unscaled computation wherever that
+        does not overflow or underflow (|x| ≈ 2e77 in float64 or 2e10 in float32 used to give NaN).
+        """
+        if not self._homogeneous():
+            return x1, x2, 0
+        e = backend.power_of_two_exponent(*((x1,) if x2 is None else (x1, x2)))
+        if abs(e) <= 16:
+            return x1, x2, 0
+        return (backend.times_power_of_two(x1, -e), None if x2 is None else backend.times_power_of_two(x2, -e), 2 * e)
+
+    def _check_input_range(self, xp, x1, x2):
+        """ValueError naming x1/x2 when (‖x‖²/d)² would overflow (the first layer multiplies two variances)."""
+        dtype = str(x1.dtype).split(".")[-1]
+        limit = math.sqrt(float(np.finfo(dtype).max))
+        for x, name in ((x1, "x1"), (x2, "x2")):
+            size = _mean_square(xp, x)
+            if not size < limit:
+                raise ValueError(
+                    f"{name} is too large for {type(self).__name__}(activation={self.activation!r}) in {dtype}: "
+                    f"its largest mean square ||x||^2/d is {size:.3g}, but it must stay below {limit:.2g} (the "
+                    f"kernel multiplies two variances). Rescale {name} (e.g. standardise it)"
+                    + (", or use float64 (limit 1.3e154)" if dtype == "float32" else "")
+                    + "; ReLU-type kernels without bias scale exactly and accept any finite input")
+
+    def _check_overflow(self, xp, out, name, size):
+        """ValueError when the kernel came out non-finite although inputs and weights were finite."""
+        if bool(xp.all(xp.isfinite(out))):
+            return
+        dtype = str(out.dtype).split(".")[-1]
+        limit = math.sqrt(float(np.finfo(dtype).max))
+        raise ValueError(
+            f"the {name} of {self!r} overflowed {dtype} on inputs x1/x2 with largest mean square ||x||^2/d = "
+            f"{size:.3g}: kernel values must stay below about {limit:.1g} in {dtype} (the recursion multiplies "
+            f"two variances), and each of the depth={self.depth} layers scales them by about "
+            f"w_std^2 = {float(self.w_std) ** 2:.3g} times the activation's gain. Rescale x1/x2 (e.g. "
+            "standardise them) or lower w_std or depth" + (", or use float64" if dtype == "float32" else ""))
 
     def _block(self, x1):
         if self.block_size is not None:
@@ -362,7 +436,7 @@ class Convolutional(_AnalyticKernel):
             raise ValueError(f"filter_size must be a positive odd integer ('SAME' padding), got {filter_size!r}")
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
-        if not isinstance(memory_budget, numbers.Integral) or memory_budget < 1:
+        if isinstance(memory_budget, bool) or not isinstance(memory_budget, numbers.Integral) or memory_budget < 1:
             raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
         self._check_params()
 

@@ -10,6 +10,7 @@ Torch tensors cross over zero-copy through DLPack with their dtype preserved.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 
 import array_api_compat
@@ -114,6 +115,12 @@ def from_torch(t):
     return np.from_dlpack(t)
 
 
+def _half_to_float(t):
+    """A float16/bfloat16 tensor as float32 (DLPack cannot carry bfloat16 to NumPy); others unchanged."""
+    import torch
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def to_torch(a):
     """Zero-copy view of a NumPy or CuPy array as a torch tensor, dtype preserved."""
     import torch
@@ -168,6 +175,8 @@ def check_array(x, name: str, *, ndim=None, min_ndim=None, device=None, dtype=No
     """Validate an input array and return it as a float NumPy/CuPy array.
 
     - torch tensors become NumPy/CuPy arrays through DLPack (zero-copy when no cast or move is needed);
+    - half precision (float16, torch.bfloat16) is upcast to float32, exactly: kernels are computed in float32
+      or float64 only, and half-precision products would overflow at |x| ≈ 256;
     - lists, scalars and other non-arrays raise TypeError; integer/bool/complex dtypes raise TypeError
       unless ``dtype`` asks for a cast (integers only: complex and bool are never silently cast);
     - NaN/inf, empty arrays and wrong ``ndim`` raise ValueError naming ``name``;
@@ -177,8 +186,10 @@ def check_array(x, name: str, *, ndim=None, min_ndim=None, device=None, dtype=No
     if not is_array(x):
         raise TypeError(f"{name} must be an array (NumPy, CuPy or torch), got {type(x).__name__}")
     if is_torch(x):
-        x = from_torch(x)
+        x = from_torch(_half_to_float(x))
     xp = get_namespace(x)
+    if xp.isdtype(x.dtype, "real floating") and x.dtype not in (xp.float32, xp.float64):
+        x = xp.astype(x, xp.float32)   # float16 / bfloat16: computed in float32 (exact upcast)
     if xp.isdtype(x.dtype, "complex floating") or x.dtype == xp.bool:
         raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
     if dtype is None and not xp.isdtype(x.dtype, "real floating"):
@@ -200,3 +211,20 @@ def check_array(x, name: str, *, ndim=None, min_ndim=None, device=None, dtype=No
         if x.dtype != want:
             x = xp.astype(x, want)
     return check_finite(x, name)
+
+
+# ----------------------------------------------------------------------------------------------- exact rescaling
+def power_of_two_exponent(*arrays) -> int:
+    """The exponent e with 2^(e−1) ≤ max|a| < 2^e over ``arrays`` (0 when all are zero): dividing by 2^e is
+    exact and brings every entry inside (−1, 1), so products and sums of squares cannot overflow."""
+    top = max(float(get_namespace(a).max(get_namespace(a).abs(a))) for a in arrays)
+    return math.frexp(top)[1] if top > 0 else 0
+
+
+def times_power_of_two(a, e: int):
+    """a·2^e, exact barring overflow or underflow, in steps that Python floats can hold."""
+    while e:
+        step = max(-1000, min(1000, e))
+        a = a * 2.0 ** step
+        e -= step
+    return a

@@ -73,7 +73,7 @@ def test_bad_input(rng):
         RBF()(np.array([[np.nan, 1.0]]))
     with pytest.raises(ValueError, match="x1 must be 2-dimensional"):
         Laplace()(np.ones(3))
-    with pytest.raises(ValueError, match="gamma must be a positive number"):
+    with pytest.raises(ValueError, match="gamma must be a finite positive number"):
         RBF(gamma=-1.0)
     with pytest.raises(ValueError, match="degree must be a positive integer"):
         Polynomial(degree=0)
