@@ -298,8 +298,10 @@ def get_dual(activation, negative_slope: float = 0.01) -> Dual:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} or a callable, "
                          f"got {activation!r}")
     if activation == "leaky_relu":
-        if not isinstance(negative_slope, (int, float)) or not math.isfinite(negative_slope):
-            raise ValueError(f"negative_slope must be a finite number, got {negative_slope!r}")
+        if (isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float))
+                or not math.isfinite(negative_slope) or abs(negative_slope) >= 1e150):
+            raise ValueError("negative_slope must be a finite number below 1e150 in absolute value (its square "
+                             f"must be finite), got {negative_slope!r}")
         return Dual("leaky_relu", *_abrelu(negative_slope), slope=float(negative_slope))
     slopes = {"relu": 0.0, "abs": -1.0}
     if activation in slopes:
