@@ -323,7 +323,7 @@ class _AnalyticKernel(ParameterHolder):
         for x, name in ((x1, "x1"), (x2, "x2")):
             size = _mean_square(xp, x)
             if not size < limit:
-                raise ValueError(
+                raise backend.KernelOverflowError(
                     f"{name} is too large for {type(self).__name__}(activation={self.activation!r}) in {dtype}: "
                     f"its largest mean square ||x||^2/d is {size:.3g}, but it must stay below {limit:.2g} (the "
                     f"kernel multiplies two variances). Rescale {name} (e.g. standardise it)"
@@ -336,7 +336,7 @@ class _AnalyticKernel(ParameterHolder):
             return
         dtype = str(out.dtype).split(".")[-1]
         limit = math.sqrt(float(np.finfo(dtype).max))
-        raise ValueError(
+        raise backend.KernelOverflowError(
             f"the {name} of {self!r} overflowed {dtype} on inputs x1/x2 with largest mean square ||x||^2/d = "
             f"{size:.3g}: kernel values must stay below about {limit:.1g} in {dtype} (the recursion multiplies "
             f"two variances), and each of the depth={self.depth} layers scales them by about "

@@ -150,6 +150,11 @@ def to_device(a, device: str):
 
 
 # ----------------------------------------------------------------------------------------------- validation
+class KernelOverflowError(ValueError):
+    """A kernel of finite inputs and parameters came out NaN or inf: the values passed the dtype's range."""
+
+
+
 def is_array(x) -> bool:
     """True for NumPy/CuPy/torch/array-api arrays (not lists, scalars or strings)."""
     return array_api_compat.is_array_api_obj(x) and not isinstance(x, (numbers.Number, str))

@@ -134,7 +134,7 @@ class Polynomial(_Kernel):
         xp = backend.get_namespace(K)
         if not bool(xp.all(xp.isfinite(K))):
             dtype = str(K.dtype).split(".")[-1]
-            raise ValueError(f"{self!r} overflowed {dtype} on x1/x2: (gamma*<x, y> + coef0)^degree must stay "
+            raise backend.KernelOverflowError(f"{self!r} overflowed {dtype} on x1/x2: (gamma*<x, y> + coef0)^degree must stay "
                              f"below {float(np.finfo(dtype).max):.2g}, so |gamma*<x, y> + coef0| below "
                              f"{float(np.finfo(dtype).max) ** (1 / int(self.degree)):.3g}; rescale x1/x2 "
                              "(e.g. standardise them) or lower degree")

@@ -129,10 +129,28 @@ class _ArrayEstimator(BaseEstimator):
         return self._outputs(X), origin
 
 
+def _check_numeric_targets(y):
+    """ValueError naming y when a regressor is given labels (strings, bytes, objects that are not numbers)."""
+    if y is None or backend.is_torch(y) or array_api_compat.is_cupy_array(y):
+        return
+    y = np.asarray(y)
+    if y.dtype.kind == "O":
+        try:
+            y.astype(np.float64)
+            return
+        except (TypeError, ValueError):
+            pass
+    if y.dtype.kind in "USO":
+        what = {"U": "strings", "S": "bytes", "O": "Python objects"}[y.dtype.kind]
+        raise ValueError(f"y must hold real numbers for a regressor, got {what} (dtype {y.dtype}); "
+                        "for class labels use the classifier")
+
+
 class _Regressor(RegressorMixin):
     """fit/predict for regressors: targets y of shape (n,) or (n, n_targets), predictions of the same shape."""
 
     def fit(self, X, y):
+        _check_numeric_targets(y)
         X, y = self._validate_X(X, reset=True, y=y)
         y = np.asarray(y, dtype=np.float64)
         Y = backend.to_device(y if y.ndim == 2 else y[:, None], self._compute_device())
@@ -157,6 +175,9 @@ class _Classifier(ClassifierMixin):
         X, y = self._validate_X(X, reset=True, y=y, classifier=True)
         check_classification_targets(y)
         self.classes_, index = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y holds a single class ({self.classes_[0]!r}); a classifier needs at least two "
+                             "classes")
         onehot = np.zeros((len(index), len(self.classes_)))
         onehot[np.arange(len(index)), index] = 1.0
         self._fit_arrays(X, backend.check_array(backend.to_device(onehot, self._compute_device()), "y",
@@ -196,11 +217,22 @@ class _KernelModel(_ArrayEstimator):
 
     def _gram(self, x1, x2):
         device = backend.device_of(x1)
-        if self.memory_.location is None:
-            return self.kernel_(x1, x2)
-        host = backend.to_numpy
-        K = self.memory_.cache(_gram)(self.kernel_, host(x1), None if x2 is None else host(x2), device)
-        return backend.check_array(backend.to_device(K, device), "K", dtype=x1.dtype)
+        try:
+            if self.memory_.location is None:
+                K = self.kernel_(x1, x2)
+            else:
+                host = backend.to_numpy
+                K = backend.to_device(self.memory_.cache(_gram)(self.kernel_, host(x1),
+                                                                None if x2 is None else host(x2), device), device)
+        except backend.KernelOverflowError as exc:
+            raise backend.KernelOverflowError(f"X is out of range for this estimator's kernel: {exc}") from None
+        xp = backend.get_namespace(K)
+        if not bool(xp.all(xp.isfinite(K))):
+            raise backend.KernelOverflowError(
+                f"the kernel {self.kernel_!r} returned NaN or inf on the finite X (largest |X| = "
+                f"{float(xp.max(xp.abs(x1))):.3g}): its values left the {K.dtype} range; rescale X (e.g. "
+                "standardise it) or change the kernel's parameters")
+        return backend.check_array(K, "K", dtype=x1.dtype)
 
     def _outputs(self, X):
         return self._gram(X, self.X_fit_) @ self.dual_coef_
