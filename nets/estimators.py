@@ -22,6 +22,11 @@ ARCHS = ("mlp", "two_layer")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def _host(a):
+    """A torch tensor (even one that requires grad, or on a GPU) as a NumPy array; anything else unchanged."""
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
+
+
 class _LazyNet(BaseEstimator):
     """Shared parameters and fitting logic (see `LazyNetRegressor`)."""
 
@@ -82,7 +87,7 @@ class _LazyNet(BaseEstimator):
 
     def _outputs(self, X):
         check_is_fitted(self, "module_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = validate_data(self, _host(X), reset=False, dtype=np.float64)
         with torch.no_grad():
             return self.module_(self._inputs(X)).double().cpu().numpy()
 
@@ -107,7 +112,7 @@ class LazyNetRegressor(RegressorMixin, _LazyNet):
     """
 
     def fit(self, X, y):
-        X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
+        X, y = validate_data(self, _host(X), _host(y), dtype=np.float64, multi_output=True, y_numeric=True)
         if self.arch == "two_layer" and y.ndim == 2:
             if y.shape[1] > 1:
                 raise ValueError(f"arch='two_layer' has one output; it cannot fit {y.shape[1]} outputs "
@@ -141,7 +146,7 @@ class LazyNetClassifier(ClassifierMixin, _LazyNet):
     """
 
     def fit(self, X, y):
-        X, y = validate_data(self, X, y, dtype=np.float64)
+        X, y = validate_data(self, _host(X), _host(y), dtype=np.float64)
         check_classification_targets(y)
         self.classes_, labels = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:

@@ -44,7 +44,7 @@ def _positive_int(value, name):
 
 
 def _positive_finite(value, name):
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return value
 
@@ -156,7 +156,9 @@ class MLP(nn.Module):
         super().__init__()
         _positive_int(d_in, "d_in")
         _positive_int(d_out, "d_out")
-        widths = [widths] if isinstance(widths, int) and not isinstance(widths, bool) else list(widths)
+        if isinstance(widths, bool) or not isinstance(widths, (int, list, tuple, range)):
+            raise TypeError(f"widths must be a positive integer or a list of them (the hidden widths), got {widths!r}")
+        widths = [widths] if isinstance(widths, int) else list(widths)
         if not widths:
             raise ValueError("widths must list at least one hidden width")
         for width in widths:

@@ -90,8 +90,29 @@ def _check_count(value, name):
     return int(value)
 
 
+def _check_device(device):
+    """A torch.device from ``device``, refusing a CUDA/MPS device that this torch build cannot use."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} was requested but this torch build sees no CUDA GPU "
+                         "(torch.cuda.is_available() is False); pass device='cpu' or None")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device='mps' was requested but MPS is not available; pass device='cpu' or None")
+    return device
+
+
 def _as_tensor(array, name):
-    tensor = torch.as_tensor(array)
+    if isinstance(array, torch.Tensor):
+        tensor = array.detach()
+    else:
+        kind = np.asarray(array).dtype.kind if not isinstance(array, (str, bytes)) else "U"
+        if kind not in "biufc":
+            raise TypeError(f"{name} must be an array or tensor of numbers, got {type(array).__name__} with "
+                            f"dtype kind {kind!r}")
+        tensor = torch.as_tensor(np.asarray(array))
     if tensor.ndim == 0 or tensor.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty array with samples along axis 0, got shape {tuple(tensor.shape)}")
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
@@ -100,6 +121,8 @@ def _as_tensor(array, name):
 
 
 def _prepare_targets(y, loss, dtype):
+    if y.is_complex():
+        raise ValueError(f"y must hold real numbers, got dtype {y.dtype}")
     if loss == "cross_entropy":
         if y.is_floating_point():
             if not torch.equal(y, y.round()):
@@ -172,6 +195,9 @@ def train(module, X, y, *, loss="mse", optimizer="gd", lr=0.1, momentum=0.0, bat
         raise TypeError(f"augment must be None or a callable (batch, generator) -> batch, got {augment!r}")
     if callable(callbacks):
         callbacks = (callbacks,)
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a callable or a list/tuple of callables (step, module, history), "
+                        f"got {type(callbacks).__name__} {callbacks!r}")
     for cb in callbacks:
         if not callable(cb):
             raise TypeError(f"callbacks must be callables (step, module, history), got {cb!r}")
@@ -184,7 +210,7 @@ def train(module, X, y, *, loss="mse", optimizer="gd", lr=0.1, momentum=0.0, bat
     if not params:
         raise ValueError("module has no parameter that requires grad")
     if device is not None:
-        module.to(device)
+        module.to(_check_device(device))
     device, dtype = params[0].device, params[0].dtype
     X = _as_tensor(X, "X")
     y = _as_tensor(y, "y")
