@@ -142,7 +142,8 @@ def detail(step: Step) -> str:
 
 def report(steps: list, gpu: str, found_versions: dict, budget_s: float) -> str:
     """Benchmark tables, then the summary table (Markdown)."""
-    from compare.bench.harness import format_seconds, format_table
+    from compare.bench.harness import format_seconds
+    from compare.tables import format_table
     parts = []
     for step in steps:
         table = [line for line in step.output if line.startswith("|")]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from compare.tables import format_table
+
 # metric fields shown in summary tables, in this order, with their column titles
 METRICS = {
     "test_accuracy": "test acc",
@@ -114,21 +116,6 @@ def summary_table(rows, paper: bool = False) -> tuple[list[str], list[list[str]]
             value = PAPER_TABLE1.get((g.get("model"), g.get("method")))
             line.append("–" if value is None else f"{value:.1f}")
     return headers, body
-
-
-def markdown_table(headers, body) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(line) + " |" for line in body]
-    return "\n".join(lines)
-
-
-def text_table(headers, body) -> str:
-    """The same table aligned for a terminal."""
-    widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h) for i, h in enumerate(headers)]
-    rule = "  ".join("-" * w for w in widths)
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), rule]
-    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in body]
-    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------------------------- plots
@@ -242,7 +229,7 @@ def write_report(out_dir, experiment: str, rows, sweep_config: dict, intro: str 
         parts += [intro.strip(), ""]
     parts += ["## Configuration", "", "```", *(f"{k}: {v}" for k, v in sorted(sweep_config.items())), "```", "",
               f"{len(rows)} runs; metrics are mean ± std over seeds (accuracy and agreement in %).", "",
-              "## Summary", "", markdown_table(headers, body), ""]
+              "## Summary", "", format_table(headers, body, style="compact"), ""]
     figures = []
     if experiment == "equivalence":
         metric = "test_accuracy" if any("test_accuracy" in r for r in rows) else "test_mse"

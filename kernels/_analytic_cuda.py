@@ -6,8 +6,10 @@
   patch sum of K and Θ, the affine rule, then the activation's dual. With ``x2=None`` only tiles on or
   above the diagonal are launched (K(x, z) = K(z, x)).
 
-Each is checked against its NumPy reference — ``dense_rule(activation_rule(state))`` and
-``activation_rule(conv_rule(state))`` in ``kernels.analytic`` — by tests/gpu/test_analytic_gpu.py.
+``replacements(network)`` offers them to ``kernels.rules.run`` in place of the rule pairs [activation, Dense]
+and [Conv, activation]; they read the dual activation and the hyperparameters from the ``rules.Network`` they
+are given. Each is checked against its NumPy reference — ``dense_rule(activation_rule(state))`` and
+``activation_rule(conv_rule(state))`` in ``kernels.rules`` — by tests/gpu/test_analytic_gpu.py.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import functools
 
 import cupy
 import numpy
+
+from kernels import rules
 
 # Dual activations in CUDA: the same formulas as kernels.duals (closed forms only).
 _DUALS = {
@@ -117,78 +121,81 @@ def _conv_module(name: str):
                           name_expressions=("conv_block<float>", "conv_block<double>"))
 
 
-def _scalars(kernel, fan_in):
-    w2 = kernel.w_std ** 2
-    b2 = 0.0 if kernel.b_std is None else kernel.b_std ** 2
-    bias = 0.0 if kernel.b_std is None else 1.0
-    return kernel._dual.slope, w2, b2, float(fan_in or 0), bias, int(kernel.parameterization == "standard")
+def _scalars(network, fan_in):
+    w2 = network.w_std ** 2
+    b2 = 0.0 if network.b_std is None else network.b_std ** 2
+    bias = 0.0 if network.b_std is None else 1.0
+    return network.dual.slope, w2, b2, float(fan_in or 0), bias, int(network.parameterization == "standard")
 
 
-def fc_block(kernel, k12, ntk, k11, k22, fan_in):
-    """Fused activation + next Dense on a tile: returns (k12, ntk) after both (CuPy)."""
-    slope, w2, b2, fan, bias, standard = _scalars(kernel, fan_in)
+def _kernel_name(dual) -> str:
+    return dual.name if dual.name in _DUALS else "abrelu"
+
+
+def fc_block(network, k12, ntk, k11, k22, fan_in):
+    """Fused activation + next Dense on a tile: returns (k12, ntk) after both (CuPy).
+
+    ``network`` (a ``kernels.rules.Network``) gives the dual activation and the Dense hyperparameters;
+    ``fan_in`` is the Dense layer's n_in. Reference: ``rules.dense_rule(rules.activation_rule(state))``.
+    """
+    slope, w2, b2, fan, bias, standard = _scalars(network, fan_in)
     t = k12.dtype.type
-    return _fc_kernel(kernel._dual.name if kernel._dual.name in _DUALS else "abrelu")(
+    return _fc_kernel(_kernel_name(network.dual))(
         k12, ntk, k11, k22, t(slope), t(w2), t(b2), t(fan), t(bias), numpy.int32(standard))
 
 
-def conv_block(kernel, k12, ntk, var1, var2, fan_in, pin: bool):
-    """Fused patch sum + affine + activation over a (B1, B2, H, W, H, W) tile (CuPy RawKernel)."""
+def conv_block(network, k12, ntk, var1, var2, fan_in, pin: bool):
+    """Fused patch sum + affine + activation over a (B1, B2, H, W, H, W) tile (CuPy RawKernel).
+
+    ``var1`` (B1, H, W) and ``var2`` (B2, H, W) are the pre-activation variances after this conv layer;
+    ``pin`` sets same-image, same-pixel entries to them before the activation. Reference:
+    ``rules.activation_rule(rules.conv_rule(state))``.
+    """
     b1, b2, h, w = k12.shape[0], k12.shape[1], k12.shape[2], k12.shape[3]
-    slope, w2, bsq, fan, bias, standard = _scalars(kernel, fan_in)
+    slope, w2, bsq, fan, bias, standard = _scalars(network, fan_in)
     t = k12.dtype.type
-    name = kernel._dual.name if kernel._dual.name in _DUALS else "abrelu"
-    fn = _conv_module(name).get_function(f"conv_block<{'double' if k12.dtype == cupy.float64 else 'float'}>")
+    fn = _conv_module(_kernel_name(network.dual)).get_function(
+        f"conv_block<{'double' if k12.dtype == cupy.float64 else 'float'}>")
     k_out, t_out = cupy.empty_like(k12), cupy.empty_like(ntk)
     total = k12.size
     threads = 256
     fn(((total + threads - 1) // threads,), (threads,),
        (cupy.ascontiguousarray(k12), cupy.ascontiguousarray(ntk), cupy.ascontiguousarray(var1),
         cupy.ascontiguousarray(var2), k_out, t_out, cupy.int32(b1), cupy.int32(b2), cupy.int32(h),
-        cupy.int32(w), cupy.int32(kernel.filter_size // 2), t(slope), t(w2), t(bsq), t(fan), t(bias),
+        cupy.int32(w), cupy.int32(network.filter_size // 2), t(slope), t(w2), t(bsq), t(fan), t(bias),
         cupy.int32(standard), cupy.int32(int(pin)), cupy.int64(total)))
     return k_out, t_out
 
 
-def fc_chain(kernel, want_ntk):
-    """Tile function body for ``FullyConnected`` on CuPy: input Dense by the reference rule, then one
-    fused kernel per hidden layer."""
-    from kernels.analytic import _pin_diagonal, dense_rule, variance_chain
-
-    def run(state, pin, d):
-        import array_api_compat.cupy as xp
-        k12, k11, k22, _ = state
-        rows = variance_chain(kernel, xp.reshape(k11, (-1,)))
-        cols = variance_chain(kernel, xp.reshape(k22, (-1,)))
-        k12, _, _, ntk = dense_rule((k12, k11, k22, xp.zeros_like(k12)), kernel.w_std, kernel.b_std,
-                                    kernel.parameterization, d)
-        for layer in range(kernel.depth):
-            v1, v2 = xp.reshape(rows[layer], (-1, 1)), xp.reshape(cols[layer], (1, -1))
-            if pin:
-                k12 = _pin_diagonal(xp, k12, rows[layer])
-            k12, ntk = fc_block(kernel, k12, ntk, v1, v2, kernel.width)
-        return k12, (ntk if want_ntk else None)
-
-    return run
+# ----------------------------------------------------------------------------------------------- rule pairs
+def _fc_pair(network, state, activation, dense, pin):
+    """Replaces [activation, Dense] in ``rules.run``: one fused kernel, diagonals by the reference rules."""
+    k12, k11, k22, ntk = state
+    k12, ntk_out = fc_block(network, k12, cupy.zeros_like(k12) if ntk is None else ntk, k11, k22, dense.fan_in)
+    k11, k22 = (rules.affine_variance(rules.activation_variance(v, network.dual), network.w_std, network.b_std)
+                for v in (k11, k22))
+    return k12, k11, k22, None if ntk is None else ntk_out
 
 
-def conv_chain(kernel, want_ntk):
-    """Tile function body for ``Convolutional`` (readout 'gap') on CuPy: one RawKernel per conv layer,
-    then the readout and Dense rules."""
-    from kernels.analytic import _readout_rule, dense_rule, conv_variance_chain
+def _conv_pair(network, state, conv, activation, pin):
+    """Replaces [Conv, activation] in ``rules.run`` on a full pixel-pair tile: one RawKernel per layer."""
+    k12, k11, k22, ntk = state
+    b1, b2, h, w = k12.shape[0], k12.shape[1], k12.shape[2], k12.shape[3]
+    k11, k22 = rules.conv_variances(k11, k22, network.filter_size, True)
+    k11, k22 = (rules.affine_variance(v, network.w_std, network.b_std) for v in (k11, k22))
+    k12, ntk_out = conv_block(network, k12, cupy.zeros_like(k12) if ntk is None else ntk,
+                              cupy.reshape(k11, (b1, h, w)), cupy.reshape(k22, (b2, h, w)), conv.fan_in, pin)
+    k11, k22 = (rules.activation_variance(v, network.dual) for v in (k11, k22))
+    return k12, k11, k22, None if ntk is None else ntk_out
 
-    def run(state, pin, var1, var2, n_chan, h, w):
-        import array_api_compat.cupy as xp
-        k12, _, _, _ = state
-        ntk = xp.zeros_like(k12)
-        pre1, pre2 = conv_variance_chain(kernel, var1), conv_variance_chain(kernel, var2)
-        fan_in = n_chan * kernel.filter_size ** 2
-        for layer in range(kernel.depth):
-            k12, ntk = conv_block(kernel, k12, ntk, pre1[layer], pre2[layer], fan_in, pin)
-            fan_in = (kernel.width or 0) * kernel.filter_size ** 2
-        state = _readout_rule((k12, None, None, ntk), True)
-        fan_read = n_chan if kernel.depth == 0 else (kernel.width or 0)
-        k12, _, _, ntk = dense_rule(state, kernel.w_std, kernel.b_std, kernel.parameterization, fan_read)
-        return k12, (ntk if want_ntk else None)
 
-    return run
+def replacements(network):
+    """The rule pairs this module fuses for ``network`` (a ``kernels.rules.Network``), for ``rules.run``:
+    [activation, Dense] always, [Conv, activation] on full pixel-pair tiles ('gap'); none unless the dual
+    activation has a closed form (quadrature duals run the reference rules)."""
+    if not network.dual.closed:
+        return {}
+    pairs = {("activation", "dense"): _fc_pair}
+    if network.full_spatial:
+        pairs[("conv", "activation")] = _conv_pair
+    return pairs

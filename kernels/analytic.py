@@ -1,9 +1,9 @@
 """Analytic NNGP and NTK of infinitely wide fully-connected and convolutional networks.
 
-A network is a list of per-layer rules acting on the kernel *state*
-``(k12, k11, k22, ntk)``: the NNGP cross term of a tile of input pairs, the two diagonals (variances of
-the rows' and the columns' inputs, broadcastable against k12) and the NTK (None when only the NNGP is
-wanted). Conventions follow neural-tangents' ``stax`` (Novak et al. 2020; GUIDE §2):
+A kernel object describes its network once (``network()``: the layers in order and their hyperparameters, a
+``kernels.rules.Network``) and computes the kernel tile by tile by running that chain of pure layer rules
+(``kernels.rules``) on each tile's state. Conventions follow neural-tangents' ``stax`` (Novak et al. 2020;
+docs/conventions.md):
 
 * input:  K⁰(x, x') = x·x'/d (per pixel pair and averaged over channels for images), Θ⁰ = 0;
 * Dense/Conv, 'ntk':      K ← w²·K + b²,  Θ ← K_new + w²·Θ;
@@ -17,117 +17,25 @@ wanted). Conventions follow neural-tangents' ``stax`` (Novak et al. 2020; GUIDE 
 
 Kernels are computed in tiles of ``block_size`` rows × columns (bounding peak memory to the output plus a
 few tiles); when ``x2`` is None only tiles on or above the diagonal are computed and mirrored, and the
-diagonal of a same-input tile is pinned to the variances, so θ = 0 exactly there.
+diagonal of a same-input tile is pinned to the variances, so θ = 0 exactly there. On a CUDA array with a
+closed-form activation, ``kernels._analytic_cuda`` replaces pairs of rules by fused CuPy kernels.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import math
-import numbers
 import os
 
 import numpy as np
 import threadpoolctl
 
-from kernels import backend
+from kernels import backend, rules
 from kernels.duals import get_dual
 from kernels.parameters import ParameterHolder
+from kernels.validation import KernelOverflowError, check_array, check_choice, check_scalar
 
 PARAMETERIZATIONS = ("ntk", "standard")
 READOUTS = ("gap", "flatten")
-
-
-# ----------------------------------------------------------------------------------------------- layer rules
-def dense_rule(state, w_std: float, b_std, parameterization: str, fan_in: int):
-    """Affine layer (Dense, or a Conv whose patch sum was already taken): returns the next state.
-
-    Rules consume their state: the tile owns its arrays, so they are updated in place where possible.
-    """
-    k12, k11, k22, ntk = state
-    w2, b2 = w_std * w_std, (0.0 if b_std is None else b_std * b_std)
-    if ntk is not None:
-        ntk *= w2
-        if parameterization == "standard":
-            ntk += fan_in * k12
-            if b_std is not None:
-                ntk += 1.0
-    k12 *= w2
-    if b2:
-        k12 += b2
-    if ntk is not None and parameterization == "ntk":
-        ntk += k12
-    k11, k22 = (None if v is None else w2 * v + b2 for v in (k11, k22))
-    return k12, k11, k22, ntk
-
-
-def activation_rule(state, dual):
-    """Elementwise nonlinearity: K ← E[φ(u)φ(v)], Θ ← Θ·E[φ'(u)φ'(v)], diagonals K ← E[φ(u)²]."""
-    k12, k11, k22, ntk = state
-    if ntk is None:
-        k12 = dual.nngp(k12, k11, k22)
-    else:
-        k12, factor = dual.both(k12, k11, k22)
-        ntk *= factor
-    return k12, dual.nngp(k11, k11, k11), dual.nngp(k22, k22, k22), ntk
-
-
-def patch_sum(a, axis_groups, filter_size: int):
-    """Σ_o a[p + o] / f² over offsets o ∈ [−r, r]² ('SAME' zero padding, r = f//2).
-
-    ``axis_groups`` pairs each spatial direction with the axes that shift together: ((2, 4), (3, 5)) for a
-    pixel-pair tile (B1, B2, H, W, H, W) — both pixels of the pair move by the same offset — or ((1,), (2,))
-    for per-pixel maps (…, H, W). The 2-D sum is separable into one 1-D sum per direction.
-    """
-    r = filter_size // 2
-    for axes in axis_groups:
-        size = a.shape[axes[0]]
-        out = a + 0.0
-        for d in range(1, r + 1):
-            if d >= size:
-                break
-            for shift in (d, -d):
-                dst, src = [slice(None)] * a.ndim, [slice(None)] * a.ndim
-                for ax in axes:
-                    dst[ax] = slice(max(0, -shift), size - max(0, shift))
-                    src[ax] = slice(max(0, shift), size - max(0, -shift))
-                out[tuple(dst)] += a[tuple(src)]
-        a = out
-    return a / float(filter_size * filter_size)
-
-
-def conv_rule(state, w_std: float, b_std, parameterization: str, fan_in: int, filter_size: int,
-              full_spatial: bool):
-    """Convolution: patch-sum every term (pixel pairs, per-pixel variances), then the affine rule."""
-    k12, k11, k22, ntk = state
-    pairs = ((2, 4), (3, 5)) if full_spatial else ((2,), (3,))
-    k12 = patch_sum(k12, pairs, filter_size)
-    if ntk is not None:
-        ntk = patch_sum(ntk, pairs, filter_size)
-    # variances broadcast as (B1, 1, H, W, 1, 1) and (1, B2, 1, 1, H, W), or (B1, 1, H, W) and (1, B2, H, W)
-    k11 = patch_sum(k11, ((2,), (3,)), filter_size)
-    k22 = patch_sum(k22, ((4,), (5,)) if full_spatial else ((2,), (3,)), filter_size)
-    return dense_rule((k12, k11, k22, ntk), w_std, b_std, parameterization, fan_in)
-
-
-def _variance_chain(kernel, var, spread):
-    """K_ii ← w²·spread(K_ii) + b² before each hidden activation, K_ii ← E[φ(u)²] after it."""
-    w2, b2 = kernel.w_std ** 2, 0.0 if kernel.b_std is None else kernel.b_std ** 2
-    out, v = [], var
-    for _ in range(kernel.depth):
-        v = w2 * spread(v) + b2
-        out.append(v)
-        v = kernel._dual.nngp(v, v, v)
-    return out
-
-
-def variance_chain(kernel, var):
-    """FC: the pre-activation variance K(x, x) before each hidden activation (a list of ``depth`` vectors)."""
-    return _variance_chain(kernel, var, lambda v: v)
-
-
-def conv_variance_chain(kernel, var):
-    """Conv: the per-pixel pre-activation variances (B, H, W) before each hidden activation."""
-    return _variance_chain(kernel, var, lambda v: patch_sum(v, ((1,), (2,)), kernel.filter_size))
 
 
 # ----------------------------------------------------------------------------------------------- tiling
@@ -167,20 +75,6 @@ def _run_tiles(xp, tile_fn, n1: int, n2: int, block: int, symmetric: bool, want:
     return [o for o in outs if o is not None]
 
 
-def _is_numpy_or_cupy(xp) -> bool:
-    return xp.__name__.endswith(("numpy", "cupy"))
-
-
-def _pin_diagonal(xp, k12, k11):
-    """Set K(x_i, x_i) to the variance of x_i on a same-input tile (so θ = 0 exactly there)."""
-    n = k12.shape[0]
-    if _is_numpy_or_cupy(xp) and k12.flags.c_contiguous:
-        k12.reshape(-1)[::n + 1] = k11   # a strided view of the diagonal: no mask pass
-        return k12
-    eye = xp.reshape(xp.arange(n), (n, 1)) == xp.reshape(xp.arange(n), (1, n))
-    return xp.where(eye, xp.reshape(k11, (n, 1)) + xp.zeros_like(k12), k12)
-
-
 # ----------------------------------------------------------------------------------------------- base class
 def _mean_square(xp, x) -> float:
     """max over samples of ‖x‖²/d (0 for None); +inf when the squares overflow."""
@@ -190,15 +84,6 @@ def _mean_square(xp, x) -> float:
         return float(xp.max(xp.sum(x * x, axis=tuple(range(1, x.ndim))))) / math.prod(x.shape[1:])
 
 
-def _check_std(value, name: str, positive: bool):
-    """w_std / b_std: a real number (not a bool), finite with a finite square (|value| < 1e150), > 0 or >= 0."""
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-    ok = ok and (value > 0 if positive else value >= 0) and abs(value) < 1e150
-    if not ok:
-        bound = "> 0" if positive else ">= 0"
-        extra = "" if positive else " or None (no bias)"
-        raise ValueError(f"{name} must be a finite number {bound} and below 1e150 (its square must be finite)"
-                         f"{extra}, got {value!r}")
 
 class _AnalyticKernel(ParameterHolder):
     """Shared parameter handling, validation and the public nngp / ntk / kernels methods."""
@@ -207,25 +92,18 @@ class _AnalyticKernel(ParameterHolder):
                     "negative_slope", "device", "dtype", "block_size", "n_jobs")
 
     def _check_params(self):
-        if isinstance(self.depth, bool) or not isinstance(self.depth, numbers.Integral) or self.depth < 0:
-            raise ValueError(f"depth must be an integer >= 0, got {self.depth!r}")
-        _check_std(self.w_std, "w_std", positive=True)
-        if self.b_std is not None:
-            _check_std(self.b_std, "b_std", positive=False)
-        if self.parameterization not in PARAMETERIZATIONS:
-            raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
-        if self.parameterization == "standard":
-            if (isinstance(self.width, bool) or not isinstance(self.width, numbers.Integral)
-                    or self.width < 1):
-                raise ValueError("parameterization='standard' needs width= (the hidden width, a positive "
-                                 f"integer), because its NTK depends on it; got width={self.width!r}")
-        if self.block_size is not None and (isinstance(self.block_size, bool)
-                                            or not isinstance(self.block_size, numbers.Integral)
-                                            or self.block_size < 1):
-            raise ValueError(f"block_size must be None or a positive integer, got {self.block_size!r}")
-        if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral)
-                                        or self.n_jobs < 1):
-            raise ValueError(f"n_jobs must be None or a positive integer, got {self.n_jobs!r}")
+        check_scalar(self.depth, "depth", int, min_val=0)
+        # below 1e150: w_std² and b_std² must be finite (larger values overflow at the first layer)
+        check_scalar(self.w_std, "w_std", float, min_val=0, max_val=1e150, include_boundaries="neither")
+        check_scalar(self.b_std, "b_std", float, min_val=0, max_val=1e150, include_boundaries="left",
+                     allow_none="no bias")
+        check_choice(self.parameterization, "parameterization", PARAMETERIZATIONS)
+        if self.parameterization == "standard" and self.width is None:
+            raise ValueError("parameterization='standard' needs width= (the hidden width, a positive "
+                             "integer), because its NTK depends on it; got width=None")
+        check_scalar(self.width, "width", int, min_val=1, allow_none="not needed for 'ntk'")
+        check_scalar(self.block_size, "block_size", int, min_val=1, allow_none="automatic")
+        check_scalar(self.n_jobs, "n_jobs", int, min_val=1, allow_none="all cores")
         if self.device is not None:
             backend.resolve_device(self.device)
         if self.dtype is not None:
@@ -262,9 +140,9 @@ class _AnalyticKernel(ParameterHolder):
     # internals
     def _inputs(self, x1, x2):
         was_torch = backend.is_torch(x1)
-        x1 = backend.check_array(x1, "x1", ndim=self._ndim, device=self.device, dtype=self.dtype)
+        x1 = check_array(x1, "x1", ndim=self._ndim, device=self.device, dtype=self.dtype)
         if x2 is not None:
-            x2 = backend.check_array(x2, "x2", ndim=self._ndim, device=backend.device_of(x1))
+            x2 = check_array(x2, "x2", ndim=self._ndim, device=backend.device_of(x1))
             if x2.dtype != x1.dtype:
                 x2 = backend.get_namespace(x2).astype(x2, x1.dtype)
             if tuple(x2.shape[1:]) != tuple(x1.shape[1:]):
@@ -323,7 +201,7 @@ class _AnalyticKernel(ParameterHolder):
         for x, name in ((x1, "x1"), (x2, "x2")):
             size = _mean_square(xp, x)
             if not size < limit:
-                raise backend.KernelOverflowError(
+                raise KernelOverflowError(
                     f"{name} is too large for {type(self).__name__}(activation={self.activation!r}) in {dtype}: "
                     f"its largest mean square ||x||^2/d is {size:.3g}, but it must stay below {limit:.2g} (the "
                     f"kernel multiplies two variances). Rescale {name} (e.g. standardise it)"
@@ -336,7 +214,7 @@ class _AnalyticKernel(ParameterHolder):
             return
         dtype = str(out.dtype).split(".")[-1]
         limit = math.sqrt(float(np.finfo(dtype).max))
-        raise backend.KernelOverflowError(
+        raise KernelOverflowError(
             f"the {name} of {self!r} overflowed {dtype} on inputs x1/x2 with largest mean square ||x||^2/d = "
             f"{size:.3g}: kernel values must stay below about {limit:.1g} in {dtype} (the recursion multiplies "
             f"two variances), and each of the depth={self.depth} layers scales them by about "
@@ -369,47 +247,39 @@ class FullyConnected(_AnalyticKernel):
         self.device, self.dtype, self.block_size, self.n_jobs = device, dtype, block_size, n_jobs
         self._check_params()
 
-    def layer_rules(self, input_dim: int):
-        """The network as a list of functions state -> state (hidden blocks, then the readout)."""
-        rules, fan_in = [], input_dim
+    def network(self, input_dim: int) -> rules.Network:
+        """The network's layers in order: ``depth`` × [Dense, activation], then the Dense readout."""
+        layers, fan_in = [], input_dim
         for _ in range(self.depth):
-            rules.append(lambda s, f=fan_in: dense_rule(s, self.w_std, self.b_std, self.parameterization, f))
-            rules.append(lambda s: activation_rule(s, self._dual))
-            fan_in = self.width
-        rules.append(lambda s, f=fan_in: dense_rule(s, self.w_std, self.b_std, self.parameterization, f))
-        return rules
+            layers += [rules.Layer("dense", fan_in), rules.Layer("activation")]
+            fan_in = self.width or 0
+        layers.append(rules.Layer("dense", fan_in))
+        return rules.Network(tuple(layers), self.w_std, self.b_std, self.parameterization, self._dual)
 
     def _tile_function(self, xp, x1, x2, symmetric, want_ntk):
         d = x1.shape[1]
         sq1 = xp.sum(x1 * x1, axis=1) / d
         sq2 = sq1 if symmetric else xp.sum(x2 * x2, axis=1) / d
-        fused = _fused_fc(xp, self, want_ntk)
-        rules = self.layer_rules(d)
+        network = self.network(d)
+        fused = _fused_pairs(xp, network)
 
         def tile(i0, i1, j0, j1):
             k12 = (x1[i0:i1, :] @ x2[j0:j1, :].T) / d
             k11, k22 = xp.reshape(sq1[i0:i1], (-1, 1)), xp.reshape(sq2[j0:j1], (1, -1))
-            pin = symmetric and i0 == j0
-            if pin:
-                k12 = _pin_diagonal(xp, k12, sq1[i0:i1])
             state = (k12, k11, k22, xp.zeros_like(k12) if want_ntk else None)
-            if fused is not None:
-                return fused(state, pin, d)
-            for rule in rules:
-                state = rule(state)
-                if pin:
-                    state = (_pin_diagonal(xp, state[0], xp.reshape(state[1], (-1,))),) + state[1:]
+            state = rules.run(network, state, xp, symmetric and i0 == j0, fused)
             return state[0], state[3]
 
         return tile
 
 
-def _fused_fc(xp, kernel, want_ntk):
-    """The CuPy fused per-layer chain for closed-form activations on a CUDA array, else None."""
-    if not xp.__name__.endswith("cupy") or not kernel._dual.closed:
+def _fused_pairs(xp, network):
+    """The fused CuPy replacements for rule pairs when the tile is a CUDA array, else None."""
+    if not xp.__name__.endswith("cupy"):
         return None
+    # imported here, not at the top: the module imports CuPy, an optional dependency
     from kernels import _analytic_cuda
-    return _analytic_cuda.fc_chain(kernel, want_ntk)
+    return _analytic_cuda.replacements(network)
 
 
 # ----------------------------------------------------------------------------------------------- Conv
@@ -431,13 +301,10 @@ class Convolutional(_AnalyticKernel):
         self.parameterization, self.width, self.negative_slope = parameterization, width, negative_slope
         self.device, self.dtype, self.block_size, self.n_jobs = device, dtype, block_size, n_jobs
         self.memory_budget = memory_budget
-        if (isinstance(filter_size, bool) or not isinstance(filter_size, numbers.Integral)
-                or filter_size < 1 or filter_size % 2 == 0):
+        if check_scalar(filter_size, "filter_size", int, min_val=1) % 2 == 0:
             raise ValueError(f"filter_size must be a positive odd integer ('SAME' padding), got {filter_size!r}")
-        if readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
-        if isinstance(memory_budget, bool) or not isinstance(memory_budget, numbers.Integral) or memory_budget < 1:
-            raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+        check_choice(readout, "readout", READOUTS)
+        check_scalar(memory_budget, "memory_budget", int, min_val=1)
         self._check_params()
 
     def _block(self, x1):
@@ -447,29 +314,26 @@ class Convolutional(_AnalyticKernel):
         per_pair = (h * w) ** (2 if self.readout == "gap" else 1) * x1.dtype.itemsize * 8
         return max(1, int(math.sqrt(self.memory_budget / per_pair)))
 
-    def layer_rules(self, channels: int, height: int, width: int):
-        """The network as a list of functions state -> state (conv blocks, readout, Dense(1))."""
+    def network(self, channels: int, height: int, width: int) -> rules.Network:
+        """The network's layers in order: ``depth`` × [Conv, activation], the readout, then the Dense readout."""
         full = self.readout == "gap"
         area = self.filter_size ** 2
-        rules, fan_in = [], channels * area
+        layers, fan_in = [], channels * area
         for _ in range(self.depth):
-            rules.append(lambda s, f=fan_in: conv_rule(s, self.w_std, self.b_std, self.parameterization, f,
-                                                       self.filter_size, full))
-            rules.append(lambda s: activation_rule(s, self._dual))
+            layers += [rules.Layer("conv", fan_in), rules.Layer("activation")]
             fan_in = (self.width or 0) * area
-        n_chan = channels if self.depth == 0 else self.width
-        readout_fan_in = (n_chan or 0) * (1 if full else height * width)
-        rules.append(lambda s: _readout_rule(s, full))
-        rules.append(lambda s: dense_rule(s, self.w_std, self.b_std, self.parameterization, readout_fan_in))
-        return rules
+        n_chan = channels if self.depth == 0 else (self.width or 0)
+        layers += [rules.Layer("readout"), rules.Layer("dense", n_chan * (1 if full else height * width))]
+        return rules.Network(tuple(layers), self.w_std, self.b_std, self.parameterization, self._dual,
+                             self.filter_size, full)
 
     def _tile_function(self, xp, x1, x2, symmetric, want_ntk):
         n_chan, h, w = x1.shape[1], x1.shape[2], x1.shape[3]
         full = self.readout == "gap"
         var1 = xp.sum(x1 * x1, axis=1) / n_chan                          # (N, H, W)
         var2 = var1 if symmetric else xp.sum(x2 * x2, axis=1) / n_chan
-        rules = self.layer_rules(n_chan, h, w)
-        fused = _fused_conv(xp, self, want_ntk)
+        network = self.network(n_chan, h, w)
+        fused = _fused_pairs(xp, network)
 
         def tile(i0, i1, j0, j1):
             a, b = x1[i0:i1, ...], x2[j0:j1, ...]
@@ -484,56 +348,8 @@ class Convolutional(_AnalyticKernel):
                 k12 = xp.sum(a[:, None, ...] * b[None, ...], axis=2) / n_chan
                 k11 = xp.reshape(var1[i0:i1, ...], (i1 - i0, 1, h, w))
                 k22 = xp.reshape(var2[j0:j1, ...], (1, j1 - j0, h, w))
-            pin = symmetric and i0 == j0
             state = (k12, k11, k22, xp.zeros_like(k12) if want_ntk else None)
-            if pin:
-                state = _pin_conv(xp, state, full)
-            if fused is not None:
-                return fused(state, pin, var1[i0:i1, ...], var2[j0:j1, ...], n_chan, h, w)
-            for rule in rules:
-                state = rule(state)
-                if pin and state[0].ndim > 2:
-                    state = _pin_conv(xp, state, full)
+            state = rules.run(network, state, xp, symmetric and i0 == j0, fused)
             return state[0], state[3]
 
         return tile
-
-
-def _pin_conv(xp, state, full: bool):
-    """Same-image pairs (i, i) of a diagonal tile: set K(p, p) to the pixel variance (θ = 0 exactly)."""
-    k12, k11, k22, ntk = state
-    b, h, w = k12.shape[0], k12.shape[2], k12.shape[3]
-    if _is_numpy_or_cupy(xp) and full:   # fancy-index the (i, i, p, p) entries: no mask pass
-        img, pix = xp.arange(b)[:, None], xp.arange(h * w)[None, :]
-        if not k12.flags.c_contiguous:
-            k12 = k12.copy()
-        k12.reshape(b, b, h * w, h * w)[img, img, pix, pix] = k11.reshape(b, h * w)
-        return k12, k11, k22, ntk
-    same = xp.reshape(xp.arange(b), (b, 1)) == xp.reshape(xp.arange(b), (1, b))
-    if full:
-        pix = xp.reshape(xp.arange(h * w), (h * w, 1)) == xp.reshape(xp.arange(h * w), (1, h * w))
-        mask = xp.reshape(same, (b, b, 1, 1, 1, 1)) & xp.reshape(pix, (1, 1, h, w, h, w))
-        var = k11 + xp.zeros((1, 1, 1, 1, h, w), dtype=k11.dtype, device=k11.device)
-    else:
-        mask = xp.reshape(same, (b, b, 1, 1))
-        var = k11
-    return xp.where(mask, var + xp.zeros_like(k12), k12), k11, k22, ntk
-
-
-def _readout_rule(state, full: bool):
-    """'gap': mean over all pixel pairs; 'flatten': mean over matching pixels; the tile becomes (B1, B2).
-
-    The diagonals are not carried on: only the Dense readout follows, and it needs none.
-    """
-    k12, _, _, ntk = state
-    xp = backend.get_namespace(k12)
-    axes = (2, 3, 4, 5) if full else (2, 3)
-    return xp.mean(k12, axis=axes), None, None, None if ntk is None else xp.mean(ntk, axis=axes)
-
-
-def _fused_conv(xp, kernel, want_ntk):
-    """The CuPy raw-kernel conv chain ('gap', closed-form activations) on a CUDA array, else None."""
-    if not xp.__name__.endswith("cupy") or not kernel._dual.closed or kernel.readout != "gap":
-        return None
-    from kernels import _analytic_cuda
-    return _analytic_cuda.conv_chain(kernel, want_ntk)

@@ -1,4 +1,4 @@
-"""Array backend: choose the namespace and device, validate inputs, hand arrays to and from torch.
+"""Array backend: choose the namespace and device, hand arrays to and from torch (checks: ``kernels.validation``).
 
 Array code in lazykit is written once against an array namespace ``xp`` (the Python array API standard,
 through ``array-api-compat``): NumPy on the CPU, CuPy on the GPU. Tests run the same functions under
@@ -54,15 +54,6 @@ def resolve_device(device="auto") -> str:
     return device
 
 
-def namespace_for(device: str):
-    """The array namespace for a resolved device: NumPy for "cpu", CuPy for "cuda"."""
-    device = resolve_device(device)
-    if device == "cuda":
-        import cupy
-        return array_api_compat.array_namespace(cupy.empty(0))
-    return array_api_compat.array_namespace(np.empty(0))
-
-
 def get_namespace(*arrays):
     """The array-API namespace shared by ``arrays`` (NumPy, CuPy, array-api-strict, ...)."""
     return array_api_compat.array_namespace(*arrays)
@@ -115,7 +106,7 @@ def from_torch(t):
     return np.from_dlpack(t)
 
 
-def _half_to_float(t):
+def half_to_float(t):
     """A float16/bfloat16 tensor as float32 (DLPack cannot carry bfloat16 to NumPy); others unchanged."""
     import torch
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
@@ -149,73 +140,10 @@ def to_device(a, device: str):
     return to_numpy(a)
 
 
-# ----------------------------------------------------------------------------------------------- validation
-class KernelOverflowError(ValueError):
-    """A kernel of finite inputs and parameters came out NaN or inf: the values passed the dtype's range."""
-
-
-
+# ----------------------------------------------------------------------------------------------- arrays
 def is_array(x) -> bool:
     """True for NumPy/CuPy/torch/array-api arrays (not lists, scalars or strings)."""
     return array_api_compat.is_array_api_obj(x) and not isinstance(x, (numbers.Number, str))
-
-
-def check_floating(x, name: str):
-    """Raise TypeError unless ``x`` has a real floating dtype."""
-    xp = get_namespace(x)
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"{name} must have a real floating dtype (float32 or float64), got {x.dtype}")
-    return x
-
-
-def check_finite(x, name: str):
-    """Raise ValueError if ``x`` contains NaN or inf (works for any array-API namespace)."""
-    xp = get_namespace(x)
-    if not bool(xp.all(xp.isfinite(x))):
-        raise ValueError(f"{name} contains NaN or inf; all values must be finite")
-    return x
-
-
-def check_array(x, name: str, *, ndim=None, min_ndim=None, device=None, dtype=None, allow_empty=False):
-    """Validate an input array and return it as a float NumPy/CuPy array.
-
-    - torch tensors become NumPy/CuPy arrays through DLPack (zero-copy when no cast or move is needed);
-    - half precision (float16, torch.bfloat16) is upcast to float32, exactly: kernels are computed in float32
-      or float64 only, and half-precision products would overflow at |x| ≈ 256;
-    - lists, scalars and other non-arrays raise TypeError; integer/bool/complex dtypes raise TypeError
-      unless ``dtype`` asks for a cast (integers only: complex and bool are never silently cast);
-    - NaN/inf, empty arrays and wrong ``ndim`` raise ValueError naming ``name``;
-    - ``device`` ("auto"/"cpu"/"cuda" or None = stay where the input lives) and ``dtype`` (None = keep a
-      float dtype) move and cast.
-    """
-    if not is_array(x):
-        raise TypeError(f"{name} must be an array (NumPy, CuPy or torch), got {type(x).__name__}")
-    if is_torch(x):
-        x = from_torch(_half_to_float(x))
-    xp = get_namespace(x)
-    if xp.isdtype(x.dtype, "real floating") and x.dtype not in (xp.float32, xp.float64):
-        x = xp.astype(x, xp.float32)   # float16 / bfloat16: computed in float32 (exact upcast)
-    if xp.isdtype(x.dtype, "complex floating") or x.dtype == xp.bool:
-        raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
-    if dtype is None and not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"{name} must have a real floating dtype (float32 or float64), got {x.dtype}; "
-                        f"convert it with .astype('float64') or pass dtype=")
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {tuple(x.shape)}")
-    if min_ndim is not None and x.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
-    if not allow_empty and x.size == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); at least one sample is needed")
-    if device is not None:
-        target = resolve_device(device)
-        if target != device_of(x):
-            x = to_device(x, target)
-            xp = get_namespace(x)
-    if dtype is not None:
-        want = getattr(xp, resolve_dtype(dtype, device_of(x), "dtype"))
-        if x.dtype != want:
-            x = xp.astype(x, want)
-    return check_finite(x, name)
 
 
 # ----------------------------------------------------------------------------------------------- exact rescaling

@@ -13,13 +13,10 @@ with scikit-learn to rounding:
 """
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
-
 from kernels import backend
 from kernels.parameters import ParameterHolder
+from kernels.validation import KernelOverflowError, check_array, check_choice, check_scalar
 
 # Row block for the Laplace kernel's (block, n2, d) difference tensor: about 2**22 elements per block.
 _L1_BLOCK_ELEMENTS = 2 ** 22
@@ -27,10 +24,10 @@ _L1_BLOCK_ELEMENTS = 2 ** 22
 
 def _pair(x1, x2):
     """Validate ``x1``, ``x2`` (2-D float arrays, same number of columns); ``x2=None`` reuses ``x1``."""
-    x1 = backend.check_array(x1, "x1", ndim=2)
+    x1 = check_array(x1, "x1", ndim=2)
     if x2 is None:
         return x1, x1, True
-    x2 = backend.check_array(x2, "x2", ndim=2)
+    x2 = check_array(x2, "x2", ndim=2)
     if x1.shape[1] != x2.shape[1]:
         raise ValueError(f"x1 and x2 must have the same number of features, got {x1.shape[1]} and {x2.shape[1]}")
     if backend.device_of(x1) != backend.device_of(x2):
@@ -39,12 +36,8 @@ def _pair(x1, x2):
 
 
 def check_gamma(gamma):
-    """γ must be None (= 1/n_features) or a positive number."""
-    if gamma is None:
-        return
-    if (isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not gamma > 0
-            or not math.isfinite(gamma)):
-        raise ValueError(f"gamma must be a finite positive number or None (= 1 / n_features), got {gamma!r}")
+    """γ must be None (= 1/n_features) or a finite number > 0."""
+    return check_scalar(gamma, "gamma", float, min_val=0, include_boundaries="neither", allow_none="1 / n_features")
 
 
 def _gamma(gamma, n_features):
@@ -120,11 +113,9 @@ class Polynomial(_Kernel):
     _param_names = ("degree", "gamma", "coef0")
 
     def __init__(self, degree=3, gamma=None, coef0=1.0):
-        if isinstance(degree, bool) or not isinstance(degree, numbers.Integral) or degree < 1:
-            raise ValueError(f"degree must be a positive integer, got {degree!r}")
+        check_scalar(degree, "degree", int, min_val=1)
         check_gamma(gamma)
-        if isinstance(coef0, bool) or not isinstance(coef0, numbers.Real) or not math.isfinite(coef0):
-            raise ValueError(f"coef0 must be a finite real number, got {coef0!r}")
+        check_scalar(coef0, "coef0", float)
         self.degree, self.gamma, self.coef0 = degree, gamma, coef0
 
     def __call__(self, x1, x2=None):
@@ -134,7 +125,7 @@ class Polynomial(_Kernel):
         xp = backend.get_namespace(K)
         if not bool(xp.all(xp.isfinite(K))):
             dtype = str(K.dtype).split(".")[-1]
-            raise backend.KernelOverflowError(f"{self!r} overflowed {dtype} on x1/x2: (gamma*<x, y> + coef0)^degree must stay "
+            raise KernelOverflowError(f"{self!r} overflowed {dtype} on x1/x2: (gamma*<x, y> + coef0)^degree must stay "
                              f"below {float(np.finfo(dtype).max):.2g}, so |gamma*<x, y> + coef0| below "
                              f"{float(np.finfo(dtype).max) ** (1 / int(self.degree)):.3g}; rescale x1/x2 "
                              "(e.g. standardise them) or lower degree")
@@ -147,10 +138,7 @@ KERNELS = {"rbf": RBF, "laplace": Laplace, "polynomial": Polynomial}
 def resolve_kernel(kernel, name: str = "kernel"):
     """A kernel callable from a name ("rbf", "laplace", "polynomial": default parameters) or a callable."""
     if isinstance(kernel, str):
-        if kernel.lower() not in KERNELS:
-            raise ValueError(f"{name} must be one of {sorted(KERNELS)} or a callable k(x1, x2=None), "
-                             f"got {kernel!r}")
-        return KERNELS[kernel.lower()]()
+        return KERNELS[check_choice(kernel.lower(), name, sorted(KERNELS))]()
     if not callable(kernel):
         raise TypeError(f"{name} must be a callable k(x1, x2=None) or one of {sorted(KERNELS)}, "
                         f"got {type(kernel).__name__}")

@@ -44,6 +44,7 @@ from typing import Callable
 import numpy as np
 
 from kernels.backend import get_namespace
+from kernels.validation import check_choice, check_scalar
 
 CLOSED_FORMS = ("relu", "leaky_relu", "abs", "identity", "step", "erf")
 QUADRATURE = ("tanh", "gelu", "softplus", "sigmoid", "sin")
@@ -294,14 +295,10 @@ def get_dual(activation, negative_slope: float = 0.01) -> Dual:
     if callable(activation):
         nngp, ntk = _quadrature(activation, numerical_derivative(activation))
         return Dual(getattr(activation, "__name__", "callable"), nngp, ntk, closed=False)
-    if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} or a callable, "
-                         f"got {activation!r}")
+    check_choice(activation, "activation", ACTIVATIONS)   # or a callable, handled above
     if activation == "leaky_relu":
-        if (isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float))
-                or not math.isfinite(negative_slope) or abs(negative_slope) >= 1e150):
-            raise ValueError("negative_slope must be a finite number below 1e150 in absolute value (its square "
-                             f"must be finite), got {negative_slope!r}")
+        # |a| < 1e150: the dual uses a², which must be finite
+        check_scalar(negative_slope, "negative_slope", float, min_val=-1e150, max_val=1e150, include_boundaries="neither")
         return Dual("leaky_relu", *_abrelu(negative_slope), slope=float(negative_slope))
     slopes = {"relu": 0.0, "abs": -1.0}
     if activation in slopes:

@@ -56,6 +56,7 @@ import math
 import numbers
 
 from kernels import backend
+from kernels.validation import KernelOverflowError, check_choice, check_finite, check_scalar
 
 METHODS = ("auto", "jacobian", "ntvp", "structured")
 OUTPUTS = ("mean", "full")
@@ -84,11 +85,9 @@ def empirical_ntk(model, x1, x2=None, output="mean", method="auto", block_size=N
     model's parameter dtype.
     """
     torch = _torch()
-    _check_choice(output, OUTPUTS, "output")
-    _check_choice(method, METHODS, "method")
-    if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int)
-                                   or block_size < 1):
-        raise ValueError(f"block_size must be None or a positive integer, got {block_size!r}")
+    check_choice(output, "output", OUTPUTS)
+    check_choice(method, "method", METHODS)
+    check_scalar(block_size, "block_size", int, min_val=1, allow_none="all inputs at once")
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
@@ -132,7 +131,7 @@ def empirical_ntk(model, x1, x2=None, output="mean", method="auto", block_size=N
         if bad:
             raise ValueError(f"model has NaN or inf parameters ({', '.join(bad[:3])}); the NTK is undefined")
         top = max(float(x.abs().max()) for x in ((x1,) if x2 is None else (x1, x2)))
-        raise backend.KernelOverflowError(
+        raise KernelOverflowError(
             f"the empirical NTK overflowed {str(dtype).replace('torch.', '')} on x1/x2 (largest |x| = {top:.3g}): "
             "the model's outputs or gradients left the dtype's range; rescale x1/x2 (e.g. standardise them)"
             + (" or use a float64 model" if dtype == torch.float32 else ""))
@@ -143,11 +142,6 @@ def empirical_ntk(model, x1, x2=None, output="mean", method="auto", block_size=N
 def _torch():
     import torch
     return torch
-
-
-def _check_choice(value, valid, name):
-    if not isinstance(value, str) or value not in valid:
-        raise ValueError(f"{name} must be one of {valid}, got {value!r}")
 
 
 def _model_device_dtype(model):
@@ -184,7 +178,7 @@ def _as_input(x, name, device, dtype):
         raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
     if x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(f"{name} must have shape (n, ...) with n >= 1, got {tuple(x.shape)}")
-    return backend.check_finite(x.detach().to(device=device, dtype=dtype), name)
+    return check_finite(x.detach().to(device=device, dtype=dtype), name)
 
 
 # ----------------------------------------------------------------------------------------------- plan
@@ -277,9 +271,10 @@ def _checked_declaration(module, spec):
     for value, what in ((spec[1], "weight_scale"), (spec[2], "bias_scale")):
         if value is None and what == "bias_scale" and bias is None:
             value = 0.0
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise ValueError(f"{name}: {what} must be a finite real number, got {value!r}")
-        scales.append(float(value))
+        try:
+            scales.append(check_scalar(value, what, float))
+        except ValueError as err:
+            raise type(err)(f"{name}: {err}") from None
     if spec[0] == "linear":
         return ("linear", *scales)
     stride, padding, dilation = (_pair(spec[3], name, "stride", 1), spec[4] if spec[4] in ("same", "valid")
@@ -291,7 +286,7 @@ def _checked_declaration(module, spec):
 
 def _pair(value, name, what, least):
     """An int or a pair of ints >= ``least`` as a pair."""
-    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
+    pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value) if isinstance(value, (tuple, list)) else ()
     if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < least for v in pair):
         valid = "an int, a pair of ints or 'same'/'valid'" if what == "padding" else "an int or a pair of ints"
         raise ValueError(f"{name}: {what} must be {valid} (each >= {least}), got {value!r}")

@@ -31,7 +31,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils import assert_all_finite, check_array, column_or_1d
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
-from kernels import backend
+from kernels import backend, validation
 from kernels.classic import resolve_kernel
 from kernels.solvers import EigenPath, check_alpha, check_time, krr_solve
 
@@ -89,7 +89,7 @@ class _ArrayEstimator(BaseEstimator):
         elif y is not None and array_api_compat.is_cupy_array(y):
             y = y.get()
         if array_api_compat.is_cupy_array(X):
-            X = backend.check_array(X, "X", ndim=2, dtype=dtype)
+            X = validation.check_array(X, "X", ndim=2, dtype=dtype)
             if reset and X.shape[0] < 2:
                 raise ValueError(f"Found array with {X.shape[0]} sample(s) (shape={tuple(X.shape)}) while a "
                                  f"minimum of 2 is required by {type(self).__name__}.")
@@ -104,7 +104,7 @@ class _ArrayEstimator(BaseEstimator):
         else:
             X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, ensure_min_samples=2,
                                  multi_output=not classifier, y_numeric=not classifier)
-        return backend.to_device(backend.check_array(X, "X", dtype=dtype), device), y
+        return backend.to_device(validation.check_array(X, "X", dtype=dtype), device), y
 
     def _validate_y(self, y, n_samples, classifier):
         """y checked as ``validate_data`` would (used when X is a device array that scikit-learn cannot read)."""
@@ -154,7 +154,7 @@ class _Regressor(RegressorMixin):
         X, y = self._validate_X(X, reset=True, y=y)
         y = np.asarray(y, dtype=np.float64)
         Y = backend.to_device(y if y.ndim == 2 else y[:, None], self._compute_device())
-        self._fit_arrays(X, backend.check_array(Y, "y", dtype=X.dtype))
+        self._fit_arrays(X, validation.check_array(Y, "y", dtype=X.dtype))
         self.single_target_ = y.ndim == 1
         return self
 
@@ -180,7 +180,7 @@ class _Classifier(ClassifierMixin):
                              "classes")
         onehot = np.zeros((len(index), len(self.classes_)))
         onehot[np.arange(len(index)), index] = 1.0
-        self._fit_arrays(X, backend.check_array(backend.to_device(onehot, self._compute_device()), "y",
+        self._fit_arrays(X, validation.check_array(backend.to_device(onehot, self._compute_device()), "y",
                                                 dtype=X.dtype))
         return self
 
@@ -224,15 +224,15 @@ class _KernelModel(_ArrayEstimator):
                 host = backend.to_numpy
                 K = backend.to_device(self.memory_.cache(_gram)(self.kernel_, host(x1),
                                                                 None if x2 is None else host(x2), device), device)
-        except backend.KernelOverflowError as exc:
-            raise backend.KernelOverflowError(f"X is out of range for this estimator's kernel: {exc}") from None
+        except validation.KernelOverflowError as exc:
+            raise validation.KernelOverflowError(f"X is out of range for this estimator's kernel: {exc}") from None
         xp = backend.get_namespace(K)
         if not bool(xp.all(xp.isfinite(K))):
-            raise backend.KernelOverflowError(
+            raise validation.KernelOverflowError(
                 f"the kernel {self.kernel_!r} returned NaN or inf on the finite X (largest |X| = "
                 f"{float(xp.max(xp.abs(x1))):.3g}): its values left the {K.dtype} range; rescale X (e.g. "
                 "standardise it) or change the kernel's parameters")
-        return backend.check_array(K, "K", dtype=x1.dtype)
+        return validation.check_array(K, "K", dtype=x1.dtype)
 
     def _outputs(self, X):
         return self._gram(X, self.X_fit_) @ self.dual_coef_
@@ -272,10 +272,8 @@ class _NTKParams:
         self.image_shape = image_shape
 
     def _make_kernel(self, n_features):
-        if self.kernel not in NTK_KERNELS:
-            raise ValueError(f"kernel must be one of {NTK_KERNELS}, got {self.kernel!r}")
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        validation.check_choice(self.kernel, "kernel", NTK_KERNELS)
+        validation.check_choice(self.architecture, "architecture", ARCHITECTURES)
         from kernels.analytic import Convolutional, FullyConnected
         common = dict(depth=self.depth, activation=self.activation, w_std=self.w_std, b_std=self.b_std)
         if self.architecture == "fc":
@@ -294,7 +292,7 @@ class _NTKParams:
                                  "features; pass image_shape=(channels, height, width)")
             return 1, side, side
         if (not isinstance(shape, (tuple, list)) or len(shape) != 3
-                or not all(isinstance(s, numbers.Integral) and s > 0 for s in shape)):
+                or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in shape)):
             raise ValueError(f"image_shape must be (channels, height, width) positive integers, got {shape!r}")
         if math.prod(shape) != n_features:
             raise ValueError(f"image_shape {tuple(shape)} holds {math.prod(shape)} values, but X has "
@@ -360,9 +358,7 @@ class _RandomFeaturesModel(_ArrayEstimator):
     def _make_features(self, n_inputs):
         from kernels.features import ArcCosineFeatures, NTKFeatures, RandomFourierFeatures
         if isinstance(self.features, str):
-            if self.features not in FEATURES:
-                raise ValueError(f"features must be one of {FEATURES} or a transformer from kernels.features, "
-                                 f"got {self.features!r}")
+            validation.check_choice(self.features, "features", FEATURES)
             if self.features == "fourier":
                 return RandomFourierFeatures(self.n_features, gamma=self.gamma, random_state=self.random_state)
             if self.features == "arccos":

@@ -18,7 +18,6 @@ z(x1)·z(x2)ᵀ, and ``exact_kernel(x1, x2=None)``, the kernel they approximate.
 from __future__ import annotations
 
 import math
-import numbers
 
 import array_api_compat
 import numpy as np
@@ -28,24 +27,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from kernels import backend
 from kernels.classic import RBF, check_gamma
+from kernels.validation import KernelOverflowError, check_array, check_choice, check_scalar
 
 ACTIVATIONS = ("relu", "erf")
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_std(value, name, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not (value >= 0 and math.isfinite(value))
-            or value >= 1e150):
-        expected = "a finite number >= 0 and below 1e150" + (" or None (no bias)" if allow_none else "")
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return float(value)
 
 
 def _finite(out, features, name):
@@ -53,7 +37,7 @@ def _finite(out, features, name):
     xp = backend.get_namespace(out)
     if not bool(xp.all(xp.isfinite(out))):
         dtype = str(out.dtype).split(".")[-1]
-        raise backend.KernelOverflowError(
+        raise KernelOverflowError(
             f"{type(features).__name__} overflowed {dtype} on {name}: the projections X·W (and their products) "
             f"must stay below {float(np.finfo(dtype).max):.2g}; rescale {name} (e.g. standardise it)")
     return out
@@ -63,7 +47,7 @@ class _RandomFeatures(TransformerMixin, BaseEstimator):
     """Shared plumbing: validate X, draw weights in ``fit``, map arrays in their own namespace."""
 
     def _validate(self, X, reset: bool):
-        X = backend.check_array(X, "X", ndim=2)
+        X = check_array(X, "X", ndim=2)
         if reset:
             self.n_features_in_ = X.shape[1]
         elif X.shape[1] != self.n_features_in_:
@@ -99,7 +83,7 @@ class RandomFourierFeatures(_RandomFeatures):
         self.random_state = random_state
 
     def _draw(self, d, rng):
-        D = _check_positive_int(self.n_features, "n_features")
+        D = check_scalar(self.n_features, "n_features", int, min_val=1)
         if D % 2:
             raise ValueError(f"n_features must be even (cos/sin pairs), got {D}")
         check_gamma(self.gamma)
@@ -127,7 +111,7 @@ class ArcCosineFeatures(_RandomFeatures):
         self.random_state = random_state
 
     def _draw(self, d, rng):
-        D = _check_positive_int(self.n_features, "n_features")
+        D = check_scalar(self.n_features, "n_features", int, min_val=1)
         self.weights_ = rng.standard_normal((d, D))
 
     def transform(self, X):
@@ -141,8 +125,8 @@ class ArcCosineFeatures(_RandomFeatures):
     def exact_kernel(self, x1, x2=None):
         """Closed form; θ = 0 exactly on the diagonal of a same-input kernel (GUIDE §2)."""
         check_is_fitted(self)
-        x1 = backend.check_array(x1, "x1", ndim=2)
-        x2v = x1 if x2 is None else backend.check_array(x2, "x2", ndim=2)
+        x1 = check_array(x1, "x1", ndim=2)
+        x2v = x1 if x2 is None else check_array(x2, "x2", ndim=2)
         xp = backend.get_namespace(x1)
         # k(c·x, c·y) = c²·k(x, y): compute on inputs divided by a power of two (exact), so ‖x‖²‖y‖² cannot overflow
         e = backend.power_of_two_exponent(x1, x2v)
@@ -193,12 +177,11 @@ class NTKFeatures(_RandomFeatures):
         self.random_state = random_state
 
     def _draw(self, d, rng):
-        depth = _check_positive_int(self.depth, "depth")
-        width = _check_positive_int(self.width, "width")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        _check_std(self.w_std, "w_std")
-        _check_std(self.b_std, "b_std", allow_none=True)
+        depth = check_scalar(self.depth, "depth", int, min_val=1)
+        width = check_scalar(self.width, "width", int, min_val=1)
+        check_choice(self.activation, "activation", ACTIVATIONS)
+        check_scalar(self.w_std, "w_std", float, min_val=0, max_val=1e150, include_boundaries="left")
+        check_scalar(self.b_std, "b_std", float, min_val=0, max_val=1e150, include_boundaries="left", allow_none="no bias")
         fan_in = [d] + [width] * depth
         self.layer_weights_ = [rng.standard_normal((width, fan_in[l])) for l in range(depth)]
         self.layer_biases_ = [rng.standard_normal(width) for _ in range(depth)]

@@ -26,6 +26,7 @@ import array_api_compat
 import numpy as np
 
 from kernels import backend
+from kernels.validation import ArgumentTypeError, check_array, check_scalar
 
 
 class GramWarning(RuntimeWarning):
@@ -34,19 +35,13 @@ class GramWarning(RuntimeWarning):
 
 # ----------------------------------------------------------------------------------------------- validation
 def check_alpha(alpha, name: str = "alpha") -> float:
-    """α must be a finite real number ≥ 0."""
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (alpha >= 0 and math.isfinite(alpha)):
-        raise ValueError(f"{name} must be a finite number >= 0 (the ridge), got {alpha!r}")
-    return float(alpha)
+    """The ridge α: a finite real number ≥ 0."""
+    return check_scalar(alpha, name, float, min_val=0)
 
 
 def check_time(t, name: str = "t"):
-    """t must be None (converged) or a real number ≥ 0 (math.inf also means converged)."""
-    if t is None:
-        return None
-    if isinstance(t, bool) or not isinstance(t, numbers.Real) or not t >= 0:
-        raise ValueError(f"{name} must be None (converged) or a number >= 0 (gradient-flow time), got {t!r}")
-    return float(t)
+    """The gradient-flow time t: None (converged) or a real number ≥ 0 (math.inf also means converged)."""
+    return check_scalar(t, name, float, min_val=0, allow_inf=True, allow_none="converged")
 
 
 def check_symmetric(K, name: str = "K", block: int = 1024):
@@ -68,7 +63,7 @@ def check_symmetric(K, name: str = "K", block: int = 1024):
 def check_alphas(alphas, name: str = "alphas") -> list:
     """A non-empty sequence of ridges, each a finite number >= 0 (a single number is refused: use dual_coef)."""
     if isinstance(alphas, (numbers.Number, str, bytes)) or not hasattr(alphas, "__len__"):
-        raise TypeError(f"{name} must be a non-empty sequence of ridges (list or 1-D array), got "
+        raise ArgumentTypeError(f"{name} must be a non-empty sequence of ridges (list or 1-D array), got "
                         f"{type(alphas).__name__} {alphas!r}; for a single ridge use dual_coef(y, alpha=...)")
     values = list(backend.to_numpy(alphas).tolist() if backend.is_array(alphas) else alphas)
     if not values:
@@ -77,8 +72,8 @@ def check_alphas(alphas, name: str = "alphas") -> list:
 
 
 def _check_gram(K, y):
-    K = check_symmetric(backend.check_array(K, "K", ndim=2))
-    y = _like(backend.check_array(y, "y"), K)
+    K = check_symmetric(check_array(K, "K", ndim=2))
+    y = _like(check_array(y, "y"), K)
     if y.ndim not in (1, 2) or y.shape[0] != K.shape[0]:
         raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {K.shape[0]} (the size of K), "
                          f"got {tuple(y.shape)}")
@@ -203,14 +198,14 @@ class EigenPath:
     """
 
     def __init__(self, K):
-        K = check_symmetric(backend.check_array(K, "K", ndim=2))
+        K = check_symmetric(check_array(K, "K", ndim=2))
         self.xp = backend.get_namespace(K)
         self.n = K.shape[0]
         self.eigenvalues, self.eigenvectors = _eigh(K, self.xp)
         self.cutoff = _rcond(K) * float(self.xp.max(self.xp.abs(self.eigenvalues)))
 
     def _project(self, y):
-        y = _like(backend.check_array(y, "y"), self.eigenvalues)
+        y = _like(check_array(y, "y"), self.eigenvalues)
         if y.ndim not in (1, 2) or y.shape[0] != self.n:
             raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {self.n}, got {tuple(y.shape)}")
         return self.eigenvectors.T @ y
@@ -324,21 +319,17 @@ def nystrom_krr(kernel, X, y, alpha: float, n_centers: int, *, tol: float = 1e-1
     """
     from kernels.classic import resolve_kernel
     kernel = resolve_kernel(kernel)
-    X = backend.check_array(X, "X", ndim=2)
+    X = check_array(X, "X", ndim=2)
     xp = backend.get_namespace(X)
-    y = _like(backend.check_array(y, "y"), X)
+    y = _like(check_array(y, "y"), X)
     if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
         raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {X.shape[0]}, got {tuple(y.shape)}")
     alpha = check_alpha(alpha)
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (math.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol must be a finite number >= 0 (relative residual of CG), got {tol!r}")
-    for value, name in ((max_iter, "max_iter"), (block_size, "block_size")):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_scalar(tol, "tol", float, min_val=0)
+    check_scalar(max_iter, "max_iter", int, min_val=1)
+    check_scalar(block_size, "block_size", int, min_val=1)
     n = X.shape[0]
-    if isinstance(n_centers, bool) or not isinstance(n_centers, numbers.Integral) or not 1 <= n_centers <= n:
-        raise ValueError(f"n_centers must be an integer in [1, n_samples={n}], got {n_centers!r}")
-    m = int(n_centers)
+    m = check_scalar(n_centers, "n_centers", int, min_val=1, max_val=n)
     rng = np.random.default_rng(random_state)
     index = np.sort(rng.choice(n, size=m, replace=False))
     centers = xp.take(X, xp.asarray(index, device=array_api_compat.device(X)), axis=0)

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp, vjp
 
+from kernels.validation import check_scalar
+
 from nets.lazy import Lazy, Linearized
-from nets.models import _positive_finite, _positive_int
 
 
 def _networks(module, initial):
@@ -218,8 +219,8 @@ def scale_criterion(module, X, y, iters=30, threshold=0.01, seed=0):
     rule of thumb for "κ ≪ 1": on the README's digits example κ = 0.055 still let 5% of the ReLU patterns flip
     and the weights move by 10%, while κ = 5e-4 kept 99.96% of them; print it for a verdict).
     """
-    _positive_int(iters, "iters")
-    _positive_finite(threshold, "threshold")
+    check_scalar(iters, "iters", int, min_val=1)
+    check_scalar(threshold, "threshold", float, min_val=0, include_boundaries="neither")
     params = {name: p.detach() for name, p in module.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("module has no trainable parameter")

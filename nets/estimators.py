@@ -14,9 +14,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from kernels.validation import check_choice, check_scalar
+
 from nets.lazy import Lazy, Linearized
 from nets.models import MLP, TwoLayer
-from nets.train import _check_choice, _check_count, train
+from nets.training import train
 
 ARCHS = ("mlp", "two_layer")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -53,9 +55,9 @@ class _LazyNet(BaseEstimator):
         self.verbose = verbose
 
     def _network(self, d_in, d_out):
-        _check_choice(self.arch, ARCHS, "arch")
-        _check_count(self.width, "width")
-        _check_count(self.depth, "depth")
+        check_choice(self.arch, "arch", ARCHS)
+        check_scalar(self.width, "width", int, min_val=1)
+        check_scalar(self.depth, "depth", int, min_val=1)
         if self.arch == "mlp":
             return MLP(d_in, [int(self.width)] * int(self.depth), d_out, activation=self.activation)
         # init_scale = sqrt(width) makes the NTK of (1/m) Σ b_j σ(a_j·x) of order 1 (each unit's gradient is
@@ -64,7 +66,7 @@ class _LazyNet(BaseEstimator):
                         init_scale=math.sqrt(self.width))
 
     def _fit_network(self, X, targets, d_out, loss):
-        _check_choice(self.dtype, DTYPES, "dtype")
+        check_choice(self.dtype, "dtype", DTYPES)
         seed = int(check_random_state(self.random_state).randint(0, 2 ** 31 - 1))
         self.x_mean_ = X.mean(axis=0)
         scale = X.std(axis=0)

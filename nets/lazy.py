@@ -5,12 +5,12 @@ Chizat, Oyallon & Bach, "On Lazy Training in Differentiable Programming" (NeurIP
   linearized   h̄(w)   = h(w₀) + Dh(w₀)(w − w₀).
 """
 import copy
-import math
-from numbers import Real
 
 import torch
 from torch import nn
 from torch.func import functional_call, jvp
+
+from kernels.validation import check_scalar
 
 
 def _frozen_copy(model):
@@ -30,9 +30,7 @@ class Lazy(nn.Module):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(scale, bool) or not isinstance(scale, Real) or not math.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scale (the paper's alpha) must be a finite number > 0, got {scale!r}")
-        self.scale = float(scale)
+        self.scale = check_scalar(scale, "scale", float, min_val=0, include_boundaries="neither")  # the paper's α
         self.model = model
         self.model_at_init = _frozen_copy(model)
 

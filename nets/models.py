@@ -11,10 +11,13 @@ multipliers on weight and bias), so `kernels.empirical_ntk` takes its fast "stru
 Nonlinearities are `torch.nn` modules (never functional calls), so `nets.diagnostics` can hook every ReLU.
 """
 import math
+import numbers
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from kernels.validation import ArgumentTypeError, check_choice, check_scalar
 
 ACTIVATIONS = ("relu", "erf", "tanh")
 
@@ -28,33 +31,8 @@ class Erf(nn.Module):
 
 def activation_module(name):
     """A fresh module for the activation `name` (one of ACTIVATIONS)."""
-    if name == "relu":
-        return nn.ReLU()
-    if name == "erf":
-        return Erf()
-    if name == "tanh":
-        return nn.Tanh()
-    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _positive_finite(value, name):
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
-
-
-def _nonnegative_finite(value, name, allow_none=False):
-    if value is None and allow_none:
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    check_choice(name, "activation", ACTIVATIONS)
+    return {"relu": nn.ReLU, "erf": Erf, "tanh": nn.Tanh}[name]()
 
 
 class TwoLayer(nn.Module):
@@ -73,10 +51,10 @@ class TwoLayer(nn.Module):
 
     def __init__(self, d, m, activation="relu", bias=False, init_scale=1.0, symmetric=False):
         super().__init__()
-        self.d, self.m = _positive_int(d, "d"), _positive_int(m, "m")
+        self.d, self.m = check_scalar(d, "d", int, min_val=1), check_scalar(m, "m", int, min_val=1)
         if symmetric and m % 2:
             raise ValueError(f"symmetric=True pairs units, so m must be even, got m={m}")
-        _positive_finite(init_scale, "init_scale")
+        check_scalar(init_scale, "init_scale", float, min_val=0, include_boundaries="neither")
         self.init_scale, self.symmetric, self.activation = float(init_scale), bool(symmetric), activation
         self.a = nn.Parameter(torch.empty(m, d))
         self.b = nn.Parameter(torch.empty(m))
@@ -114,8 +92,7 @@ class Dense(nn.Module):
 
     def __init__(self, fan_in, fan_out, w_std, b_std, parameterization):
         super().__init__()
-        if parameterization not in ("ntk", "standard"):
-            raise ValueError(f"parameterization must be 'ntk' or 'standard', got {parameterization!r}")
+        check_choice(parameterization, "parameterization", ("ntk", "standard"))
         self.fan_in, self.parameterization = fan_in, parameterization
         self.w_std, self.b_std = w_std, b_std
         self.weight = nn.Parameter(torch.empty(fan_out, fan_in))
@@ -154,17 +131,18 @@ class MLP(nn.Module):
     def __init__(self, d_in, widths, d_out=1, activation="relu", bias=True, parameterization="ntk",
                  w_std=2 ** 0.5, b_std=0.0):
         super().__init__()
-        _positive_int(d_in, "d_in")
-        _positive_int(d_out, "d_out")
-        if isinstance(widths, bool) or not isinstance(widths, (int, list, tuple, range)):
-            raise TypeError(f"widths must be a positive integer or a list of them (the hidden widths), got {widths!r}")
-        widths = [widths] if isinstance(widths, int) else list(widths)
+        check_scalar(d_in, "d_in", int, min_val=1)
+        check_scalar(d_out, "d_out", int, min_val=1)
+        if isinstance(widths, bool) or not isinstance(widths, (numbers.Integral, list, tuple, range)):
+            raise ArgumentTypeError(f"widths must be a positive integer or a list of them (the hidden widths), "
+                                    f"got {widths!r}")
+        widths = [widths] if isinstance(widths, numbers.Integral) else list(widths)
         if not widths:
             raise ValueError("widths must list at least one hidden width")
-        for width in widths:
-            _positive_int(width, "each of widths")
-        w_std = _nonnegative_finite(w_std, "w_std")
-        b_std = None if not bias else _nonnegative_finite(b_std, "b_std", allow_none=True)
+        for i, width in enumerate(widths):
+            check_scalar(width, f"widths[{i}]", int, min_val=1)
+        w_std = check_scalar(w_std, "w_std", float, min_val=0)
+        b_std = None if not bias else check_scalar(b_std, "b_std", float, min_val=0, allow_none="no bias")
         layers, fan_in = [], d_in
         for width in widths:
             layers += [Dense(fan_in, width, w_std, b_std, parameterization), activation_module(activation)]
@@ -211,15 +189,14 @@ class CNN(nn.Module):
         super().__init__()
         for value, name in ((in_channels, "in_channels"), (channels, "channels"), (depth, "depth"),
                             (num_outputs, "num_outputs"), (filter_size, "filter_size")):
-            _positive_int(value, name)
+            check_scalar(value, name, int, min_val=1)
         if filter_size % 2 == 0:
             raise ValueError(f"filter_size must be odd for 'SAME' padding, got {filter_size}")
-        if readout not in ("gap", "flatten"):
-            raise ValueError(f"readout must be 'gap' or 'flatten', got {readout!r}")
+        check_choice(readout, "readout", ("gap", "flatten"))
         if readout == "flatten" and (image_size is None or len(image_size) != 2):
             raise ValueError(f"readout='flatten' needs image_size=(H, W), got {image_size!r}")
-        w_std = _nonnegative_finite(w_std, "w_std")
-        b_std = _nonnegative_finite(b_std, "b_std", allow_none=True)
+        w_std = check_scalar(w_std, "w_std", float, min_val=0)
+        b_std = check_scalar(b_std, "b_std", float, min_val=0, allow_none="no bias")
         blocks, c_in = [], in_channels
         for _ in range(depth):
             blocks += [Conv(c_in, channels, filter_size, w_std, b_std), activation_module(activation)]
@@ -261,11 +238,10 @@ _VGG_CONFIGS = {  # channels of 3×3 convs; "M" = 2×2 max-pool (Simonyan & Ziss
 
 
 def _check_cifar_args(depth, valid, width_factor, num_classes, in_channels, name):
-    if depth not in valid:
-        raise ValueError(f"{name} depth must be one of {sorted(valid)}, got {depth!r}")
-    _positive_finite(width_factor, "width_factor")
-    _positive_int(num_classes, "num_classes")
-    _positive_int(in_channels, "in_channels")
+    check_choice(depth, f"{name} depth", sorted(valid))
+    check_scalar(width_factor, "width_factor", float, min_val=0, include_boundaries="neither")
+    check_scalar(num_classes, "num_classes", int, min_val=1)
+    check_scalar(in_channels, "in_channels", int, min_val=1)
 
 
 class VGG(nn.Module):

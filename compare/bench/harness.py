@@ -11,6 +11,8 @@ import platform
 import statistics
 import time
 
+from compare.tables import format_table  # noqa: F401  (re-exported: the benchmarks print with it)
+
 
 @dataclasses.dataclass
 class Timing:
@@ -86,15 +88,6 @@ def gpu_name() -> str | None:
     props = cupy.cuda.runtime.getDeviceProperties(0)
     name = props["name"]
     return name.decode() if isinstance(name, bytes) else str(name)
-
-
-def format_table(header: list, rows: list) -> str:
-    """A Markdown table (pastes straight into BENCHMARKS.md)."""
-    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
 
 
 def ratio(peer: float, ours: float) -> str:

@@ -9,6 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+from kernels.validation import check_choice
+
+from compare.tables import format_table
+
 PRESETS = ("quick", "full", "paper")
 
 
@@ -66,7 +70,7 @@ def resolve_preset(presets: dict, args) -> dict:
 def resolve_torch_device(device: str) -> str:
     """"auto" → "cuda" when torch sees a GPU, else "cpu"; "cuda" without one is an error."""
     import torch
-    check_choice(device, ("auto", "cpu", "cuda"), "device")
+    check_choice(device, "device", ("auto", "cpu", "cuda"))
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -82,12 +86,6 @@ def with_threads(run_one, threads: int, config: dict) -> dict:
     return run_one(config)
 
 
-def check_choice(value, valid, what: str):
-    """ValueError naming ``what`` and listing the valid choices when ``value`` is not one of ``valid``."""
-    if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
-
-
 def execute(args, experiment: str, presets: dict, datasets, plan, run_one, intro: str = "") -> int:
     """Validate the options, plan the sweep, run it (resuming), write the report, print the summary.
 
@@ -99,8 +97,8 @@ def execute(args, experiment: str, presets: dict, datasets, plan, run_one, intro
     """
     from compare import report, runner
     try:
-        check_choice(args.dataset, datasets, "dataset")
-        check_choice(args.backend, runner.BACKENDS, "backend")
+        check_choice(args.dataset, "dataset", datasets)
+        check_choice(args.backend, "backend", runner.BACKENDS)
         preset = resolve_preset(presets, args)
         device = resolve_torch_device(args.device)
         configs, sweep_config = plan(preset, args, device)
@@ -120,7 +118,7 @@ def execute(args, experiment: str, presets: dict, datasets, plan, run_one, intro
     headers, body = report.summary_table(rows, paper=experiment == "table")
     print(f"\n{experiment} on {args.dataset} ({args.preset} preset, {len(rows)} runs, "
           f"{time.perf_counter() - start:.0f} s, device {device}):\n")
-    print(report.text_table(headers, body))
+    print(format_table(headers, body, style="text"))
     print(f"\nreport: {path}")
     return 0
 

@@ -229,7 +229,7 @@ def run_one(config) -> dict:
 def _train_net(config, task, X_train, y_train, X_test, y_test, ref) -> dict:
     import torch
     from nets import Lazy, Linearized, diagnostics, train
-    from nets.train import DivergenceError
+    from nets.training import DivergenceError
     d_in, d_out = X_train.shape[1], y_train.shape[1]
     net = _network(config, d_in, d_out)
     method, device = config["method"], config["device"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from compare.experiments import common
+from kernels.validation import check_choice
 
 EXPERIMENT = "table"
 DATASETS = ("cifar10",)
@@ -60,7 +61,7 @@ def add_arguments(parser):
 
 def plan(preset: dict, args, device: str):
     for model in preset["models"]:
-        common.check_choice(model, MODELS, "model")
+        check_choice(model, "model", MODELS)
     base = {"experiment": EXPERIMENT, "dataset": args.dataset, "data_dir": args.data_dir, "device": device,
             **{k: v for k, v in preset.items() if k not in ("seeds", "models")}}
     configs = []
@@ -108,7 +109,7 @@ def _network(config, n_classes):
 def _train(config, ds) -> dict:
     import torch
     from nets import Lazy, Linearized, diagnostics, train
-    from nets.train import DivergenceError, random_crop_flip
+    from nets.training import DivergenceError, random_crop_flip
     device = config["device"]
     n_classes = int(ds.n_classes)
     net = _network(config, n_classes).to(device)

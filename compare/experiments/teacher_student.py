@@ -51,7 +51,7 @@ def run_one(config) -> dict:
     """Train the student at init scale τ = config["scale"] in dimension config["d"]; return test loss."""
     import torch
     from nets import TwoLayer, train
-    from nets.train import DivergenceError
+    from nets.training import DivergenceError
     ds, X_train, X_test, y_train = common.teacher_student_tensors(config)
     tau, m = config["scale"], config["m"]
     torch.manual_seed(config["seed"])

@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from compare import report
+from compare.tables import format_table
 
 
 def equivalence_rows():
@@ -35,7 +36,7 @@ def test_summary_table_formats_percent_and_dashes():
     net = body[0]
     assert net[:3] == ["mlp", "net", "–"] and net[headers.index("test acc %")] == "81.0 ± 1.4"
     assert body[1][headers.index("NTK drift")] == "0.01 ± 0"                 # same value for both seeds
-    assert "| mlp | net | – |" in report.markdown_table(headers, body)
+    assert "| mlp | net | – |" in format_table(headers, body, style="compact")
 
 
 def test_paper_numbers_sit_beside_ours():

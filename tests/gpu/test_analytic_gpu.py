@@ -9,7 +9,7 @@ import pytest
 cupy = pytest.importorskip("cupy")
 
 from kernels import Convolutional, FullyConnected  # noqa: E402
-from kernels.analytic import activation_rule, conv_rule, dense_rule, patch_sum  # noqa: E402
+from kernels.rules import activation_rule, conv_rule, dense_rule, patch_sum  # noqa: E402
 
 CLOSED = ["relu", "erf", "abs", "leaky_relu", "step", "identity"]
 
@@ -19,13 +19,13 @@ CLOSED = ["relu", "erf", "abs", "leaky_relu", "step", "identity"]
 def test_fc_block_matches_reference(activation, parameterization, b_std):
     from kernels import _analytic_cuda
     rng = np.random.default_rng(0)
-    kernel = FullyConnected(2, activation, 1.3, b_std, parameterization, width=64, negative_slope=0.2)
+    network = FullyConnected(2, activation, 1.3, b_std, parameterization, width=64, negative_slope=0.2).network(5)
     a, b = rng.standard_normal((9, 5)), rng.standard_normal((7, 5))
     k11, k22 = (np.sum(a * a, 1) / 5)[:, None], (np.sum(b * b, 1) / 5)[None, :]
     k12, ntk = a @ b.T / 5, rng.uniform(0.5, 2, (9, 7))
-    want = dense_rule(activation_rule((k12.copy(), k11, k22, ntk.copy()), kernel._dual), 1.3, b_std,
+    want = dense_rule(activation_rule((k12.copy(), k11, k22, ntk.copy()), network.dual), 1.3, b_std,
                       parameterization, 64)
-    got = _analytic_cuda.fc_block(kernel, *(cupy.asarray(v) for v in (k12, ntk, k11, k22)), 64)
+    got = _analytic_cuda.fc_block(network, *(cupy.asarray(v) for v in (k12, ntk, k11, k22)), 64)
     np.testing.assert_allclose(cupy.asnumpy(got[0]), want[0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(cupy.asnumpy(got[1]), want[3], rtol=1e-12, atol=1e-14)
 
@@ -35,7 +35,7 @@ def test_fc_block_matches_reference(activation, parameterization, b_std):
 def test_conv_block_matches_reference(activation, parameterization, b_std):
     from kernels import _analytic_cuda
     rng = np.random.default_rng(1)
-    kernel = Convolutional(1, activation, 1.4, b_std, 3, "gap", parameterization, width=32)
+    network = Convolutional(1, activation, 1.4, b_std, 3, "gap", parameterization, width=32).network(2, 5, 4)
     x1, x2 = rng.standard_normal((3, 2, 5, 4)), rng.standard_normal((2, 2, 5, 4))
     f1 = np.transpose(x1, (0, 2, 3, 1))
     f2 = np.transpose(x2, (0, 2, 3, 1))
@@ -44,11 +44,11 @@ def test_conv_block_matches_reference(activation, parameterization, b_std):
     var1, var2 = np.sum(x1 * x1, 1) / 2, np.sum(x2 * x2, 1) / 2
     state = (k12.copy(), var1[:, None, :, :, None, None], var2[None, :, None, None, :, :], ntk.copy())
     conv = conv_rule(state, 1.4, b_std, parameterization, 18, 3, True)
-    want = activation_rule(conv, kernel._dual)
+    want = activation_rule(conv, network.dual)
     w2, b2 = 1.4 ** 2, 0.0 if b_std is None else b_std ** 2
     pre1 = w2 * patch_sum(var1, ((1,), (2,)), 3) + b2
     pre2 = w2 * patch_sum(var2, ((1,), (2,)), 3) + b2
-    got = _analytic_cuda.conv_block(kernel, cupy.asarray(k12), cupy.asarray(ntk), cupy.asarray(pre1),
+    got = _analytic_cuda.conv_block(network, cupy.asarray(k12), cupy.asarray(ntk), cupy.asarray(pre1),
                                     cupy.asarray(pre2), 18, pin=False)
     np.testing.assert_allclose(cupy.asnumpy(got[0]), want[0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(cupy.asnumpy(got[1]), want[3], rtol=1e-12, atol=1e-14)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from kernels import backend
+from kernels import backend, validation
 
 cupy = pytest.importorskip("cupy")
 torch = pytest.importorskip("torch")
@@ -26,8 +26,8 @@ def test_cuda_tensor_to_cupy_zero_copy(dtype):
 
 def test_check_array_moves_between_devices():
     x = np.random.default_rng(0).standard_normal((3, 2))
-    on_gpu = backend.check_array(x, "x", device="cuda")
+    on_gpu = validation.check_array(x, "x", device="cuda")
     assert isinstance(on_gpu, cupy.ndarray)
     np.testing.assert_array_equal(backend.to_numpy(on_gpu), x)
     with pytest.raises(ValueError, match="x contains NaN"):
-        backend.check_array(cupy.asarray([1.0, float("nan")]), "x")
+        validation.check_array(cupy.asarray([1.0, float("nan")]), "x")

@@ -319,8 +319,8 @@ def test_malformed_declarations_are_rejected():
             (("dense", 1.0, 1.0), TypeError, r"Bad.structured_ntk\(\) must return \(\"linear\""),
             (("linear", 1.0), TypeError, "must return"),
             (("conv2d", 1.0, 1.0), TypeError, "must return"),
-            (("linear", float("nan"), 1.0), ValueError, "weight_scale must be a finite real number"),
-            (("linear", 1.0, None), ValueError, "bias_scale must be a finite real number"),
+            (("linear", float("nan"), 1.0), ValueError, "`weight_scale` must be a finite number"),
+            (("linear", 1.0, None), ValueError, "`bias_scale` must be a finite number"),
             (("linear", True, 1.0), ValueError, "weight_scale")]:
         class Bad(ScaledLinear):
             def structured_ntk(self, spec=spec):
@@ -441,9 +441,9 @@ def test_bad_input():
         empirical_ntk(net, x, bad)
     with pytest.raises(ValueError, match="x1 is on device meta"):
         empirical_ntk(net, torch.empty(3, 5, device="meta"))
-    with pytest.raises(ValueError, match=r"method must be one of \('auto', 'jacobian', 'ntvp', 'structured'\)"):
+    with pytest.raises(ValueError, match="unknown method 'exact'; valid: auto, jacobian, ntvp, structured"):
         empirical_ntk(net, x, method="exact")
-    with pytest.raises(ValueError, match=r"output must be one of \('mean', 'full'\)"):
+    with pytest.raises(ValueError, match="unknown output 'trace'; valid: mean, full"):
         empirical_ntk(net, x, output="trace")
     with pytest.raises(ValueError, match="block_size"):
         empirical_ntk(net, x, block_size=0)

@@ -196,9 +196,9 @@ def test_generic_namespace(xp, rng):
 
 def test_bad_input(problem):
     _, K, Y = problem
-    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="`alpha` must be a finite number ≥ 0"):
         krr_solve(K, Y, -1.0)
-    with pytest.raises(ValueError, match="t must be None .* or a number >= 0"):
+    with pytest.raises(ValueError, match="`t` must be None .* or a number ≥ 0"):
         EigenPath(K).dual_coef(Y, t=-1.0)
     with pytest.raises(ValueError, match="K must be a square Gram matrix"):
         krr_solve(K[:, :5], Y)
@@ -208,7 +208,7 @@ def test_bad_input(problem):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="K contains NaN"):
         krr_solve(bad, Y)
-    with pytest.raises(ValueError, match=r"n_centers must be an integer in \[1, n_samples=120\]"):
+    with pytest.raises(ValueError, match=r"`n_centers` must be an integer in \[1, 120\]"):
         nystrom_krr(RBF(), problem[0], Y, 0.1, 500)
     with pytest.raises(ValueError, match=r"y must have shape \(n,\) or \(n, n_targets\) with n = 120"):
         nystrom_krr(RBF(), problem[0], np.asarray(1.0), 0.1, 40)  # 0-d y: shape checked before indexing

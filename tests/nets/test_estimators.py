@@ -45,12 +45,12 @@ def test_lazy_and_linearized_regressors_agree_at_large_scale():
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(arch="resnet"), "'mlp', 'two_layer'"),
+    (dict(arch="resnet"), "unknown arch 'resnet'; valid: mlp, two_layer"),
     (dict(scale=0.0), "scale"),
     (dict(scale=float("inf")), "scale"),
     (dict(width=0), "width"),
-    (dict(optimizer="adam"), "'gd', 'sgd'"),
-    (dict(dtype="float16"), "'float32', 'float64'"),
+    (dict(optimizer="adam"), "unknown optimizer 'adam'; valid: gd, sgd"),
+    (dict(dtype="float16"), "unknown dtype 'float16'; valid: float32, float64"),
 ])
 def test_bad_parameters(params, message):
     X, y = np.random.default_rng(0).standard_normal((10, 3)), np.arange(10.0)

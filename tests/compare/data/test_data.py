@@ -251,7 +251,7 @@ def test_image_archive_is_cached_and_a_bigger_cache_serves_a_smaller_request(tmp
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(data, "read_image_archive", no_decoding)
+    monkeypatch.setattr(data.cache, "read_image_archive", no_decoding)   # looked up where the cache calls it
     small = data.load("cifar10", data_dir=tmp_path, cache_dir=cache, standardize=False, first_per_class=2)
     assert small.X_train.shape == (20, 3, 32, 32)
     assert list(np.bincount(small.y_train)) == [2] * 10

@@ -1,4 +1,4 @@
-"""nets.train: exact GD iterates, the 1/α² objective, Theorem 2.2 rates, schedules, seeding, checkpoints, errors."""
+"""nets.training: exact GD iterates, the 1/α² objective, Theorem 2.2 rates, schedules, seeding, checkpoints, errors."""
 import copy
 import math
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from nets import DivergenceError, Lazy, Linearized, MLP, TwoLayer, train
 from nets.diagnostics import function_distance, parameter_distance, unchanged_activation_fraction
-from nets.train import random_crop_flip
+from nets.training import random_crop_flip
 
 
 def _data(n=12, d=3, seed=0):
@@ -183,9 +183,9 @@ def test_random_crop_flip_without_padding_only_mirrors():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(loss="hinge"), ValueError, "'mse', 'cross_entropy'"),
-    (dict(optimizer="adam"), ValueError, "'gd', 'sgd'"),
-    (dict(lr_schedule="cosine"), ValueError, "'constant', 'inverse'"),
+    (dict(loss="hinge"), ValueError, "unknown loss 'hinge'; valid: mse, cross_entropy"),
+    (dict(optimizer="adam"), ValueError, "unknown optimizer 'adam'; valid: gd, sgd"),
+    (dict(lr_schedule="cosine"), ValueError, "unknown lr_schedule 'cosine'; valid: constant, inverse"),
     (dict(lr=0.0), ValueError, "lr"),
     (dict(lr=math.nan), ValueError, "lr"),
     (dict(momentum=1.0), ValueError, "momentum"),
@@ -243,3 +243,13 @@ def test_checkpoint_every_zero_is_refused(tmp_path):
     X, y = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)
     with pytest.raises(ValueError, match="checkpoint_every must be a positive integer, got 0"):
         train(net, X, y, lr=0.1, steps=2, checkpoint=tmp_path / "ck.pt", checkpoint_every=0, quiet=True)
+
+
+def test_training_module_and_train_function_have_distinct_names():
+    """`import nets.training` gives the module and `nets.train` stays the function, whatever the import order."""
+    import importlib
+
+    import nets
+    module = importlib.import_module("nets.training")
+    assert callable(nets.train) and nets.train is module.train
+    assert module.__name__ == "nets.training" and module.History is nets.History

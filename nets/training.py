@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from kernels.validation import check_choice
 from nets.lazy import Lazy, Linearized
 
 LOSSES = ("mse", "cross_entropy")
@@ -68,11 +69,6 @@ def random_crop_flip(padding=4):
         return torch.where(flips[:, None, None, None], out.flip(-1), out)
 
     return augment
-
-
-def _check_choice(value, valid, name):
-    if value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}")
 
 
 def _check_number(value, name, low=0.0, low_inclusive=True, high=math.inf):
@@ -184,9 +180,9 @@ def train(module, X, y, *, loss="mse", optimizer="gd", lr=0.1, momentum=0.0, bat
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    _check_choice(loss, LOSSES, "loss")
-    _check_choice(optimizer, OPTIMIZERS, "optimizer")
-    _check_choice(lr_schedule, LR_SCHEDULES, "lr_schedule")
+    check_choice(loss, "loss", LOSSES)
+    check_choice(optimizer, "optimizer", OPTIMIZERS)
+    check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
     lr = _check_number(lr, "lr", low_inclusive=False)
     momentum = _check_number(momentum, "momentum", high=1.0)
     lr_decay = _check_number(lr_decay, "lr_decay")

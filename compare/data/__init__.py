@@ -1,0 +1,60 @@
+"""Datasets for the experiments: scikit-learn's bundled sets, Fashion-MNIST, CIFAR-10 and the teacher–student task.
+
+One call gives arrays ready for a kernel or a network::
+
+    from compare import data
+    ds = data.load("digits", n_train=500, seed=0)             # X_train (500, 64), y_train int64, ...
+    ds = data.load("cifar10", n_train=2000, n_test=1000, first_per_class=300)   # images (N, 3, 32, 32)
+    ds = data.load("teacher-student", n_train=1000, n_test=1000, d=10, seed=1)
+
+What ``load`` does, in order:
+
+1. read the source: scikit-learn's ``load_digits`` / ``load_breast_cancer`` / ``load_diabetes`` (bundled, no
+   network; split 75/25 into train/test by ``seed``, stratified for classification), the Fashion-MNIST IDX files,
+   or CIFAR-10 from the canonical python batches or an image-folder archive (decoded once, cached as ``.npz``);
+2. keep ``classes`` (labels or names, in the order given; relabelled 0..k-1);
+3. draw ``n_train`` / ``n_test`` examples without replacement, stratified by class (each class in proportion
+   to its frequency, largest-remainder rounding, at least one per class), seeded by ``seed``; the result is in
+   a seeded random order (also when all examples are kept), never sorted by class;
+4. scale pixels to [0, 1] and standardise with statistics fitted on the training part only: per feature for
+   tabular data, per channel for images; for regression the target is standardised too.
+
+Where data files are looked for (first match wins): the ``data_dir`` argument (``--data-dir``), else the
+folder in the environment variable ``LAZYKIT_DATA_DIR`` — either of these alone, so a wrong folder is an error,
+never a silent fallback — else ``<checkout>/data`` (git-ignored) and ``<checkout>/../shared/data``, and for
+Fashion-MNIST the Debian package's ``/usr/share/datasets/fashion-mnist``. Decoded image archives are cached in
+``cache_dir``, else ``LAZYKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/lazykit`` (``~/.cache/lazykit``).
+
+Command line: ``python -m compare data list`` and ``python -m compare data install fashion-mnist|cifar10``.
+
+The package, one concern per module: ``catalog`` (names, classes, files, downloads, :class:`Dataset`),
+``loading`` (:func:`load`), ``preprocess`` (subsets, classes, standardisation), ``locate`` (where files are
+looked for), ``readers`` (IDX, CIFAR-10 batches, image archives, scikit-learn), ``cache`` (decoded archives
+kept as ``.npz``), ``synthetic`` (the teacher–student generator), ``install`` and ``cli``. Every public name
+is importable from ``compare.data`` itself.
+"""
+from compare.data.cache import cache_folder, read_image_archive_cached
+from compare.data.catalog import (CIFAR10_ARCHIVE, CIFAR10_BATCHES, CIFAR10_BATCHES_DIR, CIFAR10_CLASSES,
+                                  CIFAR10_JPEG_ARCHIVE, DATASETS, DEBIAN_FASHION_MNIST_DIR, DEFAULT_DATA_DIRS,
+                                  DOWNLOAD_SUBDIR, DOWNLOADS, ENV_CACHE_DIR, ENV_DATA_DIR, FASHION_MNIST_CLASSES,
+                                  FASHION_MNIST_FILES, IMAGE_DATASETS, IMAGE_SUFFIXES, JPEG_CAVEAT,
+                                  KIND_DESCRIPTIONS, REPO_ROOT, SKLEARN_DATASETS, TEST_FRACTION, CorruptDataError,
+                                  DataNotFoundError, Dataset)
+from compare.data.cli import describe, main
+from compare.data.install import download, install, sha256_file
+from compare.data.loading import load
+from compare.data.locate import find, locate, search_dirs
+from compare.data.preprocess import first_per_class, standardize_train_test, stratified_indices
+from compare.data.readers import read_cifar_batches, read_idx, read_image_archive
+from compare.data.synthetic import teacher_student, uniform_sphere
+
+__all__ = [
+    "CIFAR10_ARCHIVE", "CIFAR10_BATCHES", "CIFAR10_BATCHES_DIR", "CIFAR10_CLASSES", "CIFAR10_JPEG_ARCHIVE",
+    "DATASETS", "DEBIAN_FASHION_MNIST_DIR", "DEFAULT_DATA_DIRS", "DOWNLOAD_SUBDIR", "DOWNLOADS", "ENV_CACHE_DIR",
+    "ENV_DATA_DIR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_FILES", "IMAGE_DATASETS", "IMAGE_SUFFIXES",
+    "JPEG_CAVEAT", "KIND_DESCRIPTIONS", "REPO_ROOT", "SKLEARN_DATASETS", "TEST_FRACTION",
+    "CorruptDataError", "DataNotFoundError", "Dataset",
+    "cache_folder", "describe", "download", "find", "first_per_class", "install", "load", "locate", "main",
+    "read_cifar_batches", "read_idx", "read_image_archive", "read_image_archive_cached", "search_dirs",
+    "sha256_file", "standardize_train_test", "stratified_indices", "teacher_student", "uniform_sphere",
+]

@@ -1,0 +1,87 @@
+"""Where data files are looked for, and what a found data set looks like on disk (IDX, batches, archives)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kernels.validation import check_choice
+
+from compare.data.catalog import (CIFAR10_ARCHIVE, CIFAR10_BATCHES, CIFAR10_BATCHES_DIR, CIFAR10_JPEG_ARCHIVE,
+                                  DEBIAN_FASHION_MNIST_DIR, DEFAULT_DATA_DIRS, DOWNLOADS, ENV_DATA_DIR,
+                                  FASHION_MNIST_FILES, IMAGE_DATASETS, DataNotFoundError)
+
+
+def search_dirs(data_dir=None) -> list:
+    """Folders searched for data files: ``data_dir`` alone if given, else ``$LAZYKIT_DATA_DIR`` alone if set,
+    else ``<checkout>/data`` and ``<checkout>/../shared/data``."""
+    if data_dir is not None:
+        return [Path(data_dir).expanduser()]
+    if os.environ.get(ENV_DATA_DIR):
+        return [Path(os.environ[ENV_DATA_DIR]).expanduser()]
+    return list(DEFAULT_DATA_DIRS)
+
+
+def _candidates(name, data_dir):
+    """(path, kind) pairs where ``name``'s files may be, in search order."""
+    dirs = search_dirs(data_dir)
+    if name == "fashion-mnist":
+        found = [(p, "idx") for folder in dirs for p in (folder / "fashion-mnist", folder)]
+        if data_dir is None and not os.environ.get(ENV_DATA_DIR):
+            found.append((DEBIAN_FASHION_MNIST_DIR, "idx"))
+        return found
+    return [(p, kind) for folder in dirs for p, kind in (
+        (folder / CIFAR10_BATCHES_DIR, "batches"), (folder, "batches"),
+        (folder / CIFAR10_ARCHIVE, "archive"), (folder / CIFAR10_JPEG_ARCHIVE, "images"))]
+
+
+def _present(path: Path, kind: str) -> bool:
+    if kind == "idx":
+        return all(_idx_file(path, f) is not None for files in FASHION_MNIST_FILES.values() for f in files)
+    if kind == "batches":
+        return (path / CIFAR10_BATCHES["train"][0]).is_file() and (path / CIFAR10_BATCHES["test"][0]).is_file()
+    return path.is_file()
+
+
+def _idx_file(folder: Path, gz_name: str):
+    """``folder/name.gz``, or the unzipped ``folder/name``, whichever exists (None if neither)."""
+    for candidate in (folder / gz_name, folder / gz_name[:-3]):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find(name: str, data_dir=None):
+    """(path, kind) of the files ``load(name)`` would read, or None if they are not found.
+
+    kind: "idx" (Fashion-MNIST folder), "batches" (CIFAR-10 python batches folder), "archive" (the canonical
+    cifar-10-python.tar.gz) or "images" (an image-folder archive such as cifar10-jpeg.tar.gz).
+    """
+    check_choice(name, "data set with files", IMAGE_DATASETS)
+    return next(((p, kind) for p, kind in _candidates(name, data_dir) if _present(p, kind)), None)
+
+
+def locate(name: str, data_dir=None):
+    """Like :func:`find`, but a missing data set raises :class:`DataNotFoundError` saying where we looked and
+    how to get it."""
+    found = find(name, data_dir)
+    if found is not None:
+        return found
+    dirs = search_dirs(data_dir)
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        where = f"the data dir {dirs[0]} does not exist"
+    else:
+        looked = sorted({str(p) for p, _ in _candidates(name, data_dir)})
+        where = "looked in " + ", ".join(looked)
+    if name == "fashion-mnist":
+        files = ", ".join(f for pair in FASHION_MNIST_FILES.values() for f in pair)
+        raise DataNotFoundError(
+            f"Fashion-MNIST not found ({files}): {where}. Get it with `python -m compare data install "
+            f"fashion-mnist [--data-dir DIR]` (as root on Debian/Ubuntu without --data-dir: apt-get install "
+            f"dataset-fashion-mnist; otherwise it downloads the canonical files, checked by SHA-256), then pass "
+            f"--data-dir DIR or set {ENV_DATA_DIR}=DIR.")
+    url, files = DOWNLOADS["cifar10"]
+    raise DataNotFoundError(
+        f"CIFAR-10 not found: {where}, for {CIFAR10_BATCHES_DIR}/ (the canonical python batches), "
+        f"{CIFAR10_ARCHIVE} or {CIFAR10_JPEG_ARCHIVE}. Get it with `python -m compare data install cifar10 "
+        f"[--data-dir DIR]` (downloads {url}{CIFAR10_ARCHIVE}, 163 MiB, SHA-256 {files[CIFAR10_ARCHIVE]}) or "
+        f"copy one of those into DIR; then pass --data-dir DIR or set {ENV_DATA_DIR}=DIR.")

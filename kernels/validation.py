@@ -1,0 +1,171 @@
+"""Argument checks: the one place where lazykit decides what a valid parameter or input array is.
+
+Modelled on ``sklearn.utils.validation`` (``check_scalar``, ``check_array``), with one message style:
+
+* ``check_scalar(-1, "depth", int, min_val=0)``       → "`depth` must be an integer ≥ 0, got -1"
+* ``check_choice("rellu", "activation", ("relu", "erf"))`` → "unknown activation 'rellu'; valid: relu, erf"
+* ``check_array(x, "X", ndim=2)``                     → "X must be 2-dimensional, got shape (3,)",
+  "X contains NaN or inf", "X is empty (shape (0, 3)); ...".
+
+Rules shared by every check: booleans are never numbers (``True`` is not the integer 1 here); NumPy scalars
+count (``np.int64(3)`` is an integer, ``np.float32(0.5)`` a number); NaN is never a valid number and ±inf
+only where a check allows it. A value of the wrong type raises ``ArgumentTypeError`` — a ``TypeError``, as in
+scikit-learn, that is also a ``ValueError``, so callers catching either see it; a value of the right type
+outside its range raises ``ValueError``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from kernels import backend
+
+BOUNDARIES = ("both", "left", "right", "neither")
+_BOOLS = (bool, np.bool_)
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type (a TypeError, and a ValueError for code that catches any bad argument)."""
+
+
+class KernelOverflowError(ValueError):
+    """A kernel of finite inputs and parameters would leave (or left) the dtype's range: the message names the
+    input and the range that works."""
+
+
+# ----------------------------------------------------------------------------------------------- scalars
+def _number_text(value) -> str:
+    return str(value) if isinstance(value, numbers.Integral) else f"{value:g}"
+
+
+def _range_text(min_val, max_val, include_boundaries: str) -> str:
+    """"≥ 0", "> 0", "≤ 1", "in [0, 1)", ... (empty when unbounded)."""
+    left = include_boundaries in ("both", "left")
+    right = include_boundaries in ("both", "right")
+    if min_val is not None and max_val is not None:
+        return (f" in {'[' if left else '('}{_number_text(min_val)}, {_number_text(max_val)}"
+                f"{']' if right else ')'}")
+    if min_val is not None:
+        return f" {'≥' if left else '>'} {_number_text(min_val)}"
+    if max_val is not None:
+        return f" {'≤' if right else '<'} {_number_text(max_val)}"
+    return ""
+
+
+def _expected(kind: str, min_val, max_val, include_boundaries: str, allow_inf: bool, allow_none) -> str:
+    noun = "an integer" if kind == "int" else ("a number" if allow_inf else "a finite number")
+    text = noun + _range_text(min_val, max_val, include_boundaries)
+    if allow_none:
+        meaning = f" ({allow_none})" if isinstance(allow_none, str) else ""
+        text = f"None{meaning} or {text}"
+    return text
+
+
+def check_scalar(x, name: str, type, *, min_val=None, max_val=None, include_boundaries: str = "both",
+                 allow_inf: bool = False, allow_none=False):
+    """Validate a scalar parameter and return it as a Python ``int`` or ``float`` (or None).
+
+    ``type`` is ``int`` (any ``numbers.Integral``: Python or NumPy integers, never bools) or ``float`` (any
+    ``numbers.Real``: integers too, never bools, never NaN; ±inf only with ``allow_inf``). ``min_val`` and
+    ``max_val`` bound it; ``include_boundaries`` ("both", "left", "right", "neither") says which bounds are
+    allowed values (as ``sklearn.utils.check_scalar``). ``allow_none`` lets None through (returned as None); a
+    string there names what None means and appears in the message ("None (no bias) or a finite number ≥ 0").
+    """
+    if type in (int, numbers.Integral):
+        kind = "int"
+    elif type in (float, numbers.Real):
+        kind = "float"
+    else:
+        raise ValueError(f"check_scalar: type must be int or float, got {type!r}")
+    if include_boundaries not in BOUNDARIES:
+        raise ValueError(f"check_scalar: include_boundaries must be one of {', '.join(BOUNDARIES)}, "
+                         f"got {include_boundaries!r}")
+    if x is None and allow_none:
+        return None
+    expected = _expected(kind, min_val, max_val, include_boundaries, allow_inf, allow_none)
+    message = f"`{name}` must be {expected}, got {x!r}"
+    wanted = numbers.Integral if kind == "int" else numbers.Real
+    if isinstance(x, _BOOLS) or not isinstance(x, wanted):
+        raise ArgumentTypeError(message)
+    value = int(x) if kind == "int" else float(x)
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ValueError(message)
+    left = include_boundaries in ("both", "left")
+    right = include_boundaries in ("both", "right")
+    if min_val is not None and (value < min_val or (value == min_val and not left)):
+        raise ValueError(message)
+    if max_val is not None and (value > max_val or (value == max_val and not right)):
+        raise ValueError(message)
+    return value
+
+
+def check_choice(x, name: str, choices):
+    """Return ``x`` if it is one of ``choices``, else raise "unknown {name} {x!r}; valid: a, b, ...".
+
+    Membership is by equality, except that a bool never matches a number (``True`` is not the choice 1).
+    """
+    choices = tuple(choices)
+    for choice in choices:
+        if isinstance(x, _BOOLS) != isinstance(choice, _BOOLS):
+            continue
+        try:
+            if x == choice:
+                return x
+        except Exception:   # arrays and other objects whose == is not a plain truth value: never a choice
+            continue
+    raise ValueError(f"unknown {name} {x!r}; valid: {', '.join(map(str, choices))}")
+
+
+# ----------------------------------------------------------------------------------------------- arrays
+def check_finite(x, name: str):
+    """Raise ValueError if the array ``x`` contains NaN or inf (NumPy, CuPy, torch or any array-API array)."""
+    xp = backend.get_namespace(x)
+    if not bool(xp.all(xp.isfinite(x))):
+        raise ValueError(f"{name} contains NaN or inf; all values must be finite")
+    return x
+
+
+def check_array(x, name: str, *, ndim=None, min_ndim=None, device=None, dtype=None, allow_empty=False,
+                ensure_all_finite=True):
+    """Validate an input array and return it as a real floating NumPy/CuPy array.
+
+    - torch tensors become NumPy/CuPy arrays through DLPack (zero-copy when no cast or move is needed);
+    - half precision (float16, torch.bfloat16) is upcast to float32, exactly: lazykit computes in float32 or
+      float64 only (half-precision products overflow at |x| ≈ 256, and DLPack cannot carry bfloat16);
+    - lists, scalars and other non-arrays raise TypeError; integer/bool/complex dtypes raise TypeError
+      unless ``dtype`` asks for a cast (integers only: complex and bool are never silently cast);
+    - NaN/inf (unless ``ensure_all_finite=False``), empty arrays (unless ``allow_empty``) and a wrong ``ndim``
+      / ``min_ndim`` raise ValueError naming ``name``;
+    - ``device`` ("auto"/"cpu"/"cuda" or None = stay where the input lives) and ``dtype`` (None = keep a
+      float dtype) move and cast.
+    """
+    if not backend.is_array(x):
+        raise TypeError(f"{name} must be an array (NumPy, CuPy or torch), got {type(x).__name__}")
+    if backend.is_torch(x):
+        x = backend.from_torch(backend.half_to_float(x))
+    xp = backend.get_namespace(x)
+    if xp.isdtype(x.dtype, "real floating") and x.dtype not in (xp.float32, xp.float64):
+        x = xp.astype(x, xp.float32)   # float16 (NumPy, CuPy): exact upcast
+    if xp.isdtype(x.dtype, "complex floating") or x.dtype == xp.bool:
+        raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
+    if dtype is None and not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{name} must have a real floating dtype (float32 or float64), got {x.dtype}; "
+                        f"convert it with .astype('float64') or pass dtype=")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {tuple(x.shape)}")
+    if min_ndim is not None and x.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
+    if not allow_empty and x.size == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); at least one sample is needed")
+    if device is not None:
+        target = backend.resolve_device(device)
+        if target != backend.device_of(x):
+            x = backend.to_device(x, target)
+            xp = backend.get_namespace(x)
+    if dtype is not None:
+        want = getattr(xp, backend.resolve_dtype(dtype, backend.device_of(x), "dtype"))
+        if x.dtype != want:
+            x = xp.astype(x, want)
+    return check_finite(x, name) if ensure_all_finite else x
