@@ -43,7 +43,7 @@ def load(name: str, n_train: int | None = None, n_test: int | None = None, class
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if dtype is not None:
-        check_choice(dtype, "float64", ("float32"), "dtype")
+        check_choice(dtype, "dtype", ("float32", "float64"))
     if first_per_class is not None and name not in IMAGE_DATASETS:
         raise ValueError(f"first_per_class applies to {', '.join(IMAGE_DATASETS)} only, not {name!r}")
     first_per_class = _check_size(first_per_class, "first_per_class")

@@ -27,7 +27,7 @@ def teacher_student(n_train: int = 1000, n_test: int = 1000, d: int = 10, n_teac
     for value, what, low in ((n_train, "n_train", 1), (n_test, "n_test", 1), (d, "d", 2), (n_teacher, "n_teacher", 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{what} must be an int >= {low}, got {value!r}")
-    check_choice(dtype, "float64", ("float32"), "dtype")
+    check_choice(dtype, "dtype", ("float32", "float64"))
     teacher_seed, train_seed, test_seed = np.random.SeedSequence(int(seed)).spawn(3)
     teacher = uniform_sphere(np.random.default_rng(teacher_seed), n_teacher, d)
     X_train = uniform_sphere(np.random.default_rng(train_seed), n_train, d)
