@@ -155,9 +155,10 @@ def power_of_two_exponent(*arrays) -> int:
 
 
 def times_power_of_two(a, e: int):
-    """a·2^e, exact barring overflow or underflow, in steps that Python floats can hold."""
+    """a·2^e, exact barring overflow or underflow, in steps of at most 2^±100 (a factor that float32 can hold:
+    a larger Python float would become inf in a float32 array, and 0·inf is NaN)."""
     while e:
-        step = max(-1000, min(1000, e))
+        step = max(-100, min(100, e))
         a = a * 2.0 ** step
         e -= step
     return a

@@ -292,13 +292,14 @@ def _quadrature(fn: Callable, derivative: Callable) -> tuple:
 # ------------------------------------------------------------------------------------------ lookup
 def get_dual(activation, negative_slope: float = 0.01) -> Dual:
     """The dual of ``activation`` (a name in ``ACTIVATIONS`` or an elementwise callable on arrays)."""
+    # |a| < 1e150: the dual uses a², which must be finite; checked for every activation, so a bad value is
+    # never silently ignored
+    check_scalar(negative_slope, "negative_slope", float, min_val=-1e150, max_val=1e150, include_boundaries="neither")
     if callable(activation):
         nngp, ntk = _quadrature(activation, numerical_derivative(activation))
         return Dual(getattr(activation, "__name__", "callable"), nngp, ntk, closed=False)
     check_choice(activation, "activation", ACTIVATIONS)   # or a callable, handled above
     if activation == "leaky_relu":
-        # |a| < 1e150: the dual uses a², which must be finite
-        check_scalar(negative_slope, "negative_slope", float, min_val=-1e150, max_val=1e150, include_boundaries="neither")
         return Dual("leaky_relu", *_abrelu(negative_slope), slope=float(negative_slope))
     slopes = {"relu": 0.0, "abs": -1.0}
     if activation in slopes:

@@ -82,6 +82,9 @@ class _ArrayEstimator(BaseEstimator):
         """
         device = self._compute_device()
         dtype = backend.default_dtype(device)
+        n_x, n_y = (len(a) if hasattr(a, "__len__") and not isinstance(a, str) else None for a in (X, y))
+        if reset and n_x is not None and n_y is not None and n_x != n_y:
+            raise ValueError(f"X and y must have the same number of samples, got {n_x} and {n_y}")
         if backend.is_torch(X):
             X = backend.from_torch(X)
         if backend.is_torch(y):

@@ -54,7 +54,7 @@ def _as_input(X, module, name):
         X = X.detach()
     else:
         array = np.asarray(X) if not isinstance(X, (str, bytes)) else None
-        if array is None or array.dtype.kind not in "biuf":
+        if array is None or array.dtype.kind not in "iuf":
             kind = type(X).__name__ if array is None else f"dtype {array.dtype}"
             raise TypeError(f"{name} must be a tensor or array of real numbers, got {kind}")
         X = torch.as_tensor(array)
@@ -273,5 +273,12 @@ def scale_criterion(module, X, y, iters=30, threshold=0.01, seed=0):
         u = _scaled(w, 1.0 / norm)
 
     residual = f_norm(output - y)
-    kappa = residual * hess / sigma ** 2 if sigma > 0 else math.inf
+    if not all(map(math.isfinite, (residual, sigma, hess))):
+        raise ValueError("the module's outputs or derivatives on X are not finite (X too large for the model's "
+                         f"dtype {str(X.dtype).replace('torch.', '')}?); rescale X")
+    if sigma == 0.0:
+        raise ValueError("the Jacobian Dh(w0) is zero on X (e.g. all-zero X for a network without bias), so the "
+                         "scale criterion kappa = |h - y|·|D2h| / |Dh|^2 is undefined; use inputs on which the "
+                         "network's gradients are non-zero")
+    kappa = residual * hess / sigma ** 2
     return ScaleCriterion(kappa, residual, sigma, hess, float(threshold))

@@ -29,6 +29,15 @@ def _host(a):
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
 
 
+def _fit_arrays(X, y):
+    """Host X and y, with their sample counts compared (naming both) before scikit-learn's validation."""
+    X, y = _host(X), _host(y)
+    n_x, n_y = (len(a) if hasattr(a, "__len__") and not isinstance(a, str) else None for a in (X, y))
+    if n_x is not None and n_y is not None and n_x != n_y:
+        raise ValueError(f"X and y must have the same number of samples, got {n_x} and {n_y}")
+    return X, y
+
+
 class _LazyNet(BaseEstimator):
     """Shared parameters and fitting logic (see `LazyNetRegressor`)."""
 
@@ -114,11 +123,11 @@ class LazyNetRegressor(RegressorMixin, _LazyNet):
     """
 
     def fit(self, X, y):
-        X, y = validate_data(self, _host(X), _host(y), dtype=np.float64, multi_output=True, y_numeric=True)
+        X, y = validate_data(self, *_fit_arrays(X, y), dtype=np.float64, multi_output=True, y_numeric=True)
         if self.arch == "two_layer" and y.ndim == 2:
             if y.shape[1] > 1:
-                raise ValueError(f"arch='two_layer' has one output; it cannot fit {y.shape[1]} outputs "
-                                 "(use arch='mlp')")
+                raise ValueError(f"y has {y.shape[1]} columns, but arch='two_layer' has one output; pass 1-D y "
+                                 "or use arch='mlp'")
             y = column_or_1d(y, warn=True)
         self.single_output_ = y.ndim == 1
         y2 = y.reshape(len(y), -1)
@@ -148,7 +157,7 @@ class LazyNetClassifier(ClassifierMixin, _LazyNet):
     """
 
     def fit(self, X, y):
-        X, y = validate_data(self, _host(X), _host(y), dtype=np.float64)
+        X, y = validate_data(self, *_fit_arrays(X, y), dtype=np.float64)
         check_classification_targets(y)
         self.classes_, labels = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
