@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import functools
 import os
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from kernels.validation import check_choice
 
+from compare.overrides import parse_override
 from compare.tables import format_table
 
 PRESETS = ("quick", "full", "paper")
@@ -53,15 +53,10 @@ def resolve_preset(presets: dict, args) -> dict:
         raise ValueError(f"unknown preset {args.preset!r}; valid: {', '.join(presets)}")
     preset = {k: v for k, v in presets[args.preset].items() if k != "expected"}
     for item in args.overrides:
-        key, sep, text = item.partition("=")
-        if not sep or key not in preset:
-            raise ValueError(f"--set expects KEY=VALUE with KEY one of {', '.join(sorted(preset))}; got {item!r}")
-        try:
-            preset[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            preset[key] = text
+        key, value = parse_override(item, presets)
+        preset[key] = value
     if args.seeds is not None:
-        if args.seeds < 1:
+        if isinstance(args.seeds, bool) or args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         preset["seeds"] = args.seeds
     return preset
