@@ -155,7 +155,9 @@ def drop_torn_tail(path) -> None:
     path = Path(path)
     if not path.exists():
         return
-    data = path.read_bytes()
+    if not path.is_file():
+        raise ResultsFileError(f"{path} is not a file (a directory?); move it away, or pass another --out")
+    data = _read_bytes(path)
     keep = data.rfind(b"\n") + 1
     if keep < len(data):
         with open(path, "r+b") as handle:

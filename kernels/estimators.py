@@ -82,6 +82,7 @@ class _ArrayEstimator(BaseEstimator):
         """
         device = self._compute_device()
         dtype = backend.default_dtype(device)
+        _check_array_like(X, "X")
         n_x, n_y = (len(a) if hasattr(a, "__len__") and not isinstance(a, str) else None for a in (X, y))
         if reset and n_x is not None and n_y is not None and n_x != n_y:
             raise ValueError(f"X and y must have the same number of samples, got {n_x} and {n_y}")
@@ -130,6 +131,12 @@ class _ArrayEstimator(BaseEstimator):
         origin = _origin(X)
         X, _ = self._validate_X(X, reset=False)
         return self._outputs(X), origin
+
+
+def _check_array_like(X, name):
+    """TypeError naming ``name`` for None, strings and scalars (scikit-learn's own message names neither)."""
+    if X is None or isinstance(X, (str, bytes)) or np.ndim(X) == 0:
+        raise TypeError(f"{name} must be a 2-D array-like (n_samples, n_features), got {type(X).__name__} {X!r}")
 
 
 def _check_numeric_targets(y):
@@ -362,6 +369,7 @@ class _RandomFeaturesModel(_ArrayEstimator):
         from kernels.features import ArcCosineFeatures, NTKFeatures, RandomFourierFeatures
         if isinstance(self.features, str):
             validation.check_choice(self.features, "features", FEATURES)
+            validation.check_scalar(self.n_features, "n_features", int, min_val=1)
             if self.features == "fourier":
                 return RandomFourierFeatures(self.n_features, gamma=self.gamma, random_state=self.random_state)
             if self.features == "arccos":

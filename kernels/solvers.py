@@ -373,6 +373,8 @@ def conjugate_gradient(operator, B, *, tol: float, max_iter: int, xp):
     Stops when every column's residual is below ``tol`` times its right-hand side's norm.
     Returns (X, iterations, converged).
     """
+    check_scalar(tol, "tol", float, min_val=0)
+    check_scalar(max_iter, "max_iter", int, min_val=1)
     X = xp.zeros_like(B)
     R = B
     P = R

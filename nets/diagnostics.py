@@ -105,8 +105,11 @@ def ntk_drift(module, probe, initial=None, output="mean"):
     now, init = _networks(module, initial)
     init = _with_trainable_flags(init, now)
     probe = _as_input(probe, now, "probe")
-    theta_t = torch.as_tensor(backend.to_numpy(empirical_ntk(now, probe, output=output)))
-    theta_0 = torch.as_tensor(backend.to_numpy(empirical_ntk(init, probe, output=output)))
+    try:
+        theta_t = torch.as_tensor(backend.to_numpy(empirical_ntk(now, probe, output=output)))
+        theta_0 = torch.as_tensor(backend.to_numpy(empirical_ntk(init, probe, output=output)))
+    except ValueError as exc:
+        raise ValueError(f"probe (shape {tuple(probe.shape)}): {exc}") from None
     reference = float(torch.linalg.norm(theta_0))
     if reference == 0.0:
         raise ValueError("the NTK at initialisation is zero on probe (e.g. all-zero inputs to a network without "

@@ -32,6 +32,9 @@ def _host(a):
 def _fit_arrays(X, y):
     """Host X and y, with their sample counts compared (naming both) before scikit-learn's validation."""
     X, y = _host(X), _host(y)
+    for a, name in ((X, "X"), (y, "y")):
+        if a is None or isinstance(a, (str, bytes)) or np.ndim(a) == 0:
+            raise TypeError(f"{name} must be an array-like with samples along axis 0, got {type(a).__name__} {a!r}")
     n_x, n_y = (len(a) if hasattr(a, "__len__") and not isinstance(a, str) else None for a in (X, y))
     if n_x is not None and n_y is not None and n_x != n_y:
         raise ValueError(f"X and y must have the same number of samples, got {n_x} and {n_y}")
@@ -98,7 +101,10 @@ class _LazyNet(BaseEstimator):
 
     def _outputs(self, X):
         check_is_fitted(self, "module_")
-        X = validate_data(self, _host(X), reset=False, dtype=np.float64)
+        X = _host(X)
+        if X is None or isinstance(X, (str, bytes)) or np.ndim(X) == 0:
+            raise TypeError(f"X must be a 2-D array-like (n_samples, n_features), got {type(X).__name__} {X!r}")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
         with torch.no_grad():
             return self.module_(self._inputs(X)).double().cpu().numpy()
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 import kernels
 from kernels import duals, solvers, validation
 from kernels.features import ArcCosineFeatures, NTKFeatures, RandomFourierFeatures
-from tests.fuzz.inputs import INF, NAN, NOT_NUMBERS, array, labels, shape2, targets
+from tests.fuzz.inputs import ESTIMATOR_INVALID, INF, NAN, NOT_NUMBERS, array, labels, shape2, targets
 
 ENTRIES = {}
 
@@ -159,7 +159,8 @@ def resolve_kernel(case):
 # ------------------------------------------------------------------------------------------ random features
 def _features(case, cls):
     n_features = case.arg("n_features", (4, 16), reject=(0, -2, True, 2.5) + ((3,) if cls is RandomFourierFeatures
-                                                                             else ()))
+                                                                             else ()),
+                          aliases=("width",) if cls is NTKFeatures else ())
     if cls is RandomFourierFeatures:
         return cls(n_features, gamma=case.arg("gamma", GAMMAS_GOOD, reject=GAMMAS_REJECT), random_state=0)
     if cls is ArcCosineFeatures:
@@ -190,8 +191,9 @@ for _cls in (RandomFourierFeatures, ArcCosineFeatures, NTKFeatures):
 
 # ------------------------------------------------------------------------------------------ estimators
 def _estimator(case, name):
-    common = dict(alpha=case.arg("alpha", (0.0, 0.1, 1.0), reject=(-1.0, NAN, INF, True, "0")),
-                  t=case.arg("t", (None, 1.0, INF), reject=(-1.0, NAN, True)))
+    common = dict(alpha=case.arg("alpha", (0.0, 0.1, 1.0), reject=(-1.0, NAN, INF, True, "0")))
+    if not name.startswith("RandomFeatures"):
+        common["t"] = case.arg("t", (None, 1.0, INF), reject=(-1.0, NAN, True))
     if name.startswith("NTK"):
         common.update(depth=case.arg("depth", (1, 2), reject=(-1, True)),
                       activation=case.arg("activation", ("relu", "erf"), reject=("bad",)),
@@ -200,7 +202,6 @@ def _estimator(case, name):
     elif name.startswith("Kernel"):
         common.update(kernel=case.arg("kernel", ("rbf", "laplace", "polynomial"), reject=("gauss", 3)))
     else:
-        del common["t"]
         common.update(features=case.arg("features", ("fourier", "arccos", "ntk"), reject=("x", 3)),
                       n_features=case.arg("n_features", (8,), reject=(0, True)), random_state=0)
     common["device"] = case.arg("device", ("cpu", "auto"), reject=("gpu", True))
@@ -213,13 +214,13 @@ def _estimator_method(name, method):
     def build(case):
         est = _estimator(case, name)
         n, d = case.draw(st.integers(2, 8)), case.draw(st.integers(1, 3))
-        X_fit = array(case, "X", (n, d))
+        X_fit = array(case, "X", (n, d), invalid=ESTIMATOR_INVALID)
         y = labels(case, "y", n) if classifier else targets(case, "y", n)
-        X_new = array(case, "X", (3, d)) if method != "fit" else None
+        X_new = array(case, "X", (3, d), invalid=ESTIMATOR_INVALID) if method != "fit" else None
 
         def call():
             fitted = est.fit(X_fit, y)
-            out = getattr(fitted, method)(X_new) if X_new is not None else fitted.predict(X_fit)
+            out = getattr(fitted, method)(X_new) if method != "fit" else fitted.predict(X_fit)
             return np.asarray(out) if not classifier or method != "predict" else None
         return call
     return build
@@ -336,3 +337,44 @@ def resolve_device(case):
 def resolve_dtype(case):
     dtype = case.arg("dtype", ("float32", "float64", np.float64, None), reject=("float16", "int32", 3, "x"))
     return lambda: kernels.backend.resolve_dtype(dtype, "cpu")
+
+
+@entry("NystromKRR.predict")
+def nystrom_predict(case):
+    rng = np.random.default_rng(0)
+    model = solvers.nystrom_krr("rbf", rng.standard_normal((6, 2)), rng.standard_normal(6), 0.1, 3)
+    x = array(case, "x", (case.draw(st.integers(1, 4)), 2), aliases=("x1",))
+    return lambda: model.predict(x)
+
+
+@entry("solvers.conjugate_gradient")
+def conjugate_gradient(case):
+    import array_api_compat.numpy as xp
+    n = case.draw(st.integers(1, 5))
+    A = np.eye(n) * 2.0
+    B = array(case, "B", (n, 1), extreme=[], invalid=[])
+    tol = case.arg("tol", (1e-8, 0.0), reject=(-1.0, NAN, True))
+    max_iter = case.arg("max_iter", (1, 20), reject=(0, True, 1.5))
+    return lambda: solvers.conjugate_gradient(lambda v: A @ v, np.asarray(B, dtype=float), tol=tol,
+                                              max_iter=max_iter, xp=xp)
+
+
+@entry("validation.check_choice")
+def check_choice(case):
+    value = case.arg("activation", ("relu", "erf"), reject=("rellu", True, None, 1, ["relu"]))
+    return lambda: validation.check_choice(value, "activation", ("relu", "erf"))
+
+
+@entry("validation.check_finite")
+def check_finite(case):
+    n, d = shape2(case)
+    x = array(case, "x", (n, d), extreme=[], invalid=[s for s in __import__("tests.fuzz.inputs", fromlist=["x"]).INVALID
+                                                   if s[0] in ("nan", "inf")])
+    return lambda: validation.check_finite(validation.check_array(x, "x", ensure_all_finite=False), "x")
+
+
+@entry("backend.to_torch")
+def to_torch(case):
+    n, d = shape2(case)
+    x = array(case, "a", (n, d), invalid=[])
+    return lambda: kernels.backend.to_torch(validation.check_array(x, "a", dtype="float64"))

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import nets
 from nets import diagnostics
 from nets.training import random_crop_flip
-from tests.fuzz.inputs import INF, NAN, NOT_NUMBERS, array, labels, targets
+from tests.fuzz.inputs import ESTIMATOR_INVALID, INF, NAN, NETS_INVALID, NOT_NUMBERS, array, labels, targets
 
 ENTRIES = {}
 
@@ -99,11 +99,11 @@ def crop(case):
 @entry("train")
 def train(case):
     n, d = case.draw(st.integers(1, 6)), case.draw(st.integers(1, 3))
-    X = array(case, "X", (n, d))
+    X = array(case, "X", (n, d), invalid=NETS_INVALID)
     loss = case.arg("loss", ("mse", "cross_entropy"), reject=("l2", None))
-    y = labels(case, "y", n) if loss == "cross_entropy" and case.draw(st.booleans()) else targets(case, "y", n)
+    y = labels(case, "y", n) if loss == "cross_entropy" else targets(case, "y", n)
     if loss == "cross_entropy" and isinstance(y, np.ndarray) and y.dtype.kind == "U":
-        y = np.arange(n) % 2
+        y = np.arange(n) % 2     # train takes integer labels (the estimators take any labels)
     optimizer = case.arg("optimizer", ("gd", "sgd"), reject=("adam",))
     batch_size = (case.arg("batch_size", (1, n), reject=(0, n + 1, True, 1.5)) if optimizer == "sgd" else None)
     kwargs = dict(
@@ -137,13 +137,13 @@ def _lazynet_method(classifier, method):
     def build(case):
         est = _lazynet(case, classifier)
         n, d = case.draw(st.integers(2, 6)), case.draw(st.integers(1, 3))
-        X = array(case, "X", (n, d))
+        X = array(case, "X", (n, d), invalid=ESTIMATOR_INVALID)
         y = labels(case, "y", n) if classifier else targets(case, "y", n)
-        X_new = array(case, "X", (2, d)) if method != "fit" else None
+        X_new = array(case, "X", (2, d), invalid=ESTIMATOR_INVALID) if method != "fit" else None
 
         def call():
             fitted = est.fit(X, y)
-            out = getattr(fitted, method)(X_new) if X_new is not None else fitted.history_
+            out = getattr(fitted, method)(X_new) if method != "fit" else fitted.history_
             return None if classifier and method == "predict" else out
         return call
     return build
@@ -171,14 +171,14 @@ def weight_change(case):
 @entry("diagnostics.ntk_drift")
 def drift(case):
     d = 2
-    probe = array(case, "probe", (3, d))
+    probe = array(case, "probe", (3, d), invalid=NETS_INVALID)
     output = case.arg("output", ("mean", "full"), reject=("x",))
     return lambda: diagnostics.ntk_drift(_trained_lazy(d), probe, output=output)
 
 
 @entry("diagnostics.unchanged_activation_fraction")
 def unchanged(case):
-    X = array(case, "X", (3, 2))
+    X = array(case, "X", (3, 2), invalid=NETS_INVALID)
     return lambda: diagnostics.unchanged_activation_fraction(_trained_lazy(2), X)
 
 
@@ -194,14 +194,14 @@ def distance(case):
 def function_distance(case):
     f = nets.MLP(2, [3])
     g = case.arg("g", (nets.MLP(2, [3]).double(), nets.MLP(2, [3])), reject=(None, 3), aliases=("f",))
-    X = array(case, "X", (3, 2))
+    X = array(case, "X", (3, 2), invalid=NETS_INVALID)
     return lambda: diagnostics.function_distance(f, g, X)
 
 
 @entry("diagnostics.scale_criterion")
 def criterion(case):
     model = nets.MLP(2, [3]).double()
-    X = array(case, "X", (4, 2))
+    X = array(case, "X", (4, 2), invalid=NETS_INVALID)
     y = targets(case, "y", 4)
     iters = case.arg("iters", (1, 5), reject=(0, True, 1.5))
     threshold = case.arg("threshold", (0.01, 1.0), reject=(0.0, NAN, True))

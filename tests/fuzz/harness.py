@@ -4,8 +4,8 @@ Every call must end in one of two ways:
 
 * a **clear error**: an exception of an agreed type (``ValueError`` or ``TypeError``, their subclasses such as
   ``ArgumentTypeError``, ``KernelOverflowError``, scikit-learn's ``NotFittedError``, and the project's
-  ``DivergenceError``) whose message names the argument at fault (when the case made one argument bad) or at
-  least one of the call's arguments;
+  ``DivergenceError``) whose message names one of the call's arguments (the bad one, or another when the
+  combination is what is refused, e.g. a 2-column y for a one-output model);
 * a **finite valid result**: every number in the returned value (arrays, tensors, floats, tuples, lists,
   dicts, dataclasses such as ``History``) is finite.
 
@@ -113,7 +113,7 @@ def check_call(entry: str, case: Case, fn):
             result = fn()
     except CLEAR_ERRORS as exc:
         message = str(exc)
-        wanted = case.bad if case.bad else case.names
+        wanted = case.names + list(case.bad or ())
         if not names_any(message, wanted):
             raise AssertionError(f"{entry}: {type(exc).__name__} whose message names none of {list(wanted)}: "
                                  f"{message!r}") from exc

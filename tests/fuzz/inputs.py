@@ -55,7 +55,9 @@ def _build(spec, rng, shape):
     if kind == "none":
         return None
     if kind == "object":
-        return np.array(rng.standard_normal(shape), dtype=object)
+        x = np.array(rng.standard_normal(shape), dtype=object)
+        x.flat[0] = "a"
+        return x
     if kind == "complex":
         return rng.standard_normal(shape) + 1j
     if kind == "bool":
@@ -71,6 +73,11 @@ EXTREME = ([("numpy", "float64", s, p) for s in SCALES["float64"] for p in ("ran
               ("torch_grad", "float32", 1.0, "random"), ("int", None, None, None)])
 INVALID = [(k, "float64", 1.0, "random") for k in ("nan", "inf", "empty", "wrong_ndim", "list", "string", "none",
                                                     "object", "complex", "bool")]
+
+
+# scikit-learn estimators take lists and booleans (array-likes); nets take lists (as torch.as_tensor does)
+ESTIMATOR_INVALID = [s for s in INVALID if s[0] not in ("list", "bool")]
+NETS_INVALID = [s for s in INVALID if s[0] != "list"]
 
 
 def array(case, name, shape, *, aliases=(), good=GOOD, extreme=EXTREME, invalid=INVALID):
