@@ -24,7 +24,8 @@ from kernels import rules
 _DUALS = {
     "abrelu": """
     T bound = sqrt(k11 * k22);
-    k12 = k12 > bound ? bound : (k12 < -bound ? -bound : k12);
+    T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
+    k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
     T s = k11 * k22 - k12 * k12;
     s = s > T(0) ? sqrt(s) : T(0);
     T th = atan2(s, k12);
@@ -33,7 +34,8 @@ _DUALS = {
     nngp = (cs - cc) * s + k12 * dot;""",
     "step": """
     T bound = sqrt(k11 * k22);
-    k12 = k12 > bound ? bound : (k12 < -bound ? -bound : k12);
+    T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
+    k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
     T s = k11 * k22 - k12 * k12;
     s = s > T(0) ? sqrt(s) : T(0);
     nngp = (T(LAZYKIT_PI) - atan2(s, k12)) / T(2 * LAZYKIT_PI);
@@ -43,7 +45,8 @@ _DUALS = {
     dot = T(1);""",
     "erf": """
     T bound = sqrt(k11 * k22);
-    k12 = k12 > bound ? bound : (k12 < -bound ? -bound : k12);
+    T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
+    k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
     T gap = k11 * k22 - k12 * k12;
     gap = gap > T(0) ? gap : T(0);
     T r = T(2) * k12 / (sqrt(T(1) + T(2) * k11) * sqrt(T(1) + T(2) * k22));

@@ -155,6 +155,11 @@ class _AnalyticKernel(ParameterHolder):
         xp = backend.get_namespace(x1)
         size = max(_mean_square(xp, x1), _mean_square(xp, x2))
         x1, x2, rescale = self._rescaled(xp, x1, x2)
+        out_dtype = x1.dtype
+        if xp.__name__.endswith("numpy") and x1.dtype == xp.float32:
+            # float32 on the CPU is accumulated in float64 and rounded once at the end: the layer recursion
+            # amplifies rounding errors (chaotic activations, deep nets), and float64 costs about the same there
+            x1, x2 = (None if x is None else xp.astype(x, xp.float64) for x in (x1, x2))
         self._check_input_range(xp, x1, x2)
         symmetric = x2 is None
         xb = x1 if symmetric else x2
@@ -163,7 +168,7 @@ class _AnalyticKernel(ParameterHolder):
             n_jobs = 1   # CuPy queues on one stream; other namespaces are reference paths
         tile_fn = self._tile_function(xp, x1, xb, symmetric, want[1])
         outs = _run_tiles(xp, tile_fn, x1.shape[0], xb.shape[0], self._block(x1), symmetric, want,
-                          x1.dtype, x1.device, n_jobs)
+                          out_dtype, x1.device, n_jobs)
         if rescale:
             with np.errstate(over="ignore"):   # an overflow here is reported by _check_overflow
                 outs = [backend.times_power_of_two(o, rescale) for o in outs]
@@ -180,19 +185,25 @@ class _AnalyticKernel(ParameterHolder):
         return no_bias and self._dual.name in ("relu", "leaky_relu", "abs", "identity")
 
     def _rescaled(self, xp, x1, x2):
-        """Inputs divided by a power of two 2^e near their largest |value| when that lies outside
-        [2^-16, 2^16] and the kernel is positively homogeneous, with the exponent 2e of the factor 4^e that
+        """Inputs divided by powers of two 2^e1, 2^e2 near their largest |values| when those lie outside
+        [2^-16, 2^16] and the kernel is positively homogeneous, with the exponent e1 + e2 of the factor that
         restores the kernel (0: nothing rescaled).
 
-        Dividing by a power of two is exact, so the result equals the unscaled computation wherever that
-        does not overflow or underflow (|x| ≈ 2e77 in float64 or 2e10 in float32 used to give NaN).
+        Without bias a ReLU-type network's kernels are homogeneous of degree one in each argument,
+        K(a·x, b·x') = a·b·K(x, x') for a, b > 0 (every layer rule keeps k12 ∝ ab, k11 ∝ a², k22 ∝ b², and the
+        duals' angle θ depends only on the correlation). Dividing by a power of two is exact, so the result
+        equals the unscaled computation wherever that does not overflow or underflow (|x| ≈ 2e77 in float64
+        or 2e10 in float32 used to give NaN), and x1, x2 of very different sizes lose nothing.
         """
         if not self._homogeneous():
             return x1, x2, 0
-        e = backend.power_of_two_exponent(*((x1,) if x2 is None else (x1, x2)))
-        if abs(e) <= 16:
-            return x1, x2, 0
-        return (backend.times_power_of_two(x1, -e), None if x2 is None else backend.times_power_of_two(x2, -e), 2 * e)
+        e1 = backend.power_of_two_exponent(x1)
+        e1 = e1 if abs(e1) > 16 else 0
+        if x2 is None:
+            return backend.times_power_of_two(x1, -e1), None, 2 * e1
+        e2 = backend.power_of_two_exponent(x2)
+        e2 = e2 if abs(e2) > 16 else 0
+        return backend.times_power_of_two(x1, -e1), backend.times_power_of_two(x2, -e2), e1 + e2
 
     def _check_input_range(self, xp, x1, x2):
         """ValueError naming x1/x2 when (‖x‖²/d)² would overflow (the first layer multiplies two variances)."""
