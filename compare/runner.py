@@ -339,7 +339,7 @@ def run_sweep(func, configs, out_dir, sweep_config: dict, *, jobs: int = 1, back
                          "`dask scheduler`)")
     if backend != "dask" and scheduler:
         raise ValueError("--scheduler is only used with --backend dask")
-    if not isinstance(jobs, int) or jobs == 0 or jobs < -1:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0 or jobs < -1:
         raise ValueError(f"jobs must be a positive integer or -1 (all cores), got {jobs!r}")
     configs = [to_jsonable(c) for c in configs]
     keys = [run_key(c) for c in configs]

@@ -21,8 +21,10 @@ and kernel.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import re
 
 import array_api_compat
 import numpy as np
@@ -104,10 +106,12 @@ class _ArrayEstimator(BaseEstimator):
                 self.n_features_in_ = X.shape[1]
                 y = self._validate_y(y, X.shape[0], classifier)
         elif not reset:
-            X = validate_data(self, X, reset=reset, dtype=np.float64)
+            with naming_inputs(X):
+                X = validate_data(self, X, reset=reset, dtype=np.float64)
         else:
-            X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, ensure_min_samples=2,
-                                 multi_output=not classifier, y_numeric=not classifier)
+            with naming_inputs(X):
+                X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, ensure_min_samples=2,
+                                     multi_output=not classifier, y_numeric=not classifier)
         return backend.to_device(validation.check_array(X, "X", dtype=dtype), device), y
 
     def _validate_y(self, y, n_samples, classifier):
@@ -131,6 +135,24 @@ class _ArrayEstimator(BaseEstimator):
         origin = _origin(X)
         X, _ = self._validate_X(X, reset=False)
         return self._outputs(X), origin
+
+
+@contextlib.contextmanager
+def naming_inputs(X):
+    """Re-raise scikit-learn's validation errors ("Complex data not supported", "Found array with 0 sample(s)",
+    "Unknown label type", ...) with the input they are about: X when X alone fails ``check_array``, else y."""
+    try:
+        yield
+    except ValueError as exc:
+        message = str(exc).strip().splitlines()[0]
+        if re.search(r"(?<![A-Za-z0-9_])[Xy](?![A-Za-z0-9_])", message):
+            raise
+        try:
+            check_array(X, accept_sparse=False, dtype=None, ensure_min_samples=1)
+            name = "y"
+        except (TypeError, ValueError):
+            name = "X"
+        raise type(exc)(f"{name}: {message}") from None
 
 
 def _check_array_like(X, name):
@@ -183,7 +205,8 @@ class _Classifier(ClassifierMixin):
 
     def fit(self, X, y):
         X, y = self._validate_X(X, reset=True, y=y, classifier=True)
-        check_classification_targets(y)
+        with naming_inputs(np.zeros((1, 1))):   # X has passed: what fails here is about y
+            check_classification_targets(y)
         self.classes_, index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"y holds a single class ({self.classes_[0]!r}); a classifier needs at least two "

@@ -44,6 +44,15 @@ def check_time(t, name: str = "t"):
     return check_scalar(t, name, float, min_val=0, allow_inf=True, allow_none="converged")
 
 
+def finite_coefficients(coef, y, what: str = "dual coefficients"):
+    """``coef``, or a ValueError naming y when solving overflowed (y near the dtype's largest value)."""
+    xp = backend.get_namespace(coef)
+    if not bool(xp.all(xp.isfinite(coef))):
+        raise ValueError(f"the {what} overflowed {str(coef.dtype).split('.')[-1]}: y is too large (max |y| = "
+                         f"{float(xp.max(xp.abs(y))):.3g}) for this K and ridge; rescale y (e.g. standardise it)")
+    return coef
+
+
 def check_symmetric(K, name: str = "K", block: int = 1024):
     """ValueError unless K is square and symmetric to √eps relative to max|K| (compared in row blocks, so no
     n×n temporary): a Gram matrix computed in tiles is symmetric to rounding, a transposed or mixed-up one is not."""
@@ -157,7 +166,7 @@ def krr_solve(K, y, alpha: float = 0.0, *, overwrite_K: bool = False):
         if L is not None and _pivots_ok(xp.linalg.diagonal(L), xp, rcond):
             coef = solve_triangular(L, solve_triangular(L, y, xp), xp, trans=True)
     if coef is not None:
-        return coef
+        return finite_coefficients(coef, y)
     warnings.warn(f"K + alpha*I (alpha={alpha}) is singular or indefinite to working precision; "
                   "solving with its eigendecomposition, eigenvalues below n*eps*max treated as zero",
                   GramWarning, stacklevel=2)
@@ -227,7 +236,7 @@ class EigenPath:
         """Dual coefficients for one ridge α and time t (None: converged KRR)."""
         uty = self._project(y)
         g = self.spectral_filter(alpha, t)
-        return self.eigenvectors @ (g[:, None] * uty if uty.ndim == 2 else g * uty)
+        return finite_coefficients(self.eigenvectors @ (g[:, None] * uty if uty.ndim == 2 else g * uty), uty)
 
     def dual_coefs(self, y, alphas, t=None):
         """Dual coefficients for every ridge in ``alphas``: shape (len(alphas),) + y.shape, one matrix product."""
@@ -239,7 +248,7 @@ class EigenPath:
         k = uty2.shape[1]
         scaled = xp.reshape(filters[:, :, None] * uty2[:, None, :], (self.n, len(alphas) * k))
         coefs = xp.reshape(self.eigenvectors @ scaled, (self.n, len(alphas), k))
-        coefs = xp.permute_dims(coefs, (1, 0, 2))
+        coefs = finite_coefficients(xp.permute_dims(coefs, (1, 0, 2)), uty)
         return coefs if uty.ndim == 2 else coefs[:, :, 0]
 
     def loo_errors(self, y, alphas):
@@ -280,7 +289,7 @@ class EigenPath:
             warnings.warn(f"{flagged} sample(s) have G_ii = 0 for some ridge (a zero kernel row at alpha = 0, or K "
                           "zero or negative definite): their LOO residual is the plain residual y_i - f(x_i)",
                           GramWarning, stacklevel=2)
-        return xp.stack(errors)
+        return finite_coefficients(xp.stack(errors), uty, "LOO errors")
 
 
 def _eigh(K, xp):
@@ -351,7 +360,7 @@ def nystrom_krr(kernel, X, y, alpha: float, n_centers: int, *, tol: float = 1e-1
 
     gamma, n_iter, converged = conjugate_gradient(operator, B.T @ (K_nm.T @ Y), tol=tol, max_iter=max_iter,
                                                   xp=xp)
-    coef = B @ gamma
+    coef = finite_coefficients(B @ gamma, y)
     return NystromKRR(kernel, centers, coef if y.ndim == 2 else coef[:, 0], n_iter, converged)
 
 

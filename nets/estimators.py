@@ -14,6 +14,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from kernels.estimators import naming_inputs
 from kernels.validation import check_choice, check_scalar
 
 from nets.lazy import Lazy, Linearized
@@ -104,7 +105,8 @@ class _LazyNet(BaseEstimator):
         X = _host(X)
         if X is None or isinstance(X, (str, bytes)) or np.ndim(X) == 0:
             raise TypeError(f"X must be a 2-D array-like (n_samples, n_features), got {type(X).__name__} {X!r}")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        with naming_inputs(X):
+            X = validate_data(self, X, reset=False, dtype=np.float64)
         with torch.no_grad():
             return self.module_(self._inputs(X)).double().cpu().numpy()
 
@@ -129,7 +131,9 @@ class LazyNetRegressor(RegressorMixin, _LazyNet):
     """
 
     def fit(self, X, y):
-        X, y = validate_data(self, *_fit_arrays(X, y), dtype=np.float64, multi_output=True, y_numeric=True)
+        X, y = _fit_arrays(X, y)
+        with naming_inputs(X):
+            X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
         if self.arch == "two_layer" and y.ndim == 2:
             if y.shape[1] > 1:
                 raise ValueError(f"y has {y.shape[1]} columns, but arch='two_layer' has one output; pass 1-D y "
@@ -163,8 +167,11 @@ class LazyNetClassifier(ClassifierMixin, _LazyNet):
     """
 
     def fit(self, X, y):
-        X, y = validate_data(self, *_fit_arrays(X, y), dtype=np.float64)
-        check_classification_targets(y)
+        X, y = _fit_arrays(X, y)
+        with naming_inputs(X):
+            X, y = validate_data(self, X, y, dtype=np.float64)
+        with naming_inputs(np.zeros((1, 1))):
+            check_classification_targets(y)
         self.classes_, labels = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"y must contain at least 2 classes, got 1 class ({self.classes_[0]!r})")

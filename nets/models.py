@@ -54,7 +54,8 @@ class TwoLayer(nn.Module):
         self.d, self.m = check_scalar(d, "d", int, min_val=1), check_scalar(m, "m", int, min_val=1)
         if symmetric and m % 2:
             raise ValueError(f"symmetric=True pairs units, so m must be even, got m={m}")
-        check_scalar(init_scale, "init_scale", float, min_val=0, include_boundaries="neither")
+        # τ ≤ 1e15: the output scales as τ², which must stay far inside float32 (3.4e38) for training
+        check_scalar(init_scale, "init_scale", float, min_val=0, max_val=1e15, include_boundaries="right")
         self.init_scale, self.symmetric, self.activation = float(init_scale), bool(symmetric), activation
         self.a = nn.Parameter(torch.empty(m, d))
         self.b = nn.Parameter(torch.empty(m))

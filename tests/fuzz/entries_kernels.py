@@ -178,8 +178,9 @@ def _features_method(cls, method):
         X = array(case, "X", (n, d), aliases=("x1",))
 
         def call():
-            fitted = features.fit(np.ones((2, d)))
-            return getattr(fitted, method)(X) if method != "fit" else fitted.transform(np.ones((1, d)))
+            if method == "fit":
+                return features.fit(X).transform(np.ones((1, d)))
+            return getattr(features.fit(np.ones((2, d))), method)(X)
         return call
     return build
 
@@ -238,7 +239,9 @@ def _gram(case, n):
     A = rng.standard_normal((n, n))
     good = [A @ A.T, np.eye(n), np.zeros((n, n)), np.ones((n, n)), -np.eye(n), (A @ A.T) * 1e-300]
     bad = [(A @ A.T) * 1e150, A @ A.T + 1e-12 * A]
-    reject = [A, np.full((n, n), np.nan), np.ones((n, n + 1)), "K", np.ones((n, n), dtype=object)]
+    reject = [np.full((n, n), np.nan), np.ones((n, n + 1)), "K", np.ones((n, n), dtype=object)]
+    if n > 1:
+        reject.append(np.triu(A + 10.0))   # asymmetric
     return case.arg("K", good, bad=bad, reject=reject)
 
 
