@@ -9,6 +9,7 @@ The recorded losses are the unscaled risk R(h_α(w_t)), measured on the batch be
 Losses: 'mse' is R(f) = (1/2n) Σ_i ‖f(x_i) − y_i‖² (GUIDE §2, the gradient-flow convention of
 `kernels` solvers); 'cross_entropy' is the mean softmax cross-entropy on integer labels.
 """
+import hashlib
 import math
 import os
 import time
@@ -242,6 +243,8 @@ def train(module, X, y, *, loss="mse", optimizer="gd", lr=0.1, momentum=0.0, bat
                   lr_schedule=lr_schedule, lr_decay=lr_decay, weight_decay=weight_decay, seed=seed,
                   loss_scale=loss_scale, n=n)
     start = 0
+    if checkpoint is not None:
+        config.update(data=fingerprint(X, y), model=model_fingerprint(module))   # before any step or resume
     if checkpoint is not None and os.path.exists(checkpoint):
         start = _resume(checkpoint, module, opt, history, config)
 
@@ -310,13 +313,56 @@ def _save(path, module, opt, history, config, step):
     os.replace(tmp, path)
 
 
+CHECKPOINT_KEYS = ("module", "optimizer", "history", "config", "step", "torch_rng")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be resumed: unreadable, not written by `train`, or from another run."""
+
+
+def fingerprint(*tensors) -> str:
+    """SHA-256 (first 16 hex digits) of tensors' dtypes, shapes and bytes: identifies a dataset or the initial
+    weights of a model, so a checkpoint is never resumed on other data or another model of the same shapes."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def model_fingerprint(module) -> str:
+    """The fingerprint of a module's class, parameter and buffer names and its current values."""
+    state = module.state_dict()
+    return fingerprint(*state.values()) + ":" + hashlib.sha256(
+        (type(module).__name__ + ",".join(state)).encode()).hexdigest()[:8]
+
+
+def _load_checkpoint(path):
+    """The state dict saved by `_save`, or one CheckpointError naming the file (garbage, empty, wrong dict)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:   # noqa: BLE001  torch raises anything from EOFError to UnpicklingError here
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read as a lazykit training checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'empty'}); "
+                              "delete it or pass another checkpoint path") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing or not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a lazykit training checkpoint (missing "
+                              f"{', '.join(missing) or 'config'}); delete it or pass another checkpoint path")
+    return state
+
+
 def _resume(path, module, opt, history, config):
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _load_checkpoint(path)
     differing = sorted(k for k in config if state["config"].get(k) != config[k])
     if differing:
-        pairs = ", ".join(f"{k}: saved {state['config'].get(k)!r} vs now {config[k]!r}" for k in differing)
-        raise ValueError(f"checkpoint {path!r} was written by a different training setup ({pairs}); "
-                         "delete it or pass another checkpoint path")
+        what = {"data": "a different dataset (X, y)", "model": "a different model (architecture or initial "
+                "weights)"}
+        pairs = ", ".join(what.get(k, f"{k}: saved {state['config'].get(k)!r} vs now {config[k]!r}")
+                          for k in differing)
+        raise CheckpointError(f"checkpoint {str(path)!r} was written by a different training setup ({pairs}); "
+                              "delete it or pass another checkpoint path")
     module.load_state_dict(state["module"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
