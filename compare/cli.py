@@ -1,21 +1,26 @@
-"""The lazykit command line: ``python -m compare [EXPERIMENT | bench NAME | gpu-check | data ...]``."""
+"""The lazykit command line: ``python -m compare [EXPERIMENT | bench NAME | gpu-check | data ...]``.
+
+An experiment's command resolves the options once (:mod:`compare.options`: preset, overrides, device), lets the
+experiment plan its runs, runs them through :func:`compare.runner.run_sweep` (resuming), writes the report and
+prints the summary. Experiments come from the registry (:mod:`compare.experiments`).
+"""
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
+import time
+from pathlib import Path
 
+from kernels.validation import check_choice
+
+from compare import experiments, options, report, runner
 from compare.bench import BENCHMARKS
+from compare.tables import format_table
 
-# experiment name on the command line -> module in compare.experiments (each exposes add_arguments/run)
-EXPERIMENTS = {
-    "equivalence": "compare.experiments.equivalence",
-    "teacher-student": "compare.experiments.teacher_student",
-    "rates": "compare.experiments.rates",
-    "table": "compare.experiments.table",
-}
 DEFAULT_EXPERIMENT = "equivalence"
-TOOLS = ("bench", "gpu-check", "data")
+TOOLS = {"bench": None, "gpu-check": "compare.gpu_check", "data": "compare.data.cli"}
 
 USAGE = """python -m compare [EXPERIMENT] [options]     run an experiment (default: equivalence, quick preset, digits)
        python -m compare bench NAME [options]      benchmark against peers measured in the same run
@@ -28,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m compare", usage=USAGE,
         description="lazykit: lazy training vs kernel methods, side by side.",
         epilog="subcommands:\n"
-               + "".join(f"  {name:<17} experiment\n" for name in EXPERIMENTS)
+               + "".join(f"  {name:<17} experiment\n" for name in experiments.names())
                + f"  {'bench':<17} benchmarks: {', '.join(BENCHMARKS)}\n"
                + f"  {'gpu-check':<17} run tests/gpu and the GPU benchmarks, print a table naming the card\n"
                + f"  {'data':<17} `data install fashion-mnist`, `data list`\n"
@@ -56,14 +61,51 @@ def _main(argv=None) -> int:
     name = DEFAULT_EXPERIMENT
     if argv and not argv[0].startswith("-"):
         name, argv = argv[0], argv[1:]
-    if name not in EXPERIMENTS:
-        valid = ", ".join(list(EXPERIMENTS) + list(TOOLS))
+    if name not in experiments.names():
+        valid = ", ".join(experiments.names() + list(TOOLS))
         print(f"error: unknown experiment or subcommand {name!r}; valid: {valid}", file=sys.stderr)
         return 2
-    module = importlib.import_module(EXPERIMENTS[name])
-    parser = argparse.ArgumentParser(prog=f"python -m compare {name}", description=module.__doc__)
-    module.add_arguments(parser)
-    return int(module.run(parser.parse_args(argv)) or 0)
+    experiment = experiments.get(name)
+    return run_experiment(experiment, options.build_parser(experiment).parse_args(argv))
+
+
+def with_threads(run_one, threads: int, run, memo=None) -> dict:
+    """Run one run with torch limited to ``threads`` intra-op threads (oversubscribed cores make small matrix
+    products orders of magnitude slower)."""
+    import torch
+    torch.set_num_threads(threads)
+    return run_one(run, memo)
+
+
+def run_experiment(experiment, args) -> int:
+    """Validate the options, plan the sweep, run it (resuming), write the report, print the summary.
+
+    The sweep's configuration (fingerprinted in DIR/config.json) holds every setting the runs share but not
+    the experiment's axes (seeds, α, τ, d, models): rerunning with more seeds or another grid reuses the
+    finished runs, while a changed setting (sizes, steps, widths, device...) is refused by the runner rather
+    than mixed. Bad options print one clear error line and return 2.
+    """
+    try:
+        check_choice(args.backend, "backend", runner.BACKENDS)
+        config = options.resolve(experiment, args)
+        runs = experiment.plan(config)
+        sweep_config = experiment.sweep_config(runs)
+        out = Path(args.out or f"results/{experiment.name}-{args.dataset}-{args.preset}")
+        start = time.perf_counter()
+        func = functools.partial(with_threads, experiment.run_one, options.resolve_threads(args))
+        rows = runner.run_sweep(func, runs, out, sweep_config, jobs=args.jobs, backend=args.backend,
+                                scheduler=args.scheduler, resume=args.resume, device=config.device,
+                                progress=not args.quiet, desc=experiment.name, shared_work=experiment.shared_work)
+    except (ValueError, ConnectionError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    path = report.write_report(out, experiment, rows, sweep_config, intro=experiment.summary)
+    headers, body = report.summary_table(rows, experiment)
+    print(f"\n{experiment.name} on {args.dataset} ({args.preset} preset, {len(rows)} runs, "
+          f"{time.perf_counter() - start:.0f} s, device {config.device}):\n")
+    print(format_table(headers, body, style="text"))
+    print(f"\nreport: {path}")
+    return 0
 
 
 def _run_tool(tool: str, argv: list) -> int:
@@ -75,8 +117,7 @@ def _run_tool(tool: str, argv: list) -> int:
             print(f"error: unknown benchmark {argv[0]!r}; valid: {', '.join(BENCHMARKS)}", file=sys.stderr)
             return 2
         return int(importlib.import_module(BENCHMARKS[argv[0]]).main(argv[1:]) or 0)
-    module = importlib.import_module({"gpu-check": "compare.gpu_check", "data": "compare.data"}[tool])
-    return int(module.main(argv) or 0)
+    return int(importlib.import_module(TOOLS[tool]).main(argv) or 0)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,22 @@
 """``python -m compare gpu-check``: the GPU tests, the GPU benchmarks, then a short table naming the card.
 
 Made for a bare GPU machine that has CuPy, PyTorch and scikit-learn, no network and only this checkout
-(GUIDE §6). Steps, each a subprocess with its own time limit, so one failure or hang does not stop the rest:
+(README, *GPU check*).
+Two steps: ``--prepare DIR`` where the package registries are reachable writes an offline bundle (wheels of
+what the machine lacks, the CIFAR-10 archive, a manifest; see ``compare.gpu_bundle``); on the GPU machine
+``--bundle DIR`` installs from it with ``pip install --no-index`` and runs everything. Steps, each a
+subprocess with its own time limit, so one failure or hang does not stop the rest:
 
+0. with ``--bundle``: the offline install;
 1. ``python -m pytest tests/gpu -m gpu``;
 2. ``python -m compare bench NAME --device cuda`` for each benchmark in ``compare.bench.BENCHMARKS`` (a
    benchmark module that needs other arguments for its GPU run names them in a module constant ``GPU_ARGS``);
-3. when CIFAR-10 is found (``--data-dir``, e.g. a git-ignored ``data/`` in the checkout holding
-   cifar10-jpeg.tar.gz): ``python -m compare table --preset quick --device cuda``.
+3. for each experiment that declares a GPU run (``Experiment.gpu``; today ``table``), when its data set is
+   found (``--data-dir``, e.g. a git-ignored ``data/`` in the checkout holding cifar10-jpeg.tar.gz):
+   ``python -m compare table --preset quick --device cuda``.
 
 The benchmarks' tables are repeated at the end, then the summary table, last. ``--budget`` (default 480 s)
-is shared out among the steps; ``--dry-run`` prints the commands without running anything.
+bounds the total, install included; ``--dry-run`` prints the commands without running anything.
 """
 from __future__ import annotations
 
@@ -27,27 +33,28 @@ import threading
 import time
 from pathlib import Path
 
+from compare import gpu_bundle
 from compare.bench import BENCHMARKS
 from compare.bench.harness import gpu_name
-from compare.data import find
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUDGET_S = 480.0
 # fraction of the budget each kind of step may use at most (a step also never outlasts what is left)
-SHARES = {"tests": 0.30, "bench": 0.15, "experiment": 0.25}
+SHARES = {"install": 0.10, "tests": 0.30, "bench": 0.15, "experiment": 0.25}
 MIN_STEP_S = 10.0
 NO_GPU = "no GPU: CuPy not installed or sees no device"
 PACKAGES = ("numpy", "scipy", "sklearn", "torch", "cupy", "array_api_compat", "PIL", "pytest")
 REQUIRED = ("numpy", "scipy", "sklearn", "torch", "array_api_compat")  # lazykit itself does not run without
 DEFAULT_GPU_ARGS = ("--device", "cuda")
-EXPERIMENT_OUT = REPO_ROOT / "results" / "gpu-check" / "table-quick"  # results/ is git-ignored
+EXPERIMENTS_OUT = REPO_ROOT / "results" / "gpu-check"  # results/ is git-ignored
+DATA_NAMES = {"cifar10": ("CIFAR-10", "cifar10-jpeg.tar.gz"), "fashion-mnist": ("Fashion-MNIST", "its IDX files")}
 
 
 @dataclasses.dataclass
 class Step:
     name: str
     argv: list
-    kind: str                 # "tests" | "bench" | "experiment"
+    kind: str                 # "install" | "tests" | "bench" | "experiment"
     skip_reason: str = ""     # non-empty: not run, and why
     status: str = "not run"   # "ok", "FAILED (rc N)", "TIMEOUT (N s)", "skipped" (nothing to run it on), "not run"
     seconds: float = float("nan")
@@ -65,16 +72,35 @@ def plan(data_dir=None) -> list:
                   "tests")]
     steps += [Step(f"bench {name}", [python, "-m", "compare", "bench", name, *bench_gpu_args(name)], "bench")
               for name in BENCHMARKS]
-    experiment = Step("table (quick)", [python, "-m", "compare", "table", "--preset", "quick", "--device", "cuda",
-                                        "--out", str(EXPERIMENT_OUT), "--no-resume"]
-                      + (["--data-dir", str(data_dir)] if data_dir is not None else []), "experiment")
-    if find("cifar10", data_dir) is None:  # nothing to run it on: reported as "skipped", which does not fail the check
-        experiment.status = "skipped"
-        experiment.skip_reason = ("no CIFAR-10 under " + (str(data_dir) if data_dir is not None else
-                                  "the default data folders") + " (copy cifar10-jpeg.tar.gz into data/ and pass "
-                                  "--data-dir data)")
-    steps.append(experiment)
+    try:  # the registry imports lazykit's dependencies, which a bare GPU machine has only after the install
+        from compare import experiments
+    except ImportError as err:
+        return steps + [Step("experiments", [], "experiment", status="skipped",
+                             skip_reason=f"lazykit's dependencies are not installed yet ({err})")]
+    for experiment in (experiments.get(name) for name in experiments.names()):
+        if experiment.gpu is not None:
+            steps.append(experiment_step(experiment, data_dir))
     return steps
+
+
+def experiment_step(experiment, data_dir=None) -> Step:
+    """The step running ``experiment``'s declared GPU run, marked skipped when its data set is not found."""
+    from compare.data import IMAGE_DATASETS, find
+    gpu = experiment.gpu
+    dataset = gpu.dataset or experiment.default_dataset
+    out = EXPERIMENTS_OUT / f"{experiment.name}-{gpu.preset}"
+    step = Step(f"{experiment.name} ({gpu.preset})",
+                [sys.executable, "-m", "compare", experiment.name, "--preset", gpu.preset, "--device", "cuda",
+                 "--out", str(out), "--no-resume"]
+                + (["--dataset", dataset] if dataset != experiment.default_dataset else [])
+                + (["--data-dir", str(data_dir)] if data_dir is not None else []), "experiment")
+    if dataset in IMAGE_DATASETS and find(dataset, data_dir) is None:
+        # nothing to run it on: reported as "skipped", which does not fail the check
+        title, files = DATA_NAMES.get(dataset, (dataset, "its files"))
+        step.status = "skipped"
+        step.skip_reason = (f"no {title} under " + (str(data_dir) if data_dir is not None else
+                            "the default data folders") + f" (copy {files} into data/ and pass --data-dir data)")
+    return step
 
 
 def bench_gpu_args(name: str) -> list:
@@ -168,6 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
                              + ", ".join(f"{k} {v:.0%}%" for k, v in SHARES.items()) + " of it")
     parser.add_argument("--out", default=None, metavar="FILE", help="also write the tables and summary to FILE")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and their limits; run nothing")
+    bundle = parser.add_argument_group("offline bundle (for a GPU machine without network)")
+    bundle.add_argument("--prepare", metavar="DIR", default=None,
+                        help="write the bundle into DIR (needs the package registries) and exit")
+    bundle.add_argument("--bundle", metavar="DIR", default=None,
+                        help="install from the bundle in DIR offline first, then run; its data/ is the default "
+                             "--data-dir")
+    bundle.add_argument("--python-version", default=None, metavar="X.Y",
+                        help="with --prepare: the GPU machine's Python (default: this one's)")
+    bundle.add_argument("--wheel-source", default=None, metavar="DIR",
+                        help="with --prepare: take the wheels from this local folder instead of the registries")
     return parser
 
 
@@ -176,36 +212,60 @@ def main(argv=None) -> int:
     if not args.budget > 0:
         print(f"error: --budget must be a positive number of seconds, got {args.budget}", file=sys.stderr)
         return 2
+    if args.prepare is not None and args.bundle is not None:
+        print("error: --prepare and --bundle are separate steps (on two machines); give one", file=sys.stderr)
+        return 2
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         print(f"error: --data-dir {args.data_dir} is not a folder", file=sys.stderr)
         return 2
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir is not None else None
-    steps = plan(data_dir)
+    if args.prepare is not None:
+        return _prepare(args, data_dir)
+    install = None
+    if args.bundle is not None:
+        try:
+            manifest = gpu_bundle.verify(args.bundle)
+        except gpu_bundle.BundleError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"bundle {args.bundle}: {gpu_bundle.describe(manifest)}", flush=True)
+        pins = EXPERIMENTS_OUT / "installed-constraints.txt"   # results/ is git-ignored
+        pins.parent.mkdir(parents=True, exist_ok=True)
+        pins.write_text("".join(f"{pin}\n" for pin in gpu_bundle.installed_pins()))
+        install = Step("install bundle", gpu_bundle.install_command(args.bundle, manifest, constraints=pins),
+                       "install")
+        data_dir = data_dir or gpu_bundle.data_dir(args.bundle, manifest)
     if args.dry_run:
-        for step in steps:
+        for step in ([install] if install else []) + plan(data_dir):
             limit = SHARES[step.kind] * args.budget
             note = f"   # skipped: {step.skip_reason}" if step.skip_reason else f"   # limit {limit:.0f} s"
             print(step.command + note)
         return 0
 
+    deadline = time.perf_counter() + args.budget
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    if install is not None:
+        run_step(install, SHARES["install"] * args.budget, env)
+        importlib.invalidate_caches()
+        if install.status != "ok":
+            print(f"error: the offline install failed ({install.status}); see its output above", file=sys.stderr)
+            return 1
     missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
     if missing:
-        print(f"error: lazykit needs these packages, which are not installed here: {', '.join(missing)}",
-              file=sys.stderr)
+        print(f"error: lazykit needs these packages, which are not installed here: {', '.join(missing)}"
+              " (bring them with `--prepare DIR` / `--bundle DIR`)", file=sys.stderr)
         return 1
     gpu = gpu_name()
     if gpu is None:
-        print(f"error: {NO_GPU}. gpu-check needs a CUDA GPU and CuPy (e.g. pip install cupy-cuda12x); "
+        print(f"error: {NO_GPU}. gpu-check needs a CUDA GPU and CuPy (e.g. pip install cupy-cuda13x[ctk]); "
               "`python -m compare gpu-check --dry-run` shows what it would run.", file=sys.stderr)
         return 1
+    steps = plan(data_dir)     # after the install: the benchmark modules' GPU_ARGS may need its packages
     found_versions = versions()
     if found_versions["pytest"] is None:
         steps[0].skip_reason = "pytest is not installed"
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     if data_dir is not None:
         env["LAZYKIT_DATA_DIR"] = data_dir
-    deadline = time.perf_counter() + args.budget
     for step in steps:
         left = deadline - time.perf_counter()
         if step.skip_reason:
@@ -215,11 +275,30 @@ def main(argv=None) -> int:
             continue
         run_step(step, min(SHARES[step.kind] * args.budget, left), env)
 
+    steps = ([install] if install else []) + steps
     text = report(steps, gpu, found_versions, args.budget)
     if args.out:
         Path(args.out).write_text(text + "\n")
     print("\n" + text)
     return 0 if all(s.status in ("ok", "skipped") for s in steps) else 1
+
+
+def _prepare(args, data_dir) -> int:
+    from compare.data import find
+    found = find("cifar10", data_dir)
+    archive = found[0] if found is not None and str(found[0]).endswith(gpu_bundle.CIFAR_ARCHIVE) else None
+    try:
+        manifest = gpu_bundle.prepare(args.prepare, cifar_archive=archive, python_version=args.python_version,
+                                      wheel_source=args.wheel_source)
+    except gpu_bundle.BundleError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.prepare}: {gpu_bundle.describe(manifest)}")
+    if archive is None:
+        print(f"note: no {gpu_bundle.CIFAR_ARCHIVE} found (pass --data-dir); the table step will be skipped")
+    print(f"next: copy the checkout with {args.prepare} to the GPU machine and run "
+          f"`python -m compare gpu-check --bundle {args.prepare}` there")
+    return 0
 
 
 if __name__ == "__main__":

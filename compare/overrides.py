@@ -64,8 +64,14 @@ def _check_item(key, value, kinds, floor, choices):
     return None
 
 
+def _settings(presets: dict) -> dict:
+    """{name: settings dict} from an experiment's presets (``Preset`` objects or plain dicts)."""
+    return {name: dict(getattr(p, "settings", p)) for name, p in presets.items()}
+
+
 def check_override(key: str, value, presets: dict):
     """``value`` if it fits what the presets give ``key``, else ValueError naming the key (see module doc)."""
+    presets = _settings(presets)
     examples = [p[key] for p in presets.values() if key in p]
     allow_none = any(v is None for v in examples)
     examples = [v for v in examples if v is not None]
@@ -98,7 +104,7 @@ def check_override(key: str, value, presets: dict):
 def parse_override(item: str, presets: dict):
     """(key, value) from "KEY=VALUE" (VALUE a Python literal; bare words are strings), checked by
     ``check_override``; ValueError naming the item otherwise."""
-    keys = sorted({k for p in presets.values() for k in p if k != "expected"})
+    keys = sorted({k for p in _settings(presets).values() for k in p if k != "expected"})
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or key not in keys:

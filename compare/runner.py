@@ -1,16 +1,21 @@
 """Sweeps of independent runs: joblib locally, dask.distributed on a cluster, results kept in DIR/results.jsonl.
 
-A sweep is a list of run configurations (JSON-able dicts) and a top-level function ``run(config) -> dict``.
-Each finished run becomes one JSON line of ``DIR/results.jsonl`` (the run's own fields, its configuration,
-a ``run_key`` that identifies it, the wall time, library versions and device), written with a single
-``write`` followed by ``flush`` and ``fsync``, so a killed sweep leaves at most one half-written last line.
-Running the same sweep again resumes: rows already in the file are kept and their runs skipped; the torn
-last line, if any, is dropped. ``DIR/config.json`` holds the sweep's configuration and its fingerprint; a
-results file written under a different configuration is refused rather than mixed with new rows.
+A sweep is a list of runs — :class:`compare.run.Run` records, or plain JSON-able dicts — and a top-level
+function ``func(run) -> dict``. Each finished run becomes one JSON line of ``DIR/results.jsonl`` (the run's flat
+configuration, its own fields, a ``run_key`` that identifies it, the wall time, library versions and device),
+written with a single ``write`` followed by ``flush`` and ``fsync``, so a killed sweep leaves at most one
+half-written last line. Running the same sweep again resumes: rows already in the file are kept and their runs
+skipped; the torn last line, if any, is dropped. ``DIR/config.json`` holds the sweep's configuration and its
+fingerprint; a results file written under a different configuration is refused rather than mixed with new rows.
+
+Runs that share work (``shared_work(run) -> key``, e.g. all methods of one seed) run together in one task,
+``func(run, memo)`` with one :class:`compare.memo.Memo` per task; a group is split into as many tasks as it
+takes to keep every worker busy.
 """
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import math
@@ -21,6 +26,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from compare.memo import Memo
 
 BACKENDS = ("loky", "dask")
 RESULTS = "results.jsonl"
@@ -215,12 +222,41 @@ def describe_device(device: str) -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
-def _timed(func, config):
-    """Worker-side wrapper: run one configuration and add its wall time."""
+def _as_config(run):
+    """The flat, JSON-able configuration of a run (a Run record's ``config()``, or the dict itself)."""
+    return to_jsonable(run.config() if hasattr(run, "config") else run)
+
+
+def _timed(func, run):
+    """Worker-side wrapper: run one run and add its wall time; returns (flat config, row)."""
     start = time.perf_counter()
-    row = dict(func(config))
+    row = dict(func(run))
     row.setdefault("seconds", time.perf_counter() - start)
-    return config, row
+    return _as_config(run), row
+
+
+def _timed_task(func, task, shared: bool):
+    """Run the runs of one task in order (with one Memo among them when they share work)."""
+    if not shared:
+        return [_timed(func, run) for run in task]
+    call = functools.partial(func, memo=Memo())
+    return [_timed(call, run) for run in task]
+
+
+def _tasks(todo, shared_work, workers: int) -> list:
+    """Group the runs into tasks: one run each, or (with ``shared_work``) the runs of one key, each group cut
+    into ceil(workers / groups) nearly equal tasks so that a sweep of one group still uses every worker."""
+    if shared_work is None:
+        return [[run] for run in todo]
+    groups = {}
+    for run in todo:
+        groups.setdefault(canonical(shared_work(run)), []).append(run)
+    pieces = max(1, -(-max(1, workers) // len(groups))) if groups else 1
+    tasks = []
+    for members in groups.values():
+        size = -(-len(members) // min(pieces, len(members)))
+        tasks += [members[i:i + size] for i in range(0, len(members), size)]
+    return tasks
 
 
 # ------------------------------------------------------------------------------------------------ sweep
@@ -321,16 +357,17 @@ def _mismatch_message(results, stored, wanted) -> str:
             f"nothing was changed. Use another --out directory, or --no-resume to set the old results aside.")
 
 
-def run_sweep(func, configs, out_dir, sweep_config: dict, *, jobs: int = 1, backend: str = "loky",
+def run_sweep(func, runs, out_dir, sweep_config: dict, *, jobs: int = 1, backend: str = "loky",
               scheduler: str | None = None, resume: bool = True, device: str = "cpu",
-              progress: bool = True, desc: str = "runs") -> list[dict]:
-    """Run ``func`` on every configuration not yet finished in ``out_dir``; return all rows of the sweep.
+              progress: bool = True, desc: str = "runs", shared_work=None) -> list[dict]:
+    """Run ``func`` on every run not yet finished in ``out_dir``; return all rows of the sweep, in order.
 
-    ``func(config) -> dict`` must be importable at top level (it is pickled to joblib/dask workers). Each
-    row gets ``run_key``, its configuration's fields, ``seconds``, ``versions`` and ``device``, and is
-    appended to DIR/results.jsonl as soon as it finishes (in the calling process only, so there is a
-    single writer). ``jobs`` workers run through joblib's ``loky`` backend; ``backend="dask"`` sends the
-    runs to the dask.distributed scheduler at ``scheduler``.
+    ``runs``: :class:`compare.run.Run` records or JSON-able dicts. ``func(run) -> dict`` (``func(run, memo)``
+    with ``shared_work``) must be importable at top level (it is pickled to joblib/dask workers). Each row gets
+    ``run_key``, the run's flat configuration, ``seconds``, ``versions`` and ``device``, and is appended to
+    DIR/results.jsonl as soon as its task finishes (in the calling process only, so there is a single writer).
+    ``jobs`` workers run through joblib's ``loky`` backend; ``backend="dask"`` sends the tasks to the
+    dask.distributed scheduler at ``scheduler``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -341,24 +378,24 @@ def run_sweep(func, configs, out_dir, sweep_config: dict, *, jobs: int = 1, back
         raise ValueError("--scheduler is only used with --backend dask")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0 or jobs < -1:
         raise ValueError(f"jobs must be a positive integer or -1 (all cores), got {jobs!r}")
-    configs = [to_jsonable(c) for c in configs]
-    keys = [run_key(c) for c in configs]
+    runs = [run if hasattr(run, "config") else to_jsonable(run) for run in runs]
+    keys = [run_key(_as_config(run)) for run in runs]
     if len(set(keys)) != len(keys):
-        raise ValueError("configs contains duplicate run configurations")
-    if not configs:
-        raise ValueError("configs is empty: the sweep has no run to do (check the preset's axes, e.g. seeds)")
+        raise ValueError("the sweep contains duplicate run configurations")
+    if not runs:
+        raise ValueError("the sweep is empty: there is no run to do (check the preset's axes, e.g. seeds)")
     out = _out_folder(out_dir)
     with FolderLock(out):
         done = {row.get("run_key"): row for row in prepare(out, sweep_config, resume)}
-        todo = [c for c, k in zip(configs, keys) if k not in done]
+        todo = [run for run, k in zip(runs, keys) if k not in done]
         results = out / RESULTS
         meta = {"versions": library_versions(), "device": describe_device(device)}
 
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc=desc, unit="run",
+        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=desc, unit="run",
                    disable=not progress or not todo, dynamic_ncols=True)
         try:
-            for config, row in _execute(func, todo, jobs, backend, scheduler):
+            for config, row in _execute(func, todo, jobs, backend, scheduler, shared_work):
                 row = {**config, **row, "run_key": run_key(config), **meta}
                 row = to_jsonable(row)
                 append_row(results, row)
@@ -373,17 +410,21 @@ def run_sweep(func, configs, out_dir, sweep_config: dict, *, jobs: int = 1, back
     return [done[k] for k in keys if k in done]
 
 
-def _execute(func, todo, jobs, backend, scheduler):
-    """Yield (config, row) pairs as runs finish, in completion order."""
+def _execute(func, todo, jobs, backend, scheduler, shared_work=None):
+    """Yield (config, row) pairs as runs finish: run by run in this process, task by task elsewhere."""
     if not todo:
         return
+    shared = shared_work is not None
     if backend == "dask":
-        yield from _execute_dask(func, todo, scheduler)
+        yield from _execute_dask(func, todo, scheduler, shared_work)
     elif jobs == 1 or len(todo) == 1:
-        for config in todo:
-            yield _timed(func, config)
+        for task in _tasks(todo, shared_work, 1):
+            call = functools.partial(func, memo=Memo()) if shared else func
+            for run in task:
+                yield _timed(call, run)
     else:
-        yield from _execute_loky(func, todo, jobs)
+        workers = (os.cpu_count() or 1) if jobs == -1 else jobs
+        yield from _execute_loky(func, list(_tasks(todo, shared_work, workers)), workers, shared)
 
 
 def _watch_parent(parent: int, interval: float = 0.5) -> None:
@@ -400,21 +441,20 @@ def _watch_parent(parent: int, interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="lazykit-parent-watch", daemon=True).start()
 
 
-def _execute_loky(func, todo, jobs):
-    """Run the configurations on a pool of loky worker processes, yielding results as they finish.
+def _execute_loky(func, tasks, workers, shared):
+    """Run the tasks on a pool of loky worker processes, yielding (config, row) pairs as tasks finish.
 
     Workers watch their parent (``_watch_parent``) and exit when it dies; on Ctrl-C (or any error) the pool is
     shut down and its workers killed, so no process outlives the sweep."""
     import concurrent.futures
 
     from joblib.externals.loky import get_reusable_executor
-    workers = (os.cpu_count() or 1) if jobs == -1 else jobs
-    executor = get_reusable_executor(max_workers=min(workers, len(todo)), initializer=_watch_parent,
+    executor = get_reusable_executor(max_workers=max(1, min(workers, len(tasks))), initializer=_watch_parent,
                                      initargs=(os.getpid(),), reuse=False)
-    futures = [executor.submit(_timed, func, config) for config in todo]
+    futures = [executor.submit(_timed_task, func, task, shared) for task in tasks]
     try:
         for future in concurrent.futures.as_completed(futures):
-            yield future.result()
+            yield from future.result()
     except BaseException:
         for future in futures:
             future.cancel()
@@ -422,7 +462,7 @@ def _execute_loky(func, todo, jobs):
         raise
 
 
-def _execute_dask(func, todo, scheduler):
+def _execute_dask(func, todo, scheduler, shared_work=None):
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -437,8 +477,10 @@ def _execute_dask(func, todo, scheduler):
             "--backend dask to run locally.") from None
     try:
         with client.as_current():
-            futures = [client.submit(_timed, func, config, pure=False) for config in todo]
+            workers = sum(client.nthreads().values()) or 1
+            futures = [client.submit(_timed_task, func, task, shared_work is not None, pure=False)
+                       for task in _tasks(todo, shared_work, workers)]
             for future in as_completed(futures):
-                yield future.result()
+                yield from future.result()
     finally:
         client.close()

@@ -1,24 +1,30 @@
 """lazykit kernels: analytic NNGP/NTK, empirical NTK, classic kernels, random features, solvers, estimators.
 
-Public names are imported lazily, so ``import kernels`` stays cheap (torch loads only when needed).
+Public names are imported lazily (``_lazykit.exports``), so ``import kernels`` stays cheap: torch loads only for
+the empirical NTK, scikit-learn only for the estimators and random features. Other packages (nets, compare)
+import what they use from here, not from the submodules.
 """
-from kernels.lazy_exports import lazy_exports
+from _lazykit.exports import lazy_exports
 
 _EXPORTS = {
     # analytic.py
     "FullyConnected": "analytic", "Convolutional": "analytic",
-    # empirical.py
+    # empirical/
     "empirical_ntk": "empirical",
     # classic.py
     "RBF": "classic", "Laplace": "classic", "Polynomial": "classic",
     # features.py
     "RandomFourierFeatures": "features", "ArcCosineFeatures": "features", "NTKFeatures": "features",
+    # solvers.py
+    "krr_solve": "solvers", "EigenPath": "solvers", "nystrom_krr": "solvers", "GramWarning": "solvers",
     # estimators.py
     "NTKRegressor": "estimators", "NTKClassifier": "estimators", "KernelRegressor": "estimators",
     "KernelClassifier": "estimators", "RandomFeaturesRegressor": "estimators",
     "RandomFeaturesClassifier": "estimators",
     # backend.py
-    "resolve_device": "backend", "gpu_available": "backend",
+    "resolve_device": "backend", "gpu_available": "backend", "to_numpy": "backend",
+    # validation.py
+    "check_scalar": "validation", "check_choice": "validation", "check_array": "validation",
 }
 
 __all__ = sorted(_EXPORTS)

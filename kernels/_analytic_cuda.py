@@ -9,7 +9,20 @@
 ``replacements(network)`` offers them to ``kernels.rules.run`` in place of the rule pairs [activation, Dense]
 and [Conv, activation]; they read the dual activation and the hyperparameters from the ``rules.Network`` they
 are given. Each is checked against its NumPy reference — ``dense_rule(activation_rule(state))`` and
-``activation_rule(conv_rule(state))`` in ``kernels.rules`` — by tests/gpu/test_analytic_gpu.py.
+``activation_rule(conv_rule(state))`` in ``kernels.rules`` — on a GPU by tests/gpu/test_analytic_gpu.py, and
+without one by tests/cuda_host (every source compiled by NVRTC, and executed on the host through this module's
+launch code).
+
+θ = 0 exactly on a pinned diagonal. There k12 = k11 = k22 bitwise (the same variance entry), so
+s = k11·k22 − k12² must be exactly 0. NVRTC contracts ``a*b - c*d`` into an FMA by default
+(``--fmad=true``), which computes fma(−k12, k12, round(k11·k22)): the rounding error of k11·k22, about
+1e-16·k², whose square root gives θ ≈ 1e-8 and NTK errors ≈ 1e-9. The products are therefore written
+``__dmul_rn`` / ``__fmul_rn``, which "will never be merged into a single multiply-add instruction" (CUDA
+Math API reference of both intrinsics): two identical correctly rounded products, whose difference is 0 (the
+rest of the kernel keeps its FMAs).
+
+Outputs are allocated in C order (``cupy.empty(shape)``), the order the kernels write; ``empty_like``
+would copy the layout of a permuted input view.
 """
 from __future__ import annotations
 
@@ -23,20 +36,20 @@ from kernels import rules
 # Dual activations in CUDA: the same formulas as kernels.duals (closed forms only).
 _DUALS = {
     "abrelu": """
-    T bound = sqrt(k11 * k22);
+    T bound = sqrt(lazykit_mul_rn(k11, k22));
     T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
     k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
-    T s = k11 * k22 - k12 * k12;
+    T s = lazykit_mul_rn(k11, k22) - lazykit_mul_rn(k12, k12);
     s = s > T(0) ? sqrt(s) : T(0);
     T th = atan2(s, k12);
     T cs = (T(1) + slope * slope) / T(2 * LAZYKIT_PI), cc = T(2) * slope / T(2 * LAZYKIT_PI);
     dot = cs * (T(LAZYKIT_PI) - th) + cc * th;
     nngp = (cs - cc) * s + k12 * dot;""",
     "step": """
-    T bound = sqrt(k11 * k22);
+    T bound = sqrt(lazykit_mul_rn(k11, k22));
     T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
     k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
-    T s = k11 * k22 - k12 * k12;
+    T s = lazykit_mul_rn(k11, k22) - lazykit_mul_rn(k12, k12);
     s = s > T(0) ? sqrt(s) : T(0);
     nngp = (T(LAZYKIT_PI) - atan2(s, k12)) / T(2 * LAZYKIT_PI);
     dot = T(0);""",
@@ -58,6 +71,9 @@ _DUALS = {
 def _dual_source(name: str) -> str:
     body = _DUALS["abrelu" if name in ("relu", "leaky_relu", "abs") else name]
     return ("#define LAZYKIT_PI 3.14159265358979323846\n"   # NVRTC does not promise M_PI
+            # products never fused into an FMA: s is exactly 0 where k12 = k11 = k22 (module docstring)
+            "__device__ inline float lazykit_mul_rn(float a, float b) { return __fmul_rn(a, b); }\n"
+            "__device__ inline double lazykit_mul_rn(double a, double b) { return __dmul_rn(a, b); }\n"
             "template <typename T> __device__ void dual(T k12, T k11, T k22, T slope, T &nngp, T &dot) {"
             + body + "\n}\n")
 
@@ -159,7 +175,8 @@ def conv_block(network, k12, ntk, var1, var2, fan_in, pin: bool):
     t = k12.dtype.type
     fn = _conv_module(_kernel_name(network.dual)).get_function(
         f"conv_block<{'double' if k12.dtype == cupy.float64 else 'float'}>")
-    k_out, t_out = cupy.empty_like(k12), cupy.empty_like(ntk)
+    k_out = cupy.empty(k12.shape, dtype=k12.dtype)   # C order, as the kernel writes (not empty_like)
+    t_out = cupy.empty(ntk.shape, dtype=ntk.dtype)
     total = k12.size
     threads = 256
     fn(((total + threads - 1) // threads,), (threads,),
@@ -183,11 +200,15 @@ def _fc_pair(network, state, activation, dense, pin):
 def _conv_pair(network, state, conv, activation, pin):
     """Replaces [Conv, activation] in ``rules.run`` on a full pixel-pair tile: one RawKernel per layer."""
     k12, k11, k22, ntk = state
+    # the kernel indexes its inputs and outputs in C order, and conv_block allocates its outputs like its inputs:
+    # a tile's first k12 is a permuted view, so hand it over contiguous
+    k12 = cupy.ascontiguousarray(k12)
+    ntk_in = cupy.zeros_like(k12) if ntk is None else cupy.ascontiguousarray(ntk)
     b1, b2, h, w = k12.shape[0], k12.shape[1], k12.shape[2], k12.shape[3]
     k11, k22 = rules.conv_variances(k11, k22, network.filter_size, True)
     k11, k22 = (rules.affine_variance(v, network.w_std, network.b_std) for v in (k11, k22))
-    k12, ntk_out = conv_block(network, k12, cupy.zeros_like(k12) if ntk is None else ntk,
-                              cupy.reshape(k11, (b1, h, w)), cupy.reshape(k22, (b2, h, w)), conv.fan_in, pin)
+    k12, ntk_out = conv_block(network, k12, ntk_in, cupy.reshape(k11, (b1, h, w)), cupy.reshape(k22, (b2, h, w)),
+                              conv.fan_in, pin)
     k11, k22 = (rules.activation_variance(v, network.dual) for v in (k11, k22))
     return k12, k11, k22, None if ntk is None else ntk_out
 

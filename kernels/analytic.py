@@ -284,9 +284,14 @@ class FullyConnected(_AnalyticKernel):
         return tile
 
 
+def _uses_cuda_kernels(xp) -> bool:
+    """Whether tiles in namespace ``xp`` run the CUDA kernels of ``kernels._analytic_cuda`` (CuPy arrays)."""
+    return xp.__name__.endswith("cupy")
+
+
 def _fused_pairs(xp, network):
     """The fused CuPy replacements for rule pairs when the tile is a CUDA array, else None."""
-    if not xp.__name__.endswith("cupy"):
+    if not _uses_cuda_kernels(xp):
         return None
     # imported here, not at the top: the module imports CuPy, an optional dependency
     from kernels import _analytic_cuda

@@ -66,7 +66,7 @@ def _squared_distances(x1, x2, same: bool):
     d2 = xp.clip(d2, 0.0, None)
     if same:
         n = x1.shape[0]
-        d2 = xp.where(xp.eye(n, dtype=xp.bool), xp.zeros_like(d2), d2)
+        d2 = xp.where(xp.eye(n, dtype=xp.bool, device=d2.device), xp.zeros_like(d2), d2)
     return d2
 
 

@@ -42,6 +42,7 @@ import math
 from typing import Callable
 
 import numpy as np
+import scipy.special
 
 from kernels.backend import get_namespace
 from kernels.validation import check_choice, check_scalar
@@ -183,12 +184,11 @@ def _erf(x):
     """erf on NumPy/CuPy (SciPy / cupyx); other namespaces go through NumPy and back."""
     xp = get_namespace(x)
     if xp.__name__.endswith("cupy"):
-        import cupyx.scipy.special
+        import cupyx.scipy.special   # CuPy is optional: imported on the GPU path only
         return cupyx.scipy.special.erf(x)
-    from scipy.special import erf
     if xp.__name__.endswith("numpy"):
-        return erf(x)
-    return xp.asarray(erf(np.asarray(x)), dtype=x.dtype, device=x.device)
+        return scipy.special.erf(x)
+    return xp.asarray(scipy.special.erf(np.asarray(x)), dtype=x.dtype, device=x.device)
 
 
 def _gelu(x):

@@ -34,7 +34,9 @@ from sklearn.utils import assert_all_finite, check_array, column_or_1d
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
 from kernels import backend, validation
+from kernels.analytic import Convolutional, FullyConnected
 from kernels.classic import resolve_kernel
+from kernels.features import ArcCosineFeatures, NTKFeatures, RandomFourierFeatures
 from kernels.solvers import EigenPath, check_alpha, check_time, krr_solve
 
 ARCHITECTURES = ("fc", "conv")
@@ -61,7 +63,7 @@ def _to_origin(a, origin):
         return backend.to_device(a, "cuda")
     if device.type == "cuda" and array_api_compat.is_cupy_array(a):
         return backend.to_torch(a)                     # zero-copy through DLPack
-    import torch
+    import torch   # the input was a torch tensor, so torch is loaded already; NumPy users never pay for it
     return torch.from_numpy(np.ascontiguousarray(backend.to_numpy(a))).to(device)
 
 
@@ -288,7 +290,7 @@ class _ImageKernel:
 class _NTKParams:
     """Parameters and kernel construction shared by NTKRegressor and NTKClassifier."""
 
-    def __init__(self, depth=1, activation="relu", w_std=1.0, b_std=0.0, kernel="ntk", alpha=0.0, t=None,
+    def __init__(self, depth=1, activation="relu", w_std=2 ** 0.5, b_std=0.0, kernel="ntk", alpha=0.0, t=None,
                  device="auto", memory=None, architecture="fc", filter_size=3, readout="gap", image_shape=None):
         self.depth = depth
         self.activation = activation
@@ -307,7 +309,6 @@ class _NTKParams:
     def _make_kernel(self, n_features):
         validation.check_choice(self.kernel, "kernel", NTK_KERNELS)
         validation.check_choice(self.architecture, "architecture", ARCHITECTURES)
-        from kernels.analytic import Convolutional, FullyConnected
         common = dict(depth=self.depth, activation=self.activation, w_std=self.w_std, b_std=self.b_std)
         if self.architecture == "fc":
             network = FullyConnected(parameterization="ntk", **common)
@@ -341,6 +342,12 @@ class NTKRegressor(_NTKParams, _Regressor, _KernelModel):
     ``alpha`` ridge (≥ 0; 0 = min-norm interpolation), ``t`` gradient-flow time (None = converged),
     ``device``, ``memory``; ``architecture="conv"`` with ``filter_size``, ``readout`` ("gap" | "flatten")
     and ``image_shape`` (C, H, W) uses ``kernels.Convolutional`` on rows of X reshaped to images.
+
+    Defaults: ``w_std=√2, b_std=0`` as ``kernels.FullyConnected``, ``kernels.Convolutional`` and ``nets.MLP``
+    (the ReLU variance-preserving choice). ``depth=1`` differs from ``FullyConnected``'s 3 (and
+    ``Convolutional``'s 2) on purpose: it is the depth of ``nets.LazyNetRegressor``'s default network, so
+    ``NTKRegressor()`` is the infinite-width kernel of ``LazyNetRegressor()`` (one hidden ReLU layer, NTK
+    parameterization), the baseline the lazy-training comparisons start from.
     """
 
 
@@ -389,7 +396,6 @@ class _RandomFeaturesModel(_ArrayEstimator):
         self.device = device
 
     def _make_features(self, n_inputs):
-        from kernels.features import ArcCosineFeatures, NTKFeatures, RandomFourierFeatures
         if isinstance(self.features, str):
             validation.check_choice(self.features, "features", FEATURES)
             validation.check_scalar(self.n_features, "n_features", int, min_val=1)

@@ -21,11 +21,13 @@ import math
 
 import array_api_compat
 import numpy as np
+import scipy.special
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from kernels import backend
+from kernels.analytic import FullyConnected
 from kernels.classic import RBF, check_gamma
 from kernels.validation import KernelOverflowError, check_array, check_choice, check_scalar
 
@@ -123,7 +125,8 @@ class ArcCosineFeatures(_RandomFeatures):
         return z
 
     def exact_kernel(self, x1, x2=None):
-        """Closed form; θ = 0 exactly on the diagonal of a same-input kernel (GUIDE §2)."""
+        """Closed form; θ = 0 exactly on the diagonal of a same-input kernel (docs/conventions.md, *Tiles and the
+        diagonal*)."""
         check_is_fitted(self)
         x1 = check_array(x1, "x1", ndim=2)
         x2v = x1 if x2 is None else check_array(x2, "x2", ndim=2)
@@ -136,7 +139,7 @@ class ArcCosineFeatures(_RandomFeatures):
         dot = x1 @ x2v.T
         sine = xp.sqrt(xp.clip(n1 * n1 * n2 * n2 - dot * dot, 0.0, None))
         if x2 is None:
-            sine = xp.where(xp.eye(x1.shape[0], dtype=xp.bool), xp.zeros_like(sine), sine)
+            sine = xp.where(xp.eye(x1.shape[0], dtype=xp.bool, device=sine.device), xp.zeros_like(sine), sine)
         theta = xp.atan2(sine, dot)
         with np.errstate(over="ignore"):
             out = backend.times_power_of_two((sine + (math.pi - theta) * dot) / math.pi, 2 * e)
@@ -149,16 +152,16 @@ def _activation(z, xp, name):
         positive = z > 0
         return xp.where(positive, z, xp.zeros_like(z)), xp.astype(positive, z.dtype)
     if array_api_compat.is_cupy_namespace(xp):
-        from cupyx.scipy.special import erf
+        from cupyx.scipy.special import erf   # CuPy is optional: imported on the GPU path only
     else:
-        from scipy.special import erf
+        erf = scipy.special.erf
     return erf(z), (2.0 / math.sqrt(math.pi)) * xp.exp(-z * z)
 
 
 class NTKFeatures(_RandomFeatures):
     """Per-sample gradients of a random MLP in the NTK parameterization (the linearized network's features).
 
-    Network (GUIDE §2, depth L hidden layers of ``width`` units, one output):
+    Network (docs/conventions.md, *Parameterizations*; depth L hidden layers of ``width`` units, one output):
     z_l = (σ_w/√n_{l−1})·W_l h_{l−1} + σ_b·b_l, h_l = φ(z_l), h_0 = x, f = (σ_w/√n_L)·w·h_L + σ_b·b,
     all weights N(0, 1). Structured fast path, no autograd: with the backward signal δ_l = ∂f/∂z_l
     (δ_L = (σ_w/√n_L)·w ⊙ φ'(z_L), δ_l = (σ_w/√n_l)·(W_{l+1}ᵀ δ_{l+1}) ⊙ φ'(z_l)) the gradient for W_l is the
@@ -258,6 +261,5 @@ class NTKFeatures(_RandomFeatures):
     def exact_kernel(self, x1, x2=None):
         """The infinite-width NTK, ``kernels.FullyConnected(..., parameterization="ntk").ntk``."""
         check_is_fitted(self)
-        from kernels.analytic import FullyConnected
         return FullyConnected(depth=self.depth, activation=self.activation, w_std=self.w_std,
                               b_std=self.b_std, parameterization="ntk").ntk(x1, x2)

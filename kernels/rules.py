@@ -175,7 +175,8 @@ def pin_diagonal(xp, k12, k11):
     if _is_numpy_or_cupy(xp) and k12.flags.c_contiguous:
         k12.reshape(-1)[::n + 1] = k11   # a strided view of the diagonal: no mask pass
         return k12
-    eye = xp.reshape(xp.arange(n), (n, 1)) == xp.reshape(xp.arange(n), (1, n))
+    index = xp.arange(n, device=k12.device)   # on k12's device: any other is an error under the array API
+    eye = xp.reshape(index, (n, 1)) == xp.reshape(index, (1, n))
     return xp.where(eye, xp.reshape(k11, (n, 1)) + xp.zeros_like(k12), k12)
 
 
@@ -184,14 +185,15 @@ def pin_conv(xp, state, full_spatial: bool):
     k12, k11, k22, ntk = state
     b, h, w = k12.shape[0], k12.shape[2], k12.shape[3]
     if _is_numpy_or_cupy(xp) and full_spatial:   # fancy-index the (i, i, p, p) entries: no mask pass
-        img, pix = xp.arange(b)[:, None], xp.arange(h * w)[None, :]
+        img, pix = xp.arange(b, device=k12.device)[:, None], xp.arange(h * w, device=k12.device)[None, :]
         if not k12.flags.c_contiguous:
             k12 = k12.copy()
         k12.reshape(b, b, h * w, h * w)[img, img, pix, pix] = k11.reshape(b, h * w)
         return k12, k11, k22, ntk
-    same = xp.reshape(xp.arange(b), (b, 1)) == xp.reshape(xp.arange(b), (1, b))
+    images, pixels = xp.arange(b, device=k12.device), xp.arange(h * w, device=k12.device)
+    same = xp.reshape(images, (b, 1)) == xp.reshape(images, (1, b))
     if full_spatial:
-        pix = xp.reshape(xp.arange(h * w), (h * w, 1)) == xp.reshape(xp.arange(h * w), (1, h * w))
+        pix = xp.reshape(pixels, (h * w, 1)) == xp.reshape(pixels, (1, h * w))
         mask = xp.reshape(same, (b, b, 1, 1, 1, 1)) & xp.reshape(pix, (1, 1, h, w, h, w))
         var = k11 + xp.zeros((1, 1, 1, 1, h, w), dtype=k11.dtype, device=k11.device)
     else:

@@ -3,9 +3,10 @@
 Ridge convention (scikit-learn's ``KernelRidge``): the dual coefficients solve (K + α·I) c = y and predictions
 are f(x*) = K(x*, X) c, so α here equals ``KernelRidge(alpha=α)``; α = 0 is min-norm interpolation.
 
-Gradient flow (GUIDE §2): on the loss (1/2n)·(‖f(X) − y‖² + α‖f‖²_H) from f₀ = 0 the dual coefficients are
-c(t) = (K + αI)⁻¹ (I − exp(−t·(K + αI)/n)) y; with α = 0 this is f_t(x*) = K(x*, X) K⁻¹ (I − exp(−tK/n)) y,
-what a linearized network trained by full-batch gradient flow predicts; t → ∞ gives KRR with ridge α.
+Gradient flow (docs/conventions.md, *Gradient flow and ridge*): on the loss (1/2n)·(‖f(X) − y‖² + α‖f‖²_H)
+from f₀ = 0 the dual coefficients are c(t) = (K + αI)⁻¹ (I − exp(−t·(K + αI)/n)) y; with α = 0 this is
+f_t(x*) = K(x*, X) K⁻¹ (I − exp(−tK/n)) y, what a linearized network trained by full-batch gradient flow
+predicts; t → ∞ gives KRR with ridge α.
 
 Ill-conditioned or indefinite Gram matrices (α = 0 with duplicate rows, kernels that are not positive
 definite): when the Cholesky factorisation fails or a pivot falls below the cutoff, the solve falls back to an
@@ -24,6 +25,7 @@ import warnings
 
 import array_api_compat
 import numpy as np
+import scipy.linalg
 
 from kernels import backend
 from kernels.validation import ArgumentTypeError, check_array, check_scalar
@@ -109,28 +111,40 @@ def _rcond(K) -> float:
 
 # ----------------------------------------------------------------------------------------------- dense linear algebra
 def _cholesky_lower(A, xp):
-    """Lower Cholesky factor of A (other triangle zero), or None when A is not positive definite."""
+    """Lower Cholesky factor of A (other triangle zero), or None when A is not positive definite.
+
+    CuPy only reports a failed factorisation when asked: under its default ``linalg='ignore'`` cuSOLVER's
+    ``potrf`` stops at the first non-positive pivot and returns the half-factored matrix, finite garbage
+    with no error. So CuPy runs under ``cupyx.errstate(linalg='raise')``, which checks cuSOLVER's info code.
+    """
     if array_api_compat.is_numpy_namespace(xp):
-        import scipy.linalg
         try:
             return scipy.linalg.cholesky(A, lower=True, check_finite=False)
         except np.linalg.LinAlgError:
             return None
-    try:
-        L = xp.linalg.cholesky(A)
-    except np.linalg.LinAlgError:
-        return None
-    # CuPy reports a failed factorisation as NaN instead of raising
-    return L if bool(xp.all(xp.isfinite(xp.linalg.diagonal(L)))) else None
+    if array_api_compat.is_cupy_namespace(xp):
+        import cupyx
+        try:
+            with cupyx.errstate(linalg="raise"):
+                L = xp.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            return None
+    else:
+        try:
+            L = xp.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            return None
+    # other namespaces may return NaN instead of raising; a valid factor has a positive finite diagonal
+    diagonal = xp.linalg.diagonal(L)
+    return L if bool(xp.all(xp.isfinite(diagonal))) and bool(xp.all(diagonal > 0)) else None
 
 
 def solve_triangular(L, B, xp, *, lower: bool = True, trans: bool = False):
     """Solve L·X = B (or Lᵀ·X = B with ``trans``) for triangular L: SciPy, cupyx, or a generic solve."""
     if array_api_compat.is_numpy_namespace(xp):
-        import scipy.linalg
         return scipy.linalg.solve_triangular(L, B, lower=lower, trans=int(trans), check_finite=False)
     if array_api_compat.is_cupy_namespace(xp):
-        import cupyx.scipy.linalg
+        import cupyx.scipy.linalg   # CuPy is optional: imported on the GPU path only
         return cupyx.scipy.linalg.solve_triangular(L, B, lower=lower, trans=int(trans))
     return xp.linalg.solve(L.T if trans else L, B)
 
@@ -140,7 +154,10 @@ def _add_diagonal(A, value, xp):
 
 
 def _pivots_ok(pivot_diagonal, xp, rcond: float) -> bool:
-    """Cholesky pivots L_ii² all above rcond times the largest: K + αI is numerically positive definite."""
+    """Cholesky pivots L_ii all positive and L_ii² all above rcond times the largest: K + αI is numerically
+    positive definite. (Squaring alone would let a negative pivot of a garbage factor pass.)"""
+    if not bool(xp.all(pivot_diagonal > 0)):
+        return False
     pivots = pivot_diagonal ** 2
     return float(xp.min(pivots)) > rcond * float(xp.max(pivots))
 
@@ -179,7 +196,6 @@ def _krr_lapack(K, y, alpha, overwrite, rcond):
     Returns (coef or None, K intact). LAPACK only touches one triangle, so on failure K is rebuilt from the
     other triangle and the saved diagonal.
     """
-    import scipy.linalg
     diagonal = np.array(np.diagonal(K))
     A = K if overwrite else np.array(K, order="C")
     A.flat[::A.shape[0] + 1] += alpha
@@ -294,7 +310,6 @@ class EigenPath:
 
 def _eigh(K, xp):
     if array_api_compat.is_numpy_namespace(xp):
-        import scipy.linalg
         return scipy.linalg.eigh(K, driver="evd", check_finite=False)
     return xp.linalg.eigh(K)
 

@@ -1,5 +1,5 @@
 """lazykit nets: PyTorch networks, the α-scaled lazy model, its exact linearization, trainers, diagnostics."""
-from kernels.lazy_exports import lazy_exports
+from _lazykit.exports import lazy_exports
 
 _EXPORTS = {
     # models.py

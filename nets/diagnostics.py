@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp, vjp
 
-from kernels.validation import check_scalar
+from kernels import check_scalar, empirical_ntk, to_numpy
 
 from nets.lazy import Lazy, Linearized
 
@@ -100,14 +100,12 @@ def ntk_drift(module, probe, initial=None, output="mean"):
     Θ from `kernels.empirical_ntk` (sum over the trainable parameters; `output` as there). For a `Lazy` module
     the NTK of h_α is α²·Θ_h, and the α² cancels in the ratio, so this is computed on the inner network.
     """
-    from kernels import backend, empirical_ntk
-
     now, init = _networks(module, initial)
     init = _with_trainable_flags(init, now)
     probe = _as_input(probe, now, "probe")
     try:
-        theta_t = torch.as_tensor(backend.to_numpy(empirical_ntk(now, probe, output=output)))
-        theta_0 = torch.as_tensor(backend.to_numpy(empirical_ntk(init, probe, output=output)))
+        theta_t = torch.as_tensor(to_numpy(empirical_ntk(now, probe, output=output)))
+        theta_0 = torch.as_tensor(to_numpy(empirical_ntk(init, probe, output=output)))
     except ValueError as exc:
         raise ValueError(f"probe (shape {tuple(probe.shape)}): {exc}") from None
     reference = float(torch.linalg.norm(theta_0))

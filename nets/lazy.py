@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp
 
-from kernels.validation import check_scalar
+from kernels import check_scalar
 
 
 def _frozen_copy(model):

@@ -1,9 +1,9 @@
 """Networks studied in lazykit: the paper's two-layer model, NTK-parameterized MLP and CNN, CIFAR VGG and ResNet.
 
 `MLP(parameterization="ntk")` and `CNN` follow the conventions of `kernels.FullyConnected` and
-`kernels.Convolutional` (GUIDE §2, the same as neural-tangents' `stax`): every weight and bias is drawn from
-N(0, 1) and a layer computes  w_std / sqrt(fan_in) · W x + b_std · b,  so the empirical NTK and the output
-covariance at initialisation converge to the analytic kernels as the widths grow.
+`kernels.Convolutional` (docs/conventions.md, *Parameterizations*; the same as neural-tangents' `stax`): every
+weight and bias is drawn from N(0, 1) and a layer computes  w_std / sqrt(fan_in) · W x + b_std · b,  so the
+empirical NTK and the output covariance at initialisation converge to the analytic kernels as the widths grow.
 
 `Dense` and `Conv` declare `structured_ntk()` (their forward is a plain linear map / convolution with scalar
 multipliers on weight and bias), so `kernels.empirical_ntk` takes its fast "structured" path for MLP and CNN.
@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kernels.validation import ArgumentTypeError, check_choice, check_scalar
+from kernels import check_choice, check_scalar
+from kernels.validation import ArgumentTypeError
 
 ACTIVATIONS = ("relu", "erf", "tanh")
 
@@ -83,7 +84,7 @@ class TwoLayer(nn.Module):
 
 
 class Dense(nn.Module):
-    """Fully connected layer in the 'ntk' or 'standard' parameterization (GUIDE §2).
+    """Fully connected layer in the 'ntk' or 'standard' parameterization (docs/conventions.md, *Parameterizations*).
 
     'ntk':      y = w_std/√fan_in · W x + b_std · b,  W, b ~ N(0, 1).
     'standard': y = W x + b,  W ~ N(0, w_std²/fan_in), b ~ N(0, b_std²).
@@ -180,9 +181,9 @@ class CNN(nn.Module):
     """`depth` [Conv, activation] blocks with `channels` channels, a readout, then a Dense layer to `num_outputs`.
 
     The finite-width network of `kernels.Convolutional(depth, activation, w_std, b_std, filter_size, readout)`
-    (GUIDE §2): readout 'gap' averages each channel over all pixels (Dense fan-in = channels); 'flatten' keeps
-    every pixel (Dense fan-in = channels·H·W, so `image_size=(H, W)` is required). Inputs are (N, C, H, W);
-    `filter_size` must be odd so that 'SAME' padding keeps H and W.
+    (docs/conventions.md, *Convolutions*): readout 'gap' averages each channel over all pixels (Dense fan-in =
+    channels); 'flatten' keeps every pixel (Dense fan-in = channels·H·W, so `image_size=(H, W)` is required).
+    Inputs are (N, C, H, W); `filter_size` must be odd so that 'SAME' padding keeps H and W.
     """
 
     def __init__(self, in_channels, channels=64, depth=2, num_outputs=1, activation="relu", w_std=2 ** 0.5,

@@ -6,7 +6,7 @@ The lazy objective. For a `Lazy` module h_α = α(h − h(w₀)) (or the `Linear
 independent of α: the same `lr` and number of steps give the same time horizon for every α.
 The recorded losses are the unscaled risk R(h_α(w_t)), measured on the batch before step t's update.
 
-Losses: 'mse' is R(f) = (1/2n) Σ_i ‖f(x_i) − y_i‖² (GUIDE §2, the gradient-flow convention of
+Losses: 'mse' is R(f) = (1/2n) Σ_i ‖f(x_i) − y_i‖² (docs/conventions.md, *Gradient flow and ridge*: the convention of
 `kernels` solvers); 'cross_entropy' is the mean softmax cross-entropy on integer labels.
 """
 import hashlib
@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from kernels.validation import check_choice
+from kernels import check_choice
 from nets.lazy import Lazy, Linearized
 
 LOSSES = ("mse", "cross_entropy")

@@ -1,13 +1,14 @@
 """Benchmark: analytic NNGP + NTK (``kernels.FullyConnected`` / ``Convolutional``) against neural-tangents.
 
-``python -m compare bench analytic [--repeats 5] [--quick] [--skip-peer] [--conv-images 200]``
+``python -m compare bench analytic [--repeats 5] [--quick] [--skip-peer] [--conv-images 200] [--device auto]``
 
 Cases (CPU): depth-3 ReLU FC kernel of 2000 inputs (d = 100) with itself in float32 and float64, the
 same for 10,000 inputs, and a depth-3 GAP ReLU conv kernel of 200 images 3×16×16 with itself. The peer is
 neural-tangents ``stax`` (jitted ``kernel_fn``, float64 through ``jax_enable_x64``; ``nt.batch`` for the
 large cases), run in its own venv by ``compare.bench.peers`` in the same session. With a GPU, the FC and
 conv (3×32×32) cases also run on CuPy, next to a floor: the time of the Gram product x1·x2ᵀ plus one
-read and write of the output per layer.
+read and write of the output per layer. ``--device cpu`` runs only the CPU cases, ``--device cuda`` only the
+GPU ones (an error without a GPU), ``auto`` (default) the CPU cases and, with a GPU, the GPU ones.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import numpy as np
 
 from compare.bench import harness, peers
 
+# gpu-check's run (its budget gives a benchmark about 70 s): the GPU cases at the --quick sizes
+GPU_ARGS = ("--device", "cuda", "--quick")
 FC_CONFIG = dict(kind="fc", depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0)
 CONV_CONFIG = dict(kind="conv", depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0, filter_size=3,
                    readout="gap")
@@ -62,6 +65,20 @@ def _gpu_floor(x, n_layers, repeats):
 
 def run(args) -> str:
     rng = np.random.default_rng(0)
+    rows = _cpu_rows(args, rng) if args.device in ("auto", "cpu") else []
+    if args.device in ("auto", "cuda"):
+        rows += _gpu_rows(args, rng)
+    header = ["case", "device", "dtype", "lazykit (median)", "neural-tangents (median)", "speed-up", "note"]
+    lines = [f"# analytic NNGP + NTK ({datetime.date.today().isoformat()})",
+             f"machine: {harness.machine_info()}",
+             f"command: python -m compare bench analytic {' '.join(args.argv)}".rstrip(),
+             f"median of {args.repeats} repeats after 1 warm-up; both kernels (NNGP and NTK) of x with itself; "
+             "speed-up = neural-tangents time / lazykit time, measured in the same run", "",
+             harness.format_table(header, rows)]
+    return "\n".join(lines)
+
+
+def _cpu_rows(args, rng) -> list:
     rows = []
     fc_sizes = [2000] if args.quick else [2000, 10_000]
     for n in fc_sizes:
@@ -81,19 +98,11 @@ def run(args) -> str:
     peer, note = _peer(CONV_CONFIG, images, "float64", args.repeats, batch, args.skip_peer)
     rows.append([f"Conv depth 3 GAP ReLU, {n_img} images 3×16×16", "CPU", "float64",
                  harness.format_seconds(ours), harness.format_seconds(peer), harness.ratio(peer, ours), note])
-    rows += _gpu_rows(args, rng)
-    header = ["case", "device", "dtype", "lazykit (median)", "neural-tangents (median)", "speed-up", "note"]
-    lines = [f"# analytic NNGP + NTK ({datetime.date.today().isoformat()})",
-             f"machine: {harness.machine_info()}",
-             f"command: python -m compare bench analytic {' '.join(args.argv)}".rstrip(),
-             f"median of {args.repeats} repeats after 1 warm-up; both kernels (NNGP and NTK) of x with itself; "
-             "speed-up = neural-tangents time / lazykit time, measured in the same run", "",
-             harness.format_table(header, rows)]
-    return "\n".join(lines)
+    return rows
 
 
 def _gpu_rows(args, rng) -> list:
-    from kernels.backend import gpu_available
+    from kernels import gpu_available
     if not gpu_available():
         return []
     import cupy
@@ -129,9 +138,14 @@ def main(argv: list) -> int:
                         help="smoke run: 2000-point FC only, 12 conv images (not for the table)")
     parser.add_argument("--skip-peer", action="store_true", help="do not run neural-tangents")
     parser.add_argument("--conv-images", type=int, default=200, help="images in the CPU conv case")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="cpu: the CPU cases only; cuda: the GPU cases only; auto (default): both, GPU if found")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.conv_images < 2:
         parser.error("--repeats must be >= 1 and --conv-images >= 2")
+    from kernels.backend import gpu_available
+    if args.device == "cuda" and not gpu_available():
+        parser.error("--device cuda: CuPy is not installed or sees no GPU")
     args.argv = list(argv)
     print(run(args))
     return 0

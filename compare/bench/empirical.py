@@ -27,7 +27,7 @@ import sys
 MLP = dict(n=500, d=100, width=1024)
 CNN = dict(n=256, channels=64, size=32, outputs=10)
 CNN_SMALL_N = 8        # batch on which every method, "ntvp" included, is timed
-NT_CLAIM = "0.038 s (GUIDE §5, measured on this kind of 2-core machine)"
+NT_CLAIM = "0.038 s (docs/conventions.md, Benchmarks: measured on this kind of 2-core machine)"
 GPU_ARGS = ("--device", "cuda")  # the arguments `python -m compare gpu-check` passes
 
 
@@ -98,7 +98,7 @@ def bench_mlp(device, repeats, nt):
     import torch
     from compare.bench.harness import format_seconds, format_table, measure
     from kernels import backend
-    from kernels.empirical import empirical_ntk
+    from kernels import empirical_ntk
     n, d, width = MLP["n"], MLP["d"], MLP["width"]
     net = mlp_model(d, width, device)
     x = torch.randn(n, d, generator=torch.Generator().manual_seed(1)).to(device)
@@ -146,7 +146,7 @@ def cnn_child(spec):
     the CPU; in-process on the GPU, where the allocator's peak counter is reset here)."""
     import torch
     from compare.bench.harness import measure
-    from kernels.empirical import empirical_ntk
+    from kernels import empirical_ntk
     device = spec["device"]
     net = cnn_model(CNN["channels"], CNN["outputs"], device)
     x = torch.randn(spec["n"], 3, CNN["size"], CNN["size"], generator=torch.Generator().manual_seed(2)).to(device)

@@ -1,7 +1,7 @@
 """Shared benchmark machinery: timing (median of repeats after warm-up), machine description, tables.
 
 Every benchmark prints: machine, sizes, dtype, median of >= 5 repeats after warm-up, and the ratio
-against the peer measured in the same run (GUIDE §5).
+against the peer measured in the same run (docs/conventions.md, *Benchmarks*).
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def machine_info() -> str:
 
 def gpu_name() -> str | None:
     """The name of CUDA device 0 as CuPy reports it, or None without a GPU."""
-    from kernels.backend import gpu_available
+    from kernels import gpu_available
     if not gpu_available():
         return None
     import cupy

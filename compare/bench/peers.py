@@ -1,17 +1,13 @@
 """neural-tangents as a peer, run in its own virtual environment through a subprocess.
 
 neural-tangents 0.6.5 needs an old JAX and NumPy < 2, which conflict with lazykit's environment, so it
-lives in a separate venv (GUIDE §5)::
+lives in a separate venv (install commands: docs/conventions.md, *Benchmarks*).
 
-    python3 -m venv /work/nt-venv
-    /work/nt-venv/bin/pip install jax==0.4.23 jaxlib==0.4.23 "numpy<2" scipy==1.12.0 tensorflow==2.15.1 chex==0.1.85
-    /work/nt-venv/bin/pip install neural-tangents==0.6.5 --no-deps
-    /work/nt-venv/bin/pip install tf2jax==0.3.5 dm-tree frozendict
-
-``LAZYKIT_NT_PYTHON`` names that venv's interpreter (default /work/nt-venv/bin/python); without it the
-benchmark reports "peer not installed". This file is both
-the host side (``nt_kernels``, ``nt_kernels_many``, ``nt_time``) and, run by that interpreter as a script,
-the worker that builds the ``stax`` network and evaluates or times its ``kernel_fn`` (float64 via
+``LAZYKIT_NT_PYTHON`` names that venv's interpreter; its default is
+``$XDG_DATA_HOME/lazykit/nt-venv/bin/python`` (``~/.local/share/lazykit/nt-venv/bin/python`` when
+``XDG_DATA_HOME`` is unset). Without an interpreter there the benchmark reports "peer not installed". This file
+is both the host side (``nt_kernels``, ``nt_kernels_many``, ``nt_time``) and, run by that interpreter as a
+script, the worker that builds the ``stax`` network and evaluates or times its ``kernel_fn`` (float64 via
 ``jax_enable_x64``). Arrays travel through a temporary .npz file, parameters as JSON.
 """
 from __future__ import annotations
@@ -23,18 +19,25 @@ import sys
 import tempfile
 
 NOT_INSTALLED = "peer not installed"
-DEFAULT_NT_PYTHON = "/work/nt-venv/bin/python"
+ENV_NT_PYTHON = "LAZYKIT_NT_PYTHON"
+
+
+def default_nt_python() -> str:
+    """``$XDG_DATA_HOME/lazykit/nt-venv/bin/python``, with XDG_DATA_HOME defaulting to ~/.local/share."""
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data_home, "lazykit", "nt-venv", "bin", "python")
 
 
 def nt_python() -> str:
-    """Interpreter of the neural-tangents venv (``LAZYKIT_NT_PYTHON`` or the default path)."""
-    return os.environ.get("LAZYKIT_NT_PYTHON", DEFAULT_NT_PYTHON)
+    """Interpreter of the neural-tangents venv: ``LAZYKIT_NT_PYTHON``, else ``default_nt_python()``."""
+    return os.environ.get(ENV_NT_PYTHON) or default_nt_python()
 
 
 def _call(task: dict, arrays: dict, timeout: float) -> dict:
     import numpy as np
     if not os.path.exists(nt_python()):
-        raise RuntimeError(f"{NOT_INSTALLED}: no interpreter at {nt_python()} (set LAZYKIT_NT_PYTHON)")
+        raise RuntimeError(f"{NOT_INSTALLED}: no interpreter at {nt_python()} (set {ENV_NT_PYTHON}; the install "
+                           "commands are in docs/conventions.md, Benchmarks)")
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
         np.savez(inp, **arrays)

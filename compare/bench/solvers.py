@@ -62,7 +62,7 @@ def _interleaved(functions, repeats):
 
 def _gpu_timing(K, Y, alpha, repeats, device):
     """krr_solve on CuPy arrays (float64, cuSOLVER), or NaN ("-" in the table) on the CPU."""
-    from kernels.solvers import krr_solve
+    from kernels import krr_solve
     if device != "cuda":
         return float("nan")
     import cupy
@@ -79,7 +79,7 @@ def krr_table(sizes, n_targets, alpha, repeats, device):
     from sklearn.kernel_ridge import KernelRidge
 
     from kernels import RBF, backend
-    from kernels.solvers import EigenPath, krr_solve
+    from kernels import EigenPath, krr_solve
     rng = np.random.default_rng(0)
     krr_rows, path_rows = [], []
     alphas = np.logspace(-4, 1, 20)
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     if any(n < 2 for n in args.sizes) or args.repeats < 1 or args.targets < 1:
         print("error: --sizes must be >= 2, --repeats and --targets >= 1")
         return 2
-    from kernels.backend import resolve_device
+    from kernels import resolve_device
     try:
         device = resolve_device(args.device)
     except ValueError as error:

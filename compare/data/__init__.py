@@ -42,19 +42,19 @@ from compare.data.catalog import (CIFAR10_ARCHIVE, CIFAR10_BATCHES, CIFAR10_BATC
                                   DataNotFoundError, Dataset)
 from compare.data.cli import describe, main
 from compare.data.install import download, install, sha256_file
-from compare.data.loading import load
+from compare.data.loading import load, load_split
 from compare.data.locate import find, locate, search_dirs
 from compare.data.preprocess import first_per_class, standardize_train_test, stratified_indices
 from compare.data.readers import read_cifar_batches, read_idx, read_image_archive
-from compare.data.synthetic import teacher_student, uniform_sphere
+from compare.data.synthetic import teacher_student, teacher_student_tensors, uniform_sphere
 
 __all__ = [
     "CIFAR10_ARCHIVE", "CIFAR10_BATCHES", "CIFAR10_BATCHES_DIR", "CIFAR10_CLASSES", "CIFAR10_JPEG_ARCHIVE",
     "DATASETS", "DEBIAN_FASHION_MNIST_DIR", "DEFAULT_DATA_DIRS", "DOWNLOAD_SUBDIR", "DOWNLOADS", "ENV_CACHE_DIR",
     "ENV_DATA_DIR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_FILES", "IMAGE_DATASETS", "IMAGE_SUFFIXES",
-    "JPEG_CAVEAT", "KIND_DESCRIPTIONS", "REPO_ROOT", "SKLEARN_DATASETS", "TEST_FRACTION",
-    "CorruptDataError", "DataNotFoundError", "Dataset",
-    "cache_folder", "describe", "download", "find", "first_per_class", "install", "load", "locate", "main",
-    "read_cifar_batches", "read_idx", "read_image_archive", "read_image_archive_cached", "search_dirs",
-    "sha256_file", "standardize_train_test", "stratified_indices", "teacher_student", "uniform_sphere",
+    "JPEG_CAVEAT", "KIND_DESCRIPTIONS", "REPO_ROOT", "SKLEARN_DATASETS", "TEST_FRACTION", "CorruptDataError",
+    "DataNotFoundError", "Dataset", "cache_folder", "describe", "download", "find", "first_per_class", "install",
+    "load", "load_split", "locate", "main", "read_cifar_batches", "read_idx", "read_image_archive",
+    "read_image_archive_cached", "search_dirs", "sha256_file", "standardize_train_test", "stratified_indices",
+    "teacher_student", "teacher_student_tensors", "uniform_sphere",
 ]

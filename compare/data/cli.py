@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.data.catalog import (DATASETS, DOWNLOADS, ENV_DATA_DIR, KIND_DESCRIPTIONS, SKLEARN_DATASETS,
                                   CorruptDataError)

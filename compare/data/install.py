@@ -9,7 +9,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.data.catalog import (DEBIAN_FASHION_MNIST_DIR, DEFAULT_DATA_DIRS, DOWNLOAD_SUBDIR, DOWNLOADS,
                                   ENV_DATA_DIR, SKLEARN_DATASETS, CorruptDataError)

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.data.cache import read_image_archive_cached
 from compare.data.catalog import (CIFAR10_CLASSES, DATASETS, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES,
@@ -140,3 +140,18 @@ def _read_cifar10(data_dir, per_class, cache_dir):
             X, y = X[keep], y[keep]
         parts[split] = (X, y)
     return parts, CIFAR10_CLASSES, str(path), {}
+
+
+def load_split(name: str, n_train=None, n_test=None, seed: int = 0, data_dir=None, classes=None, **kwargs) -> Dataset:
+    """:func:`load` for an experiment: sizes larger than a scikit-learn set holds are capped at what it has
+    (None), and an image archive is decoded only as far as the sizes need (``first_per_class`` = the sizes
+    shared out among the kept classes, rounded up)."""
+    if name in IMAGE_DATASETS:
+        n_kept = len(classes) if classes else 10
+        kwargs["first_per_class"] = -(-max(n_train or 0, n_test or 0) // n_kept) or None
+    elif name in SKLEARN_DATASETS:
+        full = load(name, seed=seed)
+        n_train = None if n_train is None or n_train >= full.n_train else n_train
+        n_test = None if n_test is None or n_test >= full.n_test else n_test
+    return load(name, n_train=n_train, n_test=n_test, seed=seed, data_dir=data_dir,
+                classes=list(classes) if classes else None, **kwargs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.data.catalog import (CIFAR10_ARCHIVE, CIFAR10_BATCHES, CIFAR10_BATCHES_DIR, CIFAR10_JPEG_ARCHIVE,
                                   DEBIAN_FASHION_MNIST_DIR, DEFAULT_DATA_DIRS, DOWNLOADS, ENV_DATA_DIR,

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.data.catalog import (CIFAR10_BATCHES, CIFAR10_BATCHES_DIR, IMAGE_SUFFIXES, CorruptDataError,
                                   DataNotFoundError)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.validation import check_choice, check_scalar
+from kernels import check_choice, check_scalar
 
 from compare.data.catalog import Dataset
 
@@ -42,3 +42,13 @@ def teacher_student(n_train: int = 1000, n_test: int = 1000, d: int = 10, n_teac
     return Dataset(X_train.astype(dtype), f_star(X_train), X_test.astype(dtype), f_star(X_test),
                    name="teacher-student", task="regression", n_classes=None, image_shape=None, class_names=None,
                    source=f"generated: {n_teacher}-neuron ReLU teacher on S^{d - 1}", info=info)
+
+
+def teacher_student_tensors(n_train: int, n_test: int, d: int, seed: int, device: str = "cpu"):
+    """The float64 teacher–student split and its torch tensors on ``device``:
+    ``(ds, X_train, X_test, y_train)`` with ``y_train`` of shape (n_train, 1)."""
+    import torch
+    ds = teacher_student(n_train=n_train, n_test=n_test, d=d, seed=seed, dtype="float64")
+    X_train, X_test = (torch.as_tensor(x, device=device) for x in (ds.X_train, ds.X_test))
+    y_train = torch.as_tensor(np.reshape(ds.y_train, (-1, 1)), device=device)
+    return ds, X_train, X_test, y_train

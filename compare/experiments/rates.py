@@ -17,49 +17,45 @@ from __future__ import annotations
 
 import numpy as np
 
-from compare.experiments import common
-
-EXPERIMENT = "rates"
-DATASETS = ("teacher-student",)
+from compare import plots
+from compare.data import teacher_student_tensors
+from compare.experiment import Experiment, Figure, Preset
+from compare.run import Run
+from compare.summary import TITLES, aggregate, fit_loglog_slope, metric_titles
 
 PRESETS = {
-    "quick": dict(expected="~30 s on 2 CPU cores", d=10, m=200, activation="tanh", n_train=100, n_test=200,
-                  scales=[1.0, 10.0, 100.0, 1000.0], steps=200, lr_factor=0.5, seeds=1),
-    "full": dict(expected="~3 min on 2 CPU cores", d=10, m=1000, activation="tanh", n_train=200, n_test=500,
-                 scales=[1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0], steps=1000, lr_factor=0.5, seeds=3),
-    "paper": dict(expected="~10 min on 2 CPU cores", d=10, m=1000, activation="tanh", n_train=200, n_test=1000,
-                  scales=[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 10000.0], steps=5000,
-                  lr_factor=0.5, seeds=5),
+    "quick": Preset("~30 s on 2 CPU cores", d=10, m=200, activation="tanh", n_train=100, n_test=200,
+                    scales=[1.0, 10.0, 100.0, 1000.0], steps=200, lr_factor=0.5, seeds=1),
+    "full": Preset("~3 min on 2 CPU cores", d=10, m=1000, activation="tanh", n_train=200, n_test=500,
+                   scales=[1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0], steps=1000, lr_factor=0.5, seeds=3),
+    "paper": Preset("~10 min on 2 CPU cores", d=10, m=1000, activation="tanh", n_train=200, n_test=1000,
+                    scales=[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 10000.0], steps=5000,
+                    lr_factor=0.5, seeds=5),
 }
+EXPECTED_SLOPES = {"weight_distance": -1, "param_distance": -2, "function_distance": -1}   # Theorem 2.2
 
 
-def add_arguments(parser):
-    common.add_common_arguments(parser, DATASETS, "teacher-student", PRESETS)
+def plan(config) -> list:
+    params = {k: v for k, v in config.params.items() if k not in ("seeds", "scales")}
+    return [Run("rates", config.dataset, "two_layer", "lazy", seed, alpha=alpha, device=config.device,
+                params=params)
+            for seed in range(config.params["seeds"]) for alpha in config.params["scales"]]
 
 
-def plan(preset: dict, args, device: str):
-    base = {"experiment": EXPERIMENT, "dataset": args.dataset, "model": "two_layer", "method": "lazy",
-            "device": device, **{k: v for k, v in preset.items() if k not in ("seeds", "scales")}}
-    configs = [{**base, "scale": a, "seed": s} for s in range(preset["seeds"]) for a in preset["scales"]]
-    return configs, base
-
-
-def run(args) -> int:
-    return common.execute(args, EXPERIMENT, PRESETS, DATASETS, plan, run_one, intro=__doc__)
-
-
-def run_one(config) -> dict:
+def run_one(run, memo=None) -> dict:
     """Train Lazy(net, α) and Linearized(Lazy(net, α)) from the same w₀ for the same steps; their distances."""
     import torch
     from kernels import empirical_ntk
+    from kernels.backend import to_numpy
     from nets import Lazy, Linearized, TwoLayer, diagnostics, train
-    _, X_train, X_test, y_train = common.teacher_student_tensors(config)
-    torch.manual_seed(config["seed"])
-    net = TwoLayer(config["d"], config["m"], activation=config["activation"], init_scale=config["m"] ** 0.5)
-    net = net.to(device=config["device"], dtype=torch.float64)
-    lam_max = float(np.linalg.eigvalsh(np.asarray(empirical_ntk(net, X_train)))[-1])
-    lr = config["lr_factor"] * len(X_train) / lam_max
-    lazy = Lazy(net, config["scale"])
+    p = run.params
+    _, X_train, X_test, y_train = teacher_student_tensors(p["n_train"], p["n_test"], p["d"], run.seed, run.device)
+    torch.manual_seed(run.seed)
+    net = TwoLayer(p["d"], p["m"], activation=p["activation"], init_scale=p["m"] ** 0.5)
+    net = net.to(device=run.device, dtype=torch.float64)
+    lam_max = float(np.linalg.eigvalsh(to_numpy(empirical_ntk(net, X_train)))[-1])
+    lr = p["lr_factor"] * len(X_train) / lam_max
+    lazy = Lazy(net, run.alpha)
     linearized = Linearized(lazy)   # built before training: its own copy of w₀, same starting point
     sup = [0.0]
 
@@ -67,8 +63,49 @@ def run_one(config) -> dict:
         sup[0] = max(sup[0], diagnostics.relative_weight_change(module))
 
     for module, callbacks in ((lazy, (track,)), (linearized, ())):
-        train(module, X_train, y_train, loss="mse", optimizer="gd", lr=lr, steps=config["steps"],
-              seed=config["seed"], callbacks=callbacks, quiet=True)
-    return {"n_train": len(X_train), "lr": lr, "t": lr * config["steps"], "weight_distance": sup[0],
+        train(module, X_train, y_train, loss="mse", optimizer="gd", lr=lr, steps=p["steps"],
+              seed=run.seed, callbacks=callbacks, quiet=True)
+    return {"n_train": len(X_train), "lr": lr, "t": lr * p["steps"], "weight_distance": sup[0],
             "param_distance": diagnostics.parameter_distance(lazy, linearized),
             "function_distance": diagnostics.function_distance(lazy, linearized, X_test)}
+
+
+def slopes(rows) -> dict:
+    """Fitted log-log slopes of the three distances against α (means over seeds)."""
+    groups = aggregate(rows, ["model", "method", "scale"], ("lazy",), tuple(EXPECTED_SLOPES))
+    out = {}
+    for field in EXPECTED_SLOPES:
+        x, mean, _ = plots.series(groups, "lazy", field)
+        if len(x):
+            out[field] = fit_loglog_slope(x, mean)
+    return out
+
+
+def notes(rows) -> str:
+    return ("Fitted log-log slopes: " + ", ".join(f"{TITLES[k]} {v:.2f}" for k, v in slopes(rows).items())
+            + " (Theorem 2.2: −1, −2, −1).")
+
+
+def plot_rates(rows, path):
+    """Theorem 2.2's three distances against α on log-log axes, with fitted slopes (expected −1, −2, −1)."""
+    groups = aggregate(rows, ["model", "method", "scale"], ("lazy",), tuple(EXPECTED_SLOPES))
+    fitted = slopes(rows)
+    if not fitted:
+        return None
+    plt = plots.pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for field, slope in fitted.items():
+        x, mean, std = plots.series(groups, "lazy", field)
+        expected = EXPECTED_SLOPES[field]
+        line = ax.errorbar(x, mean, yerr=std, marker="o", capsize=3,
+                           label=f"{TITLES[field]}: slope {slope:.2f} (theory {expected})")
+        ax.plot(x, mean[0] * (x / x[0]) ** expected, ls=":", color=line[0].get_color(), alpha=0.6)
+    return plots.finish(plt, fig, ax, path, "lazy scale α", "distance at the end of training",
+                        "Theorem 2.2: distances vs α (dotted: theoretical slopes)")
+
+
+EXPERIMENT = Experiment(
+    name="rates", summary=__doc__, datasets=("teacher-student",), presets=PRESETS, plan=plan, run_one=run_one,
+    methods=("lazy",), metrics=metric_titles(*EXPECTED_SLOPES), axes=("scale", "seed"), notes=notes,
+    figures=(Figure("rates.png", plot_rates, notes),),
+)

@@ -31,101 +31,100 @@ from __future__ import annotations
 
 import numpy as np
 
-from compare.experiments import common
 from kernels.validation import check_choice
 
-EXPERIMENT = "table"
-DATASETS = ("cifar10",)
+from compare.data import load_split
+from compare.experiment import Experiment, GpuRun, Preset, Reference
+from compare.run import Run
+from compare.summary import metric_titles
+
 MODELS = ("vgg11", "resnet18")
 LR = {"vgg11": 0.01, "resnet18": 0.002}   # η₀ per model (measured on the quick preset; ResNet needs less)
+# the paper's Table 1 (Chizat, Oyallon & Bach 2019): CIFAR-10 test accuracy in %
+PAPER_TABLE1 = {("vgg11", "net"): 89.7, ("vgg11", "linearized"): 61.7,
+                ("resnet18", "net"): 91.0, ("resnet18", "linearized"): 56.7}
 
 PRESETS = {
-    "quick": dict(expected="~5 min on 2 CPU cores", models=["vgg11", "resnet18"], width_factor=0.125,
-                  n_train=1000, n_test=500, classes=[0, 1], epochs=10, lr=LR, lr_decay=1e-3, batch_size=128,
-                  lazy_scale=100.0, cntk_depth=3, cntk_n_train=0, rff_features=2000, rff_alpha=1e-3,
-                  seeds=1),
-    "full": dict(expected="~40 min on one H100 (estimate)", models=["vgg11", "resnet18"], width_factor=1.0,
-                 n_train=10000, n_test=2000, classes=None, epochs=40, lr=LR, lr_decay=1e-4,
-                 batch_size=128, lazy_scale=100.0, cntk_depth=5, cntk_n_train=2000, rff_features=20000,
-                 rff_alpha=1e-3, seeds=1),
-    "paper": dict(expected="~6 h on one H100 (estimate; the CNTK row dominates on the GPU)",
-                  models=["vgg11", "resnet18"], width_factor=1.0, n_train=None, n_test=None, classes=None,
-                  epochs=70, lr=LR, lr_decay=1e-4, batch_size=128, lazy_scale=1e3, cntk_depth=5,
-                  cntk_n_train=5000, rff_features=40000, rff_alpha=1e-3, seeds=1),
+    "quick": Preset("~5 min on 2 CPU cores", models=["vgg11", "resnet18"], width_factor=0.125,
+                    n_train=1000, n_test=500, classes=[0, 1], epochs=10, lr=LR, lr_decay=1e-3, batch_size=128,
+                    lazy_scale=100.0, cntk_depth=3, cntk_n_train=0, rff_features=2000, rff_alpha=1e-3,
+                    seeds=1),
+    "full": Preset("~40 min on one H100 (estimate)", models=["vgg11", "resnet18"], width_factor=1.0,
+                   n_train=10000, n_test=2000, classes=None, epochs=40, lr=LR, lr_decay=1e-4,
+                   batch_size=128, lazy_scale=100.0, cntk_depth=5, cntk_n_train=2000, rff_features=20000,
+                   rff_alpha=1e-3, seeds=1),
+    "paper": Preset("~6 h on one H100 (estimate; the CNTK row dominates on the GPU)",
+                    models=["vgg11", "resnet18"], width_factor=1.0, n_train=None, n_test=None, classes=None,
+                    epochs=70, lr=LR, lr_decay=1e-4, batch_size=128, lazy_scale=1e3, cntk_depth=5,
+                    cntk_n_train=5000, rff_features=40000, rff_alpha=1e-3, seeds=1),
 }
 
 
-def add_arguments(parser):
-    common.add_common_arguments(parser, DATASETS, "cifar10", PRESETS)
-
-
-def plan(preset: dict, args, device: str):
-    for model in preset["models"]:
+def plan(config) -> list:
+    p = config.params
+    for model in p["models"]:
         check_choice(model, "model", MODELS)
-    base = {"experiment": EXPERIMENT, "dataset": args.dataset, "data_dir": args.data_dir, "device": device,
-            **{k: v for k, v in preset.items() if k not in ("seeds", "models")}}
-    configs = []
-    for seed in range(preset["seeds"]):
-        for model in preset["models"]:
-            configs.append({**base, "model": model, "method": "net", "scale": None, "seed": seed})
-            configs.append({**base, "model": model, "method": "lazy", "scale": preset["lazy_scale"], "seed": seed})
-            configs.append({**base, "model": model, "method": "linearized", "scale": None, "seed": seed})
-        if preset["cntk_n_train"]:
-            configs.append({**base, "model": f"cntk{preset['cntk_depth']}_gap", "method": "ntk", "scale": None,
-                            "seed": seed})
-        configs.append({**base, "model": "fourier", "method": "rff", "scale": None, "seed": seed})
-    return configs, base
+    params = {k: v for k, v in p.items() if k not in ("seeds", "models")}
+    params["data_dir"] = config.data_dir
+    runs = []
+
+    def add(model, method, seed, alpha=None):
+        runs.append(Run("table", config.dataset, model, method, seed, alpha=alpha, device=config.device,
+                        params=params))
+
+    for seed in range(p["seeds"]):
+        for model in p["models"]:
+            add(model, "net", seed)
+            add(model, "lazy", seed, p["lazy_scale"])
+            add(model, "linearized", seed)
+        if p["cntk_n_train"]:
+            add(f"cntk{p['cntk_depth']}_gap", "ntk", seed)
+        add("fourier", "rff", seed)
+    return runs
 
 
-def run(args) -> int:
-    return common.execute(args, EXPERIMENT, PRESETS, DATASETS, plan, run_one, intro=__doc__)
+def _split(run):
+    p = run.params
+    return load_split("cifar10", p["n_train"], p["n_test"], run.seed, p["data_dir"], p["classes"], dtype="float32")
 
 
-def _split(config):
-    ds = common.load_split("cifar10", config["n_train"], config["n_test"], config["seed"], config["data_dir"],
-                    config["classes"], dtype="float32")
-    return ds
-
-
-def run_one(config) -> dict:
-    ds = _split(config)
+def run_one(run, memo=None) -> dict:
+    ds = _split(run)
     row = {"n_train": ds.n_train, "n_test": ds.n_test}
-    if config["method"] == "ntk":
-        return {**row, **_cntk(config, ds)}
-    if config["method"] == "rff":
-        return {**row, **_random_features(config, ds)}
-    return {**row, **_train(config, ds)}
+    if run.method == "ntk":
+        return {**row, **_cntk(run, ds)}
+    if run.method == "rff":
+        return {**row, **_random_features(run, ds)}
+    return {**row, **_train(run, ds)}
 
 
-def _network(config, n_classes):
+def _network(run, n_classes):
     import torch
     from nets import VGG, ResNet
-    torch.manual_seed(config["seed"])
-    depth = int(config["model"].lstrip("vgresnt"))
-    cls = VGG if config["model"].startswith("vgg") else ResNet
-    return cls(depth, width_factor=config["width_factor"], batch_norm=False, num_classes=n_classes)
+    torch.manual_seed(run.seed)
+    depth = int(run.model.lstrip("vgresnt"))
+    cls = VGG if run.model.startswith("vgg") else ResNet
+    return cls(depth, width_factor=run.params["width_factor"], batch_norm=False, num_classes=n_classes)
 
 
-def _train(config, ds) -> dict:
+def _train(run, ds) -> dict:
     import torch
     from nets import Lazy, Linearized, diagnostics, train
     from nets.training import DivergenceError, random_crop_flip
-    device = config["device"]
+    p, device = run.params, run.device
     n_classes = int(ds.n_classes)
-    net = _network(config, n_classes).to(device)
-    method = config["method"]
-    module = {"net": lambda: net, "lazy": lambda: Lazy(net, config["scale"]),
-              "linearized": lambda: Linearized(Lazy(net, 1.0))}[method]()
-    initial = _network(config, n_classes).to(device) if method == "net" else None
+    net = _network(run, n_classes).to(device)
+    module = {"net": lambda: net, "lazy": lambda: Lazy(net, run.alpha),
+              "linearized": lambda: Linearized(Lazy(net, 1.0))}[run.method]()
+    initial = _network(run, n_classes).to(device) if run.method == "net" else None
     X_train = torch.as_tensor(ds.X_train, device=device)
     X_test = torch.as_tensor(ds.X_test, device=device)
-    lr = config["lr"][config["model"]] if isinstance(config["lr"], dict) else config["lr"]
+    lr = p["lr"][run.model] if isinstance(p["lr"], dict) else p["lr"]
     try:
         history = train(module, X_train, torch.as_tensor(ds.y_train, device=device), loss="cross_entropy",
-                        optimizer="sgd", lr=lr, momentum=0.9, batch_size=min(config["batch_size"],
-                                                                                          ds.n_train),
-                        epochs=config["epochs"], lr_schedule="inverse", lr_decay=config["lr_decay"],
-                        augment=random_crop_flip(), seed=config["seed"], quiet=True)
+                        optimizer="sgd", lr=lr, momentum=0.9, batch_size=min(p["batch_size"], ds.n_train),
+                        epochs=p["epochs"], lr_schedule="inverse", lr_decay=p["lr_decay"],
+                        augment=random_crop_flip(), seed=run.seed, quiet=True)
     except DivergenceError as exc:
         return {"diverged": True, "error": str(exc)}
     with torch.no_grad():
@@ -133,7 +132,7 @@ def _train(config, ds) -> dict:
     row = {"test_accuracy": float(np.mean(logits.argmax(1) == ds.y_test)),
            "train_loss": float(np.mean(history.losses[-max(1, len(history.losses) // 20):])),
            "weight_change": diagnostics.relative_weight_change(module, initial)}
-    if method != "linearized":
+    if run.method != "linearized":
         row["unchanged_activations"] = diagnostics.unchanged_activation_fraction(module, X_test[:100], initial)
     return row
 
@@ -143,24 +142,45 @@ def _one_hot(y, n_classes):
     return np.eye(n_classes)[y] - 0.1
 
 
-def _cntk(config, ds) -> dict:
+def cntk_kernel(run):
+    """The CNTK with global average pooling, in float64 on the run's device."""
     from kernels import Convolutional
-    from kernels.backend import to_numpy
-    from kernels.solvers import krr_solve
-    n = min(config["cntk_n_train"], ds.n_train)
-    kernel = Convolutional(depth=config["cntk_depth"], activation="relu", readout="gap", dtype="float64",
-                           device="cuda" if config["device"] == "cuda" else "cpu")
-    X_train, X_test = ds.X_train[:n].astype(np.float64), ds.X_test.astype(np.float64)
-    K_train = to_numpy(kernel.ntk(X_train))
-    K_test = to_numpy(kernel.ntk(X_test, X_train))
-    coef = krr_solve(K_train, _one_hot(ds.y_train[:n], int(ds.n_classes)), 0.0)
-    return {"test_accuracy": float(np.mean((K_test @ coef).argmax(1) == ds.y_test)), "n_train": n}
+    return Convolutional(depth=run.params["cntk_depth"], activation="relu", readout="gap", dtype="float64",
+                         device=run.device)
 
 
-def _random_features(config, ds) -> dict:
+def random_features_classifier(run):
+    """Ridge classification on random Fourier features, fitted on the run's device."""
     from kernels import RandomFeaturesClassifier
+    return RandomFeaturesClassifier(features="fourier", n_features=run.params["rff_features"],
+                                    alpha=run.params["rff_alpha"], random_state=run.seed, device=run.device)
+
+
+def _cntk(run, ds) -> dict:
+    """Ridgeless kernel regression with the CNTK on one-hot targets; the solve runs where the kernel is."""
+    from kernels.backend import device_of, to_device, to_numpy
+    from kernels.solvers import krr_solve
+    n = min(run.params["cntk_n_train"], ds.n_train)
+    kernel = cntk_kernel(run)
+    X_train, X_test = ds.X_train[:n].astype(np.float64), ds.X_test.astype(np.float64)
+    K_train = kernel.ntk(X_train)
+    K_test = kernel.ntk(X_test, X_train)
+    targets = to_device(_one_hot(ds.y_train[:n], int(ds.n_classes)), device_of(K_train))
+    coef = krr_solve(K_train, targets, 0.0)
+    return {"test_accuracy": float(np.mean(to_numpy(K_test @ coef).argmax(1) == ds.y_test)), "n_train": n}
+
+
+def _random_features(run, ds) -> dict:
     flat = (ds.X_train.reshape(ds.n_train, -1), ds.X_test.reshape(ds.n_test, -1))
-    clf = RandomFeaturesClassifier(features="fourier", n_features=config["rff_features"],
-                                   alpha=config["rff_alpha"], random_state=config["seed"], device="cpu")
+    clf = random_features_classifier(run)
     clf.fit(flat[0].astype(np.float64), ds.y_train)
     return {"test_accuracy": float(clf.score(flat[1].astype(np.float64), ds.y_test))}
+
+
+EXPERIMENT = Experiment(
+    name="table", summary=__doc__, datasets=("cifar10",), presets=PRESETS, plan=plan, run_one=run_one,
+    methods=("net", "lazy", "linearized", "ntk", "rff"),
+    metrics=metric_titles("test_accuracy", "train_loss", "weight_change", "unchanged_activations"),
+    percent=("test_accuracy", "unchanged_activations"), axes=("model", "method", "scale", "seed"),
+    reference=Reference("paper acc %", PAPER_TABLE1), gpu=GpuRun(preset="quick", dataset="cifar10"),
+)

@@ -15,53 +15,46 @@ from __future__ import annotations
 
 import numpy as np
 
-from compare.experiments import common
-
-EXPERIMENT = "teacher-student"
-DATASETS = ("teacher-student",)
+from compare import plots
+from compare.data import teacher_student_tensors
+from compare.experiment import Experiment, Figure, Preset
+from compare.run import Run
+from compare.summary import aggregate, metric_titles
 
 PRESETS = {
-    "quick": dict(expected="~1 min on 2 CPU cores", dims=[2, 10], taus=[0.01, 0.1, 1.0, 10.0], m=50,
-                  n_train=100, n_test=1000, steps=2000, lr_factor=1.0, seeds=2),
-    "full": dict(expected="~10 min on 2 CPU cores", dims=[2, 10, 100], taus=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
-                 m=50, n_train=200, n_test=2000, steps=10000, lr_factor=1.0, seeds=5),
-    "paper": dict(expected="~1 h on 2 CPU cores (small models: the GPU does not help)",
-                  dims=[2, 10, 100], taus=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0], m=50,
-                  n_train=200, n_test=5000, steps=50000, lr_factor=1.0, seeds=10),
+    "quick": Preset("~1 min on 2 CPU cores", dims=[2, 10], taus=[0.01, 0.1, 1.0, 10.0], m=50,
+                    n_train=100, n_test=1000, steps=2000, lr_factor=1.0, seeds=2),
+    "full": Preset("~10 min on 2 CPU cores", dims=[2, 10, 100], taus=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
+                   m=50, n_train=200, n_test=2000, steps=10000, lr_factor=1.0, seeds=5),
+    "paper": Preset("~1 h on 2 CPU cores (small models: the GPU does not help)",
+                    dims=[2, 10, 100], taus=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0], m=50,
+                    n_train=200, n_test=5000, steps=50000, lr_factor=1.0, seeds=10),
 }
 
 
-def add_arguments(parser):
-    common.add_common_arguments(parser, DATASETS, "teacher-student", PRESETS)
+def plan(config) -> list:
+    params = {k: v for k, v in config.params.items() if k not in ("seeds", "dims", "taus")}
+    return [Run("teacher-student", config.dataset, "two_layer", "net", seed, init_scale=tau, device=config.device,
+                params={**params, "d": d})
+            for seed in range(config.params["seeds"]) for d in config.params["dims"] for tau in config.params["taus"]]
 
 
-def plan(preset: dict, args, device: str):
-    base = {"experiment": EXPERIMENT, "dataset": args.dataset, "model": "two_layer", "method": "net",
-            "device": device, **{k: v for k, v in preset.items() if k not in ("seeds", "dims", "taus")}}
-    configs = [{**base, "d": d, "scale": tau, "seed": seed}
-               for seed in range(preset["seeds"]) for d in preset["dims"] for tau in preset["taus"]]
-    return configs, base
-
-
-def run(args) -> int:
-    return common.execute(args, EXPERIMENT, PRESETS, DATASETS, plan, run_one, intro=__doc__)
-
-
-def run_one(config) -> dict:
-    """Train the student at init scale τ = config["scale"] in dimension config["d"]; return test loss."""
+def run_one(run, memo=None) -> dict:
+    """Train the student at init scale τ = run.init_scale in dimension d; return its test loss."""
     import torch
     from nets import TwoLayer, train
     from nets.training import DivergenceError
-    ds, X_train, X_test, y_train = common.teacher_student_tensors(config)
-    tau, m = config["scale"], config["m"]
-    torch.manual_seed(config["seed"])
-    student = TwoLayer(config["d"], m, activation="relu", bias=False, init_scale=tau, symmetric=True)
-    student = student.to(device=config["device"], dtype=torch.float64)
-    lr = config["lr_factor"] * m / max(1.0, tau ** 2)
+    p = run.params
+    ds, X_train, X_test, y_train = teacher_student_tensors(p["n_train"], p["n_test"], p["d"], run.seed, run.device)
+    tau, m = run.init_scale, p["m"]
+    torch.manual_seed(run.seed)
+    student = TwoLayer(p["d"], m, activation="relu", bias=False, init_scale=tau, symmetric=True)
+    student = student.to(device=run.device, dtype=torch.float64)
+    lr = p["lr_factor"] * m / max(1.0, tau ** 2)
     row = {"n_train": len(ds.y_train), "lr": lr}
     try:
-        history = train(student, X_train, y_train, loss="mse", optimizer="gd", lr=lr, steps=config["steps"],
-                        seed=config["seed"], quiet=True)
+        history = train(student, X_train, y_train, loss="mse", optimizer="gd", lr=lr, steps=p["steps"],
+                        seed=run.seed, quiet=True)
     except DivergenceError as exc:
         return {**row, "diverged": True, "error": str(exc)}
     with torch.no_grad():
@@ -71,3 +64,29 @@ def run_one(config) -> dict:
     row["test_loss"] = 0.5 * float(np.mean((test - ds.y_test) ** 2))
     row["final_batch_loss"] = history.losses[-1]
     return row
+
+
+def plot_teacher_student(rows, path):
+    """Test loss at the end of training against the init scale τ, one curve per input dimension d."""
+    groups = aggregate(rows, ["d", "model", "method", "scale"], ("net",), ("test_loss",))
+    dims = sorted({g["d"] for g in groups if g.get("d") is not None})
+    if not dims:
+        return None
+    plt = plots.pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for d in dims:
+        x, mean, std = plots.series(groups, "net", "test_loss", d=d)
+        ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=f"d = {d}")
+    return plots.finish(plt, fig, ax, path, "initialisation scale τ", "test loss (mean ± std over seeds)",
+                        "Teacher–student: large τ (lazy) generalises worse")
+
+
+EXPERIMENT = Experiment(
+    name="teacher-student", summary=__doc__, datasets=("teacher-student",), presets=PRESETS, plan=plan,
+    run_one=run_one, methods=("net",), metrics=metric_titles("test_loss", "train_loss"),
+    axes=("d", "scale", "seed"), scale_field="init_scale", group_by=("model", "d", "method", "scale"),
+    figures=(Figure("teacher_student.png", plot_teacher_student,
+                    "Test loss at the end of training against the initialisation scale τ, mean ± std over seeds: "
+                    "small τ learns the teacher's 3 directions, large τ trains lazily and generalises worse, "
+                    "more so in high dimension."),),
+)

@@ -5,12 +5,13 @@ import sys
 import pytest
 
 from compare.bench import BENCHMARKS
-from compare.cli import EXPERIMENTS, main
+from compare import experiments
+from compare.cli import main
 
 
 def test_help_lists_subcommands():
     out = subprocess.run([sys.executable, "-m", "compare", "--help"], capture_output=True, text=True, check=True)
-    for name in [*EXPERIMENTS, "bench", "gpu-check", "data", *BENCHMARKS]:
+    for name in [*experiments.names(), "bench", "gpu-check", "data", *BENCHMARKS]:
         assert name in out.stdout
 
 

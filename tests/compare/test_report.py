@@ -27,7 +27,7 @@ def test_aggregate_pools_seeds_into_mean_and_sample_std():
     mean, std, count = net["test_accuracy"]
     # two seeds 0.80 and 0.82: mean 0.81, sample std |0.02|/√2 = 0.0141421...
     assert (mean, count) == (pytest.approx(0.81), 2) and std == pytest.approx(0.02 / 2 ** 0.5)
-    assert [g["method"] for g in groups][:2] == ["net", "lazy"]          # the order of report.METHOD_ORDER
+    assert [g["method"] for g in groups][:2] == ["net", "lazy"]          # the registered experiments' method order
 
 
 def test_summary_table_formats_percent_and_dashes():
@@ -42,7 +42,7 @@ def test_summary_table_formats_percent_and_dashes():
 def test_paper_numbers_sit_beside_ours():
     rows = [{"model": "vgg11", "method": "net", "scale": None, "seed": 0, "test_accuracy": 0.5},
             {"model": "vgg11", "method": "lazy", "scale": 100.0, "seed": 0, "test_accuracy": 0.3}]
-    headers, body = report.summary_table(rows, paper=True)
+    headers, body = report.summary_table(rows, "table")
     assert headers[-1] == "paper acc %" and body[0][-1] == "89.7" and body[1][-1] == "–"
 
 

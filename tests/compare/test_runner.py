@@ -133,3 +133,52 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
 def test_bad_options(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         runner.run_sweep(square, configs(1), tmp_path, SWEEP, progress=False, **kwargs)
+
+
+# ------------------------------------------------------------------------------- runs that share work
+def shared_square(config, memo):
+    """x² plus a per-group offset computed once per task (through the task's Memo): counts the computations."""
+    offset = memo.get({"group": config["group"]}, lambda: 100 * config["group"])
+    return {"value": config["x"] ** 2 + offset, "computed": memo.computed, "pid": os.getpid()}
+
+
+def grouped(n=6, groups=2):
+    return [{"x": x, "group": x % groups, "seed": 0} for x in range(n)]
+
+
+def by_group(config):
+    return {"group": config["group"]}
+
+
+def test_runs_sharing_work_compute_it_once_per_task(tmp_path):
+    rows = runner.run_sweep(shared_square, grouped(), tmp_path, SWEEP, progress=False, shared_work=by_group)
+    assert [r["value"] for r in rows] == [0, 101, 4, 109, 16, 125]
+    # one process, one task per group: the offset is computed by the group's first run and found by the others
+    assert sorted(r["computed"] for r in rows) == [1, 1, 1, 1, 1, 1]
+
+
+def test_a_single_group_is_split_to_keep_every_worker_busy():
+    runs = grouped(n=5, groups=1)
+    assert runner._tasks(runs, by_group, workers=2) == [runs[:3], runs[3:]]
+    assert runner._tasks(runs, by_group, workers=1) == [runs]
+    assert runner._tasks(runs, None, workers=2) == [[run] for run in runs]
+    two = grouped(n=6, groups=2)                                   # as many groups as workers: one task each
+    assert [len(t) for t in runner._tasks(two, by_group, workers=2)] == [3, 3]
+
+
+def test_shared_work_with_two_jobs_gives_the_same_rows(tmp_path):
+    rows = runner.run_sweep(shared_square, grouped(), tmp_path, SWEEP, jobs=2, progress=False,
+                            shared_work=by_group)
+    assert [r["value"] for r in rows] == [0, 101, 4, 109, 16, 125]
+    assert all(r["pid"] != os.getpid() for r in rows)
+
+
+def test_memo_keeps_at_most_maxsize_values():
+    from compare.memo import Memo
+    memo = Memo(maxsize=2)
+    for key in ("a", "b", "a", "c", "b"):
+        memo.get({"k": key}, lambda: key.upper())
+    # a, b computed; a found; c computed (drops b, the least recently used); b computed again
+    assert memo.computed == 4 and len(memo) == 2
+    with pytest.raises(ValueError, match="maxsize must be an integer >= 1, got 0"):
+        Memo(0)

@@ -88,3 +88,17 @@ def test_float32_on_gpu_within_float32_precision():
     for g, w in zip(got, kernel.kernels(x)):
         assert g.dtype == cupy.float32
         np.testing.assert_allclose(cupy.asnumpy(g), w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("activation, slope", [("relu", 0.0), ("abs", -1.0), ("leaky_relu", 0.5)])
+def test_pinned_diagonal_is_theta_zero_exactly_on_gpu(activation, slope, dtype):
+    # k12 = k11 = k22: s = 0 exactly (unfused products), so NNGP = k·cs·π bitwise (tests/cuda_host does the
+    # same on the host); an FMA-contracted s would be off by ~1e-9 in float64.
+    from kernels import _analytic_cuda
+    network = FullyConnected(1, activation, 1.0, 0.0, negative_slope=0.5).network(3)   # slope² exact: any FMA agrees
+    k = np.random.default_rng(4).uniform(0.3, 3.0, (16, 16)).astype(dtype)
+    nngp, _ = _analytic_cuda.fc_block(network, *(cupy.asarray(v) for v in (k, np.zeros_like(k), k, k)), 0)
+    t = np.dtype(dtype).type
+    want = k * (((t(1) + t(slope) * t(slope)) / t(2 * np.pi)) * t(np.pi))
+    np.testing.assert_array_equal(cupy.asnumpy(nngp), want)

@@ -6,6 +6,7 @@ import pytest
 
 from kernels import (RBF, ArcCosineFeatures, KernelClassifier, KernelRegressor, Laplace, NTKFeatures,
                      NTKRegressor, Polynomial, RandomFeaturesRegressor, RandomFourierFeatures)
+from kernels.backend import get_namespace as backend_namespace
 from kernels.solvers import EigenPath, GramWarning, krr_solve, nystrom_krr
 
 cupy = pytest.importorskip("cupy")
@@ -44,7 +45,7 @@ def test_cholesky_eigen_and_nystrom_on_gpu_equal_cpu(data):
 
 
 def test_gpu_cholesky_failure_falls_back_without_nan(data):
-    # cuSOLVER reports a failed factorisation as NaN, not an exception: it must still reach the fallback.
+    # duplicate rows with α = 0: the factorisation fails or leaves pivots below n·eps; either way the fallback.
     X, _ = data
     X = np.vstack([X, X[:20]])
     y = np.sin(X[:, 0])
@@ -53,6 +54,22 @@ def test_gpu_cholesky_failure_falls_back_without_nan(data):
         coef = krr_solve(K, cupy.asarray(y), 0.0)
     assert bool(cupy.all(cupy.isfinite(coef)))
     assert _rel(K @ coef, y) < 1e-8
+
+
+def test_gpu_cholesky_of_an_indefinite_matrix_is_refused():
+    # cuSOLVER's potrf stops at the pivot −4 (j = 1) and, under CuPy's default linalg='ignore', returns the
+    # half-factored matrix without an error: the solver must detect it and take the eigen fallback.
+    from kernels import solvers
+    K = np.array([[4.0, 2.0, 0.0], [2.0, -3.0, 1.0], [0.0, 1.0, 5.0]])
+    xp = backend_namespace(cupy.asarray(K))
+    assert solvers._cholesky_lower(cupy.asarray(K), xp) is None
+    y = np.array([1.0, -2.0, 0.5])
+    with pytest.warns(GramWarning):
+        coef = krr_solve(cupy.asarray(K), cupy.asarray(y), 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        want = EigenPath(K).dual_coef(y)
+    assert _rel(coef, want) < 1e-10
 
 
 def test_random_features_on_gpu_equal_cpu(data):

@@ -24,8 +24,8 @@ def test_matches_neural_tangents(entry):
     # Reference: neural-tangents 0.6.5 stax in float64 (compare/bench/make_nt_reference.py). Entries agree to
     # 1e-12 relative (float64 rounding through ≤ 4 layers). Exception: the diagonal of a same-input NTK
     # through a ReLU-type layer, where stax leaves θ = atan2(√(k11k22 − k12²), k12) ≈ √(2ε) ≈ 2e-8 from
-    # rounding and we pin θ = 0 exactly (GUIDE §2): there NT's factor (π − θ)/π is low by ≈ θ/π per layer,
-    # so ours is larger by at most depth · 1e-8.
+    # rounding and we pin θ = 0 exactly (docs/conventions.md, *Tiles and the diagonal*): there NT's factor
+    # (π − θ)/π is low by ≈ θ/π per layer, so ours is larger by at most depth · 1e-8.
     config = dict(entry["config"])
     kind = config.pop("kind")
     with np.load(REFERENCE) as data:

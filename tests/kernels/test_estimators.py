@@ -158,7 +158,7 @@ def test_convolutional_architecture_reshapes_rows_to_images(rng):
     images = rng.standard_normal((8, 1, 4, 4))
     X, y = images.reshape(8, 16), rng.standard_normal(8)
     model = NTKRegressor(architecture="conv", depth=1, filter_size=3, readout="gap", alpha=0.1).fit(X, y)
-    K = Convolutional(depth=1, activation="relu", w_std=1.0, b_std=0.0, filter_size=3, readout="gap").ntk
+    K = Convolutional(depth=1, activation="relu", w_std=2 ** 0.5, b_std=0.0, filter_size=3, readout="gap").ntk
     expected = K(images[:2], images) @ np.linalg.solve(K(images) + 0.1 * np.eye(8), y)
     np.testing.assert_allclose(model.predict(X[:2]), expected, rtol=1e-9)
     with pytest.raises(ValueError, match="image_shape=None needs a square single-channel image"):

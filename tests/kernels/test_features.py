@@ -8,8 +8,8 @@ from kernels import ArcCosineFeatures, NTKFeatures, RandomFourierFeatures
 
 
 def relu_ntk_depth1(x1, x2, w_std, b_std):
-    """Analytic NTK of one hidden ReLU layer, NTK parameterization (GUIDE §2), written out independently:
-    Σ = w²·x·y/d + b², Θ = w²·E[φ(u)φ(v)] + b² + w²·Σ·E[φ'(u)φ'(v)] with the arc-cosine formulas
+    """Analytic NTK of one hidden ReLU layer, NTK parameterization (docs/conventions.md, *Parameterizations*),
+    written out independently: Σ = w²·x·y/d + b², Θ = w²·E[φ(u)φ(v)] + b² + w²·Σ·E[φ'(u)φ'(v)] with the arc-cosine formulas
     E[φφ] = (s + (π − θ)Σ₁₂)/2π, E[φ'φ'] = (π − θ)/2π, s = √(Σ₁₁Σ₂₂ − Σ₁₂²), θ = atan2(s, Σ₁₂)."""
     d = x1.shape[1]
     s11 = w_std ** 2 * np.sum(x1 * x1, 1)[:, None] / d + b_std ** 2

@@ -97,7 +97,7 @@ def cuda_module(monkeypatch):
     NumPy references: what is left is the orchestration (diagonals, pins, fan-ins) that the pair replacements
     add around the kernels, which must reproduce the reference chain exactly."""
     fake = types.ModuleType("cupy")
-    fake.zeros_like, fake.reshape = np.zeros_like, np.reshape
+    fake.zeros_like, fake.reshape, fake.ascontiguousarray = np.zeros_like, np.reshape, np.ascontiguousarray
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.delitem(sys.modules, "kernels._analytic_cuda", raising=False)
     module = importlib.import_module("kernels._analytic_cuda")
@@ -108,6 +108,8 @@ def cuda_module(monkeypatch):
         return k12, ntk
 
     def conv_block(network, k12, ntk, var1, var2, fan_in, pin):
+        # the CUDA kernel indexes its buffers in C order: the replacement must hand them over contiguous
+        assert k12.flags.c_contiguous and ntk.flags.c_contiguous
         pairs = ((2, 4), (3, 5))
         k12 = rules.patch_sum(k12, pairs, network.filter_size)
         ntk = rules.patch_sum(ntk, pairs, network.filter_size)
@@ -151,19 +153,21 @@ def test_fc_pair_replacement_reproduces_the_reference_chain(cuda_module, rng, pa
 
 @pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.2), ("standard", None)])
 @pytest.mark.parametrize("want_ntk", [False, True])
-def test_conv_pair_replacement_reproduces_the_reference_chain(cuda_module, rng, parameterization, b_std, want_ntk):
+@pytest.mark.parametrize("pin", [False, True])
+def test_conv_pair_replacement_reproduces_the_reference_chain(cuda_module, rng, parameterization, b_std, want_ntk,
+                                                               pin):
     net = Convolutional(2, "relu", 1.4, b_std, 3, "gap", parameterization, width=8).network(2, 4, 3)
     x = rng.standard_normal((3, 2, 4, 3))
-    f = np.transpose(x, (0, 2, 3, 1))
+    f = np.reshape(np.transpose(x, (0, 2, 3, 1)), (-1, 2))
     var = np.sum(x * x, 1) / 2
 
-    def state():
-        k12 = np.einsum("ayxc,bvuc->abyxvu", f, f) / 2
+    def state():   # built as Convolutional's tile builds it: k12 is a permuted (non-contiguous) view
+        k12 = np.transpose(np.reshape(f @ f.T / 2, (3, 4, 3, 3, 4, 3)), (0, 3, 1, 2, 4, 5))
         return (k12, var[:, None, :, :, None, None], var[None, :, None, None, :, :],
                 np.zeros_like(k12) if want_ntk else None)
 
-    want = rules.run(net, state(), NP, True)
-    got = rules.run(net, state(), NP, True, cuda_module.replacements(net))
+    want = rules.run(net, state(), NP, pin)
+    got = rules.run(net, state(), NP, pin, cuda_module.replacements(net))
     np.testing.assert_allclose(got[0], want[0], rtol=1e-13, atol=1e-15)
     if want_ntk:
         np.testing.assert_allclose(got[3], want[3], rtol=1e-13, atol=1e-15)

@@ -58,7 +58,8 @@ def test_eigen_path_equals_separate_solves(problem):
 
 @pytest.mark.parametrize("t", [0.5, 20.0, 1000.0])
 def test_gradient_flow_equals_matrix_exponential(problem, t):
-    # f_t(X*) = K(X*, X) K⁻¹ (I − expm(−tK/n)) y, computed directly with scipy.linalg.expm (GUIDE §2).
+    # f_t(X*) = K(X*, X) K⁻¹ (I − expm(−tK/n)) y, computed directly with scipy.linalg.expm
+    # (docs/conventions.md, *Gradient flow and ridge*).
     X, K, Y = problem
     n = len(K)
     direct = np.linalg.solve(K, (np.eye(n) - scipy.linalg.expm(-t * K / n)) @ Y)

@@ -47,7 +47,7 @@ def test_two_layer_init_follows_the_paper():
 
 def _arccos_nngp(x, w_std):
     """One hidden ReLU layer, ntk parameterization, no bias: K⁰ = x·x'/d, pre-activations ~ N(0, w²K⁰),
-    E[relu(u)relu(u')] = (s + (π − θ)k12)/2π, readout multiplies by w² (GUIDE §2)."""
+    E[relu(u)relu(u')] = (s + (π − θ)k12)/2π, readout multiplies by w² (docs/conventions.md, *Dual activations*)."""
     k = w_std ** 2 * (x @ x.T) / x.shape[1]
     diag = np.sqrt(np.diag(k))
     cos = np.clip(k / np.outer(diag, diag), -1, 1)

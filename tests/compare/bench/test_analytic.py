@@ -32,3 +32,20 @@ def test_peer_worker_agrees_with_lazykit():
     ours = FullyConnected(2, "erf", 1.2, 0.3).kernels(x1, x2)
     np.testing.assert_allclose(nngp, ours[0], rtol=1e-12)
     np.testing.assert_allclose(ntk, ours[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("device, want", [("cpu", ["cpu"]), ("cuda", ["gpu"]), ("auto", ["cpu", "gpu"])])
+def test_device_selects_the_cases(monkeypatch, device, want):
+    # the rows themselves are replaced: this checks the routing, not the timings
+    called = []
+    monkeypatch.setattr(analytic, "_cpu_rows", lambda args, rng: called.append("cpu") or [])
+    monkeypatch.setattr(analytic, "_gpu_rows", lambda args, rng: called.append("gpu") or [])
+    analytic.run(type("Args", (), dict(device=device, repeats=5, argv=["--device", device]))())
+    assert called == want
+
+
+def test_device_cuda_without_a_gpu_is_refused(monkeypatch, capsys):
+    monkeypatch.setattr("kernels.backend.gpu_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_:
+        analytic.main(["--device", "cuda"])
+    assert exit_.value.code == 2 and "--device cuda: CuPy is not installed or sees no GPU" in capsys.readouterr().err

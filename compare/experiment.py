@@ -1,0 +1,148 @@
+"""What an experiment declares: its data sets, presets, plan, one run, and what its report shows.
+
+Each module of ``compare/experiments/`` exports one :class:`Experiment` as ``EXPERIMENT``; the registry in
+``compare.experiments`` finds them, and the command line, the report and ``gpu-check`` read everything they
+need from the declaration (no other module branches on an experiment's name). A new experiment is one module
+plus its test::
+
+    EXPERIMENT = Experiment(
+        name="my-experiment", summary=__doc__, datasets=("digits",),
+        presets={"quick": Preset("~5 s on 2 CPU cores (measured)", n_train=100, seeds=1)},
+        plan=plan, run_one=run_one, methods=("net", "lazy"), metrics={"test_accuracy": "test acc"},
+        percent=("test_accuracy",), axes=("method", "scale", "seed"))
+
+``plan(config) -> [Run, ...]`` expands a :class:`Config` (the resolved command line) into runs;
+``run_one(run, memo) -> dict`` computes one run's metrics (``memo``: a :class:`compare.memo.Memo` shared by the
+runs that ``shared_work`` puts together, or a fresh one).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+PRESET_NAMES = ("quick", "full", "paper")
+
+
+class Preset:
+    """A named size of a sweep: ``expected`` (the measured or estimated time, shown by ``--help``) and its
+    settings (every key can be overridden with ``--set KEY=VALUE``; ``seeds`` with ``--seeds``)."""
+
+    def __init__(self, expected: str, **settings):
+        if not isinstance(expected, str) or not expected:
+            raise ValueError("a preset needs its expected time, e.g. '~15 s on 2 CPU cores (measured)'")
+        if "seeds" not in settings:
+            raise ValueError("a preset needs 'seeds' (the number of seeds per configuration)")
+        self.expected = expected
+        self.settings = dict(settings)
+
+    def __repr__(self):
+        return f"Preset({self.expected!r}, {', '.join(f'{k}={v!r}' for k, v in self.settings.items())})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The resolved command line that ``plan`` expands: the preset's settings with ``--set``/``--seeds``
+    applied (``params``), and the device already resolved to "cpu" or "cuda"."""
+    experiment: str
+    dataset: str
+    preset: str
+    params: dict
+    device: str
+    data_dir: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One plot of report.md: ``draw(rows, path) -> path or None`` (None: nothing to draw), and its caption
+    (a string, or ``caption(rows) -> str``)."""
+    filename: str
+    draw: Callable
+    caption: str | Callable = ""
+
+    def render(self, rows, out_dir):
+        """(path or None, caption) for these rows, the PNG written into ``out_dir``."""
+        path = self.draw(rows, Path(out_dir) / self.filename)
+        caption = self.caption(rows) if callable(self.caption) else self.caption
+        return path, caption
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """Published numbers shown in a column beside ours: ``values[(model, method)]`` under ``title``."""
+    title: str
+    values: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuRun:
+    """The run ``gpu-check`` makes of this experiment on a GPU: its preset, and the data set it needs."""
+    preset: str = "quick"
+    dataset: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """The declaration of one experiment (see the module docstring).
+
+    name: the command-line name. summary: the report's introduction (the module docstring).
+    datasets: valid ``--dataset`` values, the first the default. presets: {name: Preset}.
+    plan, run_one: see the module docstring. methods: the order of methods in tables and plots.
+    metrics: {row field: column title} of the summary table, in column order; percent: those shown in %.
+    axes: the run fields and params that vary within a sweep (seed, method, the α/τ grid, ...); every other
+    field is a shared setting, fingerprinted in DIR/config.json so that results of other settings are refused.
+    scale_field: "alpha" (lazy scale α) or "init_scale" (τ), stored under ``scale`` in results.jsonl.
+    group_by: the columns that identify a group of seeds in the summary. figures: the report's plots.
+    notes: ``notes(rows) -> str`` printed under the summary table. reference: published numbers beside ours.
+    shared_work: ``shared_work(run) -> key``; runs with equal keys run in one task with one ``Memo``.
+    gpu: what ``gpu-check`` runs (None: nothing).
+    """
+    name: str
+    summary: str
+    datasets: tuple
+    presets: dict
+    plan: Callable
+    run_one: Callable
+    methods: tuple
+    metrics: dict
+    percent: tuple = ()
+    axes: tuple = ("method", "scale", "seed")
+    scale_field: str = "alpha"
+    group_by: tuple = ("model", "method", "scale")
+    figures: tuple = ()
+    notes: Callable | None = None
+    reference: Reference | None = None
+    shared_work: Callable | None = None
+    gpu: GpuRun | None = None
+
+    def __post_init__(self):
+        if not self.datasets:
+            raise ValueError(f"experiment {self.name!r} declares no datasets")
+        if not self.presets or any(not isinstance(p, Preset) for p in self.presets.values()):
+            raise ValueError(f"experiment {self.name!r}: presets must be a non-empty dict of Preset")
+        if self.scale_field not in ("alpha", "init_scale"):
+            raise ValueError(f"experiment {self.name!r}: scale_field must be 'alpha' or 'init_scale', "
+                             f"got {self.scale_field!r}")
+
+    @property
+    def default_dataset(self) -> str:
+        return self.datasets[0]
+
+    @property
+    def scale_label(self) -> str:
+        """The scale's column title: α (lazy scale) or τ (initialisation scale)."""
+        return "α" if self.scale_field == "alpha" else "τ"
+
+    def sweep_config(self, runs) -> dict:
+        """The settings every run shares (each run's flat form without the ``axes``), fingerprinted by the
+        runner; a plan whose runs disagree on a shared setting is an error."""
+        shared = None
+        for run in runs:
+            mine = {k: v for k, v in run.config().items() if k not in self.axes}
+            if shared is None:
+                shared = mine
+            elif mine != shared:
+                keys = sorted(k for k in set(mine) | set(shared) if mine.get(k) != shared.get(k))
+                raise ValueError(f"experiment {self.name!r}: runs differ in {', '.join(keys)}, which is not "
+                                 f"one of its axes ({', '.join(self.axes)})")
+        return shared or {"experiment": self.name}

@@ -1,0 +1,146 @@
+"""The CUDA kernels of kernels._analytic_cuda, executed on the host through their own launch code (method:
+host_cuda.py), against the NumPy reference rules.
+
+Tolerances. float64: the host kernel and NumPy evaluate the same formulas in a different order (and FMA
+contracted), with the same libm, so they agree to a few ulp of the largest entry: 1e-12 relative leaves
+room while a layout or index error is O(1e-2) or more. float32 against the float64 reference: each output
+is a few tens of float32 roundings (2^-24 ≈ 6e-8 each) through well-conditioned duals (random inputs keep
+|cos θ| ≤ 0.99), so 2e-5 relative.
+"""
+import numpy as np
+import pytest
+
+from kernels import Convolutional, FullyConnected, analytic, rules
+from kernels.rules import activation_rule, conv_rule
+
+pytestmark = pytest.mark.cuda_host
+
+CLOSED = ["relu", "erf", "abs", "leaky_relu", "step", "identity"]
+RTOL = {"float64": 1e-12, "float32": 2e-5}
+
+
+def _close(got, want, dtype):
+    assert got.dtype == np.dtype(dtype)
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("activation", CLOSED)
+@pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.3), ("standard", None)])
+def test_fc_block_matches_reference(host, activation, parameterization, b_std, dtype):
+    from kernels import _analytic_cuda
+    rng = np.random.default_rng(0)
+    network = FullyConnected(2, activation, 1.3, b_std, parameterization, width=64, negative_slope=0.2).network(5)
+    activation_layer, dense_layer = network.layers[1], network.layers[2]      # the pair fc_block fuses
+    x = rng.standard_normal((16, 5))
+    variances = np.sum(x * x, 1) / 5
+    k12 = x[:9] @ x[9:].T / 5                                                   # a 9 × 7 cross tile
+    state = (k12, variances[:9, None], variances[None, 9:], rng.uniform(0.5, 2, k12.shape))
+    want = rules.apply(network, rules.apply(network, tuple(np.copy(v) for v in state), activation_layer),
+                       dense_layer)
+    got = _analytic_cuda.fc_block(network, *(v.astype(dtype) for v in (state[0], state[3], state[1], state[2])),
+                                  dense_layer.fan_in)
+    _close(got[0], want[0], dtype)
+    _close(got[1], want[3], dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("activation", ["relu", "erf", "step", "identity"])
+@pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.2), ("standard", None)])
+def test_conv_block_matches_reference(host, activation, parameterization, b_std, dtype):
+    from kernels import _analytic_cuda
+    rng = np.random.default_rng(1)
+    network = Convolutional(1, activation, 1.4, b_std, 3, "gap", parameterization, width=32).network(2, 5, 4)
+    x1, x2 = rng.standard_normal((3, 2, 5, 4)), rng.standard_normal((2, 2, 5, 4))
+    f1, f2 = (np.reshape(np.transpose(x, (0, 2, 3, 1)), (-1, 2)) for x in (x1, x2))
+    k12 = np.transpose(np.reshape(f1 @ f2.T / 2, (3, 5, 4, 2, 5, 4)), (0, 3, 1, 2, 4, 5))  # as the tiles make it
+    ntk = rng.uniform(0.5, 2, k12.shape)
+    var1, var2 = np.sum(x1 * x1, 1) / 2, np.sum(x2 * x2, 1) / 2
+    state = (k12.copy(), var1.reshape(3, 1, 5, 4, 1, 1), var2.reshape(1, 2, 1, 1, 5, 4), ntk.copy())
+    want = activation_rule(conv_rule(state, 1.4, b_std, parameterization, 18, 3, True), network.dual)
+    pre1 = rules.patch_sum(var1, ((1,), (2,)), 3) * 1.4 ** 2 + (b_std or 0.0) ** 2
+    pre2 = rules.patch_sum(var2, ((1,), (2,)), 3) * 1.4 ** 2 + (b_std or 0.0) ** 2
+    got = _analytic_cuda.conv_block(network, k12.astype(dtype), ntk.astype(dtype), pre1.astype(dtype),
+                                    pre2.astype(dtype), 18, pin=False)
+    _close(got[0], want[0], dtype)
+    _close(got[1], want[3], dtype)
+    (name, grid, block), = host.launches          # one launch: 256 threads a block, enough blocks to cover
+    assert block == (256, 1, 1) and grid == (-(-k12.size // 256), 1, 1)
+
+
+def _both_paths(host, monkeypatch, make, x1, x2=None):
+    """(CUDA chain on the host, NumPy reference) of the same public call."""
+    got = make().kernels(x1, x2)
+    monkeypatch.setattr(analytic, "_uses_cuda_kernels", lambda xp: False)
+    want = make().kernels(x1.astype(np.float64), None if x2 is None else x2.astype(np.float64))
+    monkeypatch.setattr(analytic, "_uses_cuda_kernels", lambda xp: True)
+    return got, want
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("with_x2", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "erf"])
+def test_whole_conv_kernel_through_the_cuda_chain(host, monkeypatch, activation, with_x2, dtype):
+    # block_size 2 over 5 images: off-diagonal tiles with two images a side, whose k12 is a permuted view
+    # (the layout that scrambled outputs allocated with empty_like: errors of 1e-2 to 3e-1)
+    rng = np.random.default_rng(2)
+    x1 = rng.standard_normal((5, 2, 4, 3)).astype(dtype)
+    x2 = rng.standard_normal((3, 2, 4, 3)).astype(dtype) if with_x2 else None
+    got, want = _both_paths(host, monkeypatch, lambda: Convolutional(
+        2, activation, 1.2, 0.1, 3, "gap", block_size=2, n_jobs=1, dtype=dtype), x1, x2)
+    for g, w in zip(got, want):
+        _close(g, w, dtype)
+    assert any(name.startswith("conv_block") for name, _, _ in host.launches)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("with_x2", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "erf", "step", "identity"])
+def test_whole_fc_kernel_through_the_cuda_chain(host, monkeypatch, activation, with_x2, dtype):
+    # 5 × 3 inputs in tiles of 2: every layout the elementwise kernel meets (2-D, 1×n, n×1, 1×1)
+    rng = np.random.default_rng(3)
+    x1 = rng.standard_normal((5, 4)).astype(dtype)
+    x2 = rng.standard_normal((3, 4)).astype(dtype) if with_x2 else None
+    got, want = _both_paths(host, monkeypatch, lambda: FullyConnected(
+        3, activation, 1.3, 0.2, block_size=2, n_jobs=1, dtype=dtype), x1, x2)
+    for g, w in zip(got, want):
+        _close(g, w, dtype)
+
+
+def _theta_zero_dual(k, slope, dtype):
+    """The closed-form ReLU-family dual at θ = 0 in the kernel's own arithmetic: s = 0, so
+    dot = cs·π and nngp = k·dot with cs = (1 + slope²)/(2π) (one rounding each, in ``dtype``)."""
+    t = np.dtype(dtype).type
+    cs = (t(1) + t(slope) * t(slope)) / t(2 * np.pi)
+    return k * (cs * t(np.pi))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("activation, slope", [("relu", 0.0), ("abs", -1.0), ("leaky_relu", 0.5)])
+def test_pinned_diagonal_is_theta_zero_exactly(host, activation, slope, dtype):
+    # k12 = k11 = k22 (a pinned diagonal): s must be exactly 0, so NNGP = k·cs·π bitwise. With the product
+    # contracted into an FMA, s is the rounding error of k11·k22 and NNGP is off by ~1e-9 (float64).
+    from kernels import _analytic_cuda
+    network = FullyConnected(1, activation, 1.0, 0.0, negative_slope=0.5).network(3)   # slope² exact: any FMA agrees   # w² = 1, b² = 0: K = nngp
+    k = np.random.default_rng(4).uniform(0.3, 3.0, (16, 16)).astype(dtype)
+    nngp, ntk = _analytic_cuda.fc_block(network, k, np.zeros_like(k), k, k, 0)
+    np.testing.assert_array_equal(nngp, _theta_zero_dual(k, slope, dtype))
+
+    conv = Convolutional(1, activation, 1.0, 0.0, 1, "gap", negative_slope=0.5).network(1, 3, 2)
+    var = np.random.default_rng(5).uniform(0.3, 3.0, (2, 3, 2)).astype(dtype)     # (B, H, W) variances
+    pair = np.zeros((2, 2, 3, 2, 3, 2), dtype)                                  # only the pinned entries matter
+    nngp, _ = _analytic_cuda.conv_block(conv, pair, np.zeros_like(pair), var, var, 1, pin=True)
+    flat = nngp.reshape(2, 2, 6, 6)
+    pinned = np.stack([np.diag(flat[i, i]) for i in range(2)])                  # (i, i, p, p) entries
+    np.testing.assert_array_equal(pinned, _theta_zero_dual(var.reshape(2, 6), slope, dtype))
+
+
+def test_a_kernel_with_barriers_is_refused_not_run_wrongly(host):
+    # shared memory and barriers need threads running together; the serial host launch would be silently wrong
+    source = ("extern \"C\" __global__ void block_sum(const float* x, float* out) {\n"
+              "  __shared__ float part[64]; part[threadIdx.x] = x[threadIdx.x]; __syncthreads();\n"
+              "  if (threadIdx.x == 0) { float s = 0; for (int i = 0; i < 64; ++i) s += part[i]; out[0] = s; } }\n")
+    module = host.RawModule(code=source)
+    with pytest.raises(NotImplementedError, match="__shared__"):
+        module.get_function("block_sum")

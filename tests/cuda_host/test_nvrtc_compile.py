@@ -1,0 +1,82 @@
+"""Every CUDA source lazykit can launch compiles with NVRTC to SASS for sm_80 and sm_90 (no driver needed),
+float32 variants contain no float64 arithmetic, and the θ = 0 products are the unfusable ``mul.rn`` (method:
+host_cuda.py).
+
+The sources are those the launch code actually produces: the public kernels run through the CUDA chains on
+a recording stand-in, over 5 × 3 inputs in tiles of 2, so the elementwise kernel meets every layout it can
+(2-D with both variance operands broadcast, 1×n, n×1, and 1×1, which CuPy reduces to 1-D), for each
+closed-form dual family and dtype; the conv RawModule has both dtypes as name expressions.
+"""
+import re
+
+import numpy as np
+import pytest
+
+from kernels import Convolutional, FullyConnected
+
+pytestmark = pytest.mark.cuda_host
+
+FAMILIES = {"relu": "abrelu", "step": "step", "identity": "identity", "erf": "erf"}   # one source each
+LAYOUTS = 4
+PRODUCT = re.compile(r"mul\.rn(?:\.ftz)?\.f(32|64)")
+
+
+@pytest.fixture(scope="module")
+def sources(nvrtc, tmp_path_factory):
+    import kernels.analytic as analytic
+    from kernels import _analytic_cuda
+    host = nvrtc.HostCuPy(tmp_path_factory.mktemp("record"), execute=False)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(_analytic_cuda, "cupy", host)
+    mp.setattr(analytic, "_uses_cuda_kernels", lambda xp: True)
+    for cached in (_analytic_cuda._fc_kernel, _analytic_cuda._conv_module):
+        cached.cache_clear()
+    rng = np.random.default_rng(0)
+    try:
+        for activation in FAMILIES:
+            for dtype in ("float32", "float64"):
+                FullyConnected(2, activation, block_size=2, n_jobs=1, dtype=dtype).kernels(
+                    rng.standard_normal((5, 3)), rng.standard_normal((3, 3)))
+                Convolutional(1, activation, block_size=2, n_jobs=1, dtype=dtype).kernels(
+                    rng.standard_normal((3, 2, 3, 3)))
+    finally:
+        mp.undo()
+        for cached in (_analytic_cuda._fc_kernel, _analytic_cuda._conv_module):
+            cached.cache_clear()
+    unique = {}
+    for entry in host.sources:
+        unique.setdefault((entry["code"], entry["options"], entry["name_expressions"]), entry)
+    return list(unique.values())
+
+
+def test_every_launch_variant_is_recorded(sources):
+    elementwise = [s for s in sources if s["kind"] == "ElementwiseKernel"]
+    raw = [s for s in sources if s["kind"] == "RawModule"]
+    assert len(elementwise) == len(FAMILIES) * 2 * LAYOUTS            # families × dtypes × layouts
+    assert sorted(s["name"] for s in raw) == ["conv_block<float>,conv_block<double>"] * len(FAMILIES)
+    ndims = {re.search(r"CIndexer<(\d)", s["code"]).group(1) for s in elementwise}
+    assert ndims == {"1", "2"}
+
+
+@pytest.mark.parametrize("arch", ["80", "90"])
+def test_compiles_and_float32_stays_float32(nvrtc, sources, arch):
+    for entry in sources:
+        ptx, cubin = nvrtc.nvrtc_compile(entry, arch)
+        assert f".target sm_{arch}" in ptx and cubin[:4] == b"\x7fELF"      # PTX and the SASS ptxas made of it
+        functions = nvrtc.ptx_functions(ptx)
+        if entry["kind"] == "ElementwiseKernel":
+            is_float = "typedef float T;" in entry["code"]
+            blocks = {entry["name"]: ptx} if is_float else {}
+            needs_product = {entry["name"]: "32" if is_float else "64"}
+        else:   # one PTX function per template instantiation: float32 ones carry "IfE" in the mangled name
+            blocks = {name: body for name, body in functions.items() if "IfE" in name}
+            needs_product = {name: "32" if "IfE" in name else "64" for name in functions if "conv_block" in name}
+            assert len(needs_product) == 2, functions.keys()
+        for name, body in blocks.items():
+            assert nvrtc.ptx_float64_ops(body) == [], f"{entry['name']} ({name}) uses float64 in float32"
+        if entry["kind"] == "ElementwiseKernel" and not is_float:
+            assert nvrtc.ptx_float64_ops(ptx), "the float64 scan sees nothing in a float64 kernel"
+        if "atan2(s, k12)" in entry["code"]:                   # the dual families that form s (abrelu, step)
+            for name, width in needs_product.items():     # s = k11·k22 − k12² from two unfused products
+                body = functions.get(name, ptx)
+                assert PRODUCT.findall(body).count(width) >= 2, f"{name}: no mul.rn.f{width} for s"
