@@ -383,7 +383,7 @@ def run_sweep(func, runs, out_dir, sweep_config: dict, *, jobs: int = 1, backend
     if len(set(keys)) != len(keys):
         raise ValueError("the sweep contains duplicate run configurations")
     if not runs:
-        raise ValueError("the sweep is empty: there is no run to do (check the preset's axes, e.g. seeds)")
+        raise ValueError("runs is empty: the sweep has no run to do (check the preset's axes, e.g. seeds)")
     out = _out_folder(out_dir)
     with FolderLock(out):
         done = {row.get("run_key"): row for row in prepare(out, sweep_config, resume)}
@@ -451,15 +451,31 @@ def _execute_loky(func, tasks, workers, shared):
     from joblib.externals.loky import get_reusable_executor
     executor = get_reusable_executor(max_workers=max(1, min(workers, len(tasks))), initializer=_watch_parent,
                                      initargs=(os.getpid(),), reuse=False)
-    futures = [executor.submit(_timed_task, func, task, shared) for task in tasks]
+    queued, running = list(tasks), set()
     try:
-        for future in concurrent.futures.as_completed(futures):
-            yield from future.result()
+        while queued or running:   # at most one task per worker in flight: nothing queued to cancel on Ctrl-C
+            while queued and len(running) < max(1, workers):
+                running.add(executor.submit(_timed_task, func, queued.pop(0), shared))
+            finished, running = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                yield from future.result()
     except BaseException:
-        for future in futures:
-            future.cancel()
-        executor.shutdown(wait=False, kill_workers=True)
+        _quiet_shutdown(executor)
         raise
+
+
+def _quiet_shutdown(executor):
+    """Kill the pool's workers now; loky's manager thread may report the futures it can no longer complete,
+    which nobody will read (we are stopping), so its thread exceptions are not printed."""
+    import threading
+    previous = threading.excepthook
+
+    def hook(args):
+        if args.thread is None or "ExecutorManager" not in args.thread.name:
+            previous(args)
+
+    threading.excepthook = hook
+    executor.shutdown(wait=True, kill_workers=True)
 
 
 def _execute_dask(func, todo, scheduler, shared_work=None):

@@ -146,7 +146,7 @@ def naming_inputs(X):
     try:
         yield
     except ValueError as exc:
-        message = str(exc).strip().splitlines()[0]
+        message = str(exc)
         if re.search(r"(?<![A-Za-z0-9_])[Xy](?![A-Za-z0-9_])", message):
             raise
         try:

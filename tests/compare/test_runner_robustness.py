@@ -231,6 +231,6 @@ def test_full_disk_leaves_no_torn_row(tmp_path, monkeypatch):
 
 
 def test_empty_sweep_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="configs is empty"):
+    with pytest.raises(ValueError, match="runs is empty"):
         runner.run_sweep(_noop, [], tmp_path, SWEEP, progress=False)
     assert not (tmp_path / runner.CONFIG).exists()

@@ -381,3 +381,11 @@ def to_torch(case):
     n, d = shape2(case)
     x = array(case, "a", (n, d), invalid=[])
     return lambda: kernels.backend.to_torch(validation.check_array(x, "a", dtype="float64"))
+
+
+@entry("backend.to_numpy")
+def to_numpy(case):
+    import torch
+    n, d = shape2(case)
+    x = array(case, "a", (n, d), invalid=[])
+    return lambda: kernels.to_numpy(torch.as_tensor(validation.check_array(x, "a", dtype="float64")))
