@@ -314,34 +314,29 @@ def _out_folder(out_dir) -> Path:
 
 
 class FolderLock:
-    """An exclusive lock on DIR/.lock (``fcntl.flock``), held for a whole sweep: a second sweep into the same
-    folder is refused with ``SweepLockedError`` instead of running every run again. The operating system
-    releases the lock when the holder exits, even after SIGKILL, so a stale lock never blocks a resume."""
-
-    NAME = ".lock"
+    """An exclusive ``fcntl.flock`` on the --out folder itself, held for a whole sweep: a second sweep into the
+    same folder is refused with ``SweepLockedError`` instead of running every run again. No file is created,
+    and the operating system releases the lock when the holder exits, even after SIGKILL, so a stale lock
+    never blocks a resume."""
 
     def __init__(self, out: Path):
-        self.path = Path(out) / self.NAME
-        self.handle = None
+        self.path = Path(out)
+        self.fd = None
 
     def __enter__(self):
         import fcntl
-        self.handle = open(self.path, "a+")
+        self.fd = os.open(self.path, os.O_RDONLY)
         try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            self.handle.seek(0)
-            holder = self.handle.read().strip() or "another process"
-            self.handle.close()
-            raise SweepLockedError(f"{self.path.parent} is in use by another sweep ({holder}); wait for it to "
-                                   "finish (then rerun to add any missing runs) or pass another --out") from None
-        self.handle.truncate(0)
-        self.handle.write(f"pid {os.getpid()} on {platform.node()}\n")
-        self.handle.flush()
+            os.close(self.fd)
+            raise SweepLockedError(f"{self.path} is in use by another sweep (it holds a lock on the folder); "
+                                   "wait for it to finish (then rerun to add any missing runs) or pass another "
+                                   "--out") from None
         return self
 
     def __exit__(self, *exc):
-        self.handle.close()   # closing releases the flock
+        os.close(self.fd)   # closing releases the flock
 
 
 def _mismatch_message(results, stored, wanted) -> str:
