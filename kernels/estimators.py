@@ -87,7 +87,7 @@ class _ArrayEstimator(BaseEstimator):
         device = self._compute_device()
         dtype = backend.default_dtype(device)
         _check_array_like(X, "X")
-        n_x, n_y = (len(a) if hasattr(a, "__len__") and not isinstance(a, str) else None for a in (X, y))
+        n_x, n_y = (_n_samples(a) for a in (X, y))
         if reset and n_x is not None and n_y is not None and n_x != n_y:
             raise ValueError(f"X and y must have the same number of samples, got {n_x} and {n_y}")
         if backend.is_torch(X):
@@ -157,9 +157,17 @@ def naming_inputs(X):
         raise type(exc)(f"{name}: {message}") from None
 
 
+def _n_samples(a):
+    """Rows of an array-like (``shape[0]`` when it has a shape, e.g. sparse matrices), None when unknown."""
+    shape = getattr(a, "shape", None)
+    if shape is not None and len(shape):
+        return int(shape[0])
+    return len(a) if hasattr(a, "__len__") and not isinstance(a, (str, bytes)) else None
+
+
 def _check_array_like(X, name):
     """TypeError naming ``name`` for None, strings and scalars (scikit-learn's own message names neither)."""
-    if X is None or isinstance(X, (str, bytes)) or np.ndim(X) == 0:
+    if X is None or isinstance(X, (str, bytes, numbers.Number, np.generic)):
         raise TypeError(f"{name} must be a 2-D array-like (n_samples, n_features), got {type(X).__name__} {X!r}")
 
 

@@ -6,6 +6,7 @@ or `Linearized(Lazy(net, scale))` with `linearized=True`, trained by `nets.train
 deviation of the training set) and regression targets too, so one learning rate suits most data sets.
 """
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -30,13 +31,21 @@ def _host(a):
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
 
 
+def _n_samples(a):
+    """Rows of an array-like (``shape[0]`` when it has a shape, e.g. sparse matrices), None when unknown."""
+    shape = getattr(a, "shape", None)
+    if shape is not None and len(shape):
+        return int(shape[0])
+    return len(a) if hasattr(a, "__len__") and not isinstance(a, (str, bytes)) else None
+
+
 def _fit_arrays(X, y):
     """Host X and y, with their sample counts compared (naming both) before scikit-learn's validation."""
     X, y = _host(X), _host(y)
-    for a, name in ((X, "X"), (y, "y")):
-        if a is None or isinstance(a, (str, bytes)) or np.ndim(a) == 0:
+    for a, name in ((X, "X"), (y, "y")):   # y=None: scikit-learn's "requires y to be passed" names it
+        if (a is None and name == "X") or isinstance(a, (str, bytes, numbers.Number, np.generic)):
             raise TypeError(f"{name} must be an array-like with samples along axis 0, got {type(a).__name__} {a!r}")
-    n_x, n_y = (len(a) if hasattr(a, "__len__") and not isinstance(a, str) else None for a in (X, y))
+    n_x, n_y = (_n_samples(a) for a in (X, y))
     if n_x is not None and n_y is not None and n_x != n_y:
         raise ValueError(f"X and y must have the same number of samples, got {n_x} and {n_y}")
     return X, y
@@ -103,7 +112,7 @@ class _LazyNet(BaseEstimator):
     def _outputs(self, X):
         check_is_fitted(self, "module_")
         X = _host(X)
-        if X is None or isinstance(X, (str, bytes)) or np.ndim(X) == 0:
+        if X is None or isinstance(X, (str, bytes, numbers.Number, np.generic)):
             raise TypeError(f"X must be a 2-D array-like (n_samples, n_features), got {type(X).__name__} {X!r}")
         with naming_inputs(X):
             X = validate_data(self, X, reset=False, dtype=np.float64)
