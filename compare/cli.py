@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
-from compare import experiments, options, report, runner
-from compare.bench import BENCHMARKS
+from compare import experiments, grams, options, report, runner
+from compare.bench import BENCHMARKS, FIGURE_SCRIPTS
 from compare.tables import format_table
 
 DEFAULT_EXPERIMENT = "equivalence"
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="lazykit: lazy training vs kernel methods, side by side.",
         epilog="subcommands:\n"
                + "".join(f"  {name:<17} experiment\n" for name in experiments.names())
-               + f"  {'bench':<17} benchmarks: {', '.join(BENCHMARKS)}\n"
+               + f"  {'bench':<17} benchmarks: {', '.join(BENCHMARKS)}; `bench readme` reruns the README's figures\n"
                + f"  {'gpu-check':<17} run tests/gpu and the GPU benchmarks, print a table naming the card\n"
                + f"  {'data':<17} `data install fashion-mnist`, `data list`\n"
                + "\nRun `python -m compare SUBCOMMAND --help` for a subcommand's options.",
@@ -77,6 +77,17 @@ def with_threads(run_one, threads: int, run, memo=None) -> dict:
     return run_one(run, memo)
 
 
+def with_data_identity(runs, config):
+    """The runs with the content checksum of a file data set (``data_sha256``) in their params: the runner
+    leaves ``data_dir`` out of run keys and fingerprints, so the same files found another way resume the same
+    sweep, and other files in the same folder are refused."""
+    from compare import data
+    if config.dataset not in data.IMAGE_DATASETS:
+        return runs
+    digest = data.content_sha256(config.dataset, config.data_dir)
+    return [run.replace(params={**run.params, "data_sha256": digest}) for run in runs]
+
+
 def run_experiment(experiment, args) -> int:
     """Validate the options, plan the sweep, run it (resuming), write the report, print the summary.
 
@@ -88,11 +99,13 @@ def run_experiment(experiment, args) -> int:
     try:
         check_choice(args.backend, "backend", runner.BACKENDS)
         config = options.resolve(experiment, args)
-        runs = experiment.plan(config)
+        runs = with_data_identity(experiment.plan(config), config)
         sweep_config = experiment.sweep_config(runs)
         out = Path(args.out or f"results/{experiment.name}-{args.dataset}-{args.preset}")
         start = time.perf_counter()
         func = functools.partial(with_threads, experiment.run_one, options.resolve_threads(args))
+        if args.gram_store is not None:     # where the kernel matrices live, not part of the runs' identity
+            func = functools.partial(grams.with_gram_store, func, args.gram_store)
         rows = runner.run_sweep(func, runs, out, sweep_config, jobs=args.jobs, backend=args.backend,
                                 scheduler=args.scheduler, resume=args.resume, device=config.device,
                                 progress=not args.quiet, desc=experiment.name, shared_work=experiment.shared_work)
@@ -104,6 +117,9 @@ def run_experiment(experiment, args) -> int:
     print(f"\n{experiment.name} on {args.dataset} ({args.preset} preset, {len(rows)} runs, "
           f"{time.perf_counter() - start:.0f} s, device {config.device}):\n")
     print(format_table(headers, body, style="text"))
+    note = experiment.notes(rows) if experiment.notes else None
+    if note:
+        print(f"\n{note}")
     print(f"\nreport: {path}")
     return 0
 
@@ -111,12 +127,14 @@ def run_experiment(experiment, args) -> int:
 def _run_tool(tool: str, argv: list) -> int:
     if tool == "bench":
         if not argv or argv[0] in ("-h", "--help"):
-            print(f"usage: python -m compare bench NAME [options]\nbenchmarks: {', '.join(BENCHMARKS)}")
+            print(f"usage: python -m compare bench NAME [options]\nbenchmarks: {', '.join(BENCHMARKS)}\n"
+                  f"the README's figures: {', '.join(FIGURE_SCRIPTS)} (reruns them and rewrites README.md's blocks)")
             return 0 if argv else 2
-        if argv[0] not in BENCHMARKS:
-            print(f"error: unknown benchmark {argv[0]!r}; valid: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        modules = {**BENCHMARKS, **FIGURE_SCRIPTS}
+        if argv[0] not in modules:
+            print(f"error: unknown benchmark {argv[0]!r}; valid: {', '.join(modules)}", file=sys.stderr)
             return 2
-        return int(importlib.import_module(BENCHMARKS[argv[0]]).main(argv[1:]) or 0)
+        return int(importlib.import_module(modules[argv[0]]).main(argv[1:]) or 0)
     return int(importlib.import_module(TOOLS[tool]).main(argv) or 0)
 
 

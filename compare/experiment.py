@@ -7,7 +7,7 @@ plus its test::
 
     EXPERIMENT = Experiment(
         name="my-experiment", summary=__doc__, datasets=("digits",),
-        presets={"quick": Preset("~5 s on 2 CPU cores (measured)", n_train=100, seeds=1)},
+        presets={"quick": Preset("a CPU", n_train=100, seeds=1)},
         plan=plan, run_one=run_one, methods=("net", "lazy"), metrics={"test_accuracy": "test acc"},
         percent=("test_accuracy",), axes=("method", "scale", "seed"))
 
@@ -25,19 +25,20 @@ PRESET_NAMES = ("quick", "full", "paper")
 
 
 class Preset:
-    """A named size of a sweep: ``expected`` (the measured or estimated time, shown by ``--help``) and its
-    settings (every key can be overridden with ``--set KEY=VALUE``; ``seeds`` with ``--seeds``)."""
+    """A named size of a sweep: ``hardware`` (what it is meant for, e.g. "a CPU", "one GPU"; ``--help`` adds
+    the wall time ``python -m compare bench readme`` measured, from docs/figures.json) and its settings (every
+    key can be overridden with ``--set KEY=VALUE``; ``seeds`` with ``--seeds``)."""
 
-    def __init__(self, expected: str, **settings):
-        if not isinstance(expected, str) or not expected:
-            raise ValueError("a preset needs its expected time, e.g. '~15 s on 2 CPU cores (measured)'")
+    def __init__(self, hardware: str, **settings):
+        if not isinstance(hardware, str) or not hardware:
+            raise ValueError("a preset needs the hardware it is meant for, e.g. 'a CPU' or 'one GPU'")
         if "seeds" not in settings:
             raise ValueError("a preset needs 'seeds' (the number of seeds per configuration)")
-        self.expected = expected
+        self.hardware = hardware
         self.settings = dict(settings)
 
     def __repr__(self):
-        return f"Preset({self.expected!r}, {', '.join(f'{k}={v!r}' for k, v in self.settings.items())})"
+        return f"Preset({self.hardware!r}, {', '.join(f'{k}={v!r}' for k, v in self.settings.items())})"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -74,10 +74,11 @@ def plan(data_dir=None) -> list:
               for name in BENCHMARKS]
     try:  # the registry imports lazykit's dependencies, which a bare GPU machine has only after the install
         from compare import experiments
+        declared = [experiments.get(name) for name in experiments.names()]
     except ImportError as err:
         return steps + [Step("experiments", [], "experiment", status="skipped",
                              skip_reason=f"lazykit's dependencies are not installed yet ({err})")]
-    for experiment in (experiments.get(name) for name in experiments.names()):
+    for experiment in declared:
         if experiment.gpu is not None:
             steps.append(experiment_step(experiment, data_dir))
     return steps

@@ -1,7 +1,7 @@
 """The options of ``python -m compare EXPERIMENT`` and their resolution into a :class:`compare.experiment.Config`.
 
 The options are the same for every experiment; their help text names the experiment's data sets and presets
-(with the presets' expected times). The device is resolved here, once: "auto" becomes "cuda" when torch sees
+(with the hardware each preset is meant for and its wall time as ``python -m compare bench readme`` measured it). The device is resolved here, once: "auto" becomes "cuda" when torch sees
 a GPU, else "cpu", and every run of the sweep carries the result.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.experiment import Config, Experiment
 from compare.overrides import parse_override
@@ -22,13 +22,14 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m compare {experiment.name}", description=experiment.summary,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     presets, datasets, default = experiment.presets, experiment.datasets, experiment.default_dataset
-    timing = "; ".join(f"{name}: {p.expected}" for name, p in presets.items())
+    timing = preset_help(experiment.name, presets)
     parser.add_argument("--dataset", default=default, metavar="NAME",
                         help=f"data set, one of: {', '.join(datasets)} (default {default})")
     parser.add_argument("--data-dir", default=None, metavar="DIR",
-                        help="folder holding downloaded data sets (CIFAR-10, Fashion-MNIST); see compare.data")
+                        help=f"folders holding downloaded data sets (CIFAR-10, Fashion-MNIST), searched in order, "
+                             f"separated by {os.pathsep!r}; see compare.data")
     parser.add_argument("--preset", default="quick", metavar="NAME",
-                        help=f"size of the sweep, one of {', '.join(presets)} (expected time — {timing})")
+                        help=f"size of the sweep, one of {', '.join(presets)} ({timing})")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="output directory for results.jsonl, config.json, report.md and plots "
                              "(default results/EXPERIMENT-DATASET-PRESET)")
@@ -48,8 +49,23 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
                              "(repeatable; values are Python literals)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch threads per run (default: CPU cores / jobs, at least 1)")
+    parser.add_argument("--gram-store", default=None, metavar="DIR",
+                        help="keep the kernel rows' Gram matrices in resumable stores under DIR (kernels.gram; "
+                             "shared by runs and reruns; with --backend dask their tiles run on the cluster)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def preset_help(experiment: str, presets: dict) -> str:
+    """Each preset's hardware and its wall time as `python -m compare bench readme` last measured it
+    (docs/figures.json): --help quotes no time that script did not measure."""
+    from compare.bench.readme import preset_time
+    parts = []
+    for name, p in presets.items():
+        measured = preset_time(experiment, name)
+        parts.append(f"{name}: for {p.hardware}, " + (measured or "time not measured yet (python -m compare "
+                                                                  f"bench readme --presets {name})"))
+    return "; ".join(parts)
 
 
 def resolve_preset(presets: dict, args) -> dict:

@@ -85,9 +85,21 @@ def fingerprint(value) -> str:
     return hashlib.sha256(canonical(value).encode()).hexdigest()[:16]
 
 
+# Settings that say where inputs were found, not what they are: the same data reached through another folder is
+# the same run. They stay in the rows and in config.json, but run keys and sweep fingerprints see them as None
+# (what a sweep without them stored, so older results folders still resume); the experiments put the data's
+# content checksum (``data_sha256``, compare.data.content_sha256) in the configuration instead.
+LOCATION_KEYS = ("data_dir",)
+
+
+def identity(config: dict) -> dict:
+    """``config`` with its :data:`LOCATION_KEYS` set to None: what run keys and sweep fingerprints are made of."""
+    return {k: None if k in LOCATION_KEYS else v for k, v in config.items()}
+
+
 def run_key(config: dict) -> str:
-    """The identity of one run: the fingerprint of its configuration."""
-    return fingerprint(config)
+    """The identity of one run: the fingerprint of its configuration, where its data was found left out."""
+    return fingerprint(identity(config))
 
 
 # ------------------------------------------------------------------------------------------ results file
@@ -270,7 +282,7 @@ def prepare(out_dir, sweep_config: dict, resume: bool = True) -> list[dict]:
     """
     out = _out_folder(out_dir)
     results, config_path = out / RESULTS, out / CONFIG
-    wanted = {"fingerprint": fingerprint(sweep_config), "config": to_jsonable(sweep_config)}
+    wanted = {"fingerprint": fingerprint(identity(sweep_config)), "config": to_jsonable(sweep_config)}
     if results.exists() and not results.is_file():
         raise ResultsFileError(f"{results} is not a file (a directory?); move it away, or pass another --out")
     if results.exists() and results.stat().st_size > 0:
@@ -345,9 +357,9 @@ def _mismatch_message(results, stored, wanted) -> str:
     else:
         old, new = stored.get("config", {}), wanted["config"]
         old = old if isinstance(old, dict) else {}
-        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        why = "these settings differ: " + "; ".join(
-            f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys)
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in LOCATION_KEYS)
+        why = ("these settings differ: " + "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys)
+               if keys else "the settings agree, but its fingerprint was computed by an older lazykit")
     return (f"{results} holds results of a different configuration ({why}). Refusing to mix them; "
             f"nothing was changed. Use another --out directory, or --no-resume to set the old results aside.")
 

@@ -21,8 +21,14 @@ _EXPORTS = {
     "NTKRegressor": "estimators", "NTKClassifier": "estimators", "KernelRegressor": "estimators",
     "KernelClassifier": "estimators", "RandomFeaturesRegressor": "estimators",
     "RandomFeaturesClassifier": "estimators",
+    # gram_tiles.py, gram_store.py, gram_solvers.py
+    "gram": "gram_tiles", "gram_in": "gram_tiles", "EmpiricalNTK": "gram_tiles", "GramStore": "gram_store",
+    "StoreMismatchError": "gram_store", "solve_stored": "gram_solvers",
     # backend.py
-    "resolve_device": "backend", "gpu_available": "backend", "to_numpy": "backend",
+    "resolve_device": "backend", "gpu_available": "backend", "to_numpy": "backend", "to_device": "backend",
+    "device_of": "backend",
+    # loss_flow.py
+    "kernel_gradient_flow": "loss_flow", "loss_derivatives": "loss_flow",
     # validation.py
     "check_scalar": "validation", "check_choice": "validation", "check_array": "validation",
 }

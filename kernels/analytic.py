@@ -245,18 +245,28 @@ class FullyConnected(_AnalyticKernel):
 
     ``parameterization='ntk'``: W ~ N(0, 1) scaled by w_std/√fan_in in the forward pass (kernel
     independent of width). ``'standard'``: W ~ N(0, w_std²/fan_in); its NTK depends on the input dimension
-    and on ``width``. ``b_std=None`` means no bias. Inputs are (n, d) arrays (NumPy, CuPy or torch).
+    and on ``width``. ``b_std=None`` means no bias. ``readout_w_std``/``readout_b_std`` give the readout layer
+    its own scales (None and "same": as ``w_std``/``b_std``; ``readout_b_std=None``: no readout bias), the
+    network ``nets.MLP(readout_w_std=, readout_b_std=)``. Inputs are (n, d) arrays (NumPy, CuPy or torch).
     ``block_size`` rows × columns per tile bounds memory (None: 256 on the CPU, 4096 on the GPU);
     ``n_jobs`` threads share the tiles (NumPy; None = all cores).
     """
     _ndim = 2
+    _param_names = _AnalyticKernel._param_names + ("readout_w_std", "readout_b_std")
 
     def __init__(self, depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0, parameterization="ntk",
-                 width=None, *, negative_slope=0.01, device=None, dtype=None, block_size=None, n_jobs=None):
+                 width=None, *, readout_w_std=None, readout_b_std="same", negative_slope=0.01, device=None,
+                 dtype=None, block_size=None, n_jobs=None):
         self.depth, self.activation, self.w_std, self.b_std = depth, activation, w_std, b_std
         self.parameterization, self.width, self.negative_slope = parameterization, width, negative_slope
+        self.readout_w_std, self.readout_b_std = readout_w_std, readout_b_std
         self.device, self.dtype, self.block_size, self.n_jobs = device, dtype, block_size, n_jobs
         self._check_params()
+        w = self.w_std if readout_w_std is None else check_scalar(readout_w_std, "readout_w_std", float, min_val=0,
+                                                                   include_boundaries="neither")
+        b = self.b_std if isinstance(readout_b_std, str) and readout_b_std == "same" else check_scalar(
+            readout_b_std, "readout_b_std", float, min_val=0, allow_none="no readout bias")
+        self._readout = (w, b)
 
     def network(self, input_dim: int) -> rules.Network:
         """The network's layers in order: ``depth`` × [Dense, activation], then the Dense readout."""
@@ -264,7 +274,8 @@ class FullyConnected(_AnalyticKernel):
         for _ in range(self.depth):
             layers += [rules.Layer("dense", fan_in), rules.Layer("activation")]
             fan_in = self.width or 0
-        layers.append(rules.Layer("dense", fan_in))
+        own = self._readout != (self.w_std, self.b_std)
+        layers.append(rules.Layer("dense", fan_in, self._readout if own else None))
         return rules.Network(tuple(layers), self.w_std, self.b_std, self.parameterization, self._dual)
 
     def _tile_function(self, xp, x1, x2, symmetric, want_ntk):
@@ -290,8 +301,9 @@ def _uses_cuda_kernels(xp) -> bool:
 
 
 def _fused_pairs(xp, network):
-    """The fused CuPy replacements for rule pairs when the tile is a CUDA array, else None."""
-    if not _uses_cuda_kernels(xp):
+    """The fused CuPy replacements for rule pairs when the tile is a CUDA array, else None (also when a layer
+    has its own scales, which the fused kernels do not read)."""
+    if not _uses_cuda_kernels(xp) or any(layer.scales for layer in network.layers):
         return None
     # imported here, not at the top: the module imports CuPy, an optional dependency
     from kernels import _analytic_cuda

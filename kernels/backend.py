@@ -4,7 +4,8 @@ Array code in lazykit is written once against an array namespace ``xp`` (the Pyt
 through ``array-api-compat``): NumPy on the CPU, CuPy on the GPU. Tests run the same functions under
 ``array-api-strict`` to prove they use only the standard API.
 
-Dtype policy: float64 by default on the CPU, float32 by default on the GPU; ``dtype=`` overrides.
+Dtype policy: kernel functions keep the input's floating dtype and refuse integers unless ``dtype=`` asks for
+a cast (``kernels.validation.check_array``); where a default is needed (the estimators), float64 on the CPU, float32 on the GPU.
 Torch tensors cross over zero-copy through DLPack with their dtype preserved.
 """
 from __future__ import annotations

@@ -17,8 +17,8 @@ s = √(k11·k22 − k12²) and θ = atan2(s, k12) ∈ [0, π]:
 * ``"erf"``: E[φφ] = (2/π)·asin(2k12 / √((1 + 2k11)(1 + 2k22))),
   E[φ'φ'] = (4/π) / √((1 + 2k11)(1 + 2k22) − 4k12²).
 
-Any other elementwise function ("tanh", "gelu", "softplus", "sigmoid", "sin", or a callable) goes through
-numerical quadrature. Writing (u, v) = (√k11·r·cos α, √k22·r·cos(α − β)) with cos β = k12/√(k11k22)
+Any other elementwise function ("tanh", "gelu", "softplus", "sigmoid", "sin", "swish" = x·sigmoid(x), or a
+callable) goes through numerical quadrature. Writing (u, v) = (√k11·r·cos α, √k22·r·cos(α − β)) with cos β = k12/√(k11k22)
 turns the expectation into (1/2π)∫dα ∫r·e^(−r²/2)·φ(u)φ(v) dr. The angle is split where u or v changes sign
 (α = ±π/2, β ± π/2), so kinks at zero (ReLU-like functions) fall on panel edges, and each of the four arcs
 and the radius r ∈ [0, 12] use Gauss–Legendre rules. Plain tensor-product Gauss–Hermite converges only
@@ -48,7 +48,7 @@ from kernels.backend import get_namespace
 from kernels.validation import check_choice, check_scalar
 
 CLOSED_FORMS = ("relu", "leaky_relu", "abs", "identity", "step", "erf")
-QUADRATURE = ("tanh", "gelu", "softplus", "sigmoid", "sin")
+QUADRATURE = ("tanh", "gelu", "softplus", "sigmoid", "sin", "swish")
 ACTIVATIONS = CLOSED_FORMS + QUADRATURE
 
 _ANGLE_NODES = 32
@@ -228,8 +228,15 @@ def _named_functions():
     def cos(x):
         return get_namespace(x).cos(x)
 
+    def swish(x):
+        return x * _sigmoid(x)
+
+    def swish_prime(x):   # d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x)))
+        s = _sigmoid(x)
+        return s * (1 + x * (1 - s))
+
     return {"tanh": (tanh, tanh_prime), "gelu": (_gelu, _gelu_prime), "softplus": (_softplus, _sigmoid),
-            "sigmoid": (_sigmoid, sigmoid_prime), "sin": (sin, cos)}
+            "sigmoid": (_sigmoid, sigmoid_prime), "sin": (sin, cos), "swish": (swish, swish_prime)}
 
 
 def numerical_derivative(fn: Callable, step: float = 1e-3) -> Callable:

@@ -17,13 +17,17 @@ scikit-learn expects), for more it is the (n, n_classes) outputs. No intercept i
 Arrays: NumPy, CuPy and torch inputs are accepted and predictions come back as the same kind of array on the
 same device. ``device="auto"`` computes on the GPU when CuPy sees one (float32), else with NumPy (float64).
 ``memory=`` (a ``joblib.Memory`` or a cache directory) caches Gram matrices between fits on the same data
-and kernel.
+and kernel. ``gram_store=DIR`` instead spills the training Gram matrix to a resumable on-disk store in DIR
+(``kernels.gram``; one store per kernel and training set, reused by a refit) and solves it with
+``kernels.gram_solvers.solve_stored``, so n is bounded by disk rather than by memory for K(x, x) in float64;
+predictions then go through K(x*, X) in row blocks. ``solve_info_`` reports the method and iterations.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import numbers
+import os
 import re
 
 import array_api_compat
@@ -42,6 +46,7 @@ from kernels.solvers import EigenPath, check_alpha, check_time, krr_solve
 ARCHITECTURES = ("fc", "conv")
 NTK_KERNELS = ("ntk", "nngp")
 FEATURES = ("fourier", "arccos", "ntk")
+PREDICT_BLOCK_ENTRIES = 2 ** 24   # K(x*, X) entries per prediction slab with gram_store (128 MiB in float64)
 
 
 # ----------------------------------------------------------------------------------------------- arrays in and out
@@ -253,10 +258,35 @@ class _KernelModel(_ArrayEstimator):
         t = check_time(self.t)
         self.kernel_ = self._make_kernel(X.shape[1])
         self.memory_ = check_memory(self.memory)
+        self.X_fit_ = X
+        if self.gram_store is not None:
+            self._fit_stored(X, Y, alpha, t)
+            return
         K = self._gram(X, None)
         self.dual_coef_ = (krr_solve(K, Y, alpha, overwrite_K=True) if t is None
                            else EigenPath(K).dual_coef(Y, alpha=alpha, t=t))
-        self.X_fit_ = X
+
+    def _fit_stored(self, X, Y, alpha, t):
+        """K(X, X) into a store under ``gram_store`` (resumed when already there), then the stored solvers."""
+        from kernels.gram_solvers import solve_stored
+        from kernels.gram_tiles import gram_in
+        if self.memory is not None:
+            raise ValueError("memory and gram_store are two ways of keeping Gram matrices; pass only one")
+        if not isinstance(self.gram_store, (str, os.PathLike)):
+            raise TypeError(f"gram_store must be None or a directory path, got {type(self.gram_store).__name__}")
+        store = gram_in(self.gram_store, self.kernel_, X)
+        Y_host = backend.to_numpy(Y)
+        if t is None:
+            solution = solve_stored(store, Y_host, alpha)
+            coef = solution.coef
+            self.solve_info_ = {"method": solution.method, "n_iter": solution.n_iter,
+                                "residual": solution.residual, "converged": solution.converged}
+        else:
+            coef = EigenPath(store).dual_coef(Y_host, alpha=alpha, t=t)
+            self.solve_info_ = {"method": "eigh"}
+        self.gram_store_ = store
+        self.dual_coef_ = validation.check_array(backend.to_device(coef, backend.device_of(X)), "dual_coef",
+                                                 dtype=X.dtype)
 
     def _gram(self, x1, x2):
         device = backend.device_of(x1)
@@ -278,7 +308,12 @@ class _KernelModel(_ArrayEstimator):
         return validation.check_array(K, "K", dtype=x1.dtype)
 
     def _outputs(self, X):
-        return self._gram(X, self.X_fit_) @ self.dual_coef_
+        if self.gram_store is None:
+            return self._gram(X, self.X_fit_) @ self.dual_coef_
+        rows = max(1, PREDICT_BLOCK_ENTRIES // self.X_fit_.shape[0])   # K(x*, X) a slab of rows at a time
+        xp = backend.get_namespace(X)
+        return xp.concat([self.kernel_(X[i:i + rows], self.X_fit_) @ self.dual_coef_
+                          for i in range(0, X.shape[0], rows)], axis=0)
 
 
 class _ImageKernel:
@@ -294,12 +329,16 @@ class _ImageKernel:
     def __call__(self, x1, x2=None):
         return self.kernel(self._images(x1), None if x2 is None else self._images(x2))
 
+    def get_params(self, deep: bool = True) -> dict:
+        return {"kernel": self.kernel, "image_shape": self.image_shape}
+
 
 class _NTKParams:
     """Parameters and kernel construction shared by NTKRegressor and NTKClassifier."""
 
     def __init__(self, depth=1, activation="relu", w_std=2 ** 0.5, b_std=0.0, kernel="ntk", alpha=0.0, t=None,
-                 device="auto", memory=None, architecture="fc", filter_size=3, readout="gap", image_shape=None):
+                 device="auto", memory=None, architecture="fc", filter_size=3, readout="gap", image_shape=None,
+                 gram_store=None):
         self.depth = depth
         self.activation = activation
         self.w_std = w_std
@@ -313,6 +352,7 @@ class _NTKParams:
         self.filter_size = filter_size
         self.readout = readout
         self.image_shape = image_shape
+        self.gram_store = gram_store
 
     def _make_kernel(self, n_features):
         validation.check_choice(self.kernel, "kernel", NTK_KERNELS)
@@ -348,7 +388,7 @@ class NTKRegressor(_NTKParams, _Regressor, _KernelModel):
     Parameters: ``depth`` hidden layers, ``activation`` ("relu", "erf", ... as ``kernels.FullyConnected``),
     ``w_std``/``b_std`` (NTK parameterization; ``b_std=None``: no bias), ``kernel`` "ntk" or "nngp",
     ``alpha`` ridge (≥ 0; 0 = min-norm interpolation), ``t`` gradient-flow time (None = converged),
-    ``device``, ``memory``; ``architecture="conv"`` with ``filter_size``, ``readout`` ("gap" | "flatten")
+    ``device``, ``memory``, ``gram_store``; ``architecture="conv"`` with ``filter_size``, ``readout`` ("gap" | "flatten")
     and ``image_shape`` (C, H, W) uses ``kernels.Convolutional`` on rows of X reshaped to images.
 
     Defaults: ``w_std=√2, b_std=0`` as ``kernels.FullyConnected``, ``kernels.Convolutional`` and ``nets.MLP``
@@ -364,12 +404,13 @@ class NTKClassifier(_NTKParams, _Classifier, _KernelModel):
 
 
 class _AnyKernelParams:
-    def __init__(self, kernel="rbf", alpha=1.0, t=None, device="auto", memory=None):
+    def __init__(self, kernel="rbf", alpha=1.0, t=None, device="auto", memory=None, gram_store=None):
         self.kernel = kernel
         self.alpha = alpha
         self.t = t
         self.device = device
         self.memory = memory
+        self.gram_store = gram_store
 
     def _make_kernel(self, n_features):
         return resolve_kernel(self.kernel)

@@ -34,6 +34,7 @@ class Layer:
 
     kind: str
     fan_in: int = 0
+    scales: tuple | None = None   # (w_std, b_std) of this dense layer when not the network's (a readout's own)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +154,8 @@ def readout_rule(state, full_spatial: bool):
 def apply(network: Network, state, layer: Layer):
     """The reference rule of ``layer`` with the network's hyperparameters."""
     if layer.kind == "dense":
-        return dense_rule(state, network.w_std, network.b_std, network.parameterization, layer.fan_in)
+        w_std, b_std = layer.scales or (network.w_std, network.b_std)
+        return dense_rule(state, w_std, b_std, network.parameterization, layer.fan_in)
     if layer.kind == "conv":
         return conv_rule(state, network.w_std, network.b_std, network.parameterization, layer.fan_in,
                          network.filter_size, network.full_spatial)

@@ -28,6 +28,7 @@ import numpy as np
 import scipy.linalg
 
 from kernels import backend
+from kernels.krylov import conjugate_gradient
 from kernels.validation import ArgumentTypeError, check_array, check_scalar
 
 
@@ -91,6 +92,11 @@ def _check_gram(K, y):
     if backend.device_of(y) != backend.device_of(K):
         raise ValueError("K and y must live on the same device")
     return K, y
+
+
+def _is_gram_store(K) -> bool:
+    from kernels.gram_store import GramStore
+    return isinstance(K, GramStore)
 
 
 def _like(y, reference):
@@ -169,8 +175,12 @@ def krr_solve(K, y, alpha: float = 0.0, *, overwrite_K: bool = False):
     One Cholesky factorisation (LAPACK ``potrf`` through SciPy on the CPU, cuSOLVER on the GPU) serves every
     target. ``overwrite_K=True`` lets the NumPy path factorise in K's own memory (no n×n copy); K then holds
     garbage afterwards. When the factorisation fails or a pivot is below n·eps of the largest, falls back to
-    the eigen pseudo-inverse (``EigenPath``) with a ``GramWarning``.
+    the eigen pseudo-inverse (``EigenPath``) with a ``GramWarning``. A ``kernels.GramStore`` is solved by
+    ``kernels.gram_solvers.solve_stored`` (in-memory Cholesky with float64 refinement, or streaming CG).
     """
+    if _is_gram_store(K):
+        from kernels.gram_solvers import solve_stored
+        return solve_stored(K, y, alpha).coef
     K, y = _check_gram(K, y)
     alpha = check_alpha(alpha)
     xp = backend.get_namespace(K)
@@ -223,6 +233,8 @@ class EigenPath:
     """
 
     def __init__(self, K):
+        if _is_gram_store(K):   # a stored Gram matrix is read into memory, in float64
+            K = K.to_numpy(dtype=np.float64)
         K = check_symmetric(check_array(K, "K", ndim=2))
         self.xp = backend.get_namespace(K)
         self.n = K.shape[0]
@@ -389,31 +401,3 @@ def _jittered_cholesky(A, xp):
             return L
     raise np.linalg.LinAlgError("the centers' Gram matrix is not positive definite even with jitter "
                                 f"{A.shape[0] * eps * scale * 1e6:.3g}; is the kernel positive semi-definite?")
-
-
-def conjugate_gradient(operator, B, *, tol: float, max_iter: int, xp):
-    """CG for a symmetric positive definite operator, every column of B solved independently (vectorised).
-
-    Stops when every column's residual is below ``tol`` times its right-hand side's norm.
-    Returns (X, iterations, converged).
-    """
-    check_scalar(tol, "tol", float, min_val=0)
-    check_scalar(max_iter, "max_iter", int, min_val=1)
-    X = xp.zeros_like(B)
-    R = B
-    P = R
-    rs = xp.sum(R * R, axis=0)
-    target = (tol ** 2) * xp.where(rs > 0, rs, xp.ones_like(rs))
-    for iteration in range(1, max_iter + 1):
-        AP = operator(P)
-        curvature = xp.sum(P * AP, axis=0)
-        step = xp.where(curvature > 0, rs / xp.where(curvature > 0, curvature, xp.ones_like(curvature)),
-                        xp.zeros_like(rs))
-        X = X + step * P
-        R = R - step * AP
-        rs_new = xp.sum(R * R, axis=0)
-        if bool(xp.all(rs_new <= target)):
-            return X, iteration, True
-        P = R + (rs_new / xp.where(rs > 0, rs, xp.ones_like(rs))) * P
-        rs = rs_new
-    return X, max_iter, False

@@ -8,6 +8,8 @@ _EXPORTS = {
     "Lazy": "lazy", "Linearized": "lazy",
     # training.py
     "train": "training", "History": "training", "DivergenceError": "training", "random_crop_flip": "training",
+    # trained_kernel.py
+    "KernelTracker": "trained_kernel", "after_training_kernel_regression": "trained_kernel",
     # estimators.py
     "LazyNetRegressor": "estimators", "LazyNetClassifier": "estimators",
 }

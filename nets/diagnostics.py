@@ -221,6 +221,7 @@ def scale_criterion(module, X, y, iters=30, threshold=0.01, seed=0):
     and the weights move by 10%, while κ = 5e-4 kept 99.96% of them; print it for a verdict).
     """
     check_scalar(iters, "iters", int, min_val=1)
+    seed = check_scalar(seed, "seed", int, min_val=0)
     check_scalar(threshold, "threshold", float, min_val=0, include_boundaries="neither")
     params = {name: p.detach() for name, p in module.named_parameters() if p.requires_grad}
     if not params:

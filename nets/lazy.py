@@ -4,6 +4,7 @@ Chizat, Oyallon & Bach, "On Lazy Training in Differentiable Programming" (NeurIP
   lazy model   h_α(w) = α · (h(w) − h(w₀)),         trained on R(h_α)/α²  (`nets.train` applies the 1/α²),
   linearized   h̄(w)   = h(w₀) + Dh(w₀)(w − w₀).
 """
+import contextlib
 import copy
 import math
 
@@ -38,11 +39,39 @@ class Lazy(nn.Module):
                                   include_boundaries="neither")
         self.model = model
         self.model_at_init = _frozen_copy(model)
+        self._cache = None
 
-    def forward(self, x):
+    def _frozen_versions(self):
+        return tuple(t._version for t in (*self.model_at_init.parameters(), *self.model_at_init.buffers()))
+
+    @contextlib.contextmanager
+    def cache_initial(self, x):
+        """Within the block, forward(x) for this very tensor `x` reuses one evaluation of model_at_init(x).
+
+        For full-batch training (`nets.train` uses it when the inputs are fixed), where the frozen forward is
+        otherwise repeated at every step. Exact: the cache is used only while `x` is the same tensor object
+        with the same in-place version counter and the frozen copy's parameters and buffers are unmodified
+        (their version counters); any other input is evaluated afresh. The frozen network must be
+        deterministic (no dropout in training mode). The cache is dropped on leaving the block.
+        """
         with torch.no_grad():
             initial = self.model_at_init(x)
-        return self.scale * (self.model(x) - initial)
+        self._cache = (x, x._version, self._frozen_versions(), initial)
+        try:
+            yield self
+        finally:
+            self._cache = None
+
+    def _initial(self, x):
+        cache = getattr(self, "_cache", None)
+        if (cache is not None and x is cache[0] and x._version == cache[1]
+                and self._frozen_versions() == cache[2]):
+            return cache[3]
+        with torch.no_grad():
+            return self.model_at_init(x)
+
+    def forward(self, x):
+        return self.scale * (self.model(x) - self._initial(x))
 
     def extra_repr(self):
         return f"scale={self.scale:g}"

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from kernels import check_choice, check_scalar
 from kernels.validation import ArgumentTypeError
 
-ACTIVATIONS = ("relu", "erf", "tanh")
+ACTIVATIONS = ("relu", "erf", "tanh", "softplus", "gelu", "swish")
 
 
 class Erf(nn.Module):
@@ -30,10 +30,19 @@ class Erf(nn.Module):
         return torch.special.erf(x)
 
 
+class Softplus(nn.Module):
+    """softplus(x) = log(1 + eˣ), exactly (torch's `nn.Softplus` switches to x above 20): `kernels`' 'softplus'."""
+
+    def forward(self, x):
+        return torch.logaddexp(x, torch.zeros_like(x))
+
+
 def activation_module(name):
-    """A fresh module for the activation `name` (one of ACTIVATIONS)."""
+    """A fresh module for the activation `name` (one of ACTIVATIONS), the function `kernels.duals` integrates
+    under the same name: 'gelu' is the exact x·Φ(x) (not the tanh approximation), 'swish' is x·sigmoid(x) (SiLU)."""
     check_choice(name, "activation", ACTIVATIONS)
-    return {"relu": nn.ReLU, "erf": Erf, "tanh": nn.Tanh}[name]()
+    return {"relu": nn.ReLU, "erf": Erf, "tanh": nn.Tanh, "softplus": Softplus, "gelu": nn.GELU,
+            "swish": nn.SiLU}[name]()
 
 
 class TwoLayer(nn.Module):
@@ -89,12 +98,16 @@ class Dense(nn.Module):
     'ntk':      y = w_std/√fan_in · W x + b_std · b,  W, b ~ N(0, 1).
     'standard': y = W x + b,  W ~ N(0, w_std²/fan_in), b ~ N(0, b_std²).
     Both give the same output distribution at initialisation; they differ in the NTK (gradient scale).
-    `b_std=None` means no bias parameter.
+    `b_std=None` means no bias parameter; so does `b_std=0` in the 'ntk' parameterization, where the bias
+    b_std·b would be an inert parameter (zero output, zero gradient) that still counted in ‖w₀‖. In the
+    'standard' parameterization `b_std=0` is a zero-initialised bias that trains (it adds 1 to each layer's NTK).
     """
 
     def __init__(self, fan_in, fan_out, w_std, b_std, parameterization):
         super().__init__()
         check_choice(parameterization, "parameterization", ("ntk", "standard"))
+        if parameterization == "ntk" and b_std == 0:
+            b_std = None
         self.fan_in, self.parameterization = fan_in, parameterization
         self.w_std, self.b_std = w_std, b_std
         self.weight = nn.Parameter(torch.empty(fan_out, fan_in))
@@ -127,11 +140,14 @@ class MLP(nn.Module):
     With parameterization='ntk' this is the finite-width network of `kernels.FullyConnected(depth=len(widths),
     activation, w_std, b_std)`: its output covariance at init converges to the NNGP and its empirical NTK to the
     analytic NTK as min(widths) → ∞ (Jacot et al. 2018; neural-tangents' stax.Dense). `bias=False` or
-    `b_std=None` removes the biases.
+    `b_std=None` removes the biases; in the 'ntk' parameterization so does `b_std=0` (the default: see `Dense`).
+    `readout_w_std` and `readout_b_std` set the readout layer's scales when they differ from the hidden layers'
+    (None and "same": as `w_std` and `b_std`; `readout_b_std=None` drops the readout bias), as
+    `kernels.FullyConnected` accepts them.
     """
 
     def __init__(self, d_in, widths, d_out=1, activation="relu", bias=True, parameterization="ntk",
-                 w_std=2 ** 0.5, b_std=0.0):
+                 w_std=2 ** 0.5, b_std=0.0, readout_w_std=None, readout_b_std="same"):
         super().__init__()
         check_scalar(d_in, "d_in", int, min_val=1)
         check_scalar(d_out, "d_out", int, min_val=1)
@@ -149,6 +165,11 @@ class MLP(nn.Module):
         for width in widths:
             layers += [Dense(fan_in, width, w_std, b_std, parameterization), activation_module(activation)]
             fan_in = width
+        if readout_w_std is not None:
+            w_std = check_scalar(readout_w_std, "readout_w_std", float, min_val=0)
+        if not (isinstance(readout_b_std, str) and readout_b_std == "same"):
+            b_std = None if not bias else check_scalar(readout_b_std, "readout_b_std", float, min_val=0,
+                                                       allow_none="no readout bias")
         layers.append(Dense(fan_in, d_out, w_std, b_std, parameterization))
         self.layers = nn.Sequential(*layers)
 
@@ -163,9 +184,9 @@ class Conv(nn.Module):
     def __init__(self, c_in, c_out, filter_size, w_std, b_std):
         super().__init__()
         self.scale = w_std / math.sqrt(c_in * filter_size ** 2)
-        self.b_std, self.padding = b_std, filter_size // 2
+        self.b_std, self.padding = (None if b_std == 0 else b_std), filter_size // 2   # b_std = 0: inert, dropped
         self.weight = nn.Parameter(torch.randn(c_out, c_in, filter_size, filter_size))
-        self.bias = nn.Parameter(torch.randn(c_out)) if b_std is not None else None
+        self.bias = nn.Parameter(torch.randn(c_out)) if self.b_std is not None else None
 
     def structured_ntk(self):
         """forward(x) == F.conv2d(x, ws·W, bs·b, stride 1, SAME padding, dilation 1): the structured-layer

@@ -1,20 +1,20 @@
-"""Training loops: full-batch gradient descent or minibatch SGD (with momentum), seeded and resumable.
+"""Training loops: full-batch gradient descent (constant, inverse or adaptive step) or minibatch SGD (with
+momentum), with stop rules, seeded and resumable.
 
 The lazy objective. For a `Lazy` module h_α = α(h − h(w₀)) (or the `Linearized` of one), Chizat, Oyallon & Bach
 (NeurIPS 2019, eq. (2)) minimise F_α(w) = R(h_α(w)) / α². `train` therefore multiplies the loss by
 `loss_scale` = 1/α² by default (override with `loss_scale=`). With that factor, gradient flow moves h_α at a speed
-independent of α: the same `lr` and number of steps give the same time horizon for every α.
+independent of α: the same `lr` and number of steps give the same time horizon t = Σ_k lr_k for every α, the time
+of the kernel gradient flow df/dt = −Θ ∇ℓ(f)/n of `kernels.loss_flow`.
 The recorded losses are the unscaled risk R(h_α(w_t)), measured on the batch before step t's update.
-
-Losses: 'mse' is R(f) = (1/2n) Σ_i ‖f(x_i) − y_i‖² (docs/conventions.md, *Gradient flow and ridge*: the convention of
-`kernels` solvers); 'cross_entropy' is the mean softmax cross-entropy on integer labels.
+The losses and their formulas are in `nets.losses`; the argument checks in `nets.training_checks`.
 """
+import contextlib
 import hashlib
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from numbers import Real
 
 import numpy as np
 import torch
@@ -22,12 +22,13 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from kernels import check_choice
-from nets.lazy import Lazy, Linearized
+from kernels import check_scalar
+from nets import losses
+from nets.lazy import Lazy
+from nets.training_checks import (check_callbacks, check_count, check_data, check_device, check_number,
+                                  check_options)
 
-LOSSES = ("mse", "cross_entropy")
-OPTIMIZERS = ("gd", "sgd")
-LR_SCHEDULES = ("constant", "inverse")
+STOP_REASONS = ("steps", "flow_time", "max_time", "margin", "loss", "callback")
 
 
 class DivergenceError(RuntimeError):
@@ -37,7 +38,9 @@ class DivergenceError(RuntimeError):
 @dataclass
 class History:
     """What `train` records: per step, the unscaled loss R on the batch (before the update), the batch
-    accuracy (cross-entropy only) and the learning rate; the total wall time in seconds (across resumes)."""
+    accuracy (cross-entropy only) and the learning rate; the total wall time in seconds (across resumes);
+    `flow_time` = Σ lr over the steps taken (the gradient-flow time reached); `rejected_steps`, the trial steps
+    the adaptive schedule refused; `stop_reason`, why training ended (one of STOP_REASONS)."""
 
     steps: list = field(default_factory=list)
     losses: list = field(default_factory=list)
@@ -45,21 +48,27 @@ class History:
     lrs: list = field(default_factory=list)
     wall_time: float = 0.0
     loss_scale: float = 1.0
+    flow_time: float = 0.0
+    rejected_steps: int = 0
+    stop_reason: str = ""
 
 
 def lazy_scale(module):
-    """α of a `Lazy` module or of the `Linearized` of a `Lazy`; None for any other module."""
-    if isinstance(module, Linearized):
-        module = module.model_at_init
-    return module.scale if isinstance(module, Lazy) else None
+    """α of the `Lazy` modules anywhere inside `module` (itself, a `Linearized` of one, or nested in containers);
+    None when there is none. Raises ValueError when two of them have different scales (nested `Lazy` modules or
+    several branches): then the loss scale is ambiguous and must be given as `train(loss_scale=)`."""
+    scales = sorted({m.scale for m in module.modules() if isinstance(m, Lazy)})
+    if len(scales) > 1:
+        raise ValueError(f"the module holds Lazy modules with different scales {scales}: the loss scale 1/alpha^2 "
+                         "is ambiguous; pass train(loss_scale=) explicitly")
+    return scales[0] if scales else None
 
 
 def random_crop_flip(padding=4):
     """Augmentation for image batches (N, C, H, W): zero-pad by `padding`, crop back to H×W at a random
     offset, and flip horizontally with probability 1/2 (the usual CIFAR-10 recipe). Returns a callable
     `augment(batch, generator)` for `train(..., augment=)`; all randomness comes from `generator`."""
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be an integer >= 0, got {padding!r}")
+    padding = check_scalar(padding, "padding", int, min_val=0)
 
     def augment(batch, generator):
         n, _, h, w = batch.shape
@@ -72,104 +81,33 @@ def random_crop_flip(padding=4):
     return augment
 
 
-def _check_number(value, name, low=0.0, low_inclusive=True, high=math.inf):
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= low if low_inclusive else value > low) and value < high
-    if not ok:
-        bound = f"{'>=' if low_inclusive else '>'} {low:g}" + (f" and < {high:g}" if high < math.inf else "")
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
-
-
-def _check_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_device(device):
-    """A torch.device from ``device``, refusing a CUDA/MPS device that this torch build cannot use."""
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} was requested but this torch build sees no CUDA GPU "
-                         "(torch.cuda.is_available() is False); pass device='cpu' or None")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device='mps' was requested but MPS is not available; pass device='cpu' or None")
-    return device
-
-
-def _as_tensor(array, name):
-    if isinstance(array, torch.Tensor):
-        tensor = array.detach()
-    else:
-        kind = np.asarray(array).dtype.kind if not isinstance(array, (str, bytes)) else "U"
-        if kind not in "biufc":
-            raise TypeError(f"{name} must be an array or tensor of numbers, got {type(array).__name__} with "
-                            f"dtype kind {kind!r}")
-        tensor = torch.as_tensor(np.asarray(array))
-    if tensor.ndim == 0 or tensor.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty array with samples along axis 0, got shape {tuple(tensor.shape)}")
-    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return tensor
-
-
-def _prepare_targets(y, loss, dtype):
-    if y.is_complex():
-        raise ValueError(f"y must hold real numbers, got dtype {y.dtype}")
-    if loss == "cross_entropy":
-        if y.is_floating_point():
-            if not torch.equal(y, y.round()):
-                raise ValueError("y must hold integer class labels for loss='cross_entropy'")
-        elif y.dtype == torch.bool or y.is_complex():
-            raise ValueError(f"y must hold integer class labels for loss='cross_entropy', got dtype {y.dtype}")
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D class labels for loss='cross_entropy', got shape {tuple(y.shape)}")
-        return y.long()
-    return y.to(dtype)
-
-
-def _risk(output, target, loss):
-    if loss == "cross_entropy":
-        return F.cross_entropy(output, target)
-    if target.ndim == 1 and output.ndim == 2:
-        target = target.unsqueeze(1)
-    return 0.5 * ((output - target) ** 2).sum() / output.shape[0]
-
-
-def _check_output(output, y, loss):
-    if loss == "cross_entropy":
-        if output.ndim != 2:
-            raise ValueError("loss='cross_entropy' needs module outputs of shape (N, classes), "
-                             f"got {tuple(output.shape)}")
-        classes = output.shape[1]
-        if y.min() < 0 or y.max() >= classes:
-            raise ValueError(f"labels in y must lie in [0, {classes}) for a module with {classes} outputs, "
-                             f"got range [{int(y.min())}, {int(y.max())}]")
-    else:
-        allowed = [(), (1,)] if y.ndim == 1 else [tuple(y.shape[1:])]
-        if tuple(output.shape[1:]) not in allowed:
-            raise ValueError(f"loss='mse': module outputs have shape {tuple(output.shape)} but y has shape "
-                             f"{tuple(y.shape)}")
-
-
 def _subseed(*words):
     """A 63-bit seed derived from integers (NumPy SeedSequence), so every epoch and step has its own stream."""
     return int(np.random.SeedSequence(list(words)).generate_state(2, dtype=np.uint32).view(np.uint64)[0] >> 1)
 
 
-def train(module, X, y, *, loss="mse", optimizer="gd", lr=0.1, momentum=0.0, batch_size=None, epochs=None,
-          steps=None, lr_schedule="constant", lr_decay=0.0, weight_decay=0.0, augment=None, seed=0, device=None,
-          callbacks=(), checkpoint=None, checkpoint_every=None, loss_scale=None, quiet=False):
+def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentum=0.0, batch_size=None,
+          epochs=None, steps=None, lr_schedule="constant", lr_decay=0.0, lr_growth=1.1, lr_shrink=0.5,
+          weight_decay=0.0, augment=None, stop=None, margin=1.0, loss_threshold=None, flow_time=None,
+          max_time=None, seed=0, device=None, callbacks=(), checkpoint=None, checkpoint_every=None,
+          loss_scale=None, quiet=False):
     """Train `module` in place on (X, y) and return its `History`.
 
-    optimizer 'gd' takes full-batch steps (`batch_size` must be None); 'sgd' takes minibatches of `batch_size`
-    drawn without replacement from a fresh permutation each epoch. Both use `torch.optim.SGD` with `momentum`
-    and `weight_decay`. Give exactly one of `epochs` and `steps`. lr_schedule 'inverse' uses
-    η_t = lr / (1 + lr_decay·t) at step t (the paper's schedule); 'constant' uses lr.
+    loss: one of `nets.losses.LOSSES` ('mse', 'cross_entropy', 'hinge', 'quadratic_hinge', 'softhinge' with
+    sharpness `beta`, 'logistic'); margin losses take ±1 labels, or integer labels for C ≥ 2 outputs
+    (one-vs-rest). optimizer 'gd' takes full-batch steps (`batch_size` must be None); 'sgd' takes minibatches of
+    `batch_size` drawn without replacement from a fresh permutation each epoch. Both use `torch.optim.SGD` with
+    `momentum` and `weight_decay`. lr_schedule 'inverse' uses η_t = lr / (1 + lr_decay·t) at step t (the paper's
+    schedule); 'constant' uses lr; 'adaptive' (full-batch 'gd', no momentum or weight decay) starts at lr and
+    multiplies the step by `lr_growth` after each step that does not increase the loss, and by `lr_shrink`
+    with a retry from the same point when a trial step increases it (or makes it NaN), never below lr.
+
+    Limits (training ends at the first one reached; `History.stop_reason` says which): `steps` or `epochs`
+    (at most one), `flow_time` (the time Σ lr of the gradient flow; the last step is shortened to land on it),
+    `max_time` (wall-clock seconds, across resumes), and the stop rules, checked on the whole training set
+    before each full-batch step (after each epoch for 'sgd'): stop='margin' when every training margin
+    exceeds `margin` (y·f for ±1 targets, each output one-vs-rest; f_y − max_{k≠y} f_k for cross-entropy),
+    stop='loss' when the training loss R is below `loss_threshold`.
     `augment(batch, generator)` transforms each input batch (e.g. `random_crop_flip()`).
     The run is a deterministic function of the module's initial state and `seed` on the CPU: the permutation
     of epoch e and the augmentation of step t come from generators seeded by (seed, e) and (seed, t).
@@ -177,137 +115,208 @@ def train(module, X, y, *, loss="mse", optimizer="gd", lr=0.1, momentum=0.0, bat
     one returning True stops training. `checkpoint`: a file path; the state (module, optimizer, step, history,
     torch RNG) is written atomically every `checkpoint_every` steps (default: max(1, total // 10)) and at the end, and
     if the file exists when `train` starts, training resumes from it, bit-for-bit on the CPU.
-    `device`: where to train (default: where the module is). Raises DivergenceError on a NaN/inf loss.
+    `loss_scale` defaults to 1/α² for the `Lazy` modules found anywhere inside `module` (see `lazy_scale`).
+    Full-batch training without augmentation evaluates each `Lazy` module's frozen network once
+    (`Lazy.cache_initial`). `device`: where to train (default: where the module is).
+    Raises DivergenceError on a NaN/inf loss.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    check_choice(loss, "loss", LOSSES)
-    check_choice(optimizer, "optimizer", OPTIMIZERS)
-    check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
-    lr = _check_number(lr, "lr", low_inclusive=False)
-    momentum = _check_number(momentum, "momentum", high=1.0)
-    lr_decay = _check_number(lr_decay, "lr_decay")
-    weight_decay = _check_number(weight_decay, "weight_decay")
-    if augment is not None and not callable(augment):
-        raise TypeError(f"augment must be None or a callable (batch, generator) -> batch, got {augment!r}")
-    if callable(callbacks):
-        callbacks = (callbacks,)
-    if not isinstance(callbacks, (list, tuple)):
-        raise TypeError(f"callbacks must be a callable or a list/tuple of callables (step, module, history), "
-                        f"got {type(callbacks).__name__} {callbacks!r}")
-    for cb in callbacks:
-        if not callable(cb):
-            raise TypeError(f"callbacks must be callables (step, module, history), got {cb!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    if (epochs is None) == (steps is None):
-        raise ValueError(f"give exactly one of epochs and steps, got epochs={epochs!r}, steps={steps!r}")
-
+    opts = check_options(loss=loss, beta=beta, optimizer=optimizer, lr=lr, momentum=momentum,
+                         lr_schedule=lr_schedule, lr_decay=lr_decay, lr_growth=lr_growth, lr_shrink=lr_shrink,
+                         weight_decay=weight_decay, stop=stop, margin=margin, loss_threshold=loss_threshold,
+                         flow_time=flow_time, max_time=max_time, seed=seed, batch_size=batch_size,
+                         augment=augment, epochs=epochs, steps=steps)
+    callbacks = check_callbacks(callbacks)
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise ValueError("module has no parameter that requires grad")
     if device is not None:
-        module.to(_check_device(device))
+        module.to(check_device(device))
     device, dtype = params[0].device, params[0].dtype
-    X = _as_tensor(X, "X")
-    y = _as_tensor(y, "y")
-    if X.shape[0] != y.shape[0]:
-        raise ValueError(f"X and y must have the same number of samples, got {X.shape[0]} and {y.shape[0]}")
-    if X.is_complex() or X.dtype == torch.bool:
-        raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
-    X = X.to(device=device, dtype=dtype)
-    y = _prepare_targets(y, loss, dtype).to(device)
+    X, y = check_data(X, y, loss, device, dtype)
     n = X.shape[0]
-
-    if optimizer == "gd":
-        if batch_size is not None:
-            raise ValueError(f"optimizer='gd' is full-batch; batch_size must be None, got {batch_size!r}")
-        batch_size = n
-    else:
-        if batch_size is None:
-            raise ValueError("optimizer='sgd' needs a batch_size")
-        batch_size = _check_count(batch_size, "batch_size")
+    if optimizer == "sgd":
+        batch_size = check_count(batch_size, "batch_size")
         if batch_size > n:
             raise ValueError(f"batch_size must be <= the number of samples {n}, got {batch_size}")
+    else:
+        batch_size = n
     per_epoch = math.ceil(n / batch_size)
-    total = _check_count(steps, "steps") if steps is not None else _check_count(epochs, "epochs") * per_epoch
-    every = _check_count(checkpoint_every, "checkpoint_every") if checkpoint_every is not None else max(1, total // 10)
+    total = (check_count(steps, "steps") if steps is not None
+             else check_count(epochs, "epochs") * per_epoch if epochs is not None else None)
+    every = (check_count(checkpoint_every, "checkpoint_every") if checkpoint_every is not None
+             else max(1, (total or 1000) // 10))
 
-    alpha = lazy_scale(module)
+    alpha = lazy_scale(module) if loss_scale is None else None
     if loss_scale is None:
         loss_scale = 1.0 / alpha ** 2 if alpha is not None else 1.0
-    loss_scale = _check_number(loss_scale, "loss_scale", low_inclusive=False)
-    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    loss_scale = check_number(loss_scale, "loss_scale", low_inclusive=False)
+    opt = torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum, weight_decay=opts.weight_decay)
     history = History(loss_scale=loss_scale)
-    config = dict(loss=loss, optimizer=optimizer, lr=lr, momentum=momentum, batch_size=batch_size,
-                  lr_schedule=lr_schedule, lr_decay=lr_decay, weight_decay=weight_decay, seed=seed,
+    config = dict(loss=loss, optimizer=optimizer, lr=opts.lr, momentum=opts.momentum, batch_size=batch_size,
+                  lr_schedule=lr_schedule, lr_decay=opts.lr_decay, weight_decay=opts.weight_decay, seed=opts.seed,
                   loss_scale=loss_scale, n=n)
-    start = 0
+    if loss == "softhinge":
+        config["beta"] = opts.beta
+    if opts.adaptive:
+        config.update(lr_growth=opts.lr_growth, lr_shrink=opts.lr_shrink)
+    start, next_lr = 0, opts.lr
     if checkpoint is not None:
         config.update(data=fingerprint(X, y), model=model_fingerprint(module))   # before any step or resume
     if checkpoint is not None and os.path.exists(checkpoint):
-        start = _resume(checkpoint, module, opt, history, config)
+        start, next_lr = _resume(checkpoint, module, opt, history, config)
+    run = _Run(module, opts, alpha)
+    full_batch = optimizer == "gd" and augment is None
 
-    bar = tqdm(total=total, initial=min(start, total), disable=quiet, desc="train", leave=False)
+    bar = tqdm(total=total, initial=min(start, total or start), disable=quiet, desc="train", leave=False)
     permutation, permutation_epoch, began = None, -1, time.perf_counter()
-    checked = False
+    pending, reason, t, saved_at = None, None, start, start
+
+    def save():
+        nonlocal began, saved_at
+        history.wall_time += time.perf_counter() - began
+        began, saved_at = time.perf_counter(), t
+        _save(checkpoint, module, opt, history, config, t, next_lr)
+
     try:
-        for t in range(start, total):
-            epoch, i = divmod(t, per_epoch)
-            if optimizer == "sgd":
-                if epoch != permutation_epoch:
-                    gen = torch.Generator().manual_seed(_subseed(seed, 0, epoch))
-                    permutation, permutation_epoch = torch.randperm(n, generator=gen).to(device), epoch
-                index = permutation[i * batch_size:(i + 1) * batch_size]
-                xb, yb = X[index], y[index]
-            else:
-                xb, yb = X, y
-            if augment is not None:
-                gen = torch.Generator(device=device).manual_seed(_subseed(seed, 1, t))
-                xb = augment(xb, gen)
-            step_lr = lr / (1.0 + lr_decay * t) if lr_schedule == "inverse" else lr
-            for group in opt.param_groups:
-                group["lr"] = step_lr
+        with contextlib.ExitStack() as stack:
+            if full_batch:
+                for lazy in {id(m): m for m in module.modules() if isinstance(m, Lazy)}.values():
+                    stack.enter_context(lazy.cache_initial(X))
+            while reason is None:
+                reason = _limit_reached(t, total, history, opts, time.perf_counter() - began)
+                if reason is not None:
+                    break
+                epoch, i = divmod(t, per_epoch)
+                if optimizer == "sgd":
+                    if epoch != permutation_epoch:
+                        gen = torch.Generator().manual_seed(_subseed(opts.seed, 0, epoch))
+                        permutation, permutation_epoch = torch.randperm(n, generator=gen).to(device), epoch
+                    index = permutation[i * batch_size:(i + 1) * batch_size]
+                    xb = X[index]
+                else:
+                    index, xb = None, X
+                if augment is not None:
+                    xb = augment(xb, torch.Generator(device=device).manual_seed(_subseed(opts.seed, 1, t)))
+                step_lr = next_lr if opts.adaptive else (
+                    opts.lr / (1.0 + opts.lr_decay * t) if lr_schedule == "inverse" else opts.lr)
+                if opts.flow_time is not None:
+                    step_lr = min(step_lr, opts.flow_time - history.flow_time)
+                output, risk = pending if pending is not None else run.evaluate(xb, y, index)
+                y = run.y
+                yb = y if index is None else y[index]
+                value = run.check_finite(risk, t, step_lr)
+                if opts.stop is not None and i == 0:
+                    full = output if full_batch else run.evaluate(X, y, None, grad=False)[0]
+                    if run.stop_rule_met(full, y, value if full_batch else None):
+                        reason = opts.stop
+                        break
+                opt.zero_grad(set_to_none=True)
+                (loss_scale * risk).backward()
+                if opts.adaptive:
+                    cap = math.inf if opts.flow_time is None else opts.flow_time - history.flow_time
+                    step_lr, pending = run.adaptive_step(params, X, value, step_lr, history, cap)
+                    next_lr = step_lr * opts.lr_growth
+                else:
+                    for group in opt.param_groups:
+                        group["lr"] = step_lr
+                    opt.step()
 
-            output = module(xb)
-            if not checked:
-                _check_output(output, y, loss)
-                checked = True
-            risk = _risk(output, yb, loss)
-            value = risk.item()
-            if not math.isfinite(value):
-                scale_note = f" for this scale alpha={alpha:g}" if alpha is not None else ""
-                raise DivergenceError(f"training diverged at step {t}: loss = {value}. The learning rate "
-                                      f"lr={step_lr:g} is probably too large{scale_note}; lower it.")
-            opt.zero_grad(set_to_none=True)
-            (loss_scale * risk).backward()
-            opt.step()
-
-            history.steps.append(t)
-            history.losses.append(value)
-            history.lrs.append(step_lr)
-            if loss == "cross_entropy":
-                history.accuracies.append((output.argmax(1) == yb).double().mean().item())
-            bar.update(1)
-            if t % max(1, total // 100) == 0:
-                bar.set_postfix(loss=f"{value:.4g}")
-            stop = any(cb(t + 1, module, history) is True for cb in callbacks)
-            if checkpoint is not None and ((t + 1) % every == 0 or t + 1 == total or stop):
-                history.wall_time += time.perf_counter() - began
-                began = time.perf_counter()
-                _save(checkpoint, module, opt, history, config, t + 1)
-            if stop:
-                break
+                history.steps.append(t)
+                history.losses.append(value)
+                history.lrs.append(step_lr)
+                history.flow_time += step_lr
+                if loss == "cross_entropy":
+                    history.accuracies.append((output.argmax(1) == yb).double().mean().item())
+                t += 1
+                bar.update(1)
+                if t % max(1, (total or 1000) // 100) == 1:
+                    bar.set_postfix(loss=f"{value:.4g}")
+                if any(cb(t, module, history) is True for cb in callbacks):
+                    reason = "callback"
+                if checkpoint is not None and (t % every == 0 or reason is not None):
+                    save()
+        history.stop_reason = reason
+        if checkpoint is not None and saved_at != t:
+            save()
     finally:
         bar.close()
         history.wall_time += time.perf_counter() - began
+        began = time.perf_counter()
     return history
 
 
-def _save(path, module, opt, history, config, step):
+def _limit_reached(t, total, history, opts, elapsed):
+    if total is not None and t >= total:
+        return "steps"
+    if opts.flow_time is not None and history.flow_time >= opts.flow_time * (1 - 1e-12):
+        return "flow_time"
+    if opts.max_time is not None and history.wall_time + elapsed >= opts.max_time:
+        return "max_time"
+    return None
+
+
+class _Run:
+    """The per-call state of `train` shared by its steps: loss evaluation, stop rules and the adaptive step."""
+
+    def __init__(self, module, opts, alpha):
+        self.module, self.opts, self.alpha = module, opts, alpha
+        self.y = None   # the targets in the form the loss uses, known after the first forward pass
+
+    def evaluate(self, xb, y, index, grad=True):
+        """(output, risk) of the module on the batch (rows `index` of y, all when None). On the first call the
+        targets are checked against the output's shape and matched to the loss (`nets.losses.match_output`)."""
+        with torch.set_grad_enabled(grad):
+            output = self.module(xb)
+            if self.y is None:
+                self.y = losses.match_output(output, y, self.opts.loss)
+                if self.opts.stop == "margin" and self.opts.loss == "mse":
+                    losses.match_output(output, self.y, "hinge")   # margins y·f need ±1 targets
+            target = self.y if index is None else self.y[index]
+            return output, losses.risk(output, target, self.opts.loss, self.opts.beta)
+
+    def check_finite(self, risk, t, step_lr):
+        value = risk.item()
+        if not math.isfinite(value):
+            scale_note = f" for this scale alpha={self.alpha:g}" if self.alpha is not None else ""
+            raise DivergenceError(f"training diverged at step {t}: loss = {value}. The learning rate "
+                                  f"lr={step_lr:g} is probably too large{scale_note}; lower it.")
+        return value
+
+    def stop_rule_met(self, output, y, value):
+        """stop='margin': every training margin > `margin`; stop='loss': the training loss < `loss_threshold`."""
+        if self.opts.stop == "margin":
+            return bool((losses.margins(output, y, self.opts.loss) > self.opts.margin).all())
+        if value is None:
+            value = losses.risk(output, y, self.opts.loss, self.opts.beta).item()
+        return value < self.opts.loss_threshold
+
+    @torch.no_grad()
+    def adaptive_step(self, params, X, value, step_lr, history, cap):
+        """From w (gradients in p.grad) try w − η·∇F; accept when the loss does not increase, else multiply η by
+        `lr_shrink` and retry from w, down to the base step `lr`, which is always taken (as plain GD would: a loss
+        that is not smooth, like the hinge near its kink, can refuse every larger step). Returns (η accepted,
+        (output, risk) at the new point, with autograd). `cap` bounds every step (the flow time left)."""
+        start = [p.detach().clone() for p in params]
+        grads = [p.grad for p in params]
+        floor = min(self.opts.lr, cap)
+        while True:
+            step_lr = min(max(step_lr, floor), cap)
+            for p, w, g in zip(params, start, grads):
+                p.copy_(w).add_(g, alpha=-step_lr)
+            output, risk = self.evaluate(X, None, None)
+            trial = risk.item()
+            if step_lr <= floor or (math.isfinite(trial) and trial <= value):
+                return step_lr, (output, risk)
+            history.rejected_steps += 1
+            step_lr *= self.opts.lr_shrink
+
+
+def _save(path, module, opt, history, config, step, next_lr):
     """Write the training state to `path` atomically (a temporary file, then os.replace)."""
     state = dict(module=module.state_dict(), optimizer=opt.state_dict(), history=asdict(history),
-                 config=config, step=step, torch_rng=torch.get_rng_state())
+                 config=config, step=step, next_lr=next_lr, torch_rng=torch.get_rng_state())
     tmp = f"{path}.tmp"
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -368,4 +377,4 @@ def _resume(path, module, opt, history, config):
     torch.set_rng_state(state["torch_rng"])
     for key, value in state["history"].items():
         setattr(history, key, value)
-    return state["step"]
+    return state["step"], state.get("next_lr", config["lr"])

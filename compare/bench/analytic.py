@@ -143,7 +143,7 @@ def main(argv: list) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.conv_images < 2:
         parser.error("--repeats must be >= 1 and --conv-images >= 2")
-    from kernels.backend import gpu_available
+    from kernels import gpu_available
     if args.device == "cuda" and not gpu_available():
         parser.error("--device cuda: CuPy is not installed or sees no GPU")
     args.argv = list(argv)

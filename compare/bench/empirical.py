@@ -25,6 +25,12 @@ import subprocess
 import sys
 
 MLP = dict(n=500, d=100, width=1024)
+# --quick: the per-sample Jacobians of the tutorial and of "jacobian" hold n·P floats per side (P ≈ 1.15 M at
+# width 1024: 2.3 GB each for 500 inputs); width 256 and 100 inputs hold 37 MB, so a smoke run stays small
+MLP_QUICK = dict(n=100, d=100, width=256)
+# --quick CNN: 16 channels (P ≈ 5 k instead of 76 k), 16 inputs in 2 blocks, "ntvp" on 4 inputs (N²·O passes);
+# with --quick's one torch thread the whole run costs ~30 s of CPU time, under 0.5 GB
+CNN_QUICK = dict(n=16, channels=16, small_n=4)
 CNN = dict(n=256, channels=64, size=32, outputs=10)
 CNN_SMALL_N = 8        # batch on which every method, "ntvp" included, is timed
 NT_CLAIM = "0.038 s (docs/conventions.md, Benchmarks: measured on this kind of 2-core machine)"
@@ -93,13 +99,14 @@ def mlp_floor(n, d, width, device, dtype):
     return fn, flops
 
 
-def bench_mlp(device, repeats, nt):
+def bench_mlp(device, repeats, nt, sizes=None):
     import numpy as np
     import torch
     from compare.bench.harness import format_seconds, format_table, measure
     from kernels import backend
     from kernels import empirical_ntk
-    n, d, width = MLP["n"], MLP["d"], MLP["width"]
+    sizes = sizes or MLP
+    n, d, width = sizes["n"], sizes["d"], sizes["width"]
     net = mlp_model(d, width, device)
     x = torch.randn(n, d, generator=torch.Generator().manual_seed(1)).to(device)
     sync = torch.cuda.synchronize if device == "cuda" else None
@@ -148,7 +155,9 @@ def cnn_child(spec):
     from compare.bench.harness import measure
     from kernels import empirical_ntk
     device = spec["device"]
-    net = cnn_model(CNN["channels"], CNN["outputs"], device)
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    net = cnn_model(spec.get("channels", CNN["channels"]), CNN["outputs"], device)
     x = torch.randn(spec["n"], 3, CNN["size"], CNN["size"], generator=torch.Generator().manual_seed(2)).to(device)
     sync = torch.cuda.synchronize if device == "cuda" else None
     if device == "cuda":
@@ -184,14 +193,19 @@ def run_child(spec, timeout=3600):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_cnn(device, repeats, quick):
+def bench_cnn(device, repeats, quick, threads=None):
     from compare.bench.harness import format_seconds, format_table
-    n_big = 32 if quick else CNN["n"]
-    cases = [(n_big, "jacobian", None), (n_big, "structured", None), (n_big, "structured", n_big // 4),
-             (CNN_SMALL_N, "jacobian", None), (CNN_SMALL_N, "ntvp", None), (CNN_SMALL_N, "structured", None)]
+    n_big, c, n_small = ((CNN_QUICK["n"], CNN_QUICK["channels"], CNN_QUICK["small_n"]) if quick
+                         else (CNN["n"], CNN["channels"], CNN_SMALL_N))
+    cases = [(n_big, "jacobian", None), (n_big, "structured", None),
+             (n_big, "structured", n_big // (2 if quick else 4)), (n_small, "ntvp", None)]
+    if not quick:  # every method on the small batch too (each case costs a fresh process: ~3 s of imports)
+        cases[3:3] = [(n_small, "jacobian", None)]
+        cases.append((n_small, "structured", None))
     rows, budget, o = [], None, CNN["outputs"]
     for n, method, block in cases:
-        spec = {"device": device, "n": n, "method": method, "repeats": repeats, "block_size": block}
+        spec = {"device": device, "n": n, "method": method, "repeats": repeats, "block_size": block,
+                "channels": c, "threads": threads}
         # CPU: a fresh process per case, so that its peak RSS is this case's; GPU: the allocator's own peak
         r = cnn_child(spec) if device == "cuda" else run_child(spec)
         jac_bytes = n * o * r["params"] * 4
@@ -201,7 +215,7 @@ def bench_cnn(device, repeats, quick):
                      f"{jac_bytes / 2**20:.0f} MiB"])
     how = ("torch.cuda.max_memory_allocated" if device == "cuda"
            else "peak resident set (VmHWM) of a fresh process minus its resident set after setup")
-    c, s = CNN["channels"], CNN["size"]
+    s = CNN["size"]
     return "\n".join([
         f"CNN 3×{s}×{s} → conv3×3({c}) → conv3×3({c}, stride 2) → conv3×3({c}, stride 2) → GAP → dense({o}), "
         f"ReLU, float32, {device}, output='mean', x2=None", "",
@@ -262,7 +276,11 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case after one warm-up (>= 5 "
                                                                 "for reported figures)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, CNN on 32 inputs")
+    parser.add_argument("--quick", action="store_true", help="smoke run (under a minute and 1 GB; its figures are not the published ones): 2 repeats, "
+                             "MLP width 256 on 100 inputs, CNN with 16 channels on 16 inputs")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch threads (default: torch's own, all cores; 1 with --quick, since small "
+                             "products on a busy machine slow down many-fold with more threads than free cores)")
     parser.add_argument("--skip-cnn", action="store_true", help="only the MLP table(s)")
     parser.add_argument("--skip-mlp", action="store_true", help="only the CNN table(s)")
     parser.add_argument("--skip-peer", action="store_true", help="do not run neural-tangents")
@@ -272,6 +290,11 @@ def main(argv=None):
     import torch
     from compare.bench.harness import machine_info
     repeats = 2 if args.quick else args.repeats
+    threads = args.threads if args.threads is not None else (1 if args.quick else None)
+    if threads is not None:
+        if threads < 1:
+            parser.error(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [dev for dev in devices if dev == "cpu" or torch.cuda.is_available()]
     if not devices:
@@ -286,9 +309,9 @@ def main(argv=None):
           f"{os.getloadavg()[0]:.1f} at start; median of {repeats} runs after 1 warm-up.\n", flush=True)
     for device in devices:
         if not args.skip_mlp:
-            print(bench_mlp(device, repeats, nt) + "\n", flush=True)
+            print(bench_mlp(device, repeats, nt, MLP_QUICK if args.quick else MLP) + "\n", flush=True)
         if not args.skip_cnn:
-            print(bench_cnn(device, repeats, args.quick) + "\n", flush=True)
+            print(bench_cnn(device, repeats, args.quick, threads) + "\n", flush=True)
     return 0
 
 

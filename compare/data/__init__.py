@@ -20,30 +20,35 @@ What ``load`` does, in order:
    tabular data, per channel for images; for regression the target is standardised too.
 
 Where data files are looked for (first match wins): the ``data_dir`` argument (``--data-dir``), else the
-folder in the environment variable ``LAZYKIT_DATA_DIR`` — either of these alone, so a wrong folder is an error,
+folders in the environment variable ``LAZYKIT_DATA_DIR`` (either may name several, ``os.pathsep``-separated,
+searched in order) — either of these alone, so a wrong folder is an error,
 never a silent fallback — else ``<checkout>/data`` (git-ignored) and ``<checkout>/../shared/data``, and for
 Fashion-MNIST the Debian package's ``/usr/share/datasets/fashion-mnist``. Decoded image archives are cached in
 ``cache_dir``, else ``LAZYKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/lazykit`` (``~/.cache/lazykit``).
 
-Command line: ``python -m compare data list`` and ``python -m compare data install fashion-mnist|cifar10``.
+Command line: ``python -m compare data list`` and ``python -m compare data install fashion-mnist|cifar10``
+(``--from FILE.deb|FOLDER`` installs Fashion-MNIST offline).
 
 The package, one concern per module: ``catalog`` (names, classes, files, downloads, :class:`Dataset`),
 ``loading`` (:func:`load`), ``preprocess`` (subsets, classes, standardisation), ``locate`` (where files are
 looked for), ``readers`` (IDX, CIFAR-10 batches, image archives, scikit-learn), ``cache`` (decoded archives
-kept as ``.npz``), ``synthetic`` (the teacher–student generator), ``install`` and ``cli``. Every public name
+kept as ``.npz``), ``synthetic`` (the teacher–student generator), ``identity`` (a found data set's content checksum), ``install``, ``deb`` (files out of a Debian
+package with the standard library) and ``cli``. Every public name
 is importable from ``compare.data`` itself.
 """
 from compare.data.cache import cache_folder, read_image_archive_cached
 from compare.data.catalog import (CIFAR10_ARCHIVE, CIFAR10_BATCHES, CIFAR10_BATCHES_DIR, CIFAR10_CLASSES,
                                   CIFAR10_JPEG_ARCHIVE, DATASETS, DEBIAN_FASHION_MNIST_DIR, DEFAULT_DATA_DIRS,
                                   DOWNLOAD_SUBDIR, DOWNLOADS, ENV_CACHE_DIR, ENV_DATA_DIR, FASHION_MNIST_CLASSES,
-                                  FASHION_MNIST_FILES, IMAGE_DATASETS, IMAGE_SUFFIXES, JPEG_CAVEAT,
+                                  FASHION_MNIST_FILES, FASHION_MNIST_IDX_SHA256, IMAGE_DATASETS, IMAGE_SUFFIXES, JPEG_CAVEAT,
                                   KIND_DESCRIPTIONS, REPO_ROOT, SKLEARN_DATASETS, TEST_FRACTION, CorruptDataError,
                                   DataNotFoundError, Dataset)
 from compare.data.cli import describe, main
-from compare.data.install import download, install, sha256_file
+from compare.data.identity import content_sha256
+from compare.data.install import (check_fashion_mnist, download, fashion_mnist_files, idx_sha256, install,
+                                  install_fashion_mnist_from, sha256_file)
 from compare.data.loading import load, load_split
-from compare.data.locate import find, locate, search_dirs
+from compare.data.locate import find, locate, search_dirs, split_dirs
 from compare.data.preprocess import first_per_class, standardize_train_test, stratified_indices
 from compare.data.readers import read_cifar_batches, read_idx, read_image_archive
 from compare.data.synthetic import teacher_student, teacher_student_tensors, uniform_sphere
@@ -51,10 +56,11 @@ from compare.data.synthetic import teacher_student, teacher_student_tensors, uni
 __all__ = [
     "CIFAR10_ARCHIVE", "CIFAR10_BATCHES", "CIFAR10_BATCHES_DIR", "CIFAR10_CLASSES", "CIFAR10_JPEG_ARCHIVE",
     "DATASETS", "DEBIAN_FASHION_MNIST_DIR", "DEFAULT_DATA_DIRS", "DOWNLOAD_SUBDIR", "DOWNLOADS", "ENV_CACHE_DIR",
-    "ENV_DATA_DIR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_FILES", "IMAGE_DATASETS", "IMAGE_SUFFIXES",
-    "JPEG_CAVEAT", "KIND_DESCRIPTIONS", "REPO_ROOT", "SKLEARN_DATASETS", "TEST_FRACTION", "CorruptDataError",
-    "DataNotFoundError", "Dataset", "cache_folder", "describe", "download", "find", "first_per_class", "install",
-    "load", "load_split", "locate", "main", "read_cifar_batches", "read_idx", "read_image_archive",
-    "read_image_archive_cached", "search_dirs", "sha256_file", "standardize_train_test", "stratified_indices",
-    "teacher_student", "teacher_student_tensors", "uniform_sphere",
+    "ENV_DATA_DIR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_FILES", "FASHION_MNIST_IDX_SHA256", "IMAGE_DATASETS",
+    "IMAGE_SUFFIXES", "JPEG_CAVEAT", "KIND_DESCRIPTIONS", "REPO_ROOT", "SKLEARN_DATASETS", "TEST_FRACTION",
+    "CorruptDataError", "DataNotFoundError", "Dataset", "cache_folder", "check_fashion_mnist", "content_sha256",
+    "describe", "download", "fashion_mnist_files", "find", "first_per_class", "idx_sha256", "install",
+    "install_fashion_mnist_from", "load", "load_split", "locate", "main", "read_cifar_batches", "read_idx",
+    "read_image_archive", "read_image_archive_cached", "search_dirs", "sha256_file", "split_dirs",
+    "standardize_train_test", "stratified_indices", "teacher_student", "teacher_student_tensors", "uniform_sphere",
 ]

@@ -44,6 +44,16 @@ DOWNLOADS = {
         CIFAR10_ARCHIVE: "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
     }),
 }
+# SHA-256 of the uncompressed IDX files, whatever gzip wrapped them: read from the Debian package
+# dataset-fashion-mnist 0.0~git20200523.55506a9-1 (upstream commit 55506a9; the .deb's SHA-256 39e172fe32dd…,
+# checked by apt), whose .gz files hold these bytes. Offline installs (a .deb, a folder) are checked against them.
+FASHION_MNIST_IDX_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+DEBIAN_FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
 DOWNLOAD_SUBDIR = {"fashion-mnist": "fashion-mnist", "cifar10": ""}
 KIND_DESCRIPTIONS = {"idx": "IDX files", "batches": "CIFAR-10 python batches", "archive": "canonical archive",
                      "images": "image archive"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from kernels import check_choice
@@ -35,12 +36,17 @@ def main(argv=None) -> int:
                                                  "do not ship with a dependency.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{list,install}")
     listing = commands.add_parser("list", help="the data sets and where each is found now")
-    listing.add_argument("--data-dir", default=None, metavar="DIR", help=f"folder to search (default: "
-                         f"${ENV_DATA_DIR}, else <checkout>/data and <checkout>/../shared/data)")
+    listing.add_argument("--data-dir", default=None, metavar="DIR", help=f"folders to search, in order, "
+                         f"separated by {os.pathsep!r} (default: ${ENV_DATA_DIR}, else <checkout>/data and "
+                         f"<checkout>/../shared/data)")
     installing = commands.add_parser("install", help=f"get one of: {', '.join(DOWNLOADS)}")
     installing.add_argument("name", metavar="NAME", help=f"one of: {', '.join(DOWNLOADS)}")
     installing.add_argument("--data-dir", default=None, metavar="DIR",
-                            help=f"download into DIR (default ${ENV_DATA_DIR}, else <checkout>/data)")
+                            help=f"install into DIR (the first of several; default ${ENV_DATA_DIR}, else "
+                                 f"<checkout>/data)")
+    installing.add_argument("--from", dest="source", default=None, metavar="FILE.deb|FOLDER",
+                            help="fashion-mnist offline: copy from a downloaded .deb (`apt-get download "
+                                 "dataset-fashion-mnist`) or a folder of the four IDX files, checked by SHA-256")
     installing.add_argument("--no-apt", action="store_true", help="download even where apt-get could install")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.command == "list":
@@ -49,7 +55,7 @@ def main(argv=None) -> int:
         print(format_table(["dataset", "task", "source"], rows))
         return 0
     try:
-        where = install(args.name, args.data_dir, apt=False if args.no_apt else None)
+        where = install(args.name, args.data_dir, apt=False if args.no_apt else None, source=args.source)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) and not isinstance(exc, CorruptDataError) else 1

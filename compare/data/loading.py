@@ -11,7 +11,7 @@ from compare.data.cache import read_image_archive_cached
 from compare.data.catalog import (CIFAR10_CLASSES, DATASETS, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES,
                                   IMAGE_DATASETS, JPEG_CAVEAT, SKLEARN_DATASETS, TEST_FRACTION, CorruptDataError,
                                   Dataset)
-from compare.data.locate import _idx_file, locate
+from compare.data.locate import idx_file, locate
 from compare.data.preprocess import (_as_float, _check_size, _keep_classes, _subset, first_per_class,
                                      standardize_train_test)
 from compare.data.readers import _read_sklearn, read_cifar_batches, read_idx
@@ -115,7 +115,7 @@ def _read_fashion_mnist(data_dir, per_class, cache_dir):
     folder, _ = locate("fashion-mnist", data_dir)
     parts = {}
     for split, (images_name, labels_name) in FASHION_MNIST_FILES.items():
-        images, labels = read_idx(_idx_file(folder, images_name)), read_idx(_idx_file(folder, labels_name))
+        images, labels = read_idx(idx_file(folder, images_name)), read_idx(idx_file(folder, labels_name))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels) or labels.max(initial=0) > 9:
             raise CorruptDataError(f"{folder}: {split} images {images.shape} and labels {labels.shape} do not "
                                    "form a Fashion-MNIST split (N×28×28 images, N labels 0..9)")

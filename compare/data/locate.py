@@ -11,13 +11,30 @@ from compare.data.catalog import (CIFAR10_ARCHIVE, CIFAR10_BATCHES, CIFAR10_BATC
                                   FASHION_MNIST_FILES, IMAGE_DATASETS, DataNotFoundError)
 
 
+def split_dirs(value) -> list:
+    """Folders from ``value``: a path, a string of folders separated by ``os.pathsep`` (":" on POSIX, ";" on
+    Windows; empty entries dropped), or a list of either, in order."""
+    if isinstance(value, (list, tuple)):
+        return [d for item in value for d in split_dirs(item)]
+    if isinstance(value, os.PathLike):
+        return [Path(value).expanduser()]
+    if not isinstance(value, str):
+        raise TypeError(f"data_dir must be a path, a string of {os.pathsep!r}-separated folders or a list of "
+                        f"them, got {type(value).__name__}")
+    return [Path(part).expanduser() for part in value.split(os.pathsep) if part]
+
+
 def search_dirs(data_dir=None) -> list:
-    """Folders searched for data files: ``data_dir`` alone if given, else ``$LAZYKIT_DATA_DIR`` alone if set,
-    else ``<checkout>/data`` and ``<checkout>/../shared/data``."""
+    """Folders searched for data files, in order: those of ``data_dir`` alone if given, else those of
+    ``$LAZYKIT_DATA_DIR`` alone if set (each may name several folders, ``os.pathsep``-separated), else
+    ``<checkout>/data`` and ``<checkout>/../shared/data``."""
     if data_dir is not None:
-        return [Path(data_dir).expanduser()]
-    if os.environ.get(ENV_DATA_DIR):
-        return [Path(os.environ[ENV_DATA_DIR]).expanduser()]
+        dirs = split_dirs(data_dir)
+        if not dirs:
+            raise ValueError(f"data_dir names no folder: {data_dir!r}")
+        return dirs
+    if os.environ.get(ENV_DATA_DIR) and split_dirs(os.environ[ENV_DATA_DIR]):
+        return split_dirs(os.environ[ENV_DATA_DIR])
     return list(DEFAULT_DATA_DIRS)
 
 
@@ -36,13 +53,13 @@ def _candidates(name, data_dir):
 
 def _present(path: Path, kind: str) -> bool:
     if kind == "idx":
-        return all(_idx_file(path, f) is not None for files in FASHION_MNIST_FILES.values() for f in files)
+        return all(idx_file(path, f) is not None for files in FASHION_MNIST_FILES.values() for f in files)
     if kind == "batches":
         return (path / CIFAR10_BATCHES["train"][0]).is_file() and (path / CIFAR10_BATCHES["test"][0]).is_file()
     return path.is_file()
 
 
-def _idx_file(folder: Path, gz_name: str):
+def idx_file(folder: Path, gz_name: str):
     """``folder/name.gz``, or the unzipped ``folder/name``, whichever exists (None if neither)."""
     for candidate in (folder / gz_name, folder / gz_name[:-3]):
         if candidate.is_file():
@@ -67,8 +84,9 @@ def locate(name: str, data_dir=None):
     if found is not None:
         return found
     dirs = search_dirs(data_dir)
-    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
-        where = f"the data dir {dirs[0]} does not exist"
+    if data_dir is not None and not any(d.is_dir() for d in dirs):
+        where = (f"the data dir {dirs[0]} does not exist" if len(dirs) == 1
+                 else f"none of the data dirs {', '.join(map(str, dirs))} exists")
     else:
         looked = sorted({str(p) for p, _ in _candidates(name, data_dir)})
         where = "looked in " + ", ".join(looked)
@@ -76,8 +94,9 @@ def locate(name: str, data_dir=None):
         files = ", ".join(f for pair in FASHION_MNIST_FILES.values() for f in pair)
         raise DataNotFoundError(
             f"Fashion-MNIST not found ({files}): {where}. Get it with `python -m compare data install "
-            f"fashion-mnist [--data-dir DIR]` (as root on Debian/Ubuntu without --data-dir: apt-get install "
-            f"dataset-fashion-mnist; otherwise it downloads the canonical files, checked by SHA-256), then pass "
+            f"fashion-mnist [--data-dir DIR]` (offline: `--from` a downloaded dataset-fashion-mnist .deb or a folder "
+            f"of the four files; as root on Debian/Ubuntu without --data-dir: apt-get install "
+            f"dataset-fashion-mnist; otherwise it downloads the canonical files; all checked by SHA-256), then pass "
             f"--data-dir DIR or set {ENV_DATA_DIR}=DIR.")
     url, files = DOWNLOADS["cifar10"]
     raise DataNotFoundError(

@@ -13,54 +13,73 @@ and compared with kernel predictors on the same split:
 
 - ``empirical_ntk``      the empirical NTK Θ₀ of the network at w₀ (all output blocks Θ_oo'), gradient flow
                          to the training time t = lr·steps: f_t(x) = Θ₀(x, X) Θ₀⁻¹ (I − exp(−tΘ₀/n)) y
-                         (docs/conventions.md, gradient flow). The linearized net follows exactly this flow (up to the GD step size);
-                         it is the reference for ``agreement``,
+                         (docs/conventions.md, *Gradient flow and ridge*). The linearized net follows
+                         exactly this flow (up to the GD step size); it is the reference for ``agreement``,
 - ``empirical_ntk_krr``  the same kernel at t = ∞ (ridgeless kernel regression),
 - ``ntk``                the analytic infinite-width NTK, gradient flow to the same time t,
 - ``nngp``               the analytic NNGP kernel, ridgeless kernel regression (the infinitely wide net whose
-                         last layer alone is trained to convergence).
+                         last layer alone is trained to convergence),
+- ``after_kernel``       for each α, ridgeless kernel regression with the NTK of the *trained* lazy net
+                         (Fort et al. 2020; Long 2021: the "after-training kernel"),
+- ``after_kernel_last``  the same with the kernel of its last layer only (the learned features φ(x)·φ(x'))
+                         (these two in the full and paper presets; ``--set after_kernels=True`` for quick).
+
+``--set loss=NAME`` trains every net on another loss of ``nets.train`` ('hinge', 'softhinge', 'logistic',
+'quadratic_hinge' on one-vs-rest ±1 targets, 'cross_entropy' on class labels; classification data only). The
+kernel predictors then follow that loss: ``empirical_ntk`` and ``ntk`` are the kernel gradient flow
+df/dt = −K∇ℓ(f)/n of ``kernels.loss_flow`` to the same time t (``empirical_ntk_krr`` and ``nngp``, squared-loss
+limits, are left out), and ``train_loss`` is that loss.
 
 The analytic kernels are scalar (at infinite width the output blocks decouple: Θ_oo' = δ_oo'·Θ).
 The learning rate is lr = lr_factor·n/λ_max(Θ₀) (stable gradient descent needs lr < 2n/λ_max).
 Metrics: test accuracy (classification) or test MSE (regression, targets standardised on the training
 set), final training loss, ``agreement`` = fraction of test points where the prediction agrees with the
 empirical-NTK predictor (same arg-max class; for regression |f − f_ref| ≤ 0.1, i.e. a tenth of the target's
-standard deviation), relative weight change ‖w_T − w₀‖/‖w₀‖ and NTK drift ‖Θ_T − Θ₀‖_F/‖Θ₀‖_F on a
-probe set of training points.
+standard deviation), relative weight change ‖w_T − w₀‖/‖w₀‖, NTK drift ‖Θ_T − Θ₀‖_F/‖Θ₀‖_F on a probe set of
+training points (also at half the steps: ``ntk_drift_half``) and the effective rank exp(H) of Θ_T there
+(``nets.trained_kernel``).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import scipy.linalg
 
 from compare import plots
+from kernels import check_choice
 from compare.data import IMAGE_DATASETS, load_split
 from compare.experiment import Experiment, Figure, Preset
+from compare.grams import kernel_matrices
 from compare.memo import Memo
 from compare.run import Run
-from compare.summary import metric_titles
+from compare.summary import aggregate, metric_titles
 
 DATASETS = ("digits", "breast_cancer", "diabetes", "fashion-mnist", "cifar10")
 AGREEMENT_TOLERANCE = 0.1   # regression: |f − f_ref| within a tenth of the standardised target's std
 
-# expected times: "quick" measured on an idle 2-core CPU; "full" measured likewise; "paper" estimated (see README)
+# each preset names what it is meant for; its measured wall time is in docs/figures.json (bench readme)
 PRESETS = {
-    "quick": Preset("~15 s on 2 CPU cores (digits)", n_train=300, n_test=500, widths=[64],
+    "quick": Preset("a CPU (digits)", n_train=300, n_test=500, widths=[64],
                     channels=32, conv_depth=2, image_classes=[0, 1],
                     scales=[0.1, 1.0, 10.0, 100.0, 1000.0], steps=300, lr_factor=1.0, probe=100, seeds=1,
-                    dtype="float64", analytic=True),
-    "full": Preset("~9 min on 2 CPU cores (digits, measured)", n_train=600, n_test=450,
+                    dtype="float64", analytic=True, loss="mse", after_kernels=False),
+    "full": Preset("a CPU (digits)", n_train=600, n_test=450,
                    widths=[512], channels=64, conv_depth=2, image_classes=None,
                    scales=[0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], steps=1000, lr_factor=1.0, probe=200, seeds=3,
-                   dtype="float64", analytic=True),
-    "paper": Preset("~1 h on 2 CPU cores or one GPU (estimate; the 10⁴×10⁴ multi-output kernel "
-                    "eigendecomposition dominates)", n_train=1000, n_test=450, widths=[1024], channels=128,
+                   dtype="float64", analytic=True, loss="mse", after_kernels=True),
+    "paper": Preset("a GPU or a patient CPU (the 10⁴×10⁴ multi-output kernel eigendecomposition dominates)",
+                    n_train=1000, n_test=450, widths=[1024], channels=128,
                     conv_depth=3, image_classes=None,
                     scales=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0], steps=3000,
-                    lr_factor=1.0, probe=200, seeds=5, dtype="float64", analytic=True),
+                    lr_factor=1.0, probe=200, seeds=5, dtype="float64", analytic=True, loss="mse",
+                    after_kernels=True),
 }
 NET_METHODS = ("net", "lazy", "linearized")
 KERNEL_METHODS = ("empirical_ntk", "empirical_ntk_krr", "ntk", "nngp")
+AFTER_METHODS = ("after_kernel", "after_kernel_last")   # per α, with the kernel of the trained lazy net
+SQUARED_LOSS_ONLY = ("empirical_ntk_krr", "nngp")        # t = ∞ limits of the squared loss
+LOSSES = ("mse", "cross_entropy", "hinge", "quadratic_hinge", "softhinge", "logistic")
 
 
 def plan(config) -> list:
@@ -70,11 +89,22 @@ def plan(config) -> list:
     model = "cnn" if config.dataset in IMAGE_DATASETS else "mlp"
     # the analytic convolutional kernels need every pixel pair: only on a GPU for image data sets
     analytic = params["analytic"] and (model == "mlp" or config.device == "cuda")
-    methods = [m for m in NET_METHODS + KERNEL_METHODS if analytic or m not in ("ntk", "nngp")]
-    return [Run("equivalence", config.dataset, model, method, seed, alpha=alpha, device=config.device,
-                params=params)
-            for seed in range(config.params["seeds"]) for method in methods
-            for alpha in (config.params["scales"] if method == "lazy" else [None])]
+    check_choice(params["loss"], "loss (--set loss=)", LOSSES)
+    check_choice(params["after_kernels"], "after_kernels (--set after_kernels=)", (True, False))
+    methods = [m for m in NET_METHODS + KERNEL_METHODS if (analytic or m not in ("ntk", "nngp"))
+               and (params["loss"] == "mse" or m not in SQUARED_LOSS_ONLY)]
+    runs = []
+    for seed in range(config.params["seeds"]):
+        for method in methods:
+            if method != "lazy":
+                runs.append(Run("equivalence", config.dataset, model, method, seed, device=config.device,
+                                params=params))
+                continue
+            for alpha in config.params["scales"]:   # each α's after-kernel runs next to its lazy run (one memo)
+                after = AFTER_METHODS if params["after_kernels"] else ()
+                runs += [Run("equivalence", config.dataset, model, m, seed, alpha=alpha, device=config.device,
+                             params=params) for m in ("lazy",) + after]
+    return runs
 
 
 def shared_work(run) -> dict:
@@ -89,17 +119,23 @@ def _torch_dtype(run):
 
 
 def _problem(run):
-    """Data split and float targets: one-hot for classification, standardised for regression."""
+    """Data split and targets: one-hot for classification (±1 one-vs-rest for margin losses, class labels for
+    cross-entropy), standardised for regression (squared loss only)."""
     p = run.params
     image = run.dataset in IMAGE_DATASETS
     ds = load_split(run.dataset, p["n_train"], p["n_test"], run.seed, p["data_dir"],
                     p["image_classes"] if image else None)
     dtype = np.dtype(p["dtype"])
     X_train, X_test = np.asarray(ds.X_train, dtype), np.asarray(ds.X_test, dtype)
+    loss = p.get("loss", "mse")
     if ds.task == "classification":
         labels = np.unique(ds.y_train)
         y_train = (ds.y_train[:, None] == labels[None, :]).astype(dtype)
         y_test = np.searchsorted(labels, ds.y_test)
+        if loss not in ("mse", "cross_entropy"):
+            y_train = 2 * y_train - 1
+    elif loss != "mse":
+        raise ValueError(f"--set loss={loss} needs a classification data set; {run.dataset} is a regression task")
     else:
         mean, std = float(np.mean(ds.y_train)), float(np.std(ds.y_train))
         y_train = ((ds.y_train - mean) / std).astype(dtype)[:, None]
@@ -108,7 +144,7 @@ def _problem(run):
 
 
 def _problem_key(run) -> dict:
-    keys = ("n_train", "n_test", "image_classes", "data_dir", "dtype")
+    keys = ("n_train", "n_test", "image_classes", "data_dir", "dtype", "loss")
     return {"problem": run.dataset, "seed": run.seed, **{k: run.params[k] for k in keys}}
 
 
@@ -144,8 +180,7 @@ def _flow(K_train, K_test, y, t):
     (sample, output), couples them: y (n, O) is then flattened in the same order, and the time is given to
     the solver as t·O, since its flow exp(−tK/N) divides by the number of rows N = n·O, not by n.
     """
-    from kernels.backend import device_of, to_device, to_numpy
-    from kernels.solvers import EigenPath
+    from kernels import EigenPath, device_of, to_device, to_numpy
     n, outputs = y.shape
     y = to_device(y, device_of(K_train))
     if K_train.shape[0] == n * outputs and outputs > 1:
@@ -156,10 +191,31 @@ def _flow(K_train, K_test, y, t):
     return to_numpy(K_train @ coef), to_numpy(K_test @ coef)
 
 
+def _targets(y_train, loss):
+    """What `nets.train` and `kernels.loss_flow` take for this loss: class labels for cross-entropy, else y."""
+    return np.argmax(y_train, axis=1) if loss == "cross_entropy" else y_train
+
+
+def _predict(K_train, K_test, y_train, t, loss):
+    """Train and test predictions of the kernel's gradient flow of `loss` at time t (the squared loss in closed
+    form by `_flow`; the others by integrating df/dt = −K∇ℓ(f)/n from f₀ = 0 with `kernels.loss_flow`)."""
+    if loss == "mse":
+        return _flow(K_train, K_test, y_train, t)
+    from kernels import kernel_gradient_flow, to_numpy
+    result = kernel_gradient_flow(to_numpy(K_train), _targets(y_train, loss), t, loss=loss, K_test=to_numpy(K_test))
+    return result.train, result.test
+
+
+def _train_loss(pred_train, y_train, loss) -> float:
+    from kernels import loss_derivatives
+    values = loss_derivatives(np.asarray(pred_train, dtype=np.float64), _targets(y_train, loss), loss)[0]
+    return float(np.sum(values)) / len(y_train)
+
+
 def _full_ntk(net, x1, x2=None):
     """The empirical NTK with its output blocks, Θ_oo'(x, x'), as an (n1·O, n2·O) matrix (sample-major)."""
     from kernels import empirical_ntk
-    from kernels.backend import to_numpy
+    from kernels import to_numpy
     K = to_numpy(empirical_ntk(net, x1, x2, output="full"))
     n1, n2, outputs, _ = K.shape
     return np.reshape(np.transpose(K, (0, 2, 1, 3)), (n1 * outputs, n2 * outputs))
@@ -182,12 +238,13 @@ def _reference(run, memo):
     lam_max = float(scipy.linalg.eigh(K_train, eigvals_only=True, subset_by_index=[len(K_train) - 1] * 2)[0])
     lr = run.params["lr_factor"] * X_train.shape[0] / lam_max
     t = lr * run.params["steps"]
-    return dict(K_train=K_train, K_test=K_test, lr=lr, t=t, predictions=_flow(K_train, K_test, y_train, t))
+    predictions = _predict(K_train, K_test, y_train, t, run.params["loss"])
+    return dict(K_train=K_train, K_test=K_test, lr=lr, t=t, predictions=predictions)
 
 
-def _scores(task, pred_train, pred_test, y_train, y_test, ref_test) -> dict:
+def _scores(task, pred_train, pred_test, y_train, y_test, ref_test, loss="mse") -> dict:
     pred_train, pred_test = np.asarray(pred_train), np.asarray(pred_test)
-    row = {"train_loss": 0.5 * float(np.sum((pred_train - y_train) ** 2)) / len(y_train)}
+    row = {"train_loss": _train_loss(pred_train, y_train, loss)}
     if task == "classification":
         row["test_accuracy"] = float(np.mean(pred_test.argmax(1) == y_test))
         row["agreement"] = float(np.mean(pred_test.argmax(1) == ref_test.argmax(1)))
@@ -203,44 +260,78 @@ def run_one(run, memo=None) -> dict:
     memo = Memo() if memo is None else memo
     task, X_train, y_train, X_test, y_test = memo.get(_problem_key(run), lambda: _problem(run))
     ref = memo.get({"reference": shared_work(run)}, lambda: _reference(run, memo))
-    row = {"n_train": len(X_train), "n_test": len(X_test), "t": ref["t"], "lr": ref["lr"]}
+    loss = run.params["loss"]
+    row = {"n_train": len(X_train), "n_test": len(X_test), "t": ref["t"], "lr": ref["lr"], "loss": loss}
+    if run.method in AFTER_METHODS:
+        return {**row, **_after_kernel(run, memo, task, X_train, y_train, X_test, y_test, ref)}
     if run.method not in KERNEL_METHODS:
-        return {**row, **_train_net(run, task, X_train, y_train, X_test, y_test, ref)}
+        trained = (memo.get({"trained": run.config()}, lambda: _train_net(run, X_train, y_train, ref))
+                   if run.method == "lazy" else _train_net(run, X_train, y_train, ref))   # lazy: reused per α
+        return {**row, **_net_row(run, trained, task, X_train, y_train, X_test, y_test, ref)}
     if run.method == "empirical_ntk":
         pred = ref["predictions"]
     elif run.method == "empirical_ntk_krr":
         pred = _flow(ref["K_train"], ref["K_test"], y_train, None)
     else:
-        kernel = analytic_kernel(run)
-        nngp_train, ntk_train = kernel.kernels(X_train)
-        nngp_test, ntk_test = kernel.kernels(X_test, X_train)
-        pred = (_flow(ntk_train, ntk_test, y_train, ref["t"]) if run.method == "ntk"
+        (nngp_train, nngp_test), (ntk_train, ntk_test) = kernel_matrices(analytic_kernel(run), X_train, X_test,
+                                                                         get=("nngp", "ntk"))
+        pred = (_predict(ntk_train, ntk_test, y_train, ref["t"], loss) if run.method == "ntk"
                 else _flow(nngp_train, nngp_test, y_train, None))
-    return {**row, **_scores(task, *pred, y_train, y_test, ref["predictions"][1])}
+    return {**row, **_scores(task, *pred, y_train, y_test, ref["predictions"][1], loss)}
 
 
-def _train_net(run, task, X_train, y_train, X_test, y_test, ref) -> dict:
+def _train_net(run, X_train, y_train, ref) -> dict:
+    """Train the run's module (the net, Lazy at α, or the linearized net) with a kernel tracker on the probe
+    inputs at half and all of the steps; {"module", "initial", "tracker"} or {"error"} when it diverged."""
     import torch
-    from nets import Lazy, Linearized, diagnostics, train
-    from nets.training import DivergenceError
+    from nets import DivergenceError, Lazy, Linearized, train
+    from nets.trained_kernel import KernelTracker
     d_in, d_out = X_train.shape[1], y_train.shape[1]
     net = _network(run, d_in, d_out)
+    method = "lazy" if run.method in AFTER_METHODS else run.method
     module = {"net": lambda: net, "lazy": lambda: Lazy(net, run.alpha),
-              "linearized": lambda: Linearized(Lazy(net, 1.0))}[run.method]()
-    initial = _network(run, d_in, d_out) if run.method == "net" else None   # Lazy/Linearized carry their w₀
-    X_tr, X_te = (torch.as_tensor(x, device=run.device) for x in (X_train, X_test))
+              "linearized": lambda: Linearized(Lazy(net, 1.0))}[method]()
+    initial = _network(run, d_in, d_out) if method == "net" else None   # Lazy/Linearized carry their w₀
+    X_tr = torch.as_tensor(X_train, device=run.device)
+    steps = run.params["steps"]
+    tracker = KernelTracker(module, X_tr[: run.params["probe"]], steps=[max(1, steps // 2), steps])
     try:
-        train(module, X_tr, torch.as_tensor(y_train, device=run.device), loss="mse", optimizer="gd",
-              lr=ref["lr"], steps=run.params["steps"], seed=run.seed, quiet=True)
+        train(module, X_tr, torch.as_tensor(_targets(y_train, run.params["loss"]), device=run.device),
+              loss=run.params["loss"], optimizer="gd", lr=ref["lr"], steps=steps, seed=run.seed,
+              callbacks=tracker if method != "linearized" else (), quiet=True)
     except DivergenceError as exc:
-        return {"diverged": True, "error": str(exc)}
+        return {"error": str(exc)}
+    return {"module": module, "initial": initial, "tracker": tracker}
+
+
+def _net_row(run, trained, task, X_train, y_train, X_test, y_test, ref) -> dict:
+    import torch
+    from nets import diagnostics
+    if "error" in trained:
+        return {"diverged": True, "error": trained["error"]}
+    module, tracker = trained["module"], trained["tracker"]
+    X_tr, X_te = (torch.as_tensor(x, device=run.device) for x in (X_train, X_test))
     with torch.no_grad():
         pred_train, pred_test = (module(x).cpu().numpy() for x in (X_tr, X_te))
-    row = _scores(task, pred_train, pred_test, y_train, y_test, ref["predictions"][1])
-    row["weight_change"] = diagnostics.relative_weight_change(module, initial)
+    row = _scores(task, pred_train, pred_test, y_train, y_test, ref["predictions"][1], run.params["loss"])
+    row["weight_change"] = diagnostics.relative_weight_change(module, trained["initial"])
     if run.method != "linearized":   # the linearized model's tangent kernel never moves
-        row["ntk_drift"] = diagnostics.ntk_drift(module, X_tr[: run.params["probe"]], initial)
+        row["ntk_drift_half"], row["ntk_drift"] = tracker.changes[1], tracker.changes[-1]
+        row["effective_rank"] = tracker.effective_ranks[-1]
     return row
+
+
+def _after_kernel(run, memo, task, X_train, y_train, X_test, y_test, ref) -> dict:
+    """Ridgeless kernel regression on the training targets with the NTK of the lazy net trained at α (all its
+    layers, or its last layer only), scored like the other methods."""
+    from nets.trained_kernel import after_training_kernel_regression
+    lazy_run = dataclasses.replace(run, method="lazy")
+    trained = memo.get({"trained": lazy_run.config()}, lambda: _train_net(lazy_run, X_train, y_train, ref))
+    if "error" in trained:
+        return {"diverged": True, "error": trained["error"]}
+    layers = "last" if run.method == "after_kernel_last" else "all"
+    pred = after_training_kernel_regression(trained["module"], X_train, y_train, X_test, layers=layers)
+    return _scores(task, *pred, y_train, y_test, ref["predictions"][1], "mse")
 
 
 # ------------------------------------------------------------------------------------------- the report
@@ -255,10 +346,33 @@ def _draw_performance(rows, path):
                                percent=metric == "test_accuracy", methods=EXPERIMENT.methods)
 
 
+def _draw_kernel_change(rows, path):
+    """‖Θ_T − Θ₀‖/‖Θ₀‖ of the lazy net against α (halfway and at the end, log-log), the normally trained net's
+    as horizontal lines."""
+    groups = [g for g in aggregate(rows, ["model", "method", "scale"], EXPERIMENT.methods,
+                                   ["ntk_drift", "ntk_drift_half"]) if "ntk_drift" in g]
+    if not groups:
+        return None
+    plt = plots.pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    scales = [g["scale"] for g in groups if g["scale"] is not None] or [0.1, 10.0]
+    for field, label, style in (("ntk_drift", "end of training", "o-"), ("ntk_drift_half", "half-way", "s--")):
+        x, mean, std = plots.series(groups, "lazy", field)
+        if len(x):
+            ax.errorbar(x, mean, yerr=std, fmt=style, capsize=3, label=f"lazy, {label}")
+        for g in groups:
+            if g["method"] == "net" and field in g:
+                ax.hlines(g[field][0], min(scales), max(scales), linestyles=style[1:], colors="gray",
+                          label=f"net, {label}")
+    return plots.finish(plt, fig, ax, path, "lazy scale α", "‖Θ_T − Θ₀‖_F / ‖Θ₀‖_F",
+                        "change of the tangent kernel during training")
+
+
 EXPERIMENT = Experiment(
     name="equivalence", summary=__doc__, datasets=DATASETS, presets=PRESETS, plan=plan, run_one=run_one,
-    methods=NET_METHODS + KERNEL_METHODS,
-    metrics=metric_titles("test_accuracy", "test_mse", "train_loss", "agreement", "weight_change", "ntk_drift"),
+    methods=NET_METHODS + KERNEL_METHODS + AFTER_METHODS,
+    metrics={**metric_titles("test_accuracy", "test_mse", "train_loss", "agreement", "weight_change", "ntk_drift"),
+             "effective_rank": "eff. rank Θ_T"},
     percent=("test_accuracy", "agreement"), axes=("method", "scale", "seed"), shared_work=shared_work,
     figures=(
         Figure("accuracy.png", _draw_performance,
@@ -275,5 +389,8 @@ EXPERIMENT = Experiment(
                lambda rows, path: plots.plot_vs_scale(rows, "weight_change", path, "‖w_T − w₀‖ / ‖w₀‖",
                                                       "relative weight change", methods=EXPERIMENT.methods),
                "Relative weight change at the end of training: O(1/α) for the lazy net."),
+        Figure("kernel_change.png", _draw_kernel_change,
+               "Relative change of the empirical NTK on the probe inputs, half-way through training and at its "
+               "end, against α: the lazy net's kernel freezes as α grows; the normally trained net's moves."),
     ),
 )

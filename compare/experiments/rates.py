@@ -24,11 +24,11 @@ from compare.run import Run
 from compare.summary import TITLES, aggregate, fit_loglog_slope, metric_titles
 
 PRESETS = {
-    "quick": Preset("~30 s on 2 CPU cores", d=10, m=200, activation="tanh", n_train=100, n_test=200,
+    "quick": Preset("a CPU", d=10, m=200, activation="tanh", n_train=100, n_test=200,
                     scales=[1.0, 10.0, 100.0, 1000.0], steps=200, lr_factor=0.5, seeds=1),
-    "full": Preset("~3 min on 2 CPU cores", d=10, m=1000, activation="tanh", n_train=200, n_test=500,
+    "full": Preset("a CPU", d=10, m=1000, activation="tanh", n_train=200, n_test=500,
                    scales=[1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0], steps=1000, lr_factor=0.5, seeds=3),
-    "paper": Preset("~10 min on 2 CPU cores", d=10, m=1000, activation="tanh", n_train=200, n_test=1000,
+    "paper": Preset("a CPU", d=10, m=1000, activation="tanh", n_train=200, n_test=1000,
                     scales=[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 10000.0], steps=5000,
                     lr_factor=0.5, seeds=5),
 }
@@ -46,7 +46,7 @@ def run_one(run, memo=None) -> dict:
     """Train Lazy(net, α) and Linearized(Lazy(net, α)) from the same w₀ for the same steps; their distances."""
     import torch
     from kernels import empirical_ntk
-    from kernels.backend import to_numpy
+    from kernels import to_numpy
     from nets import Lazy, Linearized, TwoLayer, diagnostics, train
     p = run.params
     _, X_train, X_test, y_train = teacher_student_tensors(p["n_train"], p["n_test"], p["d"], run.seed, run.device)

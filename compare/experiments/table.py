@@ -20,21 +20,20 @@ Note: ../shared/data/cifar10-jpeg.tar.gz is a JPEG re-encoding of CIFAR-10; JPEG
 accuracy points against the original python batches, so compare with the paper's numbers with that in mind.
 The quick preset is a small CPU subset (1000 images of two classes, airplane vs automobile, nets at 1/8 of
 the width, 10 epochs): it shows the ordering (standard above lazy/linearized), not the paper's accuracies.
-Measured there (CPU, one seed): VGG-11 standard 85.6%, lazy 71.4%, linearized 75.4%; ResNet-18 (η₀ = 0.002;
-at 0.01 its lazy and linearized runs blow up) standard 74.4%, lazy 53.6%, linearized 50.0% (chance: its
-linearization does not train at this step size); random features 79.0%. It has no CNTK row: the GAP
-kernel needs every pixel pair, (32·32)² numbers per image pair, which on a CPU
-costs about 25 ms per image pair (``cntk_n_train=0`` skips the row; full and paper presets include it, for
-a GPU).
+Its accuracies, mean ± std over seeds, are in README.md and docs/figures.json, measured by
+``python -m compare bench readme``. ResNet-18 trains at η₀ = 0.002: at 0.01 its lazy and linearized runs blow up.
+It has no CNTK row: the GAP kernel needs every pixel pair, (32·32)² numbers per image pair, too slow for a CPU
+(``cntk_n_train=0`` skips the row; the full and paper presets include it, for a GPU).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from kernels.validation import check_choice
+from kernels import check_choice
 
 from compare.data import load_split
 from compare.experiment import Experiment, GpuRun, Preset, Reference
+from compare.grams import kernel_matrices
 from compare.run import Run
 from compare.summary import metric_titles
 
@@ -45,15 +44,15 @@ PAPER_TABLE1 = {("vgg11", "net"): 89.7, ("vgg11", "linearized"): 61.7,
                 ("resnet18", "net"): 91.0, ("resnet18", "linearized"): 56.7}
 
 PRESETS = {
-    "quick": Preset("~5 min on 2 CPU cores", models=["vgg11", "resnet18"], width_factor=0.125,
+    "quick": Preset("a CPU", models=["vgg11", "resnet18"], width_factor=0.125,
                     n_train=1000, n_test=500, classes=[0, 1], epochs=10, lr=LR, lr_decay=1e-3, batch_size=128,
                     lazy_scale=100.0, cntk_depth=3, cntk_n_train=0, rff_features=2000, rff_alpha=1e-3,
                     seeds=1),
-    "full": Preset("~40 min on one H100 (estimate)", models=["vgg11", "resnet18"], width_factor=1.0,
+    "full": Preset("one GPU", models=["vgg11", "resnet18"], width_factor=1.0,
                    n_train=10000, n_test=2000, classes=None, epochs=40, lr=LR, lr_decay=1e-4,
                    batch_size=128, lazy_scale=100.0, cntk_depth=5, cntk_n_train=2000, rff_features=20000,
                    rff_alpha=1e-3, seeds=1),
-    "paper": Preset("~6 h on one H100 (estimate; the CNTK row dominates on the GPU)",
+    "paper": Preset("one GPU (the CNTK row dominates)",
                     models=["vgg11", "resnet18"], width_factor=1.0, n_train=None, n_test=None, classes=None,
                     epochs=70, lr=LR, lr_decay=1e-4, batch_size=128, lazy_scale=1e3, cntk_depth=5,
                     cntk_n_train=5000, rff_features=40000, rff_alpha=1e-3, seeds=1),
@@ -110,7 +109,7 @@ def _network(run, n_classes):
 def _train(run, ds) -> dict:
     import torch
     from nets import Lazy, Linearized, diagnostics, train
-    from nets.training import DivergenceError, random_crop_flip
+    from nets import DivergenceError, random_crop_flip
     p, device = run.params, run.device
     n_classes = int(ds.n_classes)
     net = _network(run, n_classes).to(device)
@@ -158,13 +157,11 @@ def random_features_classifier(run):
 
 def _cntk(run, ds) -> dict:
     """Ridgeless kernel regression with the CNTK on one-hot targets; the solve runs where the kernel is."""
-    from kernels.backend import device_of, to_device, to_numpy
-    from kernels.solvers import krr_solve
+    from kernels import device_of, krr_solve, to_device, to_numpy
     n = min(run.params["cntk_n_train"], ds.n_train)
     kernel = cntk_kernel(run)
     X_train, X_test = ds.X_train[:n].astype(np.float64), ds.X_test.astype(np.float64)
-    K_train = kernel.ntk(X_train)
-    K_test = kernel.ntk(X_test, X_train)
+    K_train, K_test = kernel_matrices(kernel, X_train, X_test, get="ntk")
     targets = to_device(_one_hot(ds.y_train[:n], int(ds.n_classes)), device_of(K_train))
     coef = krr_solve(K_train, targets, 0.0)
     return {"test_accuracy": float(np.mean(to_numpy(K_test @ coef).argmax(1) == ds.y_test)), "n_train": n}

@@ -22,11 +22,11 @@ from compare.run import Run
 from compare.summary import aggregate, metric_titles
 
 PRESETS = {
-    "quick": Preset("~1 min on 2 CPU cores", dims=[2, 10], taus=[0.01, 0.1, 1.0, 10.0], m=50,
+    "quick": Preset("a CPU", dims=[2, 10], taus=[0.01, 0.1, 1.0, 10.0], m=50,
                     n_train=100, n_test=1000, steps=2000, lr_factor=1.0, seeds=2),
-    "full": Preset("~10 min on 2 CPU cores", dims=[2, 10, 100], taus=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
+    "full": Preset("a CPU", dims=[2, 10, 100], taus=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
                    m=50, n_train=200, n_test=2000, steps=10000, lr_factor=1.0, seeds=5),
-    "paper": Preset("~1 h on 2 CPU cores (small models: the GPU does not help)",
+    "paper": Preset("a CPU (small models: a GPU does not help)",
                     dims=[2, 10, 100], taus=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0], m=50,
                     n_train=200, n_test=5000, steps=50000, lr_factor=1.0, seeds=10),
 }
@@ -43,7 +43,7 @@ def run_one(run, memo=None) -> dict:
     """Train the student at init scale τ = run.init_scale in dimension d; return its test loss."""
     import torch
     from nets import TwoLayer, train
-    from nets.training import DivergenceError
+    from nets import DivergenceError
     p = run.params
     ds, X_train, X_test, y_train = teacher_student_tensors(p["n_train"], p["n_test"], p["d"], run.seed, run.device)
     tau, m = run.init_scale, p["m"]

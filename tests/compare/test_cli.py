@@ -1,4 +1,5 @@
 """The compare CLI: --help lists the subcommands; unknown names are refused with the valid ones listed."""
+import json
 import subprocess
 import sys
 
@@ -23,7 +24,7 @@ def test_unknown_experiment_lists_valid_names(capsys):
 
 def test_unknown_benchmark_lists_valid_names(capsys):
     assert main(["bench", "nope"]) == 2
-    assert "valid: analytic, empirical, solvers" in capsys.readouterr().err
+    assert "valid: analytic, empirical, solvers, readme" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -57,14 +58,21 @@ def test_unreachable_scheduler_is_reported(tmp_path, capsys, monkeypatch):
     assert "could not reach the dask scheduler at 'tcp://127.0.0.1:9'" in capsys.readouterr().err
 
 
-def test_experiment_help_documents_presets_and_their_time(capsys):
+def test_experiment_help_documents_presets_and_their_time(capsys, monkeypatch, tmp_path):
+    """Preset times in --help come only from `bench readme`'s figures file; unmeasured ones say so."""
+    from compare.bench import readme
+    figures = {"date": "2026-12-01", "machine_short": "CPU X, 2 cores",
+               "presets": {"equivalence": {"quick": {"wall_s": 25.6}}}}
+    (tmp_path / "figures.json").write_text(json.dumps(figures))
+    monkeypatch.setattr(readme, "FIGURES", tmp_path / "figures.json")
     with pytest.raises(SystemExit):
         main(["equivalence", "--help"])
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
     for option in ("--dataset", "--preset", "--out", "--device", "--jobs", "--backend", "--scheduler", "--seeds",
                    "--resume", "--no-resume"):
         assert option in out
-    assert "quick: ~" in " ".join(out.split())
+    assert "quick: for a CPU (digits), 26 s measured (CPU X, 2 cores, 2026-12-01)" in out
+    assert "full: for a CPU (digits), time not measured yet (python -m compare bench readme --presets full)" in out
 
 
 def test_zero_threads_is_refused(tmp_path, capsys):

@@ -217,7 +217,9 @@ def test_dry_run_works_before_lazykit_dependencies_are_installed(bundle, tmp_pat
     lines = out.stdout.splitlines()
     assert lines[1].startswith(f"python -m pip install --no-index --find-links {folder / 'wheels'} --constraint ")
     assert lines[1].split("   # ")[0].endswith("installed-constraints.txt lazykit-tiny-probe")
-    assert lines[-1].startswith("python -m compare table") and "--data-dir " + str(folder / "data") in lines[-1]
+    # the experiments come from compare's registry, which needs those dependencies: planned after the install
+    assert lines[-1].endswith("# skipped: lazykit's dependencies are not installed yet (No module named "
+                              "'array_api_compat')")
 
 
 def test_bundle_run_installs_first_then_reports_every_step(bundle, monkeypatch, capsys):

@@ -205,7 +205,7 @@ def test_params_pickle_and_equality():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(depth=-1), "depth"), (dict(depth=1.5), "depth"), (dict(w_std=0.0), "w_std"),
     (dict(w_std=-1.0), "w_std"), (dict(b_std=-0.1), "b_std"), (dict(b_std=float("nan")), "b_std"),
-    (dict(activation="swish"), "relu, leaky_relu, abs, identity, step, erf, tanh, gelu"),
+    (dict(activation="mish"), "relu, leaky_relu, abs, identity, step, erf, tanh, gelu"),
     (dict(parameterization="mup"), "parameterization"),
     (dict(parameterization="standard"), "width"), (dict(block_size=0), "block_size"), (dict(block_size="4"), "block_size"),
     (dict(n_jobs=0), "n_jobs"),

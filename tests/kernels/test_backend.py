@@ -47,3 +47,21 @@ def test_numpy_to_torch_is_zero_copy_and_keeps_dtype(dtype, rng):
     assert t.dtype == getattr(torch, np.dtype(dtype).name)
     a[1, 1] = -7.0
     assert float(t[1, 1]) == -7.0
+
+
+def test_dtype_policy_as_the_readme_states(rng):
+    """README "Devices and dtypes": kernel functions keep a float input's dtype (float32 in → float32 out),
+    refuse integers unless dtype= asks for a cast; the estimators cast everything to float64 on the CPU."""
+    from kernels import RBF, FullyConnected, KernelRegressor
+    x = rng.standard_normal((6, 3))
+    for kernel in (FullyConnected(depth=2).ntk, RBF()):
+        assert kernel(x.astype(np.float32)).dtype == np.float32
+        assert kernel(x).dtype == np.float64
+        with pytest.raises(TypeError, match="x1 must have a real floating dtype .* pass dtype="):
+            kernel(np.arange(18).reshape(6, 3))
+    cast = FullyConnected(depth=2, dtype="float64")
+    assert cast.ntk(x.astype(np.float32)).dtype == np.float64
+    assert cast.ntk(np.arange(18).reshape(6, 3)).dtype == np.float64
+    ints = np.arange(18).reshape(6, 3)
+    model = KernelRegressor().fit(ints, x[:, 0])
+    assert model.predict(ints).dtype == np.float64 and model.predict(x.astype(np.float32)).dtype == np.float64

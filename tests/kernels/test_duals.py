@@ -120,7 +120,7 @@ def test_zero_variance_is_finite(name):
 
 def test_unknown_activation_lists_names():
     with pytest.raises(ValueError, match="relu, leaky_relu, abs, identity, step, erf, tanh"):
-        duals.get_dual("swish")
+        duals.get_dual("mish")
     with pytest.raises(ValueError, match="negative_slope"):
         duals.get_dual("leaky_relu", negative_slope=float("nan"))
 

@@ -153,3 +153,5 @@ def test_scale_criterion_bad_input():
         scale_criterion(net, X, torch.zeros(5, 3))
     with pytest.raises(ValueError, match="threshold"):
         scale_criterion(net, X, torch.zeros(5), threshold=-1)
+    with pytest.raises(ValueError, match="`seed` must be an integer ≥ 0, got True"):
+        scale_criterion(net, X, torch.zeros(5), seed=True)

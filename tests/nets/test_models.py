@@ -155,7 +155,7 @@ def test_cifar_networks_shapes_and_options():
     (lambda: TwoLayer(3, 5, symmetric=True), "m must be even"),
     (lambda: TwoLayer(3, 4, init_scale=0.0), "init_scale"),
     (lambda: TwoLayer(3, 4, init_scale=float("nan")), "init_scale"),
-    (lambda: TwoLayer(3, 4, activation="gelu"), "unknown activation 'gelu'; valid: relu, erf, tanh"),
+    (lambda: TwoLayer(3, 4, activation="rellu"), "unknown activation 'rellu'; valid: relu, erf, tanh, softplus"),
     (lambda: MLP(3, [], 1), "widths"),
     (lambda: MLP(3, [4, 0], 1), "widths"),
     (lambda: MLP(3, [4], 1, parameterization="mup"), "parameterization"),

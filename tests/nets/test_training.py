@@ -183,9 +183,9 @@ def test_random_crop_flip_without_padding_only_mirrors():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(loss="hinge"), ValueError, "unknown loss 'hinge'; valid: mse, cross_entropy"),
+    (dict(loss="huber"), ValueError, "unknown loss 'huber'; valid: mse, cross_entropy, hinge"),
     (dict(optimizer="adam"), ValueError, "unknown optimizer 'adam'; valid: gd, sgd"),
-    (dict(lr_schedule="cosine"), ValueError, "unknown lr_schedule 'cosine'; valid: constant, inverse"),
+    (dict(lr_schedule="cosine"), ValueError, "unknown lr_schedule 'cosine'; valid: constant, inverse, adaptive"),
     (dict(lr=0.0), ValueError, "lr"),
     (dict(lr=math.nan), ValueError, "lr"),
     (dict(momentum=1.0), ValueError, "momentum"),
@@ -241,7 +241,7 @@ def test_checkpoint_every_zero_is_refused(tmp_path):
     # 0 is not "unset": it is an invalid interval and must be named in the error, not silently replaced.
     net = MLP(3, [4], 1).double()
     X, y = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)
-    with pytest.raises(ValueError, match="checkpoint_every must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="`checkpoint_every` must be an integer ≥ 1, got 0"):
         train(net, X, y, lr=0.1, steps=2, checkpoint=tmp_path / "ck.pt", checkpoint_every=0, quiet=True)
 
 

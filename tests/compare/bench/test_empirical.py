@@ -31,3 +31,23 @@ def test_cuda_without_gpu_is_reported(capsys):
         pytest.skip("a GPU is visible")
     assert bench.main(["--device", "cuda"]) == 0
     assert "no CUDA device" in capsys.readouterr().out
+
+
+def test_quick_sizes_keep_the_jacobians_small():
+    """--quick must stay well under 1 GB: the tutorial's and "jacobian"'s per-sample Jacobians hold n·P float32
+    per side, P = d·w + w² + w for the MLP (2.3 GB per side at the full size, the old quick run's 4.8 GB)."""
+    def jacobian_bytes(n, d, width):
+        return n * (d * width + width * width + width) * 4
+    assert jacobian_bytes(**bench.MLP) > 2e9
+    assert jacobian_bytes(**bench.MLP_QUICK) < 50e6
+    net = bench.cnn_model(bench.CNN_QUICK["channels"], bench.CNN["outputs"])
+    cnn_params = sum(p.numel() for p in net.parameters())
+    assert bench.CNN_QUICK["n"] * bench.CNN["outputs"] * cnn_params * 4 < 10e6
+
+
+@pytest.mark.slow
+def test_quick_run_prints_both_tables(capsys):
+    assert bench.main(["--quick", "--skip-peer", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "torch threads 1" in out and "MLP 100→256→256→1" in out and "conv3×3(16)" in out
+    assert out.count("| ntvp ") == 1 and out.count("| structured ") == 2

@@ -1,11 +1,12 @@
 """compare.data's files: the CIFAR-10 readers (python batches, image archives), the array cache, the IDX parser,
 where files are looked for, install and the CLI.
 
-Real-data checks run only where the files are (../shared/data/cifar10-jpeg.tar.gz, the Debian Fashion-MNIST
-package); everything else is built in tmp_path. Nothing here touches the network.
+Real-data checks (marked ``data``) run only where ``data.find`` finds the files (e.g. ../shared/data/cifar10-jpeg.tar.gz,
+the Debian Fashion-MNIST package); everything else is built in tmp_path. Nothing here touches the network.
 """
 import gzip
 import hashlib
+import importlib
 import io
 import pickle
 import tarfile
@@ -15,8 +16,6 @@ import pytest
 from PIL import Image
 
 from compare import data
-
-SHARED_JPEG = data.REPO_ROOT.parent / "shared" / "data" / data.CIFAR10_JPEG_ARCHIVE
 
 
 # -------------------------------------------------------------------------------- CIFAR-10 python batches
@@ -173,9 +172,12 @@ def test_corrupt_archives_are_reported(tmp_path):
         data.load("cifar10", data_dir=odd, cache_dir=tmp_path / "c")
 
 
-@pytest.mark.skipif(not SHARED_JPEG.is_file(), reason="../shared/data/cifar10-jpeg.tar.gz not present")
+@pytest.mark.data("cifar10")
 def test_real_cifar10_jpeg_subset(tmp_path):
-    ds = data.load("cifar10", data_dir=SHARED_JPEG.parent, first_per_class=200, cache_dir=tmp_path)
+    path, kind = data.find("cifar10")
+    if kind != "images":
+        pytest.skip(f"CIFAR-10 found as {path}, not as the JPEG archive {data.CIFAR10_JPEG_ARCHIVE} this test reads")
+    ds = data.load("cifar10", data_dir=path.parent, first_per_class=200, cache_dir=tmp_path)
     assert ds.X_train.shape == (2000, 3, 32, 32) and ds.X_test.shape == (2000, 3, 32, 32)
     assert ds.class_names == data.CIFAR10_CLASSES
     assert list(np.bincount(ds.y_train)) == [200] * 10 and list(np.bincount(ds.y_test)) == [200] * 10
@@ -241,10 +243,9 @@ def test_fashion_mnist_from_a_data_dir(tmp_path):
     np.testing.assert_allclose(sub.X_train[sub.y_train == 1][0, 0], images[4] / 255, atol=1e-7)
 
 
-@pytest.mark.skipif(not (data.DEBIAN_FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),
-                    reason="Debian package dataset-fashion-mnist not installed")
+@pytest.mark.data("fashion-mnist")
 def test_real_fashion_mnist():
-    ds = data.load("fashion-mnist", data_dir=data.DEBIAN_FASHION_MNIST_DIR)
+    ds = data.load("fashion-mnist")
     assert ds.X_train.shape == (60000, 1, 28, 28) and ds.X_test.shape == (10000, 1, 28, 28)
     assert list(np.bincount(ds.y_train)) == [6000] * 10 and list(np.bincount(ds.y_test)) == [1000] * 10
     # the whole training set's pixel mean and std are the widely quoted 0.2860 and 0.3530 (4 decimals)
@@ -274,6 +275,8 @@ def test_environment_variable_is_the_only_folder_searched(tmp_path, monkeypatch)
 
 # ---------------------------------------------------------------------------------------- install, CLI
 def test_install_downloads_and_checks_sha256(tmp_path, monkeypatch):
+    # no Debian package to copy from (it would be used first, offline): the download path itself
+    monkeypatch.setattr(importlib.import_module("compare.data.install"), "DEBIAN_FASHION_MNIST_DIR", tmp_path / "none")
     mirror = tmp_path / "mirror"
     _write_fashion(mirror)
     sums = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in mirror.iterdir()}

@@ -31,7 +31,7 @@ def run_one(run, memo=None):
 
 EXPERIMENT = Experiment(
     name="toy-line", summary=__doc__, datasets=("teacher-student",),
-    presets={"quick": Preset("~1 s (measured)", scales=[1.0, 10.0], offset=0.0, seeds=2)},
+    presets={"quick": Preset("a CPU", scales=[1.0, 10.0], offset=0.0, seeds=2)},
     plan=plan, run_one=run_one, methods=("lazy",), metrics={"test_loss": "test loss"},
     axes=("scale", "seed"), notes=lambda rows: f"{len(rows)} toy runs.",
     figures=(Figure("loss.png", lambda rows, path: plots.plot_vs_scale(rows, "test_loss", path, "loss", "toy"),
@@ -88,4 +88,6 @@ def test_a_declaration_without_presets_or_with_an_unknown_scale_is_refused():
     with pytest.raises(ValueError, match="scale_field must be 'alpha' or 'init_scale'"):
         Experiment(**{**run.__dict__, "scale_field": "tau"})
     with pytest.raises(ValueError, match="needs 'seeds'"):
-        Preset("~1 s", n_train=10)
+        Preset("a CPU", n_train=10)
+    with pytest.raises(ValueError, match="needs the hardware it is meant for"):
+        Preset("", seeds=1)

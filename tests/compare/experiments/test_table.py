@@ -1,10 +1,9 @@
 """table through the CLI on the quick preset (CIFAR-10 needed; skipped without it)."""
 import pytest
 
-from compare import data
 from compare.cli import main
 
-needs_cifar = pytest.mark.skipif(data.find("cifar10") is None, reason="CIFAR-10 not found (see compare.data)")
+needs_cifar = pytest.mark.data("cifar10")   # skipped, saying how to get it, where CIFAR-10 is not found
 
 
 @needs_cifar

@@ -1,0 +1,384 @@
+"""The README's figures, rerun: ``python -m compare bench readme [--seeds K] [--quick] [--only NAMES]``.
+
+Every time and accuracy that README.md and ``python -m compare EXPERIMENT --help`` quote comes from here:
+
+- ``presets``: each experiment's quick preset run as a user runs it (``python -m compare EXPERIMENT``, a fresh
+  process, so the wall time includes starting Python and importing torch); the default job is
+  ``python -m compare`` itself, and its printed summary is shown verbatim. ``--presets quick,full`` also times
+  the larger presets (minutes to hours; ``table`` needs CIFAR-10, else it is recorded as not run).
+- ``seeds``: the same output folders resumed with ``--seeds K`` (finished runs are kept, only new seeds run),
+  so that figures which vary with the seed are given as mean ± std over K seeds: the quick ``table``
+  accuracies and the quick ``rates`` slopes.
+- ``nets-example``: the README's nets example (the block that trains at α = 1 and 100), its output verbatim.
+
+Results go to ``docs/figures.json`` (with the machine, date, load average and command), which the ``--help``
+texts read, and into README.md between ``<!-- bench-readme:NAME -->`` and ``<!-- /bench-readme:NAME -->``.
+``--quick`` shrinks every run (a smoke test, seconds) and writes beside ``--out`` instead, never into the
+repository's files unless ``--readme``/``--figures`` name them.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from compare.data import CIFAR10_CLASSES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+README = REPO_ROOT / "README.md"
+FIGURES = REPO_ROOT / "docs" / "figures.json"
+EXPERIMENTS = ("equivalence", "teacher-student", "rates", "table")
+PRESETS = ("quick", "full", "paper")
+JOBS = ("presets", "seeds", "nets-example")
+# --quick: overrides that make each quick preset a few-second smoke run (the figures then mean nothing)
+QUICK_SET = {
+    "equivalence": ["n_train=40", "n_test=40", "steps=10", "probe=10", "scales=[1.0, 100.0]"],
+    "teacher-student": ["n_train=20", "n_test=20", "steps=20", "dims=[2]", "taus=[0.1, 10.0]", "seeds=1"],
+    "rates": ["n_train=20", "n_test=20", "m=20", "steps=20", "scales=[1.0, 10.0, 100.0]"],
+    "table": ["n_train=20", "n_test=20", "epochs=1", "models=['vgg11']", "rff_features=50"],
+}
+NETS_EXAMPLE_MARK = "for alpha in (1.0, 100.0):"   # identifies the README's nets example block
+BEGIN, END = "<!-- bench-readme:{name} -->", "<!-- /bench-readme:{name} -->"
+TABLE_ROWS = (("vgg11", "net", None, "VGG-11 standard"), ("vgg11", "lazy", 100.0, "lazy (α = 100)"),
+              ("vgg11", "linearized", None, "linearized"), ("resnet18", "net", None, "ResNet-18 standard"),
+              ("resnet18", "lazy", 100.0, "lazy (α = 100)"), ("resnet18", "linearized", None, "linearized"),
+              ("fourier", "rff", None, "random Fourier features"))
+
+
+# ------------------------------------------------------------------------------------------- measuring
+def run_command(argv, cwd=None, env=None, timeout=7200):
+    """Run ``argv`` in a fresh process; (wall seconds, stdout). A failure raises with its stderr."""
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{' '.join(argv)}` failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return wall, proc.stdout
+
+
+def _env():
+    """This checkout's packages first, installed or not."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def experiment_argv(experiment, preset, out, quick, extra=()):
+    argv = [sys.executable, "-m", "compare"] + ([] if experiment == "equivalence" and preset == "quick"
+                                                else [experiment, "--preset", preset])
+    argv += ["--out", str(out), *extra]
+    if quick:
+        for item in QUICK_SET[experiment]:
+            argv += ["--set", item]
+    return argv
+
+
+def measure_presets(out_dir: Path, presets, quick: bool, log) -> dict:
+    """{experiment: {preset: {"wall_s", "runs", "command"} or {"skipped": why}}}, plus the default job's stdout."""
+    from compare import data
+    found = {}
+    for experiment in EXPERIMENTS:
+        for preset in presets:
+            entry = found.setdefault(experiment, {})
+            if experiment == "table" and data.find("cifar10") is None:
+                entry[preset] = {"skipped": "CIFAR-10 not found (python -m compare data install cifar10)"}
+                continue
+            if experiment == "table" and preset != "quick" and not _torch_sees_gpu():
+                entry[preset] = {"skipped": "the full and paper table presets are for a GPU (hours on a CPU)"}
+                continue
+            out = out_dir / f"{experiment}-{preset}"
+            argv = experiment_argv(experiment, preset, out, quick, ["--no-resume"])
+            log(f"running {' '.join(argv[1:])}")
+            wall, stdout = run_command(argv, env=_env())
+            rows = _rows(out)
+            entry[preset] = {"wall_s": round(wall, 1), "runs": len(rows), "command": _shown(argv)}
+            if experiment == "equivalence" and preset == "quick":   # the default job, as a user sees it
+                shown = stdout.strip().replace(str(out / "report.md"), "results/equivalence-digits-quick/report.md")
+                entry[preset]["stdout"] = "\n".join(line.rstrip() for line in shown.splitlines())
+                entry[preset]["reading"] = default_job_reading(rows)
+    return found
+
+
+def _torch_sees_gpu() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def _shown(argv) -> str:
+    """The command as a user types it (``python -m compare ...``, without the output folder)."""
+    args = list(argv[1:])
+    i = args.index("--out")
+    del args[i:i + 2]
+    return " ".join(["python", *[a for a in args if a != "--no-resume"]])
+
+
+def _rows(out: Path) -> list:
+    from compare import runner
+    return runner.read_results(out / "results.jsonl")
+
+
+def default_job_reading(rows) -> dict:
+    """The default job's figures that the README's reading of its table quotes."""
+    def pick(method, scale, field):
+        for r in rows:
+            if r["method"] == method and r.get("scale") == scale and isinstance(r.get(field), (int, float)):
+                return r[field]
+        return None
+    scales = sorted({r["scale"] for r in rows if r["method"] == "lazy"})
+    return {"agreement": {str(a): pick("lazy", a, "agreement") for a in scales},
+            "weight_change": {str(a): pick("lazy", a, "weight_change") for a in scales},
+            "net_agreement": pick("net", None, "agreement")}
+
+
+def measure_seeds(out_dir: Path, seeds: int, quick: bool, log) -> dict:
+    """The quick table accuracies and rates slopes, mean ± std over ``seeds`` seeds (resuming the preset runs)."""
+    import numpy as np
+    from compare import data
+    from compare.experiments.rates import slopes as rates_slopes
+    result = {"seeds": seeds}
+    out = out_dir / "rates-quick"
+    argv = experiment_argv("rates", "quick", out, quick, ["--seeds", str(seeds), "--quiet"])
+    log(f"running {' '.join(argv[1:])}")
+    run_command(argv, env=_env())
+    per_seed = {}
+    for seed in range(seeds):
+        slopes = rates_slopes([r for r in _rows(out) if r["seed"] == seed])
+        for field, value in slopes.items():
+            per_seed.setdefault(field, []).append(value)
+    result["rates_slopes"] = {f: _mean_std(v) for f, v in per_seed.items()}
+    if data.find("cifar10") is None:
+        result["table"] = {"skipped": "CIFAR-10 not found (python -m compare data install cifar10)"}
+        return result
+    out = out_dir / "table-quick"
+    argv = experiment_argv("table", "quick", out, quick, ["--seeds", str(seeds), "--quiet"])
+    log(f"running {' '.join(argv[1:])}")
+    run_command(argv, env=_env())
+    rows = _rows(out)
+    table = {}
+    for model, method, scale, _ in TABLE_ROWS:
+        values = [r["test_accuracy"] for r in rows if r["model"] == model and r["method"] == method
+                  and r.get("scale") == scale and isinstance(r.get("test_accuracy"), (int, float))]
+        if values:
+            table[f"{model}/{method}"] = _mean_std(100 * np.asarray(values))
+    first = next((r for r in rows if r["method"] == "net"), rows[0])
+    result["table"] = table
+    result["table_setup"] = {k: first.get(k) for k in ("n_train", "n_test", "width_factor", "epochs", "classes")}
+    return result
+
+
+def _mean_std(values) -> dict:
+    values = [float(v) for v in values]
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "n": len(values)}
+
+
+def readme_block(readme_text: str, mark: str) -> str:
+    """The README's python block containing ``mark``."""
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme_text, flags=re.S) if mark in b]
+    if len(blocks) != 1:
+        raise ValueError(f"expected one python block containing {mark!r} in the README, found {len(blocks)}")
+    return blocks[0]
+
+
+def measure_nets_example(readme_text: str, out_dir: Path, log) -> dict:
+    block = readme_block(readme_text, NETS_EXAMPLE_MARK)
+    log("running the README's nets example")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wall, stdout = run_command([sys.executable, "-c", block], cwd=out_dir, env=_env())
+    return {"wall_s": round(wall, 1), "stdout": stdout.strip()}
+
+
+# ------------------------------------------------------------------------------------------- rendering
+def _pm(entry, scale=1.0, digits=1, unit="") -> str:
+    mean, std = entry["mean"] * scale, entry["std"]
+    text = f"{mean:.{digits}f}"
+    return text + (f" ± {std * scale:.{digits}f}" if std is not None else "") + unit
+
+
+def _minus(text: str) -> str:
+    return text.replace("-", "−")
+
+
+def _when(record) -> str:
+    """Machine, date and load of the run that measured ``record`` (its own "when", else the file's last run)."""
+    when = record.get("when", record)
+    return f"{when['machine_short']}, {when['date']}, load average {when['load_average']:.1f} at start"
+
+
+def _seconds(wall) -> str:
+    return f"{wall:.0f} s" if wall < 120 else f"{wall / 60:.1f} min"
+
+
+def render_blocks(figures: dict) -> dict:
+    """{block name: Markdown} from a figures record (docs/figures.json)."""
+    blocks = {}
+    presets = figures.get("presets", {})
+    default = presets.get("equivalence", {}).get("quick", {})
+    if "stdout" in default:
+        blocks["default-job"] = (f"As printed on {_when({**figures, **default})}; {_seconds(default['wall_s'])} wall time for the "
+                                 f"whole command:\n\n```\n{default['stdout']}\n```")
+        blocks["default-job-reading"] = _reading_sentence(default["reading"])
+    if presets:
+        rows, whens = [], []
+        for experiment in EXPERIMENTS:
+            cells = []
+            for preset in PRESETS:
+                entry = presets.get(experiment, {}).get(preset)
+                measured = entry is not None and "wall_s" in entry
+                cells.append(_seconds(entry["wall_s"]) if measured else "–")
+                if measured and _when({**figures, **entry}) not in whens:
+                    whens.append(_when({**figures, **entry}))
+            rows.append(f"| `{experiment}` | " + " | ".join(cells) + " |")
+        blocks["preset-times"] = "\n".join([
+            "| experiment | quick | full | paper |", "|---|---|---|---|", *rows, "",
+            f"Wall time of `python -m compare EXPERIMENT --preset NAME` (a fresh process, imports included), "
+            f"measured by `python -m compare bench readme` on {'; '.join(whens) or _when(figures)}; – : not run there "
+            f"(`--presets quick,full,paper` runs them; the `table` presets need CIFAR-10)."])
+    seeds = figures.get("seeds")
+    if seeds:
+        slopes = seeds.get("rates_slopes", {})
+        if slopes:
+            blocks["rates-slopes"] = ("Measured quick-preset slopes, mean ± std over "
+                                      f"{next(iter(slopes.values()))['n']} seeds: "
+                                      + ", ".join(_minus(_pm(slopes[f], digits=2)) for f in
+                                                  ("weight_distance", "param_distance", "function_distance")
+                                                  if f in slopes) + ".")
+        table = seeds.get("table", {})
+        if "skipped" in table:
+            blocks["table-quick"] = f"The quick `table` run was not measured: {table['skipped']}."
+        elif table:
+            n = next(iter(table.values()))["n"]
+            setup = seeds.get("table_setup", {})
+            parts = [f"{label} {_pm(table[f'{m}/{meth}'], unit='%')}" for m, meth, _, label in TABLE_ROWS
+                     if f"{m}/{meth}" in table]
+            classes = setup.get("classes")
+            names = " vs ".join(CIFAR10_CLASSES[c] for c in classes) if classes else "all 10 classes"
+            blocks["table-quick"] = (f"The quick `table` run (CPU; {names}, "
+                                     f"{setup.get('n_train')}/{setup.get('n_test')} train/test images, width factor "
+                                     f"{setup.get('width_factor')}, {setup.get('epochs')} epochs; test accuracy, mean "
+                                     f"± std over {n} seeds; {_when({**figures, **seeds})}): " + ", ".join(parts) + ".")
+    nets = figures.get("nets_example")
+    if nets:
+        blocks["nets-example"] = (f"Output ({_when({**figures, **nets})}; the script sets one torch thread; "
+                                  f"{_seconds(nets['wall_s'])} for the whole script):\n\n```\n{nets['stdout']}\n```")
+    return blocks
+
+
+def _reading_sentence(reading) -> str:
+    agreement, change = reading["agreement"], reading["weight_change"]
+
+    def pct(key):
+        value = agreement.get(key)
+        return "–" if value is None else f"{100 * value:.1f}%"
+    scales = list(agreement)
+    low, high = scales[0], scales[-1]
+    shown = [s for s in ("1.0", "10.0", "1000.0") if s in agreement] or scales
+    return ("Read it as: the lazy net's agreement with the empirical-NTK gradient flow rises with α ("
+            + ", ".join(f"{pct(s)} of the test digits at α = {float(s):g}" for s in shown)
+            + f"), while its weight change falls like 1/α ({change[low]:.2g} at α = {float(low):g} → "
+              f"{change[high]:.2g} at α = {float(high):g}) and its NTK drift with it; the linearized net follows "
+              f"the flow exactly. The normally scaled, uncentred net (h(w₀) ≠ 0) is a different predictor "
+              f"({100 * reading['net_agreement']:.1f}% agreement).")
+
+
+def replace_blocks(text: str, blocks: dict) -> str:
+    """``text`` with the content between each block's markers replaced (every named block must be there)."""
+    for name, content in blocks.items():
+        begin, end = BEGIN.format(name=name), END.format(name=name)
+        pattern = re.compile(re.escape(begin) + r"\n.*?\n?" + re.escape(end), flags=re.S)
+        if len(pattern.findall(text)) != 1:
+            raise ValueError(f"README must hold exactly one {begin} ... {end} pair for block {name!r}")
+        text = pattern.sub(lambda _: f"{begin}\n{content}\n{end}", text)
+    return text
+
+
+def read_blocks(text: str) -> dict:
+    """{name: content} of every marked block in ``text``."""
+    pattern = re.compile(r"<!-- bench-readme:([\w-]+) -->\n(.*?)\n?<!-- /bench-readme:\1 -->", flags=re.S)
+    return {name: content for name, content in pattern.findall(text)}
+
+
+def load_figures(path=None) -> dict | None:
+    """The figures record (default docs/figures.json), or None when there is none yet."""
+    try:
+        return json.loads(Path(path or FIGURES).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def preset_time(experiment: str, preset: str, path=None) -> str | None:
+    """"80 s measured (machine, date)" for ``--help``, from docs/figures.json; None when not measured."""
+    figures = load_figures(path)
+    entry = ((figures or {}).get("presets", {}).get(experiment, {}).get(preset) or {})
+    if "wall_s" not in entry:
+        return None
+    when = entry.get("when", figures)
+    return f"{_seconds(entry['wall_s'])} measured ({when['machine_short']}, {when['date']})"
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m compare bench readme", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3, metavar="K", help="seeds for mean ± std (default 3)")
+    parser.add_argument("--presets", default="quick", metavar="LIST",
+                        help="presets to time, comma-separated from quick, full, paper (default quick)")
+    parser.add_argument("--only", default=",".join(JOBS), metavar="LIST",
+                        help=f"jobs to rerun, comma-separated from {', '.join(JOBS)} (default all; the others "
+                             "keep their recorded figures)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: every experiment shrunk to seconds; writes into --out, not the repo")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="folder for the runs (default results/bench-readme[-quick])")
+    parser.add_argument("--readme", default=None, metavar="FILE",
+                        help="README to update (default README.md; with --quick a copy in --out)")
+    parser.add_argument("--figures", default=None, metavar="FILE",
+                        help="figures file (default docs/figures.json; with --quick one in --out)")
+    args = parser.parse_args(argv)
+    jobs = [j.strip() for j in args.only.split(",") if j.strip()]
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    for value, valid, what in ((jobs, JOBS, "--only job"), (presets, PRESETS, "--presets entry")):
+        bad = [v for v in value if v not in valid]
+        if bad or not value:
+            parser.error(f"unknown {what} {bad or value!r}; valid: {', '.join(valid)}")
+    if args.seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    out = Path(args.out or f"results/bench-readme{'-quick' if args.quick else ''}")
+    out.mkdir(parents=True, exist_ok=True)
+    readme = Path(args.readme) if args.readme else (out / "README.md" if args.quick else README)
+    figures_path = Path(args.figures) if args.figures else (out / "figures.json" if args.quick else FIGURES)
+    if args.quick and not readme.exists():
+        readme.write_text(README.read_text())
+    from compare.bench.harness import machine_info
+    figures = load_figures(figures_path) or {}
+    when = {"date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}", "machine": machine_info(),
+            "machine_short": machine_info().split(";")[0], "load_average": os.getloadavg()[0], "quick": args.quick,
+            "command": "python -m compare bench readme " + " ".join(argv if argv is not None else sys.argv[1:])}
+    figures.update(when)   # the last run; each figure keeps the "when" of the run that measured it
+
+    def log(message):
+        print(message, file=sys.stderr, flush=True)
+    if "presets" in jobs:   # only the presets run now are replaced
+        for experiment, entries in measure_presets(out, presets, args.quick, log).items():
+            for preset, entry in entries.items():
+                figures.setdefault("presets", {}).setdefault(experiment, {})[preset] = {**entry, "when": when}
+    if "seeds" in jobs:
+        figures["seeds"] = {**measure_seeds(out, args.seeds, args.quick, log), "when": when}
+    if "nets-example" in jobs:
+        figures["nets_example"] = {**measure_nets_example(README.read_text(), out / "nets-example", log),
+                                   "when": when}
+    figures_path.parent.mkdir(parents=True, exist_ok=True)
+    figures_path.write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n")
+    blocks = render_blocks(figures)
+    readme.write_text(replace_blocks(readme.read_text(), blocks))
+    print(f"figures: {figures_path}\nREADME blocks rewritten in {readme}: {', '.join(blocks)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

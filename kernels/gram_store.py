@@ -1,0 +1,310 @@
+"""Gram matrices on disk: a zarr (>= 3) group with one array per kernel output, one chunk per tile.
+
+Layout of ``path.zarr`` (readable by zarr, dask and xarray without lazykit)::
+
+    path.zarr/zarr.json          group; attributes["lazykit_gram"] = what was computed (below)
+    path.zarr/ntk/               one (n1, n2) array per output ("ntk", "nngp", or "kernel" for a callable)
+    path.zarr/ntk/c/I/J          the tile of rows I·tile.. and columns J·tile.., uncompressed
+
+Each tile is written to a temporary file, flushed to disk and renamed into place (``os.replace`` is atomic
+on POSIX file systems), so a chunk file is either absent or complete: a tile is done exactly when its
+chunk exists. Absent tiles read as NaN (the fill value). A symmetric store (``gram(kernel, x)`` with x2=None)
+holds only the tiles on or above the diagonal; ``to_numpy`` and ``as_dask`` mirror the upper triangle, and a
+reader without lazykit can do the same (``attributes["stored_triangle"] == "upper"``).
+
+Both axes are named ("x1", "x2": rows are the points of x1, columns those of x2), so
+``xarray.open_zarr(path)`` reads the outputs as one Dataset.
+
+``attributes["lazykit_gram"]`` records the kernel (class and parameters), which outputs, both inputs' shape,
+dtype and SHA-256, the tile size and the dtype; ``open_store`` refuses a store whose record differs from the
+call's, naming every difference.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import math
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = 1
+META_KEY = "lazykit_gram"
+
+
+class StoreMismatchError(ValueError):
+    """The store on disk was computed for a different kernel, data, tile size or dtype."""
+
+
+# ----------------------------------------------------------------------------------------------- atomic writes
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place.
+
+    The temporary name carries the writer's host and process id, so ``remove_partial_files`` can tell the
+    leftovers of a killed writer from the files of one still writing.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex}.partial")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+@functools.lru_cache(maxsize=1)
+def _atomic_store_class():
+    """A zarr ``LocalStore`` whose every write (chunks and metadata) goes through ``_write_atomically``."""
+    from zarr.storage import LocalStore
+
+    class AtomicLocalStore(LocalStore):
+        async def set(self, key, value):
+            if not self._is_open:
+                await self._open()
+            self._check_writable()
+            await asyncio.to_thread(_write_atomically, self.root / key, value.to_bytes())
+
+    return AtomicLocalStore
+
+
+def _local_store(path, read_only: bool = False):
+    return _atomic_store_class()(path, read_only=read_only)
+
+
+def remove_partial_files(path, stale_after: float = 3600.0) -> int:
+    """Delete temporary files left by writers that were killed mid-write; returns how many.
+
+    A file of this host is removed when its process is gone; one of another host when it is older than
+    ``stale_after`` seconds (its writer cannot be asked). Files of live writers stay.
+    """
+    removed, host = 0, _host()
+    for leftover in Path(path).rglob(".*.partial"):
+        parts = leftover.name.rsplit(".", 4)       # .NAME . HOST . PID . UUID . partial
+        try:
+            writer_host, pid = parts[1], int(parts[2])
+        except (IndexError, ValueError):
+            writer_host, pid = None, None
+        if writer_host == host:
+            stale = not _process_alive(pid)
+        else:
+            try:
+                stale = time.time() - leftover.stat().st_mtime > stale_after
+            except FileNotFoundError:
+                continue
+        if stale:
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _host() -> str:
+    """This machine's name, without dots (it is one dot-separated field of a temporary file's name)."""
+    return socket.gethostname().replace(".", "-") or "localhost"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ----------------------------------------------------------------------------------------------- tiles
+def tile_grid(n1: int, n2: int, tile: int, symmetric: bool) -> list:
+    """Tile indices (I, J) of an (n1, n2) matrix cut into tile × tile blocks; only J >= I when symmetric."""
+    rows, cols = math.ceil(n1 / tile), math.ceil(n2 / tile)
+    return [(i, j) for i in range(rows) for j in range(i if symmetric else 0, cols)]
+
+
+def tile_bounds(index, tile: int, shape) -> tuple:
+    """(i0, i1, j0, j1) of tile (I, J)."""
+    i, j = index
+    return i * tile, min((i + 1) * tile, shape[0]), j * tile, min((j + 1) * tile, shape[1])
+
+
+# ----------------------------------------------------------------------------------------------- the store
+class GramStore:
+    """One kernel output of a Gram matrix stored by ``kernels.gram`` (a zarr array, one chunk per tile).
+
+    ``GramStore(path)`` reopens a store (``name`` picks the output when it holds several, e.g. "nngp").
+    Attributes: ``path``, ``name``, ``shape``, ``dtype``, ``tile``, ``symmetric``, ``tiles_total``,
+    ``tiles_done`` (finished tiles), ``complete``; ``metadata`` is the record of what was computed.
+    """
+
+    def __init__(self, path, name: str | None = None):
+        import zarr
+        self.path = Path(path)
+        if not (self.path / "zarr.json").is_file():
+            raise FileNotFoundError(f"{self.path} is not a Gram store (no zarr.json); create one with "
+                                    "kernels.gram(kernel, x, store=PATH)")
+        group = zarr.open_group(store=_local_store(self.path, read_only=True), mode="r")
+        self.metadata = dict(group.attrs.get(META_KEY) or {})
+        if not self.metadata:
+            raise ValueError(f"{self.path} is a zarr group but not a lazykit Gram store (no {META_KEY!r} "
+                             "attribute)")
+        names = list(self.metadata["get"])
+        if name is None:
+            name = names[0]
+        if name not in names:
+            raise ValueError(f"name must be one of the stored outputs {names}, got {name!r}")
+        self.name = name
+        self.array = group[name]
+        self.shape = tuple(self.array.shape)
+        self.dtype = np.dtype(self.metadata["dtype"])
+        self.tile = int(self.metadata["tile"])
+        self.symmetric = bool(self.metadata["symmetric"])
+        self.grid = tile_grid(self.shape[0], self.shape[1], self.tile, self.symmetric)
+
+    def __repr__(self):
+        return (f"GramStore({str(self.path)!r}, name={self.name!r}, shape={self.shape}, dtype={self.dtype}, "
+                f"tiles {self.tiles_done}/{self.tiles_total}{', symmetric' if self.symmetric else ''})")
+
+    # tiles
+    def _chunk_file(self, index) -> Path:
+        return self.path / self.name / "c" / str(index[0]) / str(index[1])
+
+    def has_tile(self, index) -> bool:
+        return self._chunk_file(index).is_file()
+
+    def missing_tiles(self) -> list:
+        """Indices (I, J) of the tiles not yet computed."""
+        return [index for index in self.grid if not self.has_tile(index)]
+
+    @property
+    def tiles_total(self) -> int:
+        return len(self.grid)
+
+    @property
+    def tiles_done(self) -> int:
+        return self.tiles_total - len(self.missing_tiles())
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing_tiles()
+
+    def bounds(self, index) -> tuple:
+        return tile_bounds(index, self.tile, self.shape)
+
+    def read_tile(self, index) -> np.ndarray:
+        """Tile (I, J) as stored (for a symmetric store I <= J)."""
+        if not self.has_tile(index):
+            raise ValueError(f"tile {index} of {self.path} has not been computed yet")
+        i0, i1, j0, j1 = self.bounds(index)
+        return np.asarray(self.array[i0:i1, j0:j1])
+
+    def write_tile(self, index, block) -> None:
+        """Store tile (I, J) (one chunk, written atomically)."""
+        import zarr
+        i0, i1, j0, j1 = self.bounds(index)
+        writable = zarr.open_array(store=_local_store(self.path), path=self.name, mode="r+")
+        writable[i0:i1, j0:j1] = np.asarray(block, dtype=self.dtype)
+
+    def _check_complete(self, what: str):
+        missing = len(self.missing_tiles())
+        if missing:
+            raise ValueError(f"{self.path}: {missing} of {self.tiles_total} tiles are not computed yet, so "
+                             f"{what} is not available; rerun the same kernels.gram(...) call to finish them")
+
+    # whole matrix
+    def to_numpy(self, dtype=None, out=None) -> np.ndarray:
+        """The full (n1, n2) matrix in memory (the lower triangle mirrored when symmetric).
+
+        ``out`` (an (n1, n2) array) is filled instead of allocating; ``dtype`` casts (default: as stored).
+        """
+        self._check_complete("to_numpy()")
+        if out is None:
+            out = np.empty(self.shape, dtype=self.dtype if dtype is None else dtype)
+        elif tuple(out.shape) != self.shape:
+            raise ValueError(f"out must have shape {self.shape}, got {tuple(out.shape)}")
+        for index in self.grid:
+            i0, i1, j0, j1 = self.bounds(index)
+            block = self.read_tile(index)
+            out[i0:i1, j0:j1] = block
+            if self.symmetric and index[0] != index[1]:
+                out[j0:j1, i0:i1] = block.T
+        return out
+
+    def as_dask(self):
+        """The matrix as a lazy ``dask.array`` (chunks = tiles; the lower triangle mirrored when symmetric)."""
+        import dask.array as da
+        self._check_complete("as_dask()")
+        array = da.from_zarr(self.array)
+        if not self.symmetric:
+            return array
+        return da.triu(array) + da.triu(array, 1).T
+
+
+# ----------------------------------------------------------------------------------------------- open or create
+def fingerprint(record: dict) -> str:
+    """First 16 hex digits of the SHA-256 of a record's canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(_plain(record), sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def describe_differences(stored, wanted, prefix: str = "") -> list:
+    """Human-readable 'key: A in the store, B now' lines for every leaf where two records differ."""
+    lines = []
+    for key in sorted(set(stored) | set(wanted), key=str):
+        a, b = stored.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += describe_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {a!r} in the store, {b!r} now")
+    return lines
+
+
+def open_store(path, record: dict, shape, dtype) -> dict:
+    """The stores (one per output named in ``record["get"]``) at ``path``, created when absent.
+
+    An existing store must carry the same record (kernel, inputs' checksums, tile, dtype, outputs), else
+    ``StoreMismatchError`` lists what differs and nothing is touched.
+    """
+    import zarr
+    path = Path(path)
+    record = {"format": FORMAT, **record, "dtype": np.dtype(dtype).name, "shape": list(shape)}
+    if (path / "zarr.json").is_file():
+        group = zarr.open_group(store=_local_store(path, read_only=True), mode="r")
+        stored = dict(group.attrs.get(META_KEY) or {})
+        if not stored:
+            raise StoreMismatchError(f"{path} is a zarr group but not a lazykit Gram store; choose another "
+                                     "store path")
+        differences = describe_differences(stored, _plain(record))
+        if differences:
+            raise StoreMismatchError(f"{path} holds a Gram matrix of a different computation; refusing to mix "
+                                     "tiles. What differs: " + "; ".join(differences)
+                                     + ". Use another store path, or delete this one to start afresh.")
+    elif path.exists() and any(path.iterdir()):
+        raise StoreMismatchError(f"{path} exists and is not a Gram store; choose a new or empty path")
+    else:
+        # "w-": never replace a group that another process created since the check above
+        group = zarr.open_group(store=_local_store(path), mode="w-", attributes={META_KEY: record})
+        tile = int(record["tile"])
+        for name in record["get"]:
+            group.create_array(
+                name, shape=tuple(shape), chunks=(min(tile, shape[0]), min(tile, shape[1])), dtype=dtype,
+                fill_value=np.nan, compressors=None, chunk_key_encoding={"name": "default", "separator": "/"},
+                config={"write_empty_chunks": True}, dimension_names=("x1", "x2"),
+                attributes={"symmetric": bool(record["symmetric"]),
+                            "stored_triangle": "upper" if record["symmetric"] else "full", "tile": tile})
+    return {name: GramStore(path, name) for name in record["get"]}
+
+
+def _plain(value):
+    """A record as it reads back from JSON (tuples become lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
