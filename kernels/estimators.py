@@ -92,7 +92,7 @@ class _ArrayEstimator(BaseEstimator):
         device = self._compute_device()
         dtype = backend.default_dtype(device)
         _check_array_like(X, "X")
-        n_x, n_y = (_n_samples(a) for a in (X, y))
+        n_x, n_y = (n_samples(a) for a in (X, y))
         if reset and n_x is not None and n_y is not None and n_x != n_y:
             raise ValueError(f"X and y must have the same number of samples, got {n_x} and {n_y}")
         if backend.is_torch(X):
@@ -162,7 +162,7 @@ def naming_inputs(X):
         raise type(exc)(f"{name}: {message}") from None
 
 
-def _n_samples(a):
+def n_samples(a):
     """Rows of an array-like (``shape[0]`` when it has a shape, e.g. sparse matrices), None when unknown."""
     shape = getattr(a, "shape", None)
     if shape is not None and len(shape):

@@ -16,7 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from kernels import check_choice, check_scalar
-from kernels.estimators import naming_inputs
+from kernels.estimators import n_samples, naming_inputs
 
 from nets.lazy import Lazy, Linearized
 from nets.models import MLP, TwoLayer
@@ -31,21 +31,13 @@ def _host(a):
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
 
 
-def _n_samples(a):
-    """Rows of an array-like (``shape[0]`` when it has a shape, e.g. sparse matrices), None when unknown."""
-    shape = getattr(a, "shape", None)
-    if shape is not None and len(shape):
-        return int(shape[0])
-    return len(a) if hasattr(a, "__len__") and not isinstance(a, (str, bytes)) else None
-
-
 def _fit_arrays(X, y):
     """Host X and y, with their sample counts compared (naming both) before scikit-learn's validation."""
     X, y = _host(X), _host(y)
     for a, name in ((X, "X"), (y, "y")):   # y=None: scikit-learn's "requires y to be passed" names it
         if (a is None and name == "X") or isinstance(a, (str, bytes, numbers.Number, np.generic)):
             raise TypeError(f"{name} must be an array-like with samples along axis 0, got {type(a).__name__} {a!r}")
-    n_x, n_y = (_n_samples(a) for a in (X, y))
+    n_x, n_y = (n_samples(a) for a in (X, y))
     if n_x is not None and n_y is not None and n_x != n_y:
         raise ValueError(f"X and y must have the same number of samples, got {n_x} and {n_y}")
     return X, y

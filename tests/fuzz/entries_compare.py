@@ -10,16 +10,10 @@ import numpy as np
 from hypothesis import strategies as st
 
 from compare import data, runner
+from tests.fuzz.harness import registry
 from tests.fuzz.inputs import INF, NAN
 
-ENTRIES = {}
-
-
-def entry(name):
-    def register(builder):
-        ENTRIES[name] = builder
-        return builder
-    return register
+ENTRIES, entry = registry()
 
 
 @entry("data.load")

@@ -7,16 +7,10 @@ from hypothesis import strategies as st
 import kernels
 from kernels import duals, solvers, validation
 from kernels.features import ArcCosineFeatures, NTKFeatures, RandomFourierFeatures
+from tests.fuzz.harness import registry
 from tests.fuzz.inputs import ESTIMATOR_INVALID, INF, NAN, NOT_NUMBERS, array, labels, shape2, targets
 
-ENTRIES = {}
-
-
-def entry(name):
-    def register(builder):
-        ENTRIES[name] = builder
-        return builder
-    return register
+ENTRIES, entry = registry()
 
 
 # ------------------------------------------------------------------------------------------ analytic kernels

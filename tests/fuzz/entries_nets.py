@@ -9,16 +9,10 @@ from hypothesis import strategies as st
 import nets
 from nets import diagnostics
 from nets.training import random_crop_flip
+from tests.fuzz.harness import registry
 from tests.fuzz.inputs import ESTIMATOR_INVALID, INF, NAN, NETS_INVALID, NOT_NUMBERS, array, labels, targets
 
-ENTRIES = {}
-
-
-def entry(name):
-    def register(builder):
-        ENTRIES[name] = builder
-        return builder
-    return register
+ENTRIES, entry = registry()
 
 
 def _forward(model, x):

@@ -129,3 +129,16 @@ def check_call(entry: str, case: Case, fn):
         outcome = "finite result"
     COUNTS[(entry, outcome)] += 1
     return outcome
+
+
+def registry():
+    """(ENTRIES, entry): a dict of case builders by entry-point name and the decorator that fills it."""
+    entries = {}
+
+    def entry(name):
+        def register(builder):
+            entries[name] = builder
+            return builder
+        return register
+
+    return entries, entry
