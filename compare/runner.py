@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from compare.memo import Memo
+from compare.sweep_guard import FolderLock, SweepLockedError, quiet_shutdown, watch_parent  # noqa: F401 (re-exported)
 
 BACKENDS = ("loky", "dask")
 RESULTS = "results.jsonl"
@@ -42,10 +43,6 @@ class ConfigMismatchError(ValueError):
 class ResultsFileError(ValueError):
     """A file or folder of the sweep (results.jsonl, config.json, --out) cannot be read or written as it is;
     the message names the path and what to do. Nothing already saved is changed."""
-
-
-class SweepLockedError(ResultsFileError):
-    """Another sweep is writing into the same --out folder."""
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -325,32 +322,6 @@ def _out_folder(out_dir) -> Path:
     return out
 
 
-class FolderLock:
-    """An exclusive ``fcntl.flock`` on the --out folder itself, held for a whole sweep: a second sweep into the
-    same folder is refused with ``SweepLockedError`` instead of running every run again. No file is created,
-    and the operating system releases the lock when the holder exits, even after SIGKILL, so a stale lock
-    never blocks a resume."""
-
-    def __init__(self, out: Path):
-        self.path = Path(out)
-        self.fd = None
-
-    def __enter__(self):
-        import fcntl
-        self.fd = os.open(self.path, os.O_RDONLY)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            raise SweepLockedError(f"{self.path} is in use by another sweep (it holds a lock on the folder); "
-                                   "wait for it to finish (then rerun to add any missing runs) or pass another "
-                                   "--out") from None
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)   # closing releases the flock
-
-
 def _mismatch_message(results, stored, wanted) -> str:
     if stored is None:
         why = f"there is no {CONFIG} beside it, so its configuration is unknown"
@@ -434,29 +405,15 @@ def _execute(func, todo, jobs, backend, scheduler, shared_work=None):
         yield from _execute_loky(func, list(_tasks(todo, shared_work, workers)), workers, shared)
 
 
-def _watch_parent(parent: int, interval: float = 0.5) -> None:
-    """Worker initializer: a daemon thread that ends this worker once its parent is gone (after a SIGKILL the
-    workers are re-parented, and would otherwise run on with nobody to collect their results)."""
-    import threading
-
-    def watch():
-        while True:
-            time.sleep(interval)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="lazykit-parent-watch", daemon=True).start()
-
-
 def _execute_loky(func, tasks, workers, shared):
     """Run the tasks on a pool of loky worker processes, yielding (config, row) pairs as tasks finish.
 
-    Workers watch their parent (``_watch_parent``) and exit when it dies; on Ctrl-C (or any error) the pool is
+    Workers watch their parent (``sweep_guard.watch_parent``) and exit when it dies; on Ctrl-C (or any error) the pool is
     shut down and its workers killed, so no process outlives the sweep."""
     import concurrent.futures
 
     from joblib.externals.loky import get_reusable_executor
-    executor = get_reusable_executor(max_workers=max(1, min(workers, len(tasks))), initializer=_watch_parent,
+    executor = get_reusable_executor(max_workers=max(1, min(workers, len(tasks))), initializer=watch_parent,
                                      initargs=(os.getpid(),), reuse=False)
     queued, running = list(tasks), set()
     try:
@@ -467,22 +424,8 @@ def _execute_loky(func, tasks, workers, shared):
             for future in finished:
                 yield from future.result()
     except BaseException:
-        _quiet_shutdown(executor)
+        quiet_shutdown(executor)
         raise
-
-
-def _quiet_shutdown(executor):
-    """Kill the pool's workers now; loky's manager thread may report the futures it can no longer complete,
-    which nobody will read (we are stopping), so its thread exceptions are not printed."""
-    import threading
-    previous = threading.excepthook
-
-    def hook(args):
-        if args.thread is None or "ExecutorManager" not in args.thread.name:
-            previous(args)
-
-    threading.excepthook = hook
-    executor.shutdown(wait=True, kill_workers=True)
 
 
 def _execute_dask(func, todo, scheduler, shared_work=None):
