@@ -96,7 +96,7 @@ class _ArrayEstimator(BaseEstimator):
         if reset and n_x is not None and n_y is not None and n_x != n_y:
             raise ValueError(f"X and y must have the same number of samples, got {n_x} and {n_y}")
         if backend.is_torch(X):
-            X = backend.from_torch(X)
+            X = backend.from_torch(backend.half_to_float(X))
         if backend.is_torch(y):
             y = backend.to_numpy(y)
         elif y is not None and array_api_compat.is_cupy_array(y):
@@ -467,6 +467,12 @@ class _RandomFeaturesModel(_ArrayEstimator):
         alpha = check_alpha(self.alpha)
         self.features_ = self._make_features(X.shape[1]).fit(X)
         Z = self.features_.transform(X)
+        xp = backend.get_namespace(Z)
+        with np.errstate(over="ignore", invalid="ignore"):
+            gram = Z.T @ Z if Z.shape[1] <= Z.shape[0] else Z @ Z.T
+        if not bool(xp.all(xp.isfinite(gram))):
+            raise validation.KernelOverflowError(f"X is too large for {type(self.features_).__name__}: the "
+                                                 "features' Gram matrix overflowed; rescale X (e.g. standardise it)")
         if Z.shape[1] <= Z.shape[0]:
             self.coef_ = krr_solve(Z.T @ Z, Z.T @ Y, alpha, overwrite_K=True)
         else:

@@ -235,7 +235,10 @@ def scale_criterion(module, X, y, iters=30, threshold=0.01, seed=0):
     def h(p):
         return functional_call(module, p, (X,))
 
-    output = h(params).detach()
+    try:
+        output = h(params).detach()
+    except RuntimeError as exc:
+        raise ValueError(f"the module cannot be applied to X of shape {tuple(X.shape)}: {exc}") from None
     if y.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
         y = y.unsqueeze(1)
     if output.shape != y.shape:
