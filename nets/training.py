@@ -340,9 +340,10 @@ def fingerprint(*tensors) -> str:
     return digest.hexdigest()[:16]
 
 
-def model_fingerprint(module) -> str:
-    """The fingerprint of a module's class, parameter and buffer names and its current values."""
-    state = module.state_dict()
+def model_fingerprint(module, state=None) -> str:
+    """The fingerprint of a module's class, parameter and buffer names and values (its current state, or
+    ``state``, a state dict of it)."""
+    state = module.state_dict() if state is None else state
     return fingerprint(*state.values()) + ":" + hashlib.sha256(
         (type(module).__name__ + ",".join(state)).encode()).hexdigest()[:8]
 
@@ -365,6 +366,8 @@ def _load_checkpoint(path):
 def _resume(path, module, opt, history, config):
     state = _load_checkpoint(path)
     differing = sorted(k for k in config if state["config"].get(k) != config[k])
+    if "model" in differing and model_fingerprint(module, state["module"]) == config["model"]:
+        differing.remove("model")   # the very module that wrote the checkpoint, continuing where it stopped
     if differing:
         what = {"data": "a different dataset (X, y)", "model": "a different model (architecture or initial "
                 "weights)"}
