@@ -7,12 +7,12 @@ a GPU, else "cpu", and every run of the sweep carries the result.
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 
 from kernels import check_choice
 
 from compare.experiment import Config, Experiment
+from compare.overrides import parse_override
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -73,15 +73,10 @@ def resolve_preset(presets: dict, args) -> dict:
     check_choice(args.preset, "preset", tuple(presets))
     settings = dict(presets[args.preset].settings)
     for item in args.overrides:
-        key, sep, text = item.partition("=")
-        if not sep or key not in settings:
-            raise ValueError(f"--set expects KEY=VALUE with KEY one of {', '.join(sorted(settings))}; got {item!r}")
-        try:
-            settings[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            settings[key] = text
+        key, value = parse_override(item, presets)
+        settings[key] = value
     if args.seeds is not None:
-        if args.seeds < 1:
+        if isinstance(args.seeds, bool) or args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         settings["seeds"] = args.seeds
     return settings

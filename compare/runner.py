@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from compare.memo import Memo
+from compare.sweep_guard import FolderLock, SweepLockedError, quiet_shutdown, watch_parent  # noqa: F401 (re-exported)
 
 BACKENDS = ("loky", "dask")
 RESULTS = "results.jsonl"
@@ -37,6 +38,15 @@ SCHEDULER_TIMEOUT = 10.0  # seconds to wait for a dask scheduler to answer
 
 class ConfigMismatchError(ValueError):
     """DIR/results.jsonl was written by a sweep with a different configuration."""
+
+
+class ResultsFileError(ValueError):
+    """A file or folder of the sweep (results.jsonl, config.json, --out) cannot be read or written as it is;
+    the message names the path and what to do. Nothing already saved is changed."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; ``str()`` is the one line to print (how many runs were saved, how to resume)."""
 
 
 class SchedulerUnreachableError(ConnectionError):
@@ -61,7 +71,10 @@ def to_jsonable(value):
 
 def canonical(value) -> str:
     """Canonical JSON text (sorted keys, no spaces): equal configurations give equal strings."""
-    return json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    try:
+        return json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except TypeError as exc:
+        raise TypeError(f"a run config must hold only numbers, strings, lists and dicts (JSON): {exc}") from None
 
 
 def fingerprint(value) -> str:
@@ -96,24 +109,61 @@ def read_results(path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    data = path.read_bytes()
+    if not path.is_file():
+        raise ResultsFileError(f"{path} is not a file (a directory?); move it away, or pass another --out")
+    data = _read_bytes(path)
     complete = data[: data.rfind(b"\n") + 1]
     if len(complete) < len(data):
         warnings.warn(f"{path}: ignoring a half-written last line ({len(data) - len(complete)} bytes); "
                       "its run will be redone", RuntimeWarning, stacklevel=2)
     rows = []
-    for number, line in enumerate(complete.decode().splitlines(), start=1):
+    for number, raw in enumerate(complete.split(b"\n")[:-1], start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ResultsFileError(f"{path}, line {number}: not UTF-8 text (byte {raw[exc.start]:#04x} at column "
+                                   f"{exc.start + 1}); fix or remove that line, or pass --no-resume to start "
+                                   "afresh") from None
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}, line {number}: not a JSON object ({exc.msg}); "
+            raise ResultsFileError(f"{path}, line {number}: not a JSON object ({exc.msg}); "
                              "fix or remove that line, or pass --no-resume to start afresh") from None
         if not isinstance(row, dict):
-            raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
+            raise ResultsFileError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}; "
+                                   "fix or remove that line, or pass --no-resume to start afresh")
         rows.append(row)
     return rows
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ResultsFileError(f"cannot read {path} ({exc.strerror}); check its permissions, or pass another "
+                               "--out") from None
+
+
+def read_config(path) -> dict | None:
+    """The stored DIR/config.json ({"fingerprint", "config"}), None when absent; ResultsFileError naming the
+    file when it is not such a JSON object."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise ResultsFileError(f"{path} is not a file (a directory?); move it away, or pass another --out")
+    try:
+        stored = json.loads(_read_bytes(path).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsFileError(f"{path} is not valid JSON ({exc}); restore it, delete it together with "
+                               f"{RESULTS}, or pass --no-resume to set both aside") from None
+    if not isinstance(stored, dict) or not isinstance(stored.get("fingerprint"), str):
+        raise ResultsFileError(f"{path} must hold a JSON object with a \"fingerprint\" string (written by "
+                               f"lazykit), got {type(stored).__name__}; restore it, or pass --no-resume to set "
+                               "the old results aside")
+    return stored
 
 
 def drop_torn_tail(path) -> None:
@@ -121,7 +171,9 @@ def drop_torn_tail(path) -> None:
     path = Path(path)
     if not path.exists():
         return
-    data = path.read_bytes()
+    if not path.is_file():
+        raise ResultsFileError(f"{path} is not a file (a directory?); move it away, or pass another --out")
+    data = _read_bytes(path)
     keep = data.rfind(b"\n") + 1
     if keep < len(data):
         with open(path, "r+b") as handle:
@@ -131,12 +183,31 @@ def drop_torn_tail(path) -> None:
 
 
 def append_row(path, row: dict) -> None:
-    """Append one row as one JSON line: a single write, then flush and fsync."""
+    """Append one row as one JSON line: a single write, then flush and fsync.
+
+    If the write fails (a full disk, a quota), the file is cut back to its previous length, so no torn row
+    is left behind, and ``ResultsFileError`` says so.
+    """
     line = (canonical(row) + "\n").encode()
-    with open(path, "ab") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        handle = open(path, "ab")
+    except OSError as exc:
+        raise ResultsFileError(f"cannot open {path} for writing ({exc.strerror}); check the permissions of "
+                               "that folder or pass another --out") from None
+    with handle:
+        size = handle.tell()
+        try:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as exc:
+            try:
+                handle.truncate(size)
+            except OSError:
+                pass
+            raise ResultsFileError(f"could not write a row to {path} ({exc.strerror}); the rows saved before are "
+                                   "intact. Free some space (or fix the folder) and run the same command to "
+                                   "resume") from None
 
 
 # --------------------------------------------------------------------------------------------- metadata
@@ -206,12 +277,13 @@ def prepare(out_dir, sweep_config: dict, resume: bool = True) -> list[dict]:
     - Results from a different configuration: ConfigMismatchError, nothing touched.
     - ``resume=False``: the old results.jsonl and config.json are renamed with a timestamp (never deleted).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_folder(out_dir)
     results, config_path = out / RESULTS, out / CONFIG
     wanted = {"fingerprint": fingerprint(identity(sweep_config)), "config": to_jsonable(sweep_config)}
+    if results.exists() and not results.is_file():
+        raise ResultsFileError(f"{results} is not a file (a directory?); move it away, or pass another --out")
     if results.exists() and results.stat().st_size > 0:
-        stored = json.loads(config_path.read_text()) if config_path.exists() else None
+        stored = read_config(config_path) if resume else None
         if not resume:
             stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
             results.rename(out / f"results-{stamp}.jsonl")
@@ -221,10 +293,33 @@ def prepare(out_dir, sweep_config: dict, resume: bool = True) -> list[dict]:
         elif stored is None or stored.get("fingerprint") != wanted["fingerprint"]:
             raise ConfigMismatchError(_mismatch_message(results, stored, wanted))
         else:
+            rows = read_results(results)
             drop_torn_tail(results)
-            return read_results(results)
-    config_path.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+            return rows
+    elif config_path.exists() and not config_path.is_file():
+        raise ResultsFileError(f"{config_path} is not a file (a directory?); move it away, or pass another --out")
+    try:
+        tmp = config_path.with_name(CONFIG + ".tmp")
+        tmp.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, config_path)
+    except OSError as exc:
+        raise ResultsFileError(f"cannot write {config_path} ({exc.strerror}); check the permissions and free "
+                               "space of that folder, or pass another --out") from None
     return []
+
+
+def _out_folder(out_dir) -> Path:
+    """``out_dir`` as a writable folder (created if needed); ResultsFileError naming it otherwise."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ResultsFileError(f"--out {out} is a file, not a folder; pass a folder path (it is created if needed)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ResultsFileError(f"cannot create the --out folder {out} ({exc.strerror}); pass another --out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ResultsFileError(f"the --out folder {out} is not writable; fix its permissions or pass another --out")
+    return out
 
 
 def _mismatch_message(results, stored, wanted) -> str:
@@ -232,6 +327,7 @@ def _mismatch_message(results, stored, wanted) -> str:
         why = f"there is no {CONFIG} beside it, so its configuration is unknown"
     else:
         old, new = stored.get("config", {}), wanted["config"]
+        old = old if isinstance(old, dict) else {}
         keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in LOCATION_KEYS)
         why = ("these settings differ: " + "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys)
                if keys else "the settings agree, but its fingerprint was computed by an older lazykit")
@@ -264,23 +360,31 @@ def run_sweep(func, runs, out_dir, sweep_config: dict, *, jobs: int = 1, backend
     keys = [run_key(_as_config(run)) for run in runs]
     if len(set(keys)) != len(keys):
         raise ValueError("the sweep contains duplicate run configurations")
-    done = {row.get("run_key"): row for row in prepare(out_dir, sweep_config, resume)}
-    todo = [run for run, k in zip(runs, keys) if k not in done]
-    results = Path(out_dir) / RESULTS
-    meta = {"versions": library_versions(), "device": describe_device(device)}
+    if not runs:
+        raise ValueError("runs is empty: the sweep has no run to do (check the preset's axes, e.g. seeds)")
+    out = _out_folder(out_dir)
+    with FolderLock(out):
+        done = {row.get("run_key"): row for row in prepare(out, sweep_config, resume)}
+        todo = [run for run, k in zip(runs, keys) if k not in done]
+        results = out / RESULTS
+        meta = {"versions": library_versions(), "device": describe_device(device)}
 
-    from tqdm.auto import tqdm
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=desc, unit="run",
-               disable=not progress or not todo, dynamic_ncols=True)
-    try:
-        for config, row in _execute(func, todo, jobs, backend, scheduler, shared_work):
-            row = {**config, **row, "run_key": run_key(config), **meta}
-            row = to_jsonable(row)
-            append_row(results, row)
-            done[row["run_key"]] = row
-            bar.update(1)
-    finally:
-        bar.close()
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=desc, unit="run",
+                   disable=not progress or not todo, dynamic_ncols=True)
+        try:
+            for config, row in _execute(func, todo, jobs, backend, scheduler, shared_work):
+                row = {**config, **row, "run_key": run_key(config), **meta}
+                row = to_jsonable(row)
+                append_row(results, row)
+                done[row["run_key"]] = row
+                bar.update(1)
+        except KeyboardInterrupt:
+            saved = sum(k in done for k in keys)
+            raise SweepInterrupted(f"interrupted: {saved} of {len(keys)} runs saved in {out}; run the same "
+                                   "command to resume") from None
+        finally:
+            bar.close()
     return [done[k] for k in keys if k in done]
 
 
@@ -297,12 +401,31 @@ def _execute(func, todo, jobs, backend, scheduler, shared_work=None):
             for run in task:
                 yield _timed(call, run)
     else:
-        from joblib import Parallel, delayed
         workers = (os.cpu_count() or 1) if jobs == -1 else jobs
-        parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
-        for pairs in parallel(delayed(_timed_task)(func, task, shared)
-                              for task in _tasks(todo, shared_work, workers)):
-            yield from pairs
+        yield from _execute_loky(func, list(_tasks(todo, shared_work, workers)), workers, shared)
+
+
+def _execute_loky(func, tasks, workers, shared):
+    """Run the tasks on a pool of loky worker processes, yielding (config, row) pairs as tasks finish.
+
+    Workers watch their parent (``sweep_guard.watch_parent``) and exit when it dies; on Ctrl-C (or any error) the pool is
+    shut down and its workers killed, so no process outlives the sweep."""
+    import concurrent.futures
+
+    from joblib.externals.loky import get_reusable_executor
+    executor = get_reusable_executor(max_workers=max(1, min(workers, len(tasks))), initializer=watch_parent,
+                                     initargs=(os.getpid(),), reuse=False)
+    queued, running = list(tasks), set()
+    try:
+        while queued or running:   # at most one task per worker in flight: nothing queued to cancel on Ctrl-C
+            while queued and len(running) < max(1, workers):
+                running.add(executor.submit(_timed_task, func, queued.pop(0), shared))
+            finished, running = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                yield from future.result()
+    except BaseException:
+        quiet_shutdown(executor)
+        raise
 
 
 def _execute_dask(func, todo, scheduler, shared_work=None):

@@ -36,6 +36,9 @@ from kernels import rules
 # Dual activations in CUDA: the same formulas as kernels.duals (closed forms only).
 _DUALS = {
     "abrelu": """
+    T bound = sqrt(lazykit_mul_rn(k11, k22));
+    T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
+    k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
     T s = lazykit_mul_rn(k11, k22) - lazykit_mul_rn(k12, k12);
     s = s > T(0) ? sqrt(s) : T(0);
     T th = atan2(s, k12);
@@ -43,6 +46,9 @@ _DUALS = {
     dot = cs * (T(LAZYKIT_PI) - th) + cc * th;
     nngp = (cs - cc) * s + k12 * dot;""",
     "step": """
+    T bound = sqrt(lazykit_mul_rn(k11, k22));
+    T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
+    k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
     T s = lazykit_mul_rn(k11, k22) - lazykit_mul_rn(k12, k12);
     s = s > T(0) ? sqrt(s) : T(0);
     nngp = (T(LAZYKIT_PI) - atan2(s, k12)) / T(2 * LAZYKIT_PI);
@@ -51,10 +57,14 @@ _DUALS = {
     nngp = k12;
     dot = T(1);""",
     "erf": """
-    T q = (T(1) + T(2) * k11) * (T(1) + T(2) * k22);
-    T r = T(2) * k12 / sqrt(q);
+    T bound = sqrt(k11 * k22);
+    T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
+    k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
+    T gap = k11 * k22 - k12 * k12;
+    gap = gap > T(0) ? gap : T(0);
+    T r = T(2) * k12 / (sqrt(T(1) + T(2) * k11) * sqrt(T(1) + T(2) * k22));
     nngp = T(2 / LAZYKIT_PI) * asin(r > T(1) ? T(1) : (r < T(-1) ? T(-1) : r));
-    dot = T(4 / LAZYKIT_PI) / sqrt(q - T(4) * k12 * k12);""",
+    dot = T(4 / LAZYKIT_PI) / sqrt(T(1) + T(2) * (k11 + k22) + T(4) * gap);""",
 }
 
 

@@ -35,12 +35,13 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import threadpoolctl
 
 from kernels import backend, rules
 from kernels.duals import get_dual
 from kernels.parameters import ParameterHolder
-from kernels.validation import check_array, check_choice, check_scalar
+from kernels.validation import KernelOverflowError, check_array, check_choice, check_scalar
 
 PARAMETERIZATIONS = ("ntk", "standard")
 READOUTS = ("gap", "flatten")
@@ -93,6 +94,15 @@ def _check_trained_layers(trained_layers, depth: int) -> frozenset:
 
 
 # ----------------------------------------------------------------------------------------------- base class
+def _mean_square(xp, x) -> float:
+    """max over samples of ‖x‖²/d (0 for None); +inf when the squares overflow."""
+    if x is None:
+        return 0.0
+    with np.errstate(over="ignore"):
+        return float(xp.max(xp.sum(x * x, axis=tuple(range(1, x.ndim))))) / math.prod(x.shape[1:])
+
+
+
 class _AnalyticKernel(ParameterHolder):
     """Shared parameter handling, validation and the public nngp / ntk / kernels methods."""
 
@@ -101,8 +111,10 @@ class _AnalyticKernel(ParameterHolder):
 
     def _check_params(self):
         check_scalar(self.depth, "depth", int, min_val=0)
-        check_scalar(self.w_std, "w_std", float, min_val=0, include_boundaries="neither")
-        check_scalar(self.b_std, "b_std", float, min_val=0, allow_none="no bias")
+        # below 1e150: w_std² and b_std² must be finite (larger values overflow at the first layer)
+        check_scalar(self.w_std, "w_std", float, min_val=0, max_val=1e150, include_boundaries="neither")
+        check_scalar(self.b_std, "b_std", float, min_val=0, max_val=1e150, include_boundaries="left",
+                     allow_none="no bias")
         check_choice(self.parameterization, "parameterization", PARAMETERIZATIONS)
         if self.parameterization == "standard" and self.width is None:
             raise ValueError("parameterization='standard' needs width= (the hidden width, a positive "
@@ -189,6 +201,14 @@ class _AnalyticKernel(ParameterHolder):
     def _compute(self, x1, x2, want):
         x1, x2, was_torch = self._inputs(x1, x2)
         xp = backend.get_namespace(x1)
+        size = max(_mean_square(xp, x1), _mean_square(xp, x2))
+        x1, x2, rescale = self._rescaled(xp, x1, x2)
+        out_dtype = x1.dtype
+        if xp.__name__.endswith("numpy") and x1.dtype == xp.float32:
+            # float32 on the CPU is accumulated in float64 and rounded once at the end: the layer recursion
+            # amplifies rounding errors (chaotic activations, deep nets), and float64 costs about the same there
+            x1, x2 = (None if x is None else xp.astype(x, xp.float64) for x in (x1, x2))
+        self._check_input_range(xp, x1, x2)
         symmetric = x2 is None
         xb = x1 if symmetric else x2
         n_jobs = self.n_jobs or (os.cpu_count() or 1)
@@ -198,15 +218,75 @@ class _AnalyticKernel(ParameterHolder):
         if fused:
             from kernels import _analytic_cpu   # compiles (once, then cached) on first use
         if fused and x1.ndim == 4:
-            outs = _analytic_cpu.conv_kernels(self, x1, x2, want, n_jobs)
+            outs = [o if o.dtype == out_dtype else xp.astype(o, out_dtype)
+                    for o in _analytic_cpu.conv_kernels(self, x1, x2, want, n_jobs)]
         else:
             tile_fn = (_analytic_cpu.fc_tile_function(self, x1, xb, symmetric, want[1]) if fused
                        else self._tile_function(xp, x1, xb, symmetric, want[1]))
             outs = _run_tiles(xp, tile_fn, x1.shape[0], xb.shape[0], self._block(x1), symmetric, want,
-                              x1.dtype, x1.device, n_jobs)
+                              out_dtype, x1.device, n_jobs)
+        if rescale:
+            with np.errstate(over="ignore"):   # an overflow here is reported by _check_overflow
+                outs = [backend.times_power_of_two(o, rescale) for o in outs]
+        for out, name in zip(outs, [n for n, w in zip(("NNGP", "NTK"), want) if w]):
+            self._check_overflow(xp, out, name, size)
         if was_torch:
             outs = [backend.to_torch(o) for o in outs]
         return outs
+
+    def _homogeneous(self) -> bool:
+        """True when K(c·x, c·x') = c²·K(x, x') for c > 0: a piecewise-linear activation (ReLU, leaky ReLU,
+        abs, identity) and no bias term (b_std None, or 0 with the 'ntk' parameterization)."""
+        no_bias = self.b_std is None or (self.b_std == 0 and self.parameterization == "ntk")
+        return no_bias and self._dual.name in ("relu", "leaky_relu", "abs", "identity")
+
+    def _rescaled(self, xp, x1, x2):
+        """Inputs divided by powers of two 2^e1, 2^e2 near their largest |values| when those lie outside
+        [2^-16, 2^16] and the kernel is positively homogeneous, with the exponent e1 + e2 of the factor that
+        restores the kernel (0: nothing rescaled).
+
+        Without bias a ReLU-type network's kernels are homogeneous of degree one in each argument,
+        K(a·x, b·x') = a·b·K(x, x') for a, b > 0 (every layer rule keeps k12 ∝ ab, k11 ∝ a², k22 ∝ b², and the
+        duals' angle θ depends only on the correlation). Dividing by a power of two is exact, so the result
+        equals the unscaled computation wherever that does not overflow or underflow (|x| ≈ 2e77 in float64
+        or 2e10 in float32 used to give NaN), and x1, x2 of very different sizes lose nothing.
+        """
+        if not self._homogeneous():
+            return x1, x2, 0
+        e1 = backend.power_of_two_exponent(x1)
+        e1 = e1 if abs(e1) > 16 else 0
+        if x2 is None:
+            return backend.times_power_of_two(x1, -e1), None, 2 * e1
+        e2 = backend.power_of_two_exponent(x2)
+        e2 = e2 if abs(e2) > 16 else 0
+        return backend.times_power_of_two(x1, -e1), backend.times_power_of_two(x2, -e2), e1 + e2
+
+    def _check_input_range(self, xp, x1, x2):
+        """ValueError naming x1/x2 when (‖x‖²/d)² would overflow (the first layer multiplies two variances)."""
+        dtype = str(x1.dtype).split(".")[-1]
+        limit = math.sqrt(float(np.finfo(dtype).max))
+        for x, name in ((x1, "x1"), (x2, "x2")):
+            size = _mean_square(xp, x)
+            if not size < limit:
+                raise KernelOverflowError(
+                    f"{name} is too large for {type(self).__name__}(activation={self.activation!r}) in {dtype}: "
+                    f"its largest mean square ||x||^2/d is {size:.3g}, but it must stay below {limit:.2g} (the "
+                    f"kernel multiplies two variances). Rescale {name} (e.g. standardise it)"
+                    + (", or use float64 (limit 1.3e154)" if dtype == "float32" else "")
+                    + "; ReLU-type kernels without bias scale exactly and accept any finite input")
+
+    def _check_overflow(self, xp, out, name, size):
+        """ValueError when the kernel came out non-finite although inputs and weights were finite."""
+        if bool(xp.all(xp.isfinite(out))):
+            return
+        dtype = str(out.dtype).split(".")[-1]
+        limit = math.sqrt(float(np.finfo(dtype).max))
+        raise KernelOverflowError(
+            f"the {name} of {self!r} overflowed {dtype} on inputs x1/x2 with largest mean square ||x||^2/d = "
+            f"{size:.3g}: kernel values must stay below about {limit:.1g} in {dtype} (the recursion multiplies "
+            f"two variances), and each of the depth={self.depth} layers scales them by about "
+            f"w_std^2 = {float(self.w_std) ** 2:.3g} times the activation's gain. Rescale x1/x2 (e.g. "
+            "standardise them) or lower w_std or depth" + (", or use float64" if dtype == "float32" else ""))
 
     def _block(self, x1):
         if self.block_size is not None:

@@ -11,6 +11,7 @@ Torch tensors cross over zero-copy through DLPack with their dtype preserved.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 
 import array_api_compat
@@ -106,6 +107,12 @@ def from_torch(t):
     return np.from_dlpack(t)
 
 
+def half_to_float(t):
+    """A float16/bfloat16 tensor as float32 (DLPack cannot carry bfloat16 to NumPy); others unchanged."""
+    import torch
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def to_torch(a):
     """Zero-copy view of a NumPy or CuPy array as a torch tensor, dtype preserved."""
     # Imported here, not at the top: every kernel imports this module and most never touch torch, whose import
@@ -154,3 +161,21 @@ def thread_map(fn, items, n_jobs: int) -> None:
     else:
         for item in items:
             fn(item)
+
+
+# ----------------------------------------------------------------------------------------------- exact rescaling
+def power_of_two_exponent(*arrays) -> int:
+    """The exponent e with 2^(e−1) ≤ max|a| < 2^e over ``arrays`` (0 when all are zero): dividing by 2^e is
+    exact and brings every entry inside (−1, 1), so products and sums of squares cannot overflow."""
+    top = max(float(get_namespace(a).max(get_namespace(a).abs(a))) for a in arrays)
+    return math.frexp(top)[1] if top > 0 else 0
+
+
+def times_power_of_two(a, e: int):
+    """a·2^e, exact barring overflow or underflow, in steps of at most 2^±100 (a factor that float32 can hold:
+    a larger Python float would become inf in a float32 array, and 0·inf is NaN)."""
+    while e:
+        step = max(-100, min(100, e))
+        a = a * 2.0 ** step
+        e -= step
+    return a

@@ -13,9 +13,10 @@ with scikit-learn to rounding:
 """
 from __future__ import annotations
 
+import numpy as np
 from kernels import backend
 from kernels.parameters import ParameterHolder
-from kernels.validation import check_array, check_choice, check_scalar
+from kernels.validation import KernelOverflowError, check_array, check_choice, check_scalar
 
 # Row block for the Laplace kernel's (block, n2, d) difference tensor: about 2**22 elements per block.
 _L1_BLOCK_ELEMENTS = 2 ** 22
@@ -44,7 +45,20 @@ def _gamma(gamma, n_features):
 
 
 def squared_distances(x1, x2, same: bool):
-    """‖x1_i − x2_j‖² by the Gram expansion, clipped at 0; exactly 0 on the diagonal when ``same``."""
+    """‖x1_i − x2_j‖² by the Gram expansion, clipped at 0; exactly 0 on the diagonal when ``same``.
+
+    Inputs are divided by a power of two 2^e first (exact) and the result multiplied by 4^e, so large inputs
+    give +inf for far-apart pairs (exp(−γ·inf) = 0, the right limit) instead of inf − inf = NaN.
+    """
+    e = backend.power_of_two_exponent(x1, x2)
+    if abs(e) <= 16:
+        return _squared_distances(x1, x2, same)
+    d2 = _squared_distances(backend.times_power_of_two(x1, -e), backend.times_power_of_two(x2, -e), same)
+    with np.errstate(over="ignore"):
+        return backend.times_power_of_two(d2, 2 * e)
+
+
+def _squared_distances(x1, x2, same: bool):
     xp = backend.get_namespace(x1)
     sq1 = xp.sum(x1 * x1, axis=1)
     sq2 = sq1 if same else xp.sum(x2 * x2, axis=1)
@@ -106,7 +120,16 @@ class Polynomial(_Kernel):
 
     def __call__(self, x1, x2=None):
         x1, x2, _ = _pair(x1, x2)
-        return (_gamma(self.gamma, x1.shape[1]) * (x1 @ x2.T) + float(self.coef0)) ** int(self.degree)
+        with np.errstate(over="ignore", invalid="ignore"):
+            K = (_gamma(self.gamma, x1.shape[1]) * (x1 @ x2.T) + float(self.coef0)) ** int(self.degree)
+        xp = backend.get_namespace(K)
+        if not bool(xp.all(xp.isfinite(K))):
+            dtype = str(K.dtype).split(".")[-1]
+            raise KernelOverflowError(f"{self!r} overflowed {dtype} on x1/x2: (gamma*<x, y> + coef0)^degree must stay "
+                             f"below {float(np.finfo(dtype).max):.2g}, so |gamma*<x, y> + coef0| below "
+                             f"{float(np.finfo(dtype).max) ** (1 / int(self.degree)):.3g}; rescale x1/x2 "
+                             "(e.g. standardise them) or lower degree")
+        return K
 
 
 KERNELS = {"rbf": RBF, "laplace": Laplace, "polynomial": Polynomial}

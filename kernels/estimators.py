@@ -24,9 +24,11 @@ predictions then go through K(x*, X) in row blocks. ``solve_info_`` reports the 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
+import re
 
 import array_api_compat
 import numpy as np
@@ -89,8 +91,12 @@ class _ArrayEstimator(BaseEstimator):
         """
         device = self._compute_device()
         dtype = backend.default_dtype(device)
+        _check_array_like(X, "X")
+        n_x, n_y = (n_samples(a) for a in (X, y))
+        if reset and n_x is not None and n_y is not None and n_x != n_y:
+            raise ValueError(f"X and y must have the same number of samples, got {n_x} and {n_y}")
         if backend.is_torch(X):
-            X = backend.from_torch(X)
+            X = backend.from_torch(backend.half_to_float(X))
         if backend.is_torch(y):
             y = backend.to_numpy(y)
         elif y is not None and array_api_compat.is_cupy_array(y):
@@ -107,10 +113,12 @@ class _ArrayEstimator(BaseEstimator):
                 self.n_features_in_ = X.shape[1]
                 y = self._validate_y(y, X.shape[0], classifier)
         elif not reset:
-            X = validate_data(self, X, reset=reset, dtype=np.float64)
+            with naming_inputs(X):
+                X = validate_data(self, X, reset=reset, dtype=np.float64)
         else:
-            X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, ensure_min_samples=2,
-                                 multi_output=not classifier, y_numeric=not classifier)
+            with naming_inputs(X):
+                X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, ensure_min_samples=2,
+                                     multi_output=not classifier, y_numeric=not classifier)
         return backend.to_device(validation.check_array(X, "X", dtype=dtype), device), y
 
     def _validate_y(self, y, n_samples, classifier):
@@ -136,10 +144,60 @@ class _ArrayEstimator(BaseEstimator):
         return self._outputs(X), origin
 
 
+@contextlib.contextmanager
+def naming_inputs(X):
+    """Re-raise scikit-learn's validation errors ("Complex data not supported", "Found array with 0 sample(s)",
+    "Unknown label type", ...) with the input they are about: X when X alone fails ``check_array``, else y."""
+    try:
+        yield
+    except ValueError as exc:
+        message = str(exc)
+        if re.search(r"(?<![A-Za-z0-9_])[Xy](?![A-Za-z0-9_])", message):
+            raise
+        try:
+            check_array(X, accept_sparse=False, dtype=None, ensure_min_samples=1)
+            name = "y"
+        except (TypeError, ValueError):
+            name = "X"
+        raise type(exc)(f"{name}: {message}") from None
+
+
+def n_samples(a):
+    """Rows of an array-like (``shape[0]`` when it has a shape, e.g. sparse matrices), None when unknown."""
+    shape = getattr(a, "shape", None)
+    if shape is not None and len(shape):
+        return int(shape[0])
+    return len(a) if hasattr(a, "__len__") and not isinstance(a, (str, bytes)) else None
+
+
+def _check_array_like(X, name):
+    """TypeError naming ``name`` for None, strings and scalars (scikit-learn's own message names neither)."""
+    if X is None or isinstance(X, (str, bytes, numbers.Number, np.generic)):
+        raise TypeError(f"{name} must be a 2-D array-like (n_samples, n_features), got {type(X).__name__} {X!r}")
+
+
+def _check_numeric_targets(y):
+    """ValueError naming y when a regressor is given labels (strings, bytes, objects that are not numbers)."""
+    if y is None or backend.is_torch(y) or array_api_compat.is_cupy_array(y):
+        return
+    y = np.asarray(y)
+    if y.dtype.kind == "O":
+        try:
+            y.astype(np.float64)
+            return
+        except (TypeError, ValueError):
+            pass
+    if y.dtype.kind in "USO":
+        what = {"U": "strings", "S": "bytes", "O": "Python objects"}[y.dtype.kind]
+        raise ValueError(f"y must hold real numbers for a regressor, got {what} (dtype {y.dtype}); "
+                        "for class labels use the classifier")
+
+
 class _Regressor(RegressorMixin):
     """fit/predict for regressors: targets y of shape (n,) or (n, n_targets), predictions of the same shape."""
 
     def fit(self, X, y):
+        _check_numeric_targets(y)
         X, y = self._validate_X(X, reset=True, y=y)
         y = np.asarray(y, dtype=np.float64)
         Y = backend.to_device(y if y.ndim == 2 else y[:, None], self._compute_device())
@@ -162,8 +220,12 @@ class _Classifier(ClassifierMixin):
 
     def fit(self, X, y):
         X, y = self._validate_X(X, reset=True, y=y, classifier=True)
-        check_classification_targets(y)
+        with naming_inputs(np.zeros((1, 1))):   # X has passed: what fails here is about y
+            check_classification_targets(y)
         self.classes_, index = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y holds a single class ({self.classes_[0]!r}); a classifier needs at least two "
+                             "classes")
         onehot = np.zeros((len(index), len(self.classes_)))
         onehot[np.arange(len(index)), index] = 1.0
         self._fit_arrays(X, validation.check_array(backend.to_device(onehot, self._compute_device()), "y",
@@ -228,11 +290,22 @@ class _KernelModel(_ArrayEstimator):
 
     def _gram(self, x1, x2):
         device = backend.device_of(x1)
-        if self.memory_.location is None:
-            return self.kernel_(x1, x2)
-        host = backend.to_numpy
-        K = self.memory_.cache(_gram)(self.kernel_, host(x1), None if x2 is None else host(x2), device)
-        return validation.check_array(backend.to_device(K, device), "K", dtype=x1.dtype)
+        try:
+            if self.memory_.location is None:
+                K = self.kernel_(x1, x2)
+            else:
+                host = backend.to_numpy
+                K = backend.to_device(self.memory_.cache(_gram)(self.kernel_, host(x1),
+                                                                None if x2 is None else host(x2), device), device)
+        except validation.KernelOverflowError as exc:
+            raise validation.KernelOverflowError(f"X is out of range for this estimator's kernel: {exc}") from None
+        xp = backend.get_namespace(K)
+        if not bool(xp.all(xp.isfinite(K))):
+            raise validation.KernelOverflowError(
+                f"the kernel {self.kernel_!r} returned NaN or inf on the finite X (largest |X| = "
+                f"{float(xp.max(xp.abs(x1))):.3g}): its values left the {K.dtype} range; rescale X (e.g. "
+                "standardise it) or change the kernel's parameters")
+        return validation.check_array(K, "K", dtype=x1.dtype)
 
     def _outputs(self, X):
         if self.gram_store is None:
@@ -374,6 +447,7 @@ class _RandomFeaturesModel(_ArrayEstimator):
     def _make_features(self, n_inputs):
         if isinstance(self.features, str):
             validation.check_choice(self.features, "features", FEATURES)
+            validation.check_scalar(self.n_features, "n_features", int, min_val=1)
             if self.features == "fourier":
                 return RandomFourierFeatures(self.n_features, gamma=self.gamma, random_state=self.random_state)
             if self.features == "arccos":
@@ -393,6 +467,12 @@ class _RandomFeaturesModel(_ArrayEstimator):
         alpha = check_alpha(self.alpha)
         self.features_ = self._make_features(X.shape[1]).fit(X)
         Z = self.features_.transform(X)
+        xp = backend.get_namespace(Z)
+        with np.errstate(over="ignore", invalid="ignore"):
+            gram = Z.T @ Z if Z.shape[1] <= Z.shape[0] else Z @ Z.T
+        if not bool(xp.all(xp.isfinite(gram))):
+            raise validation.KernelOverflowError(f"X is too large for {type(self.features_).__name__}: the "
+                                                 "features' Gram matrix overflowed; rescale X (e.g. standardise it)")
         if Z.shape[1] <= Z.shape[0]:
             self.coef_ = krr_solve(Z.T @ Z, Z.T @ Y, alpha, overwrite_K=True)
         else:

@@ -29,9 +29,20 @@ from sklearn.utils.validation import check_is_fitted
 from kernels import backend
 from kernels.analytic import FullyConnected
 from kernels.classic import RBF, check_gamma
-from kernels.validation import check_array, check_choice, check_scalar
+from kernels.validation import KernelOverflowError, check_array, check_choice, check_scalar
 
 ACTIVATIONS = ("relu", "erf")
+
+
+def _finite(out, features, name):
+    """``out``, or a KernelOverflowError naming the input when the features/kernel left the dtype's range."""
+    xp = backend.get_namespace(out)
+    if not bool(xp.all(xp.isfinite(out))):
+        dtype = str(out.dtype).split(".")[-1]
+        raise KernelOverflowError(
+            f"{type(features).__name__} overflowed {dtype} on {name}: the projections X·W (and their products) "
+            f"must stay below {float(np.finfo(dtype).max):.2g}; rescale {name} (e.g. standardise it)")
+    return out
 
 
 class _RandomFeatures(TransformerMixin, BaseEstimator):
@@ -59,7 +70,9 @@ class _RandomFeatures(TransformerMixin, BaseEstimator):
     def kernel(self, x1, x2=None):
         """The approximate kernel z(x1)·z(x2)ᵀ."""
         z1 = self.transform(x1)
-        return z1 @ (z1 if x2 is None else self.transform(x2)).T
+        z2 = z1 if x2 is None else self.transform(x2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _finite(z1 @ z2.T, self, "x1/x2")
 
 
 class RandomFourierFeatures(_RandomFeatures):
@@ -82,7 +95,8 @@ class RandomFourierFeatures(_RandomFeatures):
     def transform(self, X):
         check_is_fitted(self)
         X, xp = self._validate(X, reset=False)
-        projection = X @ self._weights_like(self.frequencies_, X)
+        with np.errstate(over="ignore", invalid="ignore"):
+            projection = _finite(X @ self._weights_like(self.frequencies_, X), self, "X")
         scale = math.sqrt(2.0 / self.n_features)
         return scale * xp.concat([xp.cos(projection), xp.sin(projection)], axis=1)
 
@@ -105,8 +119,10 @@ class ArcCosineFeatures(_RandomFeatures):
     def transform(self, X):
         check_is_fitted(self)
         X, xp = self._validate(X, reset=False)
-        projection = X @ self._weights_like(self.weights_, X)
-        return math.sqrt(2.0 / self.n_features) * xp.where(projection > 0, projection, xp.zeros_like(projection))
+        with np.errstate(over="ignore", invalid="ignore"):
+            projection = _finite(X @ self._weights_like(self.weights_, X), self, "X")
+            z = math.sqrt(2.0 / self.n_features) * xp.where(projection > 0, projection, xp.zeros_like(projection))
+        return z
 
     def exact_kernel(self, x1, x2=None):
         """Closed form; θ = 0 exactly on the diagonal of a same-input kernel (docs/conventions.md, *Tiles and the
@@ -115,6 +131,9 @@ class ArcCosineFeatures(_RandomFeatures):
         x1 = check_array(x1, "x1", ndim=2)
         x2v = x1 if x2 is None else check_array(x2, "x2", ndim=2)
         xp = backend.get_namespace(x1)
+        # k(c·x, c·y) = c²·k(x, y): compute on inputs divided by a power of two (exact), so ‖x‖²‖y‖² cannot overflow
+        e = backend.power_of_two_exponent(x1, x2v)
+        x1, x2v = backend.times_power_of_two(x1, -e), backend.times_power_of_two(x2v, -e)
         n1 = xp.sqrt(xp.sum(x1 * x1, axis=1))[:, None]
         n2 = xp.sqrt(xp.sum(x2v * x2v, axis=1))[None, :]
         dot = x1 @ x2v.T
@@ -122,7 +141,9 @@ class ArcCosineFeatures(_RandomFeatures):
         if x2 is None:
             sine = xp.where(xp.eye(x1.shape[0], dtype=xp.bool, device=sine.device), xp.zeros_like(sine), sine)
         theta = xp.atan2(sine, dot)
-        return (sine + (math.pi - theta) * dot) / math.pi
+        with np.errstate(over="ignore"):
+            out = backend.times_power_of_two((sine + (math.pi - theta) * dot) / math.pi, 2 * e)
+        return _finite(out, self, "x1/x2")
 
 
 def _activation(z, xp, name):
@@ -162,8 +183,8 @@ class NTKFeatures(_RandomFeatures):
         depth = check_scalar(self.depth, "depth", int, min_val=1)
         width = check_scalar(self.width, "width", int, min_val=1)
         check_choice(self.activation, "activation", ACTIVATIONS)
-        check_scalar(self.w_std, "w_std", float, min_val=0)
-        check_scalar(self.b_std, "b_std", float, min_val=0, allow_none="no bias")
+        check_scalar(self.w_std, "w_std", float, min_val=0, max_val=1e150, include_boundaries="left")
+        check_scalar(self.b_std, "b_std", float, min_val=0, max_val=1e150, include_boundaries="left", allow_none="no bias")
         fan_in = [d] + [width] * depth
         self.layer_weights_ = [rng.standard_normal((width, fan_in[l])) for l in range(depth)]
         self.layer_biases_ = [rng.standard_normal(width) for _ in range(depth)]
@@ -173,7 +194,11 @@ class NTKFeatures(_RandomFeatures):
         self.n_params_ = sum(per_layer) + width + (1 if self.has_bias_ else 0)
 
     def _forward_backward(self, X):
-        """Layer inputs h_0..h_L and backward signals δ_1..δ_L (each (n, n_l))."""
+        """Layer inputs h_0..h_L and backward signals δ_1..δ_L (each (n, n_l)); overflow is reported by the caller."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._forward_backward_raw(X)
+
+    def _forward_backward_raw(self, X):
         xp = backend.get_namespace(X)
         w_std = float(self.w_std)
         b_std = 0.0 if self.b_std is None else float(self.b_std)
@@ -209,7 +234,7 @@ class NTKFeatures(_RandomFeatures):
         columns.append((w_std / math.sqrt(self.width)) * inputs[-1])
         if self.has_bias_:
             columns.append(xp.full((n, 1), float(self.b_std), dtype=X.dtype, device=array_api_compat.device(X)))
-        return xp.concat(columns, axis=1)
+        return _finite(xp.concat(columns, axis=1), self, "X")
 
     def kernel(self, x1, x2=None):
         """Empirical NTK from the structured formula: O(n1·n2·width·depth), no n_params-wide features."""
@@ -221,6 +246,10 @@ class NTKFeatures(_RandomFeatures):
         else:
             x2, _ = self._validate(x2, reset=False)
             h2, d2 = self._forward_backward(x2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _finite(self._structured_kernel(h1, d1, h2, d2), self, "x1/x2")
+
+    def _structured_kernel(self, h1, d1, h2, d2):
         w2 = float(self.w_std) ** 2
         b2 = float(self.b_std) ** 2 if self.has_bias_ else 0.0
         theta = (w2 / self.width) * (h1[-1] @ h2[-1].T) + b2

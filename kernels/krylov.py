@@ -7,6 +7,8 @@ Linear Systems", 2nd ed., Alg. 9.1 for the preconditioned form).
 """
 from __future__ import annotations
 
+from kernels.validation import check_scalar
+
 
 def conjugate_gradient(operator, B, *, tol: float, max_iter: int, xp, precondition=None):
     """(Preconditioned) CG for a symmetric positive definite operator, every column of B solved independently.
@@ -15,6 +17,8 @@ def conjugate_gradient(operator, B, *, tol: float, max_iter: int, xp, preconditi
     Stops when every column's residual ‖B − operator(X)‖ is below ``tol`` times its right-hand side's norm.
     Returns (X, iterations, converged).
     """
+    check_scalar(tol, "tol", float, min_val=0)
+    check_scalar(max_iter, "max_iter", int, min_val=1)
     apply = precondition if precondition is not None else (lambda R: R)
     X = xp.zeros_like(B)
     R = B

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import warnings
 
 import array_api_compat
@@ -28,7 +29,7 @@ import scipy.linalg
 
 from kernels import backend
 from kernels.krylov import conjugate_gradient
-from kernels.validation import check_array, check_scalar
+from kernels.validation import ArgumentTypeError, check_array, check_scalar
 
 
 class GramWarning(RuntimeWarning):
@@ -46,10 +47,44 @@ def check_time(t, name: str = "t"):
     return check_scalar(t, name, float, min_val=0, allow_inf=True, allow_none="converged")
 
 
-def _check_gram(K, y):
-    K = check_array(K, "K", ndim=2)
+def finite_coefficients(coef, y, what: str = "dual coefficients"):
+    """``coef``, or a ValueError naming y when solving overflowed (y near the dtype's largest value)."""
+    xp = backend.get_namespace(coef)
+    if not bool(xp.all(xp.isfinite(coef))):
+        raise ValueError(f"the {what} overflowed {str(coef.dtype).split('.')[-1]}: y is too large (max |y| = "
+                         f"{float(xp.max(xp.abs(y))):.3g}) for this K and ridge; rescale y (e.g. standardise it)")
+    return coef
+
+
+def check_symmetric(K, name: str = "K", block: int = 1024):
+    """ValueError unless K is square and symmetric to √eps relative to max|K| (compared in row blocks, so no
+    n×n temporary): a Gram matrix computed in tiles is symmetric to rounding, a transposed or mixed-up one is not."""
     if K.shape[0] != K.shape[1]:
-        raise ValueError(f"K must be a square Gram matrix, got shape {tuple(K.shape)}")
+        raise ValueError(f"{name} must be a square Gram matrix, got shape {tuple(K.shape)}")
+    xp = backend.get_namespace(K)
+    scale = float(xp.max(xp.abs(K)))
+    n = K.shape[0]
+    worst = max((float(xp.max(xp.abs(K[i:min(i + block, n), :] - xp.permute_dims(K[:, i:min(i + block, n)], (1, 0)))))
+                 for i in range(0, n, block)), default=0.0)
+    if worst > math.sqrt(_eps(K)) * scale:
+        raise ValueError(f"{name} must be symmetric (a Gram matrix K(X, X)), but max|{name} - {name}.T| = {worst:.3g} "
+                         f"against max|{name}| = {scale:.3g}; if the asymmetry is rounding, pass ({name} + {name}.T) / 2")
+    return K
+
+
+def check_alphas(alphas, name: str = "alphas") -> list:
+    """A non-empty sequence of ridges, each a finite number >= 0 (a single number is refused: use dual_coef)."""
+    if isinstance(alphas, (numbers.Number, str, bytes)) or not hasattr(alphas, "__len__"):
+        raise ArgumentTypeError(f"{name} must be a non-empty sequence of ridges (list or 1-D array), got "
+                        f"{type(alphas).__name__} {alphas!r}; for a single ridge use dual_coef(y, alpha=...)")
+    values = list(backend.to_numpy(alphas).tolist() if backend.is_array(alphas) else alphas)
+    if not values:
+        raise ValueError(f"{name} is empty; give at least one ridge alpha >= 0")
+    return [check_alpha(a, f"{name}[{i}]") for i, a in enumerate(values)]
+
+
+def _check_gram(K, y):
+    K = check_symmetric(check_array(K, "K", ndim=2))
     y = _like(check_array(y, "y"), K)
     if y.ndim not in (1, 2) or y.shape[0] != K.shape[0]:
         raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {K.shape[0]} (the size of K), "
@@ -158,7 +193,7 @@ def krr_solve(K, y, alpha: float = 0.0, *, overwrite_K: bool = False):
         if L is not None and _pivots_ok(xp.linalg.diagonal(L), xp, rcond):
             coef = solve_triangular(L, solve_triangular(L, y, xp), xp, trans=True)
     if coef is not None:
-        return coef
+        return finite_coefficients(coef, y)
     warnings.warn(f"K + alpha*I (alpha={alpha}) is singular or indefinite to working precision; "
                   "solving with its eigendecomposition, eigenvalues below n*eps*max treated as zero",
                   GramWarning, stacklevel=2)
@@ -200,9 +235,7 @@ class EigenPath:
     def __init__(self, K):
         if _is_gram_store(K):   # a stored Gram matrix is read into memory, in float64
             K = K.to_numpy(dtype=np.float64)
-        K = check_array(K, "K", ndim=2)
-        if K.shape[0] != K.shape[1]:
-            raise ValueError(f"K must be a square Gram matrix, got shape {tuple(K.shape)}")
+        K = check_symmetric(check_array(K, "K", ndim=2))
         self.xp = backend.get_namespace(K)
         self.n = K.shape[0]
         self.eigenvalues, self.eigenvectors = _eigh(K, self.xp)
@@ -231,18 +264,19 @@ class EigenPath:
         """Dual coefficients for one ridge α and time t (None: converged KRR)."""
         uty = self._project(y)
         g = self.spectral_filter(alpha, t)
-        return self.eigenvectors @ (g[:, None] * uty if uty.ndim == 2 else g * uty)
+        return finite_coefficients(self.eigenvectors @ (g[:, None] * uty if uty.ndim == 2 else g * uty), uty)
 
     def dual_coefs(self, y, alphas, t=None):
         """Dual coefficients for every ridge in ``alphas``: shape (len(alphas),) + y.shape, one matrix product."""
         xp = self.xp
+        alphas = check_alphas(alphas)
         uty = self._project(y)
         uty2 = uty if uty.ndim == 2 else uty[:, None]
         filters = xp.stack([self.spectral_filter(a, t) for a in alphas], axis=1)  # (n, A)
         k = uty2.shape[1]
         scaled = xp.reshape(filters[:, :, None] * uty2[:, None, :], (self.n, len(alphas) * k))
         coefs = xp.reshape(self.eigenvectors @ scaled, (self.n, len(alphas), k))
-        coefs = xp.permute_dims(coefs, (1, 0, 2))
+        coefs = finite_coefficients(xp.permute_dims(coefs, (1, 0, 2)), uty)
         return coefs if uty.ndim == 2 else coefs[:, :, 0]
 
     def loo_errors(self, y, alphas):
@@ -252,18 +286,38 @@ class EigenPath:
         hat-matrix identity y_i − f₋ᵢ(x_i) = (y_i − ŷ_i)/(1 − H_ii) with H = K G, since y − ŷ = α c and
         1 − H_ii = α G_ii; Rifkin & Lippert, "Notes on regularized least squares", 2007). G is the
         pseudo-inverse when α = 0.
+
+        Samples with G_ii = 0 (to n·eps of the largest filter value: a zero kernel row at α = 0, or an all-zero
+        or negative-definite K, whose eigenvalues are all cut) do not influence the fit, so their LOO
+        residual is the plain residual y_i − ŷ_i; a ``GramWarning`` says so, and another one when K has
+        eigenvalues below −cutoff (not positive semi-definite). The result is always finite.
         """
         xp = self.xp
+        alphas = check_alphas(alphas)
         uty = self._project(y)
         uty2 = uty if uty.ndim == 2 else uty[:, None]
+        y2 = self.eigenvectors @ uty2
         squares = self.eigenvectors ** 2
-        errors = []
+        if float(xp.min(self.eigenvalues)) < -self.cutoff:
+            warnings.warn(f"K is not positive semi-definite (smallest eigenvalue {float(xp.min(self.eigenvalues)):.3g}, "
+                          f"cutoff {self.cutoff:.3g}); eigenvalues below the cutoff are treated as zero",
+                          GramWarning, stacklevel=2)
+        errors, flagged = [], 0
         for a in alphas:
             g = self.spectral_filter(a)
             c = self.eigenvectors @ (g[:, None] * uty2)
             diag = squares @ g
-            errors.append(xp.mean((c / diag[:, None]) ** 2))
-        return xp.stack(errors)
+            unused = diag <= _rcond(self.eigenvectors) * max(float(xp.max(g)), 0.0)
+            flagged = max(flagged, int(xp.sum(xp.astype(unused, xp.int64))))
+            fitted = self.eigenvectors @ ((self.eigenvalues * g)[:, None] * uty2)
+            residual = xp.where(unused[:, None], y2 - fitted,
+                                c / xp.where(unused, xp.ones_like(diag), diag)[:, None])
+            errors.append(xp.mean(residual ** 2))
+        if flagged:
+            warnings.warn(f"{flagged} sample(s) have G_ii = 0 for some ridge (a zero kernel row at alpha = 0, or K "
+                          "zero or negative definite): their LOO residual is the plain residual y_i - f(x_i)",
+                          GramWarning, stacklevel=2)
+        return finite_coefficients(xp.stack(errors), uty, "LOO errors")
 
 
 def _eigh(K, xp):
@@ -299,12 +353,17 @@ def nystrom_krr(kernel, X, y, alpha: float, n_centers: int, *, tol: float = 1e-1
     Memory O(n·m) (K_nm is kept; it is computed ``block_size`` rows at a time). ``tol`` is the relative
     residual of the preconditioned system, per target column.
     """
+    from kernels.classic import resolve_kernel
+    kernel = resolve_kernel(kernel)
     X = check_array(X, "X", ndim=2)
     xp = backend.get_namespace(X)
     y = _like(check_array(y, "y"), X)
     if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
         raise ValueError(f"y must have shape (n,) or (n, n_targets) with n = {X.shape[0]}, got {tuple(y.shape)}")
     alpha = check_alpha(alpha)
+    check_scalar(tol, "tol", float, min_val=0)
+    check_scalar(max_iter, "max_iter", int, min_val=1)
+    check_scalar(block_size, "block_size", int, min_val=1)
     n = X.shape[0]
     m = check_scalar(n_centers, "n_centers", int, min_val=1, max_val=n)
     rng = np.random.default_rng(random_state)
@@ -328,7 +387,7 @@ def nystrom_krr(kernel, X, y, alpha: float, n_centers: int, *, tol: float = 1e-1
 
     gamma, n_iter, converged = conjugate_gradient(operator, B.T @ (K_nm.T @ Y), tol=tol, max_iter=max_iter,
                                                   xp=xp)
-    coef = B @ gamma
+    coef = finite_coefficients(B @ gamma, y)
     return NystromKRR(kernel, centers, coef if y.ndim == 2 else coef[:, 0], n_iter, converged)
 
 

@@ -30,6 +30,11 @@ class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong type (a TypeError, and a ValueError for code that catches any bad argument)."""
 
 
+class KernelOverflowError(ValueError):
+    """A kernel of finite inputs and parameters would leave (or left) the dtype's range: the message names the
+    input and the range that works."""
+
+
 # ----------------------------------------------------------------------------------------------- scalars
 def _number_text(value) -> str:
     return str(value) if isinstance(value, numbers.Integral) else f"{value:g}"
@@ -127,6 +132,8 @@ def check_array(x, name: str, *, ndim=None, min_ndim=None, device=None, dtype=No
     """Validate an input array and return it as a real floating NumPy/CuPy array.
 
     - torch tensors become NumPy/CuPy arrays through DLPack (zero-copy when no cast or move is needed);
+    - half precision (float16, torch.bfloat16) is upcast to float32, exactly: lazykit computes in float32 or
+      float64 only (half-precision products overflow at |x| ≈ 256, and DLPack cannot carry bfloat16);
     - lists, scalars and other non-arrays raise TypeError; integer/bool/complex dtypes raise TypeError
       unless ``dtype`` asks for a cast (integers only: complex and bool are never silently cast);
     - NaN/inf (unless ``ensure_all_finite=False``), empty arrays (unless ``allow_empty``) and a wrong ``ndim``
@@ -137,8 +144,10 @@ def check_array(x, name: str, *, ndim=None, min_ndim=None, device=None, dtype=No
     if not backend.is_array(x):
         raise TypeError(f"{name} must be an array (NumPy, CuPy or torch), got {type(x).__name__}")
     if backend.is_torch(x):
-        x = backend.from_torch(x)
+        x = backend.from_torch(backend.half_to_float(x))
     xp = backend.get_namespace(x)
+    if xp.isdtype(x.dtype, "real floating") and x.dtype not in (xp.float32, xp.float64):
+        x = xp.astype(x, xp.float32)   # float16 (NumPy, CuPy): exact upcast
     if xp.isdtype(x.dtype, "complex floating") or x.dtype == xp.bool:
         raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
     if dtype is None and not xp.isdtype(x.dtype, "real floating"):

@@ -11,6 +11,7 @@ import copy
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, jvp, vjp
@@ -46,6 +47,29 @@ def _trainable_pair(module, initial):
     return current, {name: start[name] for name in current}
 
 
+def _as_input(X, module, name):
+    """``X`` (a tensor or NumPy array of real numbers, samples along axis 0) as a finite tensor on the device and in
+    the floating dtype of ``module``'s parameters, so NumPy input and a dtype differing from the model's both work."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach()
+    else:
+        array = np.asarray(X) if not isinstance(X, (str, bytes)) else None
+        if array is None or array.dtype.kind not in "iuf":
+            kind = type(X).__name__ if array is None else f"dtype {array.dtype}"
+            raise TypeError(f"{name} must be a tensor or array of real numbers, got {kind}")
+        X = torch.as_tensor(array)
+    if X.is_complex() or X.dtype == torch.bool:
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    ref = next((p for p in module.parameters() if p.is_floating_point()), None)
+    device, dtype = (ref.device, ref.dtype) if ref is not None else (X.device, torch.get_default_dtype())
+    X = X.to(device=device, dtype=dtype)
+    if X.ndim == 0 or X.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty array with samples along axis 0, got shape {tuple(X.shape)}")
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{name} contains NaN or inf; all values must be finite")
+    return X
+
+
 def _norm(tensors):
     return math.sqrt(sum(float(t.detach().double().pow(2).sum()) for t in tensors))
 
@@ -54,7 +78,11 @@ def _norm(tensors):
 def relative_weight_change(module, initial=None):
     """‖w_T − w₀‖ / ‖w₀‖ over the trainable parameters (Euclidean norm of all of them concatenated)."""
     current, start = _trainable_pair(module, initial)
-    return _norm(current[k] - start[k] for k in current) / _norm(start.values())
+    reference = _norm(start.values())
+    if reference == 0.0:
+        raise ValueError("the initial trainable parameters are all zero, so the relative weight change "
+                         "||w_T - w_0|| / ||w_0|| is undefined; report ||w_T - w_0|| (parameter_distance) instead")
+    return _norm(current[k] - start[k] for k in current) / reference
 
 
 def _with_trainable_flags(network, like):
@@ -74,9 +102,18 @@ def ntk_drift(module, probe, initial=None, output="mean"):
     """
     now, init = _networks(module, initial)
     init = _with_trainable_flags(init, now)
-    theta_t = torch.as_tensor(to_numpy(empirical_ntk(now, probe, output=output)))
-    theta_0 = torch.as_tensor(to_numpy(empirical_ntk(init, probe, output=output)))
-    return float(torch.linalg.norm(theta_t - theta_0) / torch.linalg.norm(theta_0))
+    probe = _as_input(probe, now, "probe")
+    try:
+        theta_t = torch.as_tensor(to_numpy(empirical_ntk(now, probe, output=output)))
+        theta_0 = torch.as_tensor(to_numpy(empirical_ntk(init, probe, output=output)))
+    except ValueError as exc:
+        raise ValueError(f"probe (shape {tuple(probe.shape)}): {exc}") from None
+    reference = float(torch.linalg.norm(theta_0))
+    if reference == 0.0:
+        raise ValueError("the NTK at initialisation is zero on probe (e.g. all-zero inputs to a network without "
+                         "bias), so the relative drift ||Theta_T - Theta_0|| / ||Theta_0|| is undefined; use probe "
+                         "inputs on which the network's gradients are non-zero")
+    return float(torch.linalg.norm(theta_t - theta_0)) / reference
 
 
 def _relu_patterns(network, X):
@@ -100,6 +137,7 @@ def unchanged_activation_fraction(module, X, initial=None):
     activation patterns. Counts every call of every `torch.nn.ReLU` module (functional relu calls are not seen).
     """
     now, init = _networks(module, initial)
+    X = _as_input(X, now, "X")
     after, before = _relu_patterns(now, X), _relu_patterns(init, X)
     if not before:
         raise ValueError("the network has no torch.nn.ReLU module to inspect")
@@ -124,7 +162,13 @@ def parameter_distance(lazy, linearized):
 def function_distance(f, g, X):
     """Root mean square distance sqrt((1/n) Σ_i ‖f(x_i) − g(x_i)‖²) between two modules on the inputs X
     (an empirical L²(ρ) norm; Theorem 2.2: ‖h_α − h̄_α‖ = O(1/α) at a fixed horizon)."""
-    diff = f(X) - g(X)
+    if not isinstance(f, nn.Module) or not isinstance(g, nn.Module):
+        raise TypeError(f"f and g must be torch.nn.Module, got {type(f).__name__} and {type(g).__name__}")
+    out_f, out_g = f(_as_input(X, f, "X")), g(_as_input(X, g, "X"))
+    if out_f.shape != out_g.shape:
+        raise ValueError(f"f and g must give outputs of the same shape on X, got {tuple(out_f.shape)} and "
+                         f"{tuple(out_g.shape)}")
+    diff = out_f.double() - out_g.double().to(out_f.device)
     return float(diff.double().pow(2).sum() / diff.shape[0]) ** 0.5
 
 
@@ -182,19 +226,19 @@ def scale_criterion(module, X, y, iters=30, threshold=0.01, seed=0):
     params = {name: p.detach() for name, p in module.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("module has no trainable parameter")
-    ref = next(iter(params.values()))
-    X = torch.as_tensor(X).to(device=ref.device, dtype=ref.dtype)
-    y = torch.as_tensor(y).to(device=ref.device, dtype=ref.dtype)
-    if X.shape[0] != y.shape[0] or X.shape[0] == 0:
-        raise ValueError(f"X and y must have the same, non-zero number of samples, got {X.shape[0]} and {y.shape[0]}")
-    if not (torch.isfinite(X).all() and torch.isfinite(y).all()):
-        raise ValueError("X and y must be finite (no NaN or inf)")
+    X = _as_input(X, module, "X")
+    y = _as_input(y, module, "y")
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"X and y must have the same number of samples, got {X.shape[0]} and {y.shape[0]}")
     n = X.shape[0]
 
     def h(p):
         return functional_call(module, p, (X,))
 
-    output = h(params).detach()
+    try:
+        output = h(params).detach()
+    except RuntimeError as exc:
+        raise ValueError(f"the module cannot be applied to X of shape {tuple(X.shape)}: {exc}") from None
     if y.ndim == 1 and output.ndim == 2 and output.shape[1] == 1:
         y = y.unsqueeze(1)
     if output.shape != y.shape:
@@ -234,5 +278,12 @@ def scale_criterion(module, X, y, iters=30, threshold=0.01, seed=0):
         u = _scaled(w, 1.0 / norm)
 
     residual = f_norm(output - y)
-    kappa = residual * hess / sigma ** 2 if sigma > 0 else math.inf
+    if not all(map(math.isfinite, (residual, sigma, hess))):
+        raise ValueError("the module's outputs or derivatives on X are not finite (X too large for the model's "
+                         f"dtype {str(X.dtype).replace('torch.', '')}?); rescale X")
+    if sigma == 0.0:
+        raise ValueError("the Jacobian Dh(w0) is zero on X (e.g. all-zero X for a network without bias), so the "
+                         "scale criterion kappa = |h - y|·|D2h| / |Dh|^2 is undefined; use inputs on which the "
+                         "network's gradients are non-zero")
+    kappa = residual * hess / sigma ** 2
     return ScaleCriterion(kappa, residual, sigma, hess, float(threshold))

@@ -6,6 +6,7 @@ or `Linearized(Lazy(net, scale))` with `linearized=True`, trained by `nets.train
 deviation of the training set) and regression targets too, so one learning rate suits most data sets.
 """
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from kernels import check_choice, check_scalar
+from kernels.estimators import n_samples, naming_inputs
 
 from nets.lazy import Lazy, Linearized
 from nets.models import MLP, TwoLayer
@@ -22,6 +24,23 @@ from nets.training import train
 
 ARCHS = ("mlp", "two_layer")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _host(a):
+    """A torch tensor (even one that requires grad, or on a GPU) as a NumPy array; anything else unchanged."""
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
+
+
+def _fit_arrays(X, y):
+    """Host X and y, with their sample counts compared (naming both) before scikit-learn's validation."""
+    X, y = _host(X), _host(y)
+    for a, name in ((X, "X"), (y, "y")):   # y=None: scikit-learn's "requires y to be passed" names it
+        if (a is None and name == "X") or isinstance(a, (str, bytes, numbers.Number, np.generic)):
+            raise TypeError(f"{name} must be an array-like with samples along axis 0, got {type(a).__name__} {a!r}")
+    n_x, n_y = (n_samples(a) for a in (X, y))
+    if n_x is not None and n_y is not None and n_x != n_y:
+        raise ValueError(f"X and y must have the same number of samples, got {n_x} and {n_y}")
+    return X, y
 
 
 class _LazyNet(BaseEstimator):
@@ -84,7 +103,11 @@ class _LazyNet(BaseEstimator):
 
     def _outputs(self, X):
         check_is_fitted(self, "module_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = _host(X)
+        if X is None or isinstance(X, (str, bytes, numbers.Number, np.generic)):
+            raise TypeError(f"X must be a 2-D array-like (n_samples, n_features), got {type(X).__name__} {X!r}")
+        with naming_inputs(X):
+            X = validate_data(self, X, reset=False, dtype=np.float64)
         with torch.no_grad():
             return self.module_(self._inputs(X)).double().cpu().numpy()
 
@@ -109,11 +132,13 @@ class LazyNetRegressor(RegressorMixin, _LazyNet):
     """
 
     def fit(self, X, y):
-        X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
+        X, y = _fit_arrays(X, y)
+        with naming_inputs(X):
+            X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
         if self.arch == "two_layer" and y.ndim == 2:
             if y.shape[1] > 1:
-                raise ValueError(f"arch='two_layer' has one output; it cannot fit {y.shape[1]} outputs "
-                                 "(use arch='mlp')")
+                raise ValueError(f"y has {y.shape[1]} columns, but arch='two_layer' has one output; pass 1-D y "
+                                 "or use arch='mlp'")
             y = column_or_1d(y, warn=True)
         self.single_output_ = y.ndim == 1
         y2 = y.reshape(len(y), -1)
@@ -143,8 +168,11 @@ class LazyNetClassifier(ClassifierMixin, _LazyNet):
     """
 
     def fit(self, X, y):
-        X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
+        X, y = _fit_arrays(X, y)
+        with naming_inputs(X):
+            X, y = validate_data(self, X, y, dtype=np.float64)
+        with naming_inputs(np.zeros((1, 1))):
+            check_classification_targets(y)
         self.classes_, labels = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"y must contain at least 2 classes, got 1 class ({self.classes_[0]!r})")

@@ -6,6 +6,7 @@ Chizat, Oyallon & Bach, "On Lazy Training in Differentiable Programming" (NeurIP
 """
 import contextlib
 import copy
+import math
 
 import torch
 from torch import nn
@@ -31,7 +32,11 @@ class Lazy(nn.Module):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        self.scale = check_scalar(scale, "scale", float, min_val=0, include_boundaries="neither")  # the paper's α
+        # the paper's α; training divides the loss by α², which must stay finite and non-zero in the model's dtype
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.get_default_dtype())
+        limit = math.sqrt(torch.finfo(dtype).max)
+        self.scale = check_scalar(scale, "scale", float, min_val=1 / limit, max_val=limit,
+                                  include_boundaries="neither")
         self.model = model
         self.model_at_init = _frozen_copy(model)
         self._cache = None

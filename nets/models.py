@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from kernels import check_choice, check_scalar
+from kernels.validation import ArgumentTypeError
 
 ACTIVATIONS = ("relu", "erf", "tanh", "softplus", "gelu", "swish")
 
@@ -63,7 +64,8 @@ class TwoLayer(nn.Module):
         self.d, self.m = check_scalar(d, "d", int, min_val=1), check_scalar(m, "m", int, min_val=1)
         if symmetric and m % 2:
             raise ValueError(f"symmetric=True pairs units, so m must be even, got m={m}")
-        check_scalar(init_scale, "init_scale", float, min_val=0, include_boundaries="neither")
+        # τ ≤ 1e15: the output scales as τ², which must stay far inside float32 (3.4e38) for training
+        check_scalar(init_scale, "init_scale", float, min_val=0, max_val=1e15, include_boundaries="right")
         self.init_scale, self.symmetric, self.activation = float(init_scale), bool(symmetric), activation
         self.a = nn.Parameter(torch.empty(m, d))
         self.b = nn.Parameter(torch.empty(m))
@@ -149,7 +151,10 @@ class MLP(nn.Module):
         super().__init__()
         check_scalar(d_in, "d_in", int, min_val=1)
         check_scalar(d_out, "d_out", int, min_val=1)
-        widths = [widths] if isinstance(widths, numbers.Integral) and not isinstance(widths, bool) else list(widths)
+        if isinstance(widths, bool) or not isinstance(widths, (numbers.Integral, list, tuple, range)):
+            raise ArgumentTypeError(f"widths must be a positive integer or a list of them (the hidden widths), "
+                                    f"got {widths!r}")
+        widths = [widths] if isinstance(widths, numbers.Integral) else list(widths)
         if not widths:
             raise ValueError("widths must list at least one hidden width")
         for i, width in enumerate(widths):

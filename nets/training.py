@@ -10,6 +10,7 @@ The recorded losses are the unscaled risk R(h_α(w_t)), measured on the batch be
 The losses and their formulas are in `nets.losses`; the argument checks in `nets.training_checks`.
 """
 import contextlib
+import hashlib
 import math
 import os
 import time
@@ -24,7 +25,8 @@ from tqdm.auto import tqdm
 from kernels import check_scalar
 from nets import losses
 from nets.lazy import Lazy
-from nets.training_checks import check_callbacks, check_count, check_data, check_number, check_options
+from nets.training_checks import (check_callbacks, check_count, check_data, check_device, check_number,
+                                  check_options)
 
 STOP_REASONS = ("steps", "flow_time", "max_time", "margin", "loss", "callback")
 
@@ -130,7 +132,7 @@ def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentu
     if not params:
         raise ValueError("module has no parameter that requires grad")
     if device is not None:
-        module.to(device)
+        module.to(check_device(device))
     device, dtype = params[0].device, params[0].dtype
     X, y = check_data(X, y, loss, device, dtype)
     n = X.shape[0]
@@ -160,6 +162,8 @@ def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentu
     if opts.adaptive:
         config.update(lr_growth=opts.lr_growth, lr_shrink=opts.lr_shrink)
     start, next_lr = 0, opts.lr
+    if checkpoint is not None:
+        config.update(data=fingerprint(X, y), model=model_fingerprint(module))   # before any step or resume
     if checkpoint is not None and os.path.exists(checkpoint):
         start, next_lr = _resume(checkpoint, module, opt, history, config)
     run = _Run(module, opts, alpha)
@@ -318,13 +322,59 @@ def _save(path, module, opt, history, config, step, next_lr):
     os.replace(tmp, path)
 
 
+CHECKPOINT_KEYS = ("module", "optimizer", "history", "config", "step", "torch_rng")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be resumed: unreadable, not written by `train`, or from another run."""
+
+
+def fingerprint(*tensors) -> str:
+    """SHA-256 (first 16 hex digits) of tensors' dtypes, shapes and bytes: identifies a dataset or the initial
+    weights of a model, so a checkpoint is never resumed on other data or another model of the same shapes."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def model_fingerprint(module, state=None) -> str:
+    """The fingerprint of a module's class, parameter and buffer names and values (its current state, or
+    ``state``, a state dict of it)."""
+    state = module.state_dict() if state is None else state
+    return fingerprint(*state.values()) + ":" + hashlib.sha256(
+        (type(module).__name__ + ",".join(state)).encode()).hexdigest()[:8]
+
+
+def _load_checkpoint(path):
+    """The state dict saved by `_save`, or one CheckpointError naming the file (garbage, empty, wrong dict)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:   # noqa: BLE001  torch raises anything from EOFError to UnpicklingError here
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read as a lazykit training checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'empty'}); "
+                              "delete it or pass another checkpoint path") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing or not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a lazykit training checkpoint (missing "
+                              f"{', '.join(missing) or 'config'}); delete it or pass another checkpoint path")
+    return state
+
+
 def _resume(path, module, opt, history, config):
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _load_checkpoint(path)
     differing = sorted(k for k in config if state["config"].get(k) != config[k])
+    if "model" in differing and model_fingerprint(module, state["module"]) == config["model"]:
+        differing.remove("model")   # the very module that wrote the checkpoint, continuing where it stopped
     if differing:
-        pairs = ", ".join(f"{k}: saved {state['config'].get(k)!r} vs now {config[k]!r}" for k in differing)
-        raise ValueError(f"checkpoint {path!r} was written by a different training setup ({pairs}); "
-                         "delete it or pass another checkpoint path")
+        what = {"data": "a different dataset (X, y)", "model": "a different model (architecture or initial "
+                "weights)"}
+        pairs = ", ".join(what.get(k, f"{k}: saved {state['config'].get(k)!r} vs now {config[k]!r}")
+                          for k in differing)
+        raise CheckpointError(f"checkpoint {str(path)!r} was written by a different training setup ({pairs}); "
+                              "delete it or pass another checkpoint path")
     module.load_state_dict(state["module"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])

@@ -1,6 +1,7 @@
 """Argument checks of `nets.train`: every option validated once, before any training work, into `TrainOptions`."""
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from kernels import check_choice, check_scalar
@@ -24,8 +25,17 @@ def check_count(value, name):
 
 
 def as_tensor(array, name):
-    """A tensor with samples along axis 0, non-empty, finite if floating."""
-    tensor = torch.as_tensor(array)
+    """A tensor with samples along axis 0, non-empty, finite if floating (strings and objects named)."""
+    if isinstance(array, torch.Tensor):
+        tensor = array.detach()
+    else:
+        kind = np.asarray(array).dtype.kind if not isinstance(array, (str, bytes)) else "U"
+        if kind not in "biufc":
+            raise TypeError(f"{name} must be an array or tensor of numbers, got {type(array).__name__} with "
+                            f"dtype kind {kind!r}")
+        tensor = torch.as_tensor(np.asarray(array))
+    if tensor.is_complex() and name == "y":
+        raise ValueError(f"y must hold real numbers, got dtype {tensor.dtype}")
     if tensor.ndim == 0 or tensor.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty array with samples along axis 0, got shape {tuple(tensor.shape)}")
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
@@ -106,11 +116,28 @@ def check_callbacks(callbacks):
     """A tuple of callables cb(step, module, history)."""
     if callable(callbacks):
         callbacks = (callbacks,)
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a callable or a list/tuple of callables (step, module, history), "
+                        f"got {type(callbacks).__name__} {callbacks!r}")
     callbacks = tuple(callbacks)
     for cb in callbacks:
         if not callable(cb):
             raise TypeError(f"callbacks must be callables (step, module, history), got {cb!r}")
     return callbacks
+
+
+def check_device(device):
+    """A torch.device from ``device``, refusing a CUDA/MPS device that this torch build cannot use."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} was requested but this torch build sees no CUDA GPU "
+                         "(torch.cuda.is_available() is False); pass device='cpu' or None")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' was requested but MPS is not available; pass device='cpu' or None")
+    return device
 
 
 def check_data(X, y, loss, device, dtype):

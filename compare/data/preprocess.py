@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.validation import check_scalar
+
 def standardize_train_test(train: np.ndarray, test: np.ndarray, axes: tuple):
     """Return ((train − μ)/σ, (test − μ)/σ, μ, σ) with μ, σ the mean and standard deviation of ``train`` over
     ``axes`` (computed in float64). A constant feature (σ = 0) is divided by 1, so it stays 0."""
-    mean = train.mean(axis=axes, keepdims=True, dtype=np.float64)
-    std = train.std(axis=axes, keepdims=True, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = train.mean(axis=axes, keepdims=True, dtype=np.float64)
+        std = train.std(axis=axes, keepdims=True, dtype=np.float64)
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+        raise ValueError("train has values too large to standardise (the mean or standard deviation overflows "
+                         "float64); rescale the data or pass standardize=False")
     std = np.where(std > 0, std, 1.0)
     m, s = mean.astype(train.dtype), std.astype(train.dtype)
     return (train - m) / s, (test - m) / s, mean.squeeze(), std.squeeze()
@@ -19,6 +25,7 @@ def stratified_indices(y: np.ndarray, n: int, rng: np.random.Generator) -> np.nd
     Class c gets ⌊n·N_c/N⌋ draws plus one of the n − Σ⌊·⌋ leftovers for the largest fractional parts (ties by
     class order); when n ≥ the number of classes, every class gets at least one (taken from the largest quota).
     """
+    check_scalar(n, "n", int, min_val=1, max_val=len(y))
     labels, counts = np.unique(y, return_counts=True)
     if not 0 < n <= len(y):
         raise ValueError(f"n must be between 1 and {len(y)}, got {n}")
@@ -37,6 +44,7 @@ def stratified_indices(y: np.ndarray, n: int, rng: np.random.Generator) -> np.nd
 
 def first_per_class(y: np.ndarray, k: int) -> np.ndarray:
     """Indices (in increasing order) of the first ``k`` examples of each class of ``y``."""
+    check_scalar(k, "k", int, min_val=1)
     return np.sort(np.concatenate([np.flatnonzero(y == label)[:k] for label in np.unique(y)]))
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import check_choice
+from kernels import check_choice, check_scalar
 
 from compare.data.catalog import Dataset
 
@@ -28,6 +28,7 @@ def teacher_student(n_train: int = 1000, n_test: int = 1000, d: int = 10, n_teac
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{what} must be an int >= {low}, got {value!r}")
     check_choice(dtype, "dtype", ("float32", "float64"))
+    check_scalar(seed, "seed", int, min_val=0)
     teacher_seed, train_seed, test_seed = np.random.SeedSequence(int(seed)).spawn(3)
     teacher = uniform_sphere(np.random.default_rng(teacher_seed), n_teacher, d)
     X_train = uniform_sphere(np.random.default_rng(train_seed), n_train, d)

@@ -60,7 +60,7 @@ import torch
 
 from kernels import backend
 from kernels.empirical import functional, structured
-from kernels.validation import check_choice, check_finite, check_scalar
+from kernels.validation import KernelOverflowError, check_choice, check_finite, check_scalar
 
 METHODS = ("auto", "jacobian", "ntvp", "structured")
 OUTPUTS = ("mean", "full")
@@ -128,6 +128,15 @@ def empirical_ntk(model, x1, x2=None, output="mean", method="auto", block_size=N
             module.training = flag
     if not full and plan.outputs > 1:
         kernel = kernel / plan.outputs
+    if not bool(torch.isfinite(kernel).all()):
+        bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise ValueError(f"model has NaN or inf parameters ({', '.join(bad[:3])}); the NTK is undefined")
+        top = max(float(x.abs().max()) for x in ((x1,) if x2 is None else (x1, x2)))
+        raise KernelOverflowError(
+            f"the empirical NTK overflowed {str(dtype).replace('torch.', '')} on x1/x2 (largest |x| = {top:.3g}): "
+            "the model's outputs or gradients left the dtype's range; rescale x1/x2 (e.g. standardise them)"
+            + (" or use a float64 model" if dtype == torch.float32 else ""))
     return backend.from_torch(kernel)
 
 
@@ -153,6 +162,11 @@ def _as_input(x, name, device, dtype):
             raise ValueError(f"{name} is on device {x.device} but the model's parameters are on {device}; "
                              f"move one of them (e.g. {name}.to('{device}'))")
     elif backend.is_array(x):
+        kind = getattr(getattr(x, "dtype", None), "kind", "f")
+        if kind not in "biuf":
+            raise TypeError(f"{name} must be a numeric array (float, int), got dtype {x.dtype}")
+        if kind == "f" and x.dtype.itemsize < 4:
+            x = x.astype("float32")   # float16: computed in the model's dtype anyway
         x = backend.to_torch(x)
     else:
         raise TypeError(f"{name} must be a torch tensor or a NumPy/CuPy array, got {type(x).__name__}")

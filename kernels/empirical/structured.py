@@ -52,7 +52,7 @@ def probe(model, x1, trainable):
     try:
         trace = layers.Trace(model, rows, candidates, clone=False)
     except Exception as err:
-        raise ValueError(f"the model could not be applied to inputs of shape {tuple(x1.shape)} (probed with "
+        raise ValueError(f"the model could not be applied to x1 of shape {tuple(x1.shape)} (probed with "
                          f"shape {tuple(rows.shape)}): {type(err).__name__}: {err}") from err
     if trace.f is None:
         got = tuple(trace.out.shape) if torch.is_tensor(trace.out) else type(trace.out).__name__
