@@ -40,6 +40,7 @@ _ATAN_TAN_PI_8 = float(np.arctan(_TAN_PI_8))
 _SPLIT_LOW = math.tan(math.pi / 16)
 _SPLIT_HIGH = math.tan(3 * math.pi / 16)
 _PI = math.pi
+_SNAP = 1.0 - 16 * 2.0 ** -52   # float64: the loops compute in float64 whatever the input dtype
 _A = tuple((-1.0) ** k / (2 * k + 3) for k in range(10))   # atan u = u − u·z·Σ_k _A[k]·zᵏ, z = u²
 # NumPy's error model (no ZeroDivisionError check) lets LLVM vectorise the loops; 'contract' lets it fuse
 # multiply-adds.
@@ -47,10 +48,16 @@ _JIT = dict(error_model="numpy", fastmath={"contract"})
 
 
 @numba.njit(cache=True, inline="always", **_JIT)
-def _gap(k12, k11, k22):
-    """k11·k22 − k12² as (k11 − k12)·k22 + k12·(k22 − k12): exactly 0 on a pinned diagonal (k12 = k11 = k22)
-    with or without fused multiply-adds (k11·k22 − k12² fused would leave the rounding of k11·k22)."""
-    return (k11 - k12) * k22 + k12 * (k22 - k12)
+def _clamped(k12, k11, k22):
+    """(k12 clamped, s²): k12 clipped to ±b, b = √(k11·k22), and snapped to ±b within 16·eps, as
+    ``kernels.duals.clamp_correlation`` (the correlation stays in [−1, 1]; a duplicate row's cross term is
+    exactly its variance), and s² = k11·k22 − k12² as (b − |k12|)·(b + |k12|) ≥ 0. That form is exactly 0
+    on a pinned diagonal (k12 = k11 = k22 gives b = k12 exactly) with or without fused multiply-adds, and it
+    scales exactly when one input is multiplied by a power of two (b and k12 both scale as its square root)."""
+    bound = math.sqrt(k11 * k22)
+    a = abs(k12)
+    a = bound if a > bound * _SNAP else a
+    return (a if k12 >= 0.0 else -a), (bound - a) * (bound + a)
 
 
 @numba.njit(cache=True, inline="always", **_JIT)
@@ -90,8 +97,8 @@ def _theta(s, k12):
 @numba.njit(cache=True, inline="always", **_JIT)
 def _abrelu(k12, k11, k22, c_same, c_cross):
     """(E[φφ], E[φ'φ']) of φ(x) = a·min(x, 0) + max(x, 0), with c_same = (1 + a²)/2π, c_cross = 2a/2π."""
-    s = _gap(k12, k11, k22)
-    s = math.sqrt(s if s > 0.0 else 0.0)
+    k12, s = _clamped(k12, k11, k22)
+    s = math.sqrt(s)
     th = _theta(s, k12)
     dot = c_same * (_PI - th) + c_cross * th
     return (c_same - c_cross) * s + k12 * dot, dot
@@ -111,15 +118,15 @@ def _affine_rows(k, t, n, scale, shift, on_ntk, on_std, fan, bias, k_out, t_out)
 def _dual(code, slope, k12, k11, k22):
     """(E[φ(u)φ(v)], E[φ'(u)φ'(v)]): the closed forms of ``kernels.duals``."""
     if code == ERF:
-        q = (1.0 + 2.0 * k11) * (1.0 + 2.0 * k22)
-        r = 2.0 * k12 / math.sqrt(q)
+        k12, gap = _clamped(k12, k11, k22)
+        r = 2.0 * k12 / (math.sqrt(1.0 + 2.0 * k11) * math.sqrt(1.0 + 2.0 * k22))
         r = min(max(r, -1.0), 1.0)
-        return (2.0 / _PI) * math.asin(r), (4.0 / _PI) / math.sqrt(q - 4.0 * k12 * k12)
+        return (2.0 / _PI) * math.asin(r), (4.0 / _PI) / math.sqrt(1.0 + 2.0 * (k11 + k22) + 4.0 * gap)
     if code == IDENTITY:
         return k12, 1.0
     if code == STEP:
-        s = _gap(k12, k11, k22)
-        return (_PI - _theta(math.sqrt(s if s > 0.0 else 0.0), k12)) / (2.0 * _PI), 0.0
+        k12, s = _clamped(k12, k11, k22)
+        return (_PI - _theta(math.sqrt(s), k12)) / (2.0 * _PI), 0.0
     return _abrelu(k12, k11, k22, (1.0 + slope * slope) / (2.0 * _PI), 2.0 * slope / (2.0 * _PI))
 
 

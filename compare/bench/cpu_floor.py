@@ -4,10 +4,11 @@ Per pixel pair and layer the conv NNGP/NTK must do (kernels/_analytic_cpu.py, GA
 
 * two 3×3 patch sums, K and Θ, separable: 2 + 2 adds each                      →  8 add
 * the affine rule K ← w²ΣK + b², Θ ← w²ΣΘ + K                                   →  4 add/mul
-* the dual: s² = k11·k22 − k12² (3), dot = c₊(π − θ) + c₋θ (4), K = c·s + k12·dot (3), Θ·dot (1)
+* the correlation clamp: b = √(k11·k22) (1), |k12| against b·(1 − 16·eps) (1)      → 2 add/mul, 1 sqrt
+* the dual: s² = (b − |k12|)(b + |k12|) (3), dot = c₊(π − θ) + c₋θ (4), K = c·s + k12·dot (3), Θ·dot (1)
                                                                                 → 11 add/mul, 1 sqrt, 1 atan2
 
-so 23 add/mul, one square root and one arctangent. The rates are measured here on L1-resident arrays
+so 25 add/mul, two square roots and one arctangent. The rates are measured here on L1-resident arrays
 (4096 float64, one thread, compiled and vectorised by numba with fused multiply-adds, as the kernel's
 loops are): add/mul as eight chained multiply-adds per element held in registers (16 operations), sqrt as a
 square-root stream, atan2 as the faster of NumPy's ``arctan2`` and the fused loop's vectorised ``_theta``.
@@ -21,7 +22,7 @@ import numpy as np
 from compare.bench import harness
 from kernels._analytic_cpu import _theta
 
-OPS_PER_PIXEL_PAIR = {"add/mul": 23, "sqrt": 1, "atan2": 1}
+OPS_PER_PIXEL_PAIR = {"add/mul": 25, "sqrt": 2, "atan2": 1}
 _N = 4096
 _REPS = 200
 _CHAIN = 8          # multiply-adds per element in the add/mul loop

@@ -3,10 +3,10 @@ import pytest
 
 
 def test_cpu_floor_counts_operations_at_measured_rates():
-    # floor = pixel-pair layers × (23 add/mul·t_add + t_sqrt + t_atan2) / threads, with positive rates.
+    # floor = pixel-pair layers × (25 add/mul·t_add + 2·t_sqrt + t_atan2) / threads, with positive rates.
     from compare.bench import cpu_floor
     rate = {"add/mul": 1e-9, "sqrt": 2e-9, "atan2": 5e-9}
-    assert cpu_floor.floor_seconds(1e6, 2, rate) == pytest.approx(1e6 * (23e-9 + 2e-9 + 5e-9) / 2, rel=1e-12)
+    assert cpu_floor.floor_seconds(1e6, 2, rate) == pytest.approx(1e6 * (25e-9 + 2 * 2e-9 + 5e-9) / 2, rel=1e-12)
     measured = cpu_floor.rates(repeats=1)
     assert set(measured) == set(cpu_floor.OPS_PER_PIXEL_PAIR)
     assert all(0 < seconds < 1e-6 for seconds in measured.values())
