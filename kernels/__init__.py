@@ -19,8 +19,9 @@ _EXPORTS = {
     "krr_solve": "solvers", "EigenPath": "solvers", "nystrom_krr": "solvers", "GramWarning": "solvers",
     # estimators.py
     "NTKRegressor": "estimators", "NTKClassifier": "estimators", "KernelRegressor": "estimators",
-    "KernelClassifier": "estimators", "RandomFeaturesRegressor": "estimators",
-    "RandomFeaturesClassifier": "estimators",
+    "KernelClassifier": "estimators",
+    # feature_estimators.py
+    "RandomFeaturesRegressor": "feature_estimators", "RandomFeaturesClassifier": "feature_estimators",
     # gram_tiles.py, gram_store.py, gram_solvers.py
     "gram": "gram_tiles", "gram_in": "gram_tiles", "EmpiricalNTK": "gram_tiles", "GramStore": "gram_store",
     "StoreMismatchError": "gram_store", "solve_stored": "gram_solvers", "available_memory": "gram_solvers",

@@ -4,8 +4,8 @@
   (``kernels.FullyConnected``) or, with ``architecture="conv"``, of a convolutional one
   (``kernels.Convolutional``; flat rows of X are reshaped to images of ``image_shape`` = (C, H, W)).
 - ``KernelRegressor`` / ``KernelClassifier``: any kernel callable ``k(x1, x2=None)`` or "rbf"/"laplace"/"polynomial".
-- ``RandomFeaturesRegressor`` / ``RandomFeaturesClassifier``: ridge regression on random features
-  ("fourier", "arccos", "ntk" or a transformer from ``kernels.features``).
+- ``RandomFeaturesRegressor`` / ``RandomFeaturesClassifier`` (``kernels.feature_estimators``): ridge
+  regression on random features ("fourier", "arccos", "ntk" or a transformer from ``kernels.features``).
 
 Fitting (kernels.solvers): ``t=None`` is kernel ridge regression, (K + α·I) c = y (``alpha`` as in
 ``sklearn.kernel_ridge.KernelRidge``; α = 0 is min-norm interpolation); a number ``t`` is the prediction of
@@ -32,7 +32,7 @@ import re
 
 import array_api_compat
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils import assert_all_finite, check_array, column_or_1d
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
@@ -40,12 +40,10 @@ from sklearn.utils.validation import check_is_fitted, check_memory, validate_dat
 from kernels import backend, validation
 from kernels.analytic import Convolutional, FullyConnected
 from kernels.classic import resolve_kernel
-from kernels.features import ArcCosineFeatures, NTKFeatures, RandomFourierFeatures
 from kernels.solvers import EigenPath, check_alpha, check_time, krr_solve
 
 ARCHITECTURES = ("fc", "conv")
 NTK_KERNELS = ("ntk", "nngp")
-FEATURES = ("fourier", "arccos", "ntk")
 PREDICT_BLOCK_ENTRIES = 2 ** 24   # K(x*, X) entries per prediction slab with gram_store (128 MiB in float64)
 
 
@@ -426,66 +424,3 @@ class KernelRegressor(_AnyKernelParams, _Regressor, _KernelModel):
 
 class KernelClassifier(_AnyKernelParams, _Classifier, _KernelModel):
     """One-hot kernel ridge classification with any kernel; parameters as ``KernelRegressor``."""
-
-
-# ----------------------------------------------------------------------------------------------- random features
-class _RandomFeaturesModel(_ArrayEstimator):
-    """Ridge regression on random features z(x): (ZᵀZ + αI) w = Zᵀy when n_features ≤ n, else the dual.
-
-    Both are the same model as KRR with the kernel z(x)·z(y) and ridge α (``Ridge(fit_intercept=False)``).
-    """
-
-    def __init__(self, features="fourier", n_features=1000, gamma=None, alpha=1.0, random_state=None,
-                 device="auto"):
-        self.features = features
-        self.n_features = n_features
-        self.gamma = gamma
-        self.alpha = alpha
-        self.random_state = random_state
-        self.device = device
-
-    def _make_features(self, n_inputs):
-        if isinstance(self.features, str):
-            validation.check_choice(self.features, "features", FEATURES)
-            validation.check_scalar(self.n_features, "n_features", int, min_val=1)
-            if self.features == "fourier":
-                return RandomFourierFeatures(self.n_features, gamma=self.gamma, random_state=self.random_state)
-            if self.features == "arccos":
-                return ArcCosineFeatures(self.n_features, random_state=self.random_state)
-            # one hidden layer without bias has width·(d + 1) parameters
-            width = max(1, round(self.n_features / (n_inputs + 1)))
-            return NTKFeatures(depth=1, width=width, random_state=self.random_state)
-        if not (hasattr(self.features, "fit") and hasattr(self.features, "transform")):
-            raise TypeError(f"features must be one of {FEATURES} or a transformer with fit/transform, "
-                            f"got {type(self.features).__name__}")
-        features = clone(self.features)
-        if self.random_state is not None and "random_state" in features.get_params():
-            features.set_params(random_state=self.random_state)
-        return features
-
-    def _fit_arrays(self, X, Y):
-        alpha = check_alpha(self.alpha)
-        self.features_ = self._make_features(X.shape[1]).fit(X)
-        Z = self.features_.transform(X)
-        xp = backend.get_namespace(Z)
-        with np.errstate(over="ignore", invalid="ignore"):
-            gram = Z.T @ Z if Z.shape[1] <= Z.shape[0] else Z @ Z.T
-        if not bool(xp.all(xp.isfinite(gram))):
-            raise validation.KernelOverflowError(f"X is too large for {type(self.features_).__name__}: the "
-                                                 "features' Gram matrix overflowed; rescale X (e.g. standardise it)")
-        if Z.shape[1] <= Z.shape[0]:
-            self.coef_ = krr_solve(Z.T @ Z, Z.T @ Y, alpha, overwrite_K=True)
-        else:
-            self.coef_ = Z.T @ krr_solve(Z @ Z.T, Y, alpha, overwrite_K=True)
-
-    def _outputs(self, X):
-        return self.features_.transform(X) @ self.coef_
-
-
-class RandomFeaturesRegressor(_Regressor, _RandomFeaturesModel):
-    """Ridge regression on random features: "fourier" (RBF, γ = ``gamma``), "arccos" (ReLU NNGP), "ntk"
-    (gradients of a random one-hidden-layer ReLU net, width ≈ n_features/(d + 1)) or a transformer."""
-
-
-class RandomFeaturesClassifier(_Classifier, _RandomFeaturesModel):
-    """One-hot ridge classification on random features; parameters as ``RandomFeaturesRegressor``."""
