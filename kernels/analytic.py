@@ -204,7 +204,7 @@ class _AnalyticKernel(ParameterHolder):
         size = max(_mean_square(xp, x1), _mean_square(xp, x2))
         x1, x2, rescale = self._rescaled(xp, x1, x2)
         out_dtype = x1.dtype
-        if xp.__name__.endswith("numpy") and x1.dtype == xp.float32:
+        if xp.__name__.endswith("numpy") and not _uses_cuda_kernels(xp) and x1.dtype == xp.float32:
             # float32 on the CPU is accumulated in float64 and rounded once at the end: the layer recursion
             # amplifies rounding errors (chaotic activations, deep nets), and float64 costs about the same there
             x1, x2 = (None if x is None else xp.astype(x, xp.float64) for x in (x1, x2))
