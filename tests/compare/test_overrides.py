@@ -39,8 +39,11 @@ def test_good_overrides(item, value):
 
 
 def test_other_experiments_keys():
-    """Zero is allowed where a preset uses it (table's cntk_n_train=0), None where a preset uses None."""
-    assert parse_override("cntk_n_train=0", table.PRESETS) == ("cntk_n_train", 0)
+    """Zero is allowed only where a preset uses it, None where a preset uses None."""
+    with pytest.raises(ValueError, match="cntk_n_train must be an integer >= 1, got int 0"):
+        parse_override("cntk_n_train=0", table.PRESETS)    # every table preset has CNTK rows
+    uses_zero = {"quick": {"cntk_n_train": 0}, "full": {"cntk_n_train": 2000}}
+    assert parse_override("cntk_n_train=0", uses_zero) == ("cntk_n_train", 0)
     assert parse_override("n_train=None", table.PRESETS) == ("n_train", None)
     assert parse_override("models=['vgg11']", table.PRESETS) == ("models", ["vgg11"])
     with pytest.raises(ValueError, match="each entry of models must be one of"):
