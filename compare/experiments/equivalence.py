@@ -53,6 +53,7 @@ from compare.experiment import Experiment, Figure, Preset
 from compare.grams import kernel_matrices
 from compare.memo import Memo
 from compare.run import Run
+from compare.seeding import seeded_torch
 from compare.summary import aggregate, metric_titles
 
 DATASETS = ("digits", "breast_cancer", "diabetes", "fashion-mnist", "cifar10")
@@ -154,14 +155,13 @@ def _problem_key(run) -> dict:
 
 def _network(run, d_in, d_out):
     """The network at w₀ for this seed (same w₀ for every method of the seed), on the run's device."""
-    import torch
     from nets import CNN, MLP
-    torch.manual_seed(run.seed)
     p = run.params
-    if run.model == "cnn":
-        net = CNN(in_channels=d_in, channels=p["channels"], depth=p["conv_depth"], num_outputs=d_out)
-    else:
-        net = MLP(d_in, p["widths"], d_out, activation="relu", bias=False, parameterization="ntk")
+    with seeded_torch(run.seed):
+        if run.model == "cnn":
+            net = CNN(in_channels=d_in, channels=p["channels"], depth=p["conv_depth"], num_outputs=d_out)
+        else:
+            net = MLP(d_in, p["widths"], d_out, activation="relu", bias=False, parameterization="ntk")
     return net.to(device=run.device, dtype=_torch_dtype(run))
 
 

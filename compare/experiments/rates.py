@@ -21,6 +21,7 @@ from compare import plots
 from compare.data import teacher_student_tensors
 from compare.experiment import Experiment, Figure, Preset
 from compare.run import Run
+from compare.seeding import seeded_torch
 from compare.summary import TITLES, aggregate, fit_loglog_slope, metric_titles
 
 PRESETS = {
@@ -50,8 +51,8 @@ def run_one(run, memo=None) -> dict:
     from nets import Lazy, Linearized, TwoLayer, diagnostics, train
     p = run.params
     _, X_train, X_test, y_train = teacher_student_tensors(p["n_train"], p["n_test"], p["d"], run.seed, run.device)
-    torch.manual_seed(run.seed)
-    net = TwoLayer(p["d"], p["m"], activation=p["activation"], init_scale=p["m"] ** 0.5)
+    with seeded_torch(run.seed):
+        net = TwoLayer(p["d"], p["m"], activation=p["activation"], init_scale=p["m"] ** 0.5)
     net = net.to(device=run.device, dtype=torch.float64)
     lam_max = float(np.linalg.eigvalsh(to_numpy(empirical_ntk(net, X_train)))[-1])
     lr = p["lr_factor"] * len(X_train) / lam_max

@@ -42,6 +42,7 @@ from compare.data import load_split
 from compare.experiment import Experiment, GpuRun, Preset, Reference
 from compare.grams import kernel_matrices
 from compare.run import Run
+from compare.seeding import seeded_torch
 from compare.summary import metric_titles
 
 MODELS = ("vgg11", "resnet18")
@@ -107,12 +108,11 @@ def run_one(run, memo=None) -> dict:
 
 
 def _network(run, n_classes):
-    import torch
     from nets import VGG, ResNet
-    torch.manual_seed(run.seed)
     depth = int(run.model.lstrip("vgresnt"))
     cls = VGG if run.model.startswith("vgg") else ResNet
-    return cls(depth, width_factor=run.params["width_factor"], batch_norm=False, num_classes=n_classes)
+    with seeded_torch(run.seed):
+        return cls(depth, width_factor=run.params["width_factor"], batch_norm=False, num_classes=n_classes)
 
 
 def _train(run, ds) -> dict:

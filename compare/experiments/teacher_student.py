@@ -19,6 +19,7 @@ from compare import plots
 from compare.data import teacher_student_tensors
 from compare.experiment import Experiment, Figure, Preset
 from compare.run import Run
+from compare.seeding import seeded_torch
 from compare.summary import aggregate, metric_titles
 
 PRESETS = {
@@ -47,8 +48,8 @@ def run_one(run, memo=None) -> dict:
     p = run.params
     ds, X_train, X_test, y_train = teacher_student_tensors(p["n_train"], p["n_test"], p["d"], run.seed, run.device)
     tau, m = run.init_scale, p["m"]
-    torch.manual_seed(run.seed)
-    student = TwoLayer(p["d"], m, activation="relu", bias=False, init_scale=tau, symmetric=True)
+    with seeded_torch(run.seed):
+        student = TwoLayer(p["d"], m, activation="relu", bias=False, init_scale=tau, symmetric=True)
     student = student.to(device=run.device, dtype=torch.float64)
     lr = p["lr_factor"] * m / max(1.0, tau ** 2)
     row = {"n_train": len(ds.y_train), "lr": lr}
