@@ -14,8 +14,9 @@ import ast
 import math
 import numbers
 
-# list keys that may be empty: `table --set models=[]` runs only the kernel and random-features rows
-MAY_BE_EMPTY = ("models",)
+# list keys that may be empty: `table --set models=[]` runs only the kernel and random-features rows,
+# `table --set cntk_readouts=[]` drops the CNTK rows
+MAY_BE_EMPTY = ("models", "cntk_readouts")
 # string keys checked here (other string keys, e.g. table's models, are checked by their experiment's plan,
 # which also runs before anything is written)
 CHOICES = {"dtype": ("float32", "float64"), "activation": ("relu", "erf", "tanh")}

@@ -46,6 +46,7 @@ def test_other_experiments_keys():
     assert parse_override("cntk_n_train=0", uses_zero) == ("cntk_n_train", 0)
     assert parse_override("n_train=None", table.PRESETS) == ("n_train", None)
     assert parse_override("models=['vgg11']", table.PRESETS) == ("models", ["vgg11"])
+    assert parse_override("cntk_readouts=[]", table.PRESETS) == ("cntk_readouts", [])   # no CNTK rows
     with pytest.raises(ValueError, match="each entry of models must be one of"):
         parse_override("models=[3]", table.PRESETS)
     with pytest.raises(ValueError, match="each entry of taus must be a finite number > 0"):
