@@ -4,7 +4,8 @@ Two methods, both converging to the exact solution of the stored system; ``metho
 "cholesky" when the matrix fits in ``memory_limit`` bytes, else "cg".
 
 - "cholesky": K is loaded once, in the store's dtype (float32 halves the memory), and factorised in place
-  (LAPACK ``potrf`` on one triangle; the other triangle keeps K). The factor is then the preconditioner of a
+  (LAPACK ``potrf`` on one triangle, blocked beyond n = 46,340 where 32-bit indices overflow:
+  ``kernels.lapack_blocks``; the other triangle keeps K). The factor is then the preconditioner of a
   conjugate gradient run in float64 whose operator is the exact K read from the kept triangle: iterative
   refinement, so a float32 factor yields coefficients of float64 quality in a few iterations whenever the
   float32 factorisation exists (Higham, "Accuracy and Stability of Numerical Algorithms", §12.1). When it
@@ -29,9 +30,8 @@ import dataclasses
 import warnings
 
 import numpy as np
-import scipy.linalg
 
-from kernels import backend
+from kernels import backend, lapack_blocks
 from kernels.gram_store import GramStore
 from kernels.krylov import conjugate_gradient
 from kernels.validation import check_array, check_choice, check_scalar
@@ -151,17 +151,18 @@ def _cholesky_operators(store, alpha, block):
     n = store.shape[0]
     A = store.to_numpy()                           # C order; LAPACK on the F-order view Aᵀ writes A's upper part
     diagonal = np.array(np.diagonal(A), dtype=np.float64)
-    factor = None
     shift = alpha
+    factored = False
     for attempt in range(8):
         A.flat[::n + 1] = diagonal + shift
         try:
-            factor, _ = scipy.linalg.cho_factor(A.T, lower=True, overwrite_a=True, check_finite=False)
+            lapack_blocks.cholesky_inplace(A)
+            factored = True
             break
         except np.linalg.LinAlgError:   # not positive definite in this precision: factor K + (α + δ)I instead
             _restore_upper(A, block)
             shift = alpha + n * np.finfo(A.dtype).eps * float(np.max(np.abs(diagonal))) * 10.0 ** attempt
-    if factor is None:
+    if not factored:
         raise np.linalg.LinAlgError(f"K + alpha*I from {store.path} is not positive definite even with a shift "
                                     f"of {shift:.3g}; is the kernel positive semi-definite?")
     dtype = A.dtype
@@ -180,7 +181,7 @@ def _cholesky_operators(store, alpha, block):
         return out
 
     def precondition(R):
-        return scipy.linalg.cho_solve((factor, True), R.astype(dtype), check_finite=False).astype(np.float64)
+        return lapack_blocks.cholesky_solve(A, R.astype(dtype)).astype(np.float64)
 
     return operator, precondition
 
@@ -230,8 +231,7 @@ def _cholesky_with_jitter(A):
     scale, m = float(np.max(np.abs(np.diagonal(A)))), A.shape[0]
     for j in range(7):
         try:
-            return scipy.linalg.cholesky(A + m * np.finfo(A.dtype).eps * scale * 10.0 ** j * np.eye(m), lower=True,
-                                         check_finite=False)
+            return np.linalg.cholesky(A + m * np.finfo(A.dtype).eps * scale * 10.0 ** j * np.eye(m))
         except np.linalg.LinAlgError:
             continue
     raise np.linalg.LinAlgError("the Nyström centers' Gram matrix is not positive definite even with jitter; "
@@ -244,9 +244,9 @@ def _nystrom_preconditioner(store, alpha, m, random_state):
     columns = np.sort(np.random.default_rng(random_state).choice(n, size=m, replace=False))
     K_nm = _columns(store, columns)
     L = _cholesky_with_jitter(K_nm[columns])
-    B = scipy.linalg.solve_triangular(L, K_nm.T, lower=True, check_finite=False).T   # K_nys = B Bᵀ
+    B = lapack_blocks.solve_triangular(L, K_nm.T, lower=True).T   # K_nys = B Bᵀ
     del K_nm
-    U, s, _ = scipy.linalg.svd(B, full_matrices=False, check_finite=False, overwrite_a=True)
+    U, s, _ = np.linalg.svd(B, full_matrices=False)    # NumPy's LAPACK has 64-bit indices (n·m may pass 2³¹)
     lam = s ** 2
     mu = max(alpha, n * np.finfo(np.float64).eps * float(lam[0]))    # α = 0: a tiny shift keeps P⁻¹ finite
     scale = (lam[-1] + mu) / (lam + mu)

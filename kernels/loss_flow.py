@@ -34,12 +34,55 @@ from kernels.validation import check_array, check_choice, check_scalar
 MARGIN_LOSSES = ("hinge", "quadratic_hinge", "softhinge", "logistic")
 LOSSES = ("mse", "cross_entropy") + MARGIN_LOSSES
 METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA", "euler")
+MAX_OUTPUTS = 100_000      # outputs (classes) a flow may have: the label 10**12 is a mistake, not 10**12 classes
+MAX_STEPS = 10 ** 7        # Euler steps: beyond this, an error-controlled method is the faster way
+# ∂²ℓ/∂f² never exceeds this (the curvature that, times λ_max(K)/n, sets how stiff the flow is); softhinge: β/4
+CURVATURE = {"mse": 1.0, "quadratic_hinge": 1.0, "logistic": 0.25, "cross_entropy": 0.5, "hinge": 0.0}
+# (stages per step, the h·λ < 0 at which the method leaves its stability region on the real axis): the root of
+# |R(z)| = 1, R(z) = 1 + z·bᵀ(I − zA)⁻¹𝟙, computed from scipy's Butcher tableaus (2.513, 3.307, 6.394)
+EXPLICIT_STABILITY = {"RK23": (3, 2.51), "RK45": (6, 3.30), "DOP853": (12, 6.39)}
 
 
 def loss_derivatives(f, y, loss, beta=1.0):
     """(ℓ per entry, ∂ℓ/∂f, ∂²ℓ/∂f² or None) for outputs f (n, O) and targets y (n, O) (integer labels (n,) for
     'cross_entropy', whose Hessian is a block and is returned as None). ℓ summed over all entries and divided by n
     is the risk R."""
+    check_choice(loss, "loss", LOSSES)
+    beta = check_scalar(beta, "beta", float, min_val=0, include_boundaries="neither")
+    f = backend.to_numpy(check_array(f, "f", ndim=2, dtype="float64"))
+    y = _checked_targets(y, loss, f.shape)
+    return _derivatives(f, y, loss, beta)
+
+
+def _checked_targets(y, loss, shape):
+    """y as the loss needs it for outputs of ``shape`` (n, O): labels (n,) in [0, O) or values (n, O)."""
+    if loss == "cross_entropy":
+        labels = _labels(y)
+        if labels.shape[0] != shape[0] or labels.max() >= shape[1]:
+            raise ValueError(f"y must hold {shape[0]} labels in [0, {shape[1]}) for f of shape {shape}, got "
+                             f"{labels.shape[0]} labels up to {labels.max()}")
+        return labels
+    y = backend.to_numpy(check_array(y, "y", dtype="float64"))
+    if y.size != shape[0] * shape[1] or y.shape[0] != shape[0]:
+        raise ValueError(f"y must have the shape of f {shape} (or (n,) for one output), got {y.shape}")
+    y = y.reshape(shape)
+    if loss in MARGIN_LOSSES and not np.all(np.abs(y) == 1.0):
+        raise ValueError(f"y must hold labels -1 and +1 for loss={loss!r} (one-vs-rest columns for several "
+                         f"outputs), got values {np.unique(y)[:5]}")
+    return y
+
+
+def _labels(y):
+    labels = np.asarray(backend.to_numpy(y) if backend.is_array(y) else y)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.size == 0 or labels.min() < 0:
+        raise ValueError(f"y must be 1-D integer class labels >= 0 for loss='cross_entropy', got {labels!r:.80}")
+    if labels.max() >= MAX_OUTPUTS:
+        raise ValueError(f"y holds the label {labels.max()}, which would make {labels.max() + 1} outputs; labels "
+                         f"must be below {MAX_OUTPUTS} (number the classes 0, 1, ...)")
+    return labels
+
+
+def _derivatives(f, y, loss, beta):
     if loss == "mse":
         return 0.5 * (f - y) ** 2, f - y, np.ones_like(f)
     if loss == "cross_entropy":
@@ -62,7 +105,7 @@ def loss_derivatives(f, y, loss, beta=1.0):
     if loss == "logistic":
         s = scipy.special.expit(-z)
         return np.logaddexp(0.0, -z), -y * s, s * (1.0 - s)
-    check_choice(loss, "loss", LOSSES)
+    raise AssertionError(loss)   # unreachable: loss was checked against LOSSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,13 +134,16 @@ def _check_inputs(K_train, y, loss, f0, K_test, f0_test):
     if K_train.shape[0] != K_train.shape[1]:
         raise ValueError(f"K_train must be a square Gram matrix, got shape {K_train.shape}")
     if loss == "cross_entropy":
-        labels = np.asarray(backend.to_numpy(y) if backend.is_array(y) else y)
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.size == 0 or labels.min() < 0:
-            raise ValueError(f"y must be 1-D integer class labels >= 0 for loss='cross_entropy', got {labels!r:.80}")
+        labels = _labels(y)
         n = labels.shape[0]
-        outputs = int(labels.max()) + 1 if f0 is None else np.asarray(backend.to_numpy(f0)).reshape(n, -1).shape[1]
-        if labels.max() >= outputs:
-            raise ValueError(f"labels in y must lie in [0, {outputs}) for f0 with {outputs} outputs")
+        outputs = int(labels.max()) + 1
+        if f0 is not None:
+            f0 = backend.to_numpy(check_array(f0, "f0", dtype="float64"))
+            if f0.shape[0] != n:
+                raise ValueError(f"f0 must have one row per label in y ({n}), got shape {f0.shape}")
+            outputs = f0.reshape(n, -1).shape[1]
+            if labels.max() >= outputs:
+                raise ValueError(f"labels in y must lie in [0, {outputs}) for f0 with {outputs} outputs")
         y = labels
     else:
         y = backend.to_numpy(check_array(y, "y", dtype="float64"))
@@ -105,9 +151,7 @@ def _check_inputs(K_train, y, loss, f0, K_test, f0_test):
             raise ValueError(f"y must have shape (n,) or (n, outputs), got {y.shape}")
         y = y.reshape(y.shape[0], -1)
         n, outputs = y.shape
-        if loss in MARGIN_LOSSES and not np.all(np.abs(y) == 1.0):
-            raise ValueError(f"y must hold labels -1 and +1 for loss={loss!r} (one-vs-rest columns for several "
-                             f"outputs), got values {np.unique(y)[:5]}")
+        y = _checked_targets(y, loss, (n, outputs))
     if K_train.shape[0] not in (n, n * outputs):
         raise ValueError(f"K_train must be (n, n) or (n*outputs, n*outputs) with n = {n}, outputs = {outputs}, "
                          f"got {K_train.shape}")
@@ -131,7 +175,7 @@ def _check_inputs(K_train, y, loss, f0, K_test, f0_test):
 
 
 def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0=None, f0_test=None,
-                         method=None, rtol=1e-10, atol=1e-12, steps=1000):
+                         method=None, rtol=1e-10, atol=1e-12, steps=1000, max_nfev=1_000_000):
     """Integrate da/dt = −∇ℓ(f₀ + K a)/n from a = 0 to time `t` and predict on the training and test inputs.
 
     K_train: (n, n), one kernel shared by all outputs, or the full (n·O, n·O) multi-output kernel, sample-major
@@ -139,8 +183,12 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
     initialisation (default 0, as for a `Lazy` model). y: targets (n,) or (n, O) (±1 for the margin losses,
     integer labels (n,) for 'cross_entropy'). t: the flow time (for a network trained with learning rate lr for
     s steps of full-batch gradient descent, t = lr·s). method: a `solve_ivp` method with tolerances rtol/atol,
-    or 'euler' with `steps` fixed steps; None means 'euler' for the hinge and 'DOP853' otherwise.
-    Returns a `FlowResult`; raises RuntimeError when the integrator fails.
+    or 'euler' with `steps` fixed steps (at most 10⁷); None means 'euler' for the hinge and 'DOP853' otherwise.
+    max_nfev: evaluations of the right-hand side an error-controlled method may spend. An explicit method is
+    stable only for steps h ≤ c/(ℓ''·λ_max(K)/n) (c from its tableau), so a stiff flow (large t·λ_max/n) that
+    would need more is refused at once, and one that runs out stops; both errors suggest method='Radau'.
+    Returns a `FlowResult`; raises ValueError when the flow overflows or exceeds max_nfev, RuntimeError when
+    the integrator fails.
     """
     check_choice(loss, "loss", LOSSES)
     method = check_choice(method, "method", METHODS + (None,)) or ("euler" if loss == "hinge" else "DOP853")
@@ -148,12 +196,21 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
     atol = check_scalar(atol, "atol", float, min_val=0)
     beta, rtol = (check_scalar(v, name, float, min_val=0, include_boundaries="neither")
                   for v, name in ((beta, "beta"), (rtol, "rtol")))
+    steps = check_scalar(steps, "steps", int, min_val=1, max_val=MAX_STEPS)
+    max_nfev = check_scalar(max_nfev, "max_nfev", int, min_val=1)
     K_train, y, f0, K_test, f0_test, n, outputs = _check_inputs(K_train, y, loss, f0, K_test, f0_test)
     apply = _outputs(K_train, n, outputs)
+    if method in EXPLICIT_STABILITY and t > 0:
+        _refuse_stiff(K_train, t, n, loss, beta, method, max_nfev)
+    calls = 0
 
     def rhs(_, a):
+        nonlocal calls
+        calls += 1
+        if calls > max_nfev:
+            raise _OutOfEvaluations
         f = f0 + apply(np.reshape(a, (n, outputs)))
-        return -np.reshape(loss_derivatives(f, y, loss, beta)[1], -1) / n
+        return -np.reshape(_derivatives(f, y, loss, beta)[1], -1) / n
 
     jac = None
     if method in ("Radau", "BDF", "LSODA") and loss != "cross_entropy":
@@ -161,26 +218,66 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
 
         def jac(_, a):
             f = f0 + apply(np.reshape(a, (n, outputs)))
-            return -np.reshape(loss_derivatives(f, y, loss, beta)[2], -1)[:, None] * full / n
+            return -np.reshape(_derivatives(f, y, loss, beta)[2], -1)[:, None] * full / n
 
     a = np.zeros(n * outputs)
     nfev, message = 0, "t = 0: nothing to integrate"
-    if t > 0 and method == "euler":
-        steps = check_scalar(steps, "steps", int, min_val=1)
-        dt = float(t) / int(steps)
-        for _ in range(int(steps)):
-            a = a + dt * rhs(None, a)
-        nfev, message = int(steps), f"{int(steps)} Euler steps of {dt:g}"
-    elif t > 0:
-        options = {} if jac is None else {"jac": jac}
-        solution = scipy.integrate.solve_ivp(rhs, (0.0, float(t)), a, method=method, rtol=rtol, atol=atol,
-                                             **options)
-        if not solution.success:
-            raise RuntimeError(f"kernel_gradient_flow: the integrator ({method}) failed: {solution.message}")
-        a, nfev, message = solution.y[:, -1], int(solution.nfev), solution.message
-    coef = np.reshape(a, (n, outputs))
-    train = f0 + apply(coef)
-    test = None if K_test is None else f0_test + _outputs(K_test, n, outputs)(coef)
-    train_loss = float(np.sum(loss_derivatives(train, y, loss, beta)[0]) / n)
-    return FlowResult(train=train, test=test, coef=coef, t=float(t), train_loss=train_loss, nfev=nfev,
-                      message=message)
+    with np.errstate(over="ignore", invalid="ignore"):      # overflow is reported below, by argument
+        if t > 0 and method == "euler":
+            dt = t / steps
+            for _ in range(steps):
+                a = a + dt * rhs(None, a)
+                if not np.all(np.isfinite(a)):
+                    break
+            nfev, message = steps, f"{steps} Euler steps of {dt:g}"
+        elif t > 0:
+            options = {} if jac is None else {"jac": jac}
+            try:
+                solution = scipy.integrate.solve_ivp(rhs, (0.0, t), a, method=method, rtol=rtol, atol=atol,
+                                                     **options)
+            except _OutOfEvaluations:
+                raise ValueError(f"kernel_gradient_flow: method={method!r} used max_nfev={max_nfev} evaluations "
+                                 f"before reaching t={t:g}; the flow is stiff or non-smooth there: use "
+                                 "method='Radau' (or 'euler' for the hinge), a smaller t, or raise max_nfev") from None
+            if not solution.success:
+                raise RuntimeError(f"kernel_gradient_flow: the integrator ({method}) failed: {solution.message}")
+            a, nfev, message = solution.y[:, -1], int(solution.nfev), solution.message
+        coef = np.reshape(a, (n, outputs))
+        train = f0 + apply(coef)
+        test = None if K_test is None else f0_test + _outputs(K_test, n, outputs)(coef)
+        train_loss = float(np.sum(_derivatives(train, y, loss, beta)[0]) / n)
+    if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(train)) and np.isfinite(train_loss)
+            and (test is None or np.all(np.isfinite(test)))):
+        hint = (f"Euler steps of t/steps = {t / steps:g} are beyond gradient descent's stable step; raise steps or "
+                "lower t" if method == "euler" else "scale K_train, f0 or y down, or lower t")
+        raise ValueError(f"kernel_gradient_flow overflowed (non-finite outputs) with K_train up to "
+                         f"{float(np.max(np.abs(K_train))):.3g} at t={t:g}: {hint}")
+    return FlowResult(train=train, test=test, coef=coef, t=t, train_loss=train_loss, nfev=nfev, message=message)
+
+
+class _OutOfEvaluations(Exception):
+    """Raised inside the right-hand side when ``max_nfev`` is spent (solve_ivp has no evaluation limit)."""
+
+
+def _refuse_stiff(K, t, n, loss, beta, method, max_nfev):
+    """Refuse an explicit method whose stability limit alone needs more than ``max_nfev`` evaluations.
+
+    Steps ≥ t·ℓ''_max·λ/(n·c) for λ ≤ λ_max(K) the Rayleigh quotient of a few power iterations (a lower bound,
+    so a flow is refused only when it surely needs more).
+    """
+    curvature = beta / 4 if loss == "softhinge" else CURVATURE[loss]
+    stages, limit = EXPLICIT_STABILITY[method]
+    v = np.random.default_rng(0).standard_normal(K.shape[0])
+    lam = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(20):
+            w = K @ (v / np.linalg.norm(v))
+            lam = float(np.linalg.norm(w))
+            if not np.isfinite(lam) or lam == 0.0:
+                break
+            v = w
+        needed = t * curvature * lam / (n * limit) * stages
+    if needed > max_nfev or not np.isfinite(needed):
+        raise ValueError(f"kernel_gradient_flow: t={t:g} with λ_max(K_train)/n ≥ {lam / n:.3g} is a stiff flow: "
+                         f"method={method!r} would need at least {needed:.3g} evaluations (max_nfev={max_nfev}); "
+                         "use method='Radau' or 'BDF' (implicit, with the exact Jacobian), or a smaller t")

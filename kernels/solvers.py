@@ -27,7 +27,7 @@ import array_api_compat
 import numpy as np
 import scipy.linalg
 
-from kernels import backend
+from kernels import backend, lapack_blocks
 from kernels.krylov import conjugate_gradient
 from kernels.validation import ArgumentTypeError, check_array, check_scalar
 
@@ -125,6 +125,8 @@ def _cholesky_lower(A, xp):
     """
     if array_api_compat.is_numpy_namespace(xp):
         try:
+            if lapack_blocks.needs_blocks(A):     # SciPy's LAPACK indices are 32-bit, NumPy's 64-bit
+                return np.linalg.cholesky(A)
             return scipy.linalg.cholesky(A, lower=True, check_finite=False)
         except np.linalg.LinAlgError:
             return None
@@ -148,6 +150,8 @@ def _cholesky_lower(A, xp):
 def solve_triangular(L, B, xp, *, lower: bool = True, trans: bool = False):
     """Solve L·X = B (or Lᵀ·X = B with ``trans``) for triangular L: SciPy, cupyx, or a generic solve."""
     if array_api_compat.is_numpy_namespace(xp):
+        if lapack_blocks.needs_blocks(L, B):
+            return lapack_blocks.solve_triangular(L, B, lower=lower, trans=trans)
         return scipy.linalg.solve_triangular(L, B, lower=lower, trans=int(trans), check_finite=False)
     if array_api_compat.is_cupy_namespace(xp):
         import cupyx.scipy.linalg   # CuPy is optional: imported on the GPU path only
@@ -201,7 +205,8 @@ def krr_solve(K, y, alpha: float = 0.0, *, overwrite_K: bool = False):
 
 
 def _krr_lapack(K, y, alpha, overwrite, rcond):
-    """SciPy path: in-place ``cho_factor`` on the Fortran-ordered view Kᵀ (= K), then ``cho_solve``.
+    """SciPy path: in-place Cholesky into K's upper triangle (``lapack_blocks.cholesky_inplace``: ``potrf`` on the
+    Fortran-ordered view Kᵀ = K, blocked where 32-bit LAPACK indices overflow), then its two triangular solves.
 
     Returns (coef or None, K intact). LAPACK only touches one triangle, so on failure K is rebuilt from the
     other triangle and the saved diagonal.
@@ -210,11 +215,12 @@ def _krr_lapack(K, y, alpha, overwrite, rcond):
     A = K if overwrite else np.array(K, order="C")
     A.flat[::A.shape[0] + 1] += alpha
     try:
-        factor, _ = scipy.linalg.cho_factor(A.T, lower=True, overwrite_a=True, check_finite=False)
+        lapack_blocks.cholesky_inplace(A)
+        factored = True
     except np.linalg.LinAlgError:
-        factor = None
-    if factor is not None and _pivots_ok(np.diagonal(factor), np, rcond):
-        return scipy.linalg.cho_solve((factor, True), y, check_finite=False), K
+        factored = False
+    if factored and _pivots_ok(np.diagonal(A), np, rcond):
+        return lapack_blocks.cholesky_solve(A, y), K
     if np.shares_memory(A, K):  # rebuild K from the triangle LAPACK did not touch (upper of the view Aᵀ)
         upper = np.triu(A.T, 1)
         K = upper + upper.T
@@ -322,6 +328,8 @@ class EigenPath:
 
 def _eigh(K, xp):
     if array_api_compat.is_numpy_namespace(xp):
+        if lapack_blocks.needs_blocks(K):       # SciPy's LAPACK indices are 32-bit, NumPy's 64-bit
+            return np.linalg.eigh(K)
         return scipy.linalg.eigh(K, driver="evd", check_finite=False)
     return xp.linalg.eigh(K)
 

@@ -22,12 +22,25 @@ def problem(tmp_path_factory):
     return store, store.to_numpy().astype(np.float64), rng.standard_normal((300, 3))
 
 
+@pytest.fixture(params=["lapack", "blocked"])
+def factorisation(request, monkeypatch):
+    """Both ways of factorising in memory: one LAPACK call, or blocks of 32 as beyond 32-bit indices (n > 46,340)."""
+    if request.param == "blocked":
+        from kernels import lapack_blocks
+        monkeypatch.setattr(lapack_blocks, "INT32_MAX", 100)
+        monkeypatch.setattr(lapack_blocks, "cholesky_upper_inplace",
+                            lambda A, block=32, inner=lapack_blocks.cholesky_upper_inplace: inner(A, 32))
+        monkeypatch.setattr(lapack_blocks, "cholesky_solve_upper",
+                            lambda A, B, block=32, inner=lapack_blocks.cholesky_solve_upper: inner(A, B, 32))
+    return request.param
+
+
 def _relative_error(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
 @pytest.mark.parametrize("method", ["cholesky", "cg"])
-def test_float32_store_gives_float64_coefficients(problem, method):
+def test_float32_store_gives_float64_coefficients(problem, method, factorisation):
     store, K, y = problem
     alpha, tol = 1e-3, 1e-10
     A = K + alpha * np.eye(len(K))
@@ -66,7 +79,7 @@ class Linear:
         return (a @ (a if b is None else b).T).astype(np.float32)
 
 
-def test_a_float32_factorisation_that_fails_is_shifted_and_still_converges(tmp_path):
+def test_a_float32_factorisation_that_fails_is_shifted_and_still_converges(tmp_path, factorisation):
     """K = G·Gᵀ of rank 40 (n = 120), α = 1e-7·max K: float32 Cholesky breaks down, float64 is still exact."""
     G = np.random.default_rng(1).integers(-2, 3, (120, 40)).astype(float)
     store = gram(Linear(), G, tile=50, store=tmp_path / "k.zarr", progress=False)
