@@ -24,7 +24,8 @@ _EXPORTS = {
     "RandomFeaturesRegressor": "feature_estimators", "RandomFeaturesClassifier": "feature_estimators",
     # gram_tiles.py, gram_store.py, gram_solvers.py
     "gram": "gram_tiles", "gram_in": "gram_tiles", "EmpiricalNTK": "gram_tiles", "GramStore": "gram_store",
-    "StoreMismatchError": "gram_store", "solve_stored": "gram_solvers", "available_memory": "gram_solvers",
+    "StoreMismatchError": "gram_store", "StoreNotFoundError": "gram_store",
+    "solve_stored": "gram_solvers", "available_memory": "gram_solvers",
     # backend.py
     "resolve_device": "backend", "gpu_available": "backend", "to_numpy": "backend", "to_device": "backend",
     "device_of": "backend",

@@ -199,32 +199,15 @@ class _AnalyticKernel(ParameterHolder):
         return x1, x2, was_torch
 
     def _compute(self, x1, x2, want):
+        """The wanted outputs (NNGP, NTK): inputs checked and rescaled, the loops run, the scale restored."""
         x1, x2, was_torch = self._inputs(x1, x2)
         xp = backend.get_namespace(x1)
         size = max(_mean_square(xp, x1), _mean_square(xp, x2))
-        x1, x2, rescale = self._rescaled(xp, x1, x2)
         out_dtype = x1.dtype
-        if xp.__name__.endswith("numpy") and not _uses_cuda_kernels(xp) and x1.dtype == xp.float32:
-            # float32 on the CPU is accumulated in float64 and rounded once at the end: the layer recursion
-            # amplifies rounding errors (chaotic activations, deep nets), and float64 costs about the same there
-            x1, x2 = (None if x is None else xp.astype(x, xp.float64) for x in (x1, x2))
+        x1, x2, rescale = self._rescaled(xp, x1, x2)
+        x1, x2 = self._accumulation_dtype(xp, x1, x2)
         self._check_input_range(xp, x1, x2)
-        symmetric = x2 is None
-        xb = x1 if symmetric else x2
-        n_jobs = self.n_jobs or (os.cpu_count() or 1)
-        if not xp.__name__.endswith("numpy"):
-            n_jobs = 1   # CuPy queues on one stream; other namespaces are reference paths
-        fused = self._use_fused(xp)
-        if fused:
-            from kernels import _analytic_cpu   # compiles (once, then cached) on first use
-        if fused and x1.ndim == 4:
-            outs = [o if o.dtype == out_dtype else xp.astype(o, out_dtype)
-                    for o in _analytic_cpu.conv_kernels(self, x1, x2, want, n_jobs)]
-        else:
-            tile_fn = (_analytic_cpu.fc_tile_function(self, x1, xb, symmetric, want[1]) if fused
-                       else self._tile_function(xp, x1, xb, symmetric, want[1]))
-            outs = _run_tiles(xp, tile_fn, x1.shape[0], xb.shape[0], self._block(x1), symmetric, want,
-                              out_dtype, x1.device, n_jobs)
+        outs = self._loops(xp, x1, x2, want, out_dtype)
         if rescale:
             with np.errstate(over="ignore"):   # an overflow here is reported by _check_overflow
                 outs = [backend.times_power_of_two(o, rescale) for o in outs]
@@ -233,6 +216,33 @@ class _AnalyticKernel(ParameterHolder):
         if was_torch:
             outs = [backend.to_torch(o) for o in outs]
         return outs
+
+    @staticmethod
+    def _accumulation_dtype(xp, x1, x2):
+        """float32 on the CPU is accumulated in float64 and rounded once at the end: the layer recursion amplifies
+        rounding errors (chaotic activations, deep nets), and float64 costs about the same there. The CUDA
+        kernels keep float32."""
+        if xp.__name__.endswith("numpy") and not _uses_cuda_kernels(xp) and x1.dtype == xp.float32:
+            return tuple(None if x is None else xp.astype(x, xp.float64) for x in (x1, x2))
+        return x1, x2
+
+    def _loops(self, xp, x1, x2, want, out_dtype):
+        """The outputs in ``out_dtype`` from the fused CPU loops (numba) or the array-namespace reference tiles."""
+        symmetric = x2 is None
+        xb = x1 if symmetric else x2
+        # CuPy queues on one stream and other namespaces are reference paths: threads only for NumPy
+        n_jobs = (self.n_jobs or (os.cpu_count() or 1)) if xp.__name__.endswith("numpy") else 1
+        fused = self._use_fused(xp)
+        if fused:
+            from kernels import _analytic_cpu   # compiles (once, then cached) on first use
+            if x1.ndim == 4:
+                return [o if o.dtype == out_dtype else xp.astype(o, out_dtype)
+                        for o in _analytic_cpu.conv_kernels(self, x1, x2, want, n_jobs)]
+            tile_fn = _analytic_cpu.fc_tile_function(self, x1, xb, symmetric, want[1])
+        else:
+            tile_fn = self._tile_function(xp, x1, xb, symmetric, want[1])
+        return _run_tiles(xp, tile_fn, x1.shape[0], xb.shape[0], self._block(x1), symmetric, want, out_dtype,
+                          x1.device, n_jobs)
 
     def _homogeneous(self) -> bool:
         """True when K(c·x, c·x') = c²·K(x, x') for c > 0: a piecewise-linear activation (ReLU, leaky ReLU,

@@ -27,6 +27,7 @@ are returned in ``StoredSolution``.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import warnings
 
 import numpy as np
@@ -100,6 +101,13 @@ def solve_stored(store, y, alpha: float = 0.0, *, method: str = "auto", tol: flo
     max_iter = check_scalar(max_iter, "max_iter", int, min_val=1, allow_none="the method's default")
     n_centers = check_scalar(n_centers, "n_centers", int, min_val=1)
     block = check_scalar(block, "block", int, min_val=1)
+    memory_limit = check_scalar(memory_limit, "memory_limit", int, min_val=0,
+                                allow_none="80% of the available memory")
+    if not (random_state is None or isinstance(random_state, np.random.Generator)
+            or (isinstance(random_state, numbers.Integral) and not isinstance(random_state, (bool, np.bool_))
+                and random_state >= 0)):
+        raise TypeError(f"random_state must be None, an integer >= 0 or a numpy.random.Generator, got "
+                        f"{random_state!r}")
     if method == "auto":
         method = "cholesky" if fits_in_memory(store, memory_limit) else "cg"
     Y2 = Y if Y.ndim == 2 else Y[:, None]

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import json
 import math
+import numbers
 import os
 import socket
 import time
@@ -34,12 +35,18 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels import backend
+
 FORMAT = 1
 META_KEY = "lazykit_gram"
 
 
 class StoreMismatchError(ValueError):
     """The store on disk was computed for a different kernel, data, tile size or dtype."""
+
+
+class StoreNotFoundError(FileNotFoundError, ValueError):
+    """``GramStore(path)`` where no store is: a missing file (``FileNotFoundError``) and a bad ``path`` value."""
 
 
 # ----------------------------------------------------------------------------------------------- atomic writes
@@ -146,10 +153,14 @@ class GramStore:
 
     def __init__(self, path, name: str | None = None):
         import zarr
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a store directory (str or os.PathLike), got {type(path).__name__}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be None or the name of a stored output such as 'ntk', got {name!r}")
         self.path = Path(path)
         if not (self.path / "zarr.json").is_file():
-            raise FileNotFoundError(f"{self.path} is not a Gram store (no zarr.json); create one with "
-                                    "kernels.gram(kernel, x, store=PATH)")
+            raise StoreNotFoundError(f"path {str(self.path)!r} is not a Gram store (no zarr.json); create one with "
+                                     "kernels.gram(kernel, x, store=PATH)")
         group = zarr.open_group(store=_local_store(self.path, read_only=True), mode="r")
         self.metadata = dict(group.attrs.get(META_KEY) or {})
         if not self.metadata:
@@ -167,17 +178,31 @@ class GramStore:
         self.tile = int(self.metadata["tile"])
         self.symmetric = bool(self.metadata["symmetric"])
         self.grid = tile_grid(self.shape[0], self.shape[1], self.tile, self.symmetric)
+        self._grid_set = frozenset(self.grid)
 
     def __repr__(self):
         return (f"GramStore({str(self.path)!r}, name={self.name!r}, shape={self.shape}, dtype={self.dtype}, "
                 f"tiles {self.tiles_done}/{self.tiles_total}{', symmetric' if self.symmetric else ''})")
 
     # tiles
+    def _index(self, index) -> tuple:
+        """``index`` as (I, J) of a tile of this store's grid, or a ValueError/TypeError naming it."""
+        if (not isinstance(index, (tuple, list)) or len(index) != 2
+                or not all(isinstance(i, numbers.Integral) and not isinstance(i, (bool, np.bool_)) for i in index)):
+            raise TypeError(f"index must be a tile index (I, J) of two integers, got {index!r}")
+        index = (int(index[0]), int(index[1]))
+        if index not in self._grid_set:
+            rows, cols = math.ceil(self.shape[0] / self.tile), math.ceil(self.shape[1] / self.tile)
+            raise ValueError(f"index {index} is not a tile of this store: 0 <= I < {rows}, "
+                             f"{'I' if self.symmetric else '0'} <= J < {cols}"
+                             + (" (a symmetric store keeps only J >= I)" if self.symmetric else ""))
+        return index
+
     def _chunk_file(self, index) -> Path:
         return self.path / self.name / "c" / str(index[0]) / str(index[1])
 
     def has_tile(self, index) -> bool:
-        return self._chunk_file(index).is_file()
+        return self._chunk_file(self._index(index)).is_file()
 
     def missing_tiles(self) -> list:
         """Indices (I, J) of the tiles not yet computed."""
@@ -196,21 +221,29 @@ class GramStore:
         return not self.missing_tiles()
 
     def bounds(self, index) -> tuple:
-        return tile_bounds(index, self.tile, self.shape)
+        """(i0, i1, j0, j1): the rows and columns tile (I, J) covers."""
+        return tile_bounds(self._index(index), self.tile, self.shape)
 
     def read_tile(self, index) -> np.ndarray:
         """Tile (I, J) as stored (for a symmetric store I <= J)."""
         if not self.has_tile(index):
-            raise ValueError(f"tile {index} of {self.path} has not been computed yet")
+            raise ValueError(f"tile index {tuple(index)} of {self.path} has not been computed yet")
         i0, i1, j0, j1 = self.bounds(index)
         return np.asarray(self.array[i0:i1, j0:j1])
 
     def write_tile(self, index, block) -> None:
-        """Store tile (I, J) (one chunk, written atomically)."""
+        """Store tile (I, J) (one chunk, written atomically); ``block`` must be finite, of the tile's shape."""
         import zarr
+        from kernels.validation import check_array
         i0, i1, j0, j1 = self.bounds(index)
+        block = backend.to_numpy(check_array(block, "block", ndim=2))
+        if block.shape != (i1 - i0, j1 - j0):
+            raise ValueError(f"block must have the shape {(i1 - i0, j1 - j0)} of tile {tuple(index)}, got "
+                             f"{block.shape}")
+        if not np.all(np.isfinite(block.astype(self.dtype))):
+            raise ValueError(f"block overflows the store's {self.dtype} (max |value| {float(np.max(np.abs(block))):.3g})")
         writable = zarr.open_array(store=_local_store(self.path), path=self.name, mode="r+")
-        writable[i0:i1, j0:j1] = np.asarray(block, dtype=self.dtype)
+        writable[i0:i1, j0:j1] = block.astype(self.dtype)
 
     def _check_complete(self, what: str):
         missing = len(self.missing_tiles())
@@ -224,11 +257,21 @@ class GramStore:
 
         ``out`` (an (n1, n2) array) is filled instead of allocating; ``dtype`` casts (default: as stored).
         """
+        if dtype is not None:
+            try:
+                dtype = np.dtype(dtype)
+            except TypeError:
+                dtype = None
+            if dtype is None or dtype.kind != "f":
+                raise TypeError("dtype must be None (as stored) or a floating dtype such as 'float64'")
+        if out is not None:
+            if not isinstance(out, np.ndarray) or out.dtype.kind != "f" or not out.flags.writeable:
+                raise TypeError(f"out must be a writable floating NumPy array, got {type(out).__name__}")
+            if tuple(out.shape) != self.shape:
+                raise ValueError(f"out must have shape {self.shape}, got {tuple(out.shape)}")
         self._check_complete("to_numpy()")
         if out is None:
             out = np.empty(self.shape, dtype=self.dtype if dtype is None else dtype)
-        elif tuple(out.shape) != self.shape:
-            raise ValueError(f"out must have shape {self.shape}, got {tuple(out.shape)}")
         for index in self.grid:
             i0, i1, j0, j1 = self.bounds(index)
             block = self.read_tile(index)

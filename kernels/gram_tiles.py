@@ -37,7 +37,7 @@ import threadpoolctl
 
 from kernels import backend
 from kernels.gram_store import GramStore, fingerprint, open_store, remove_partial_files, tile_bounds, tile_grid
-from kernels.validation import check_array, check_scalar
+from kernels.validation import check_array, check_choice, check_scalar
 
 OUTPUTS = ("ntk", "nngp")
 HOW_NOT_WHAT = ("device", "n_jobs", "block_size", "memory_budget")   # parameters that do not change K
@@ -356,7 +356,7 @@ def _progress_bar(total, done, enabled):
 class EmpiricalNTK:
     """The empirical NTK of a torch model as a kernel object for ``gram``: ``.ntk(x1, x2=None)``.
 
-    Wraps ``kernels.empirical_ntk(model, x1, x2, output=..., method=...)``; the store records the model's
+    Wraps ``kernels.empirical_ntk(model, x1, x2, output="mean", method=...)``; the store records the model's
     class and a SHA-256 of its weights, so a store is refused after the model changed. Not thread-safe (the
     model is traced while computing), so its tiles run one at a time per process; torch's own threads share
     each tile.
@@ -365,7 +365,16 @@ class EmpiricalNTK:
     thread_safe = False
 
     def __init__(self, model, output="mean", method="auto"):
-        self.model, self.output, self.method = model, output, method
+        import torch
+        from kernels.empirical import METHODS, OUTPUTS
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        if check_choice(output, "output", OUTPUTS) != "mean":
+            raise ValueError("output must be 'mean' for gram: a Gram tile is one (n1, n2) matrix, not the "
+                             "(n1, n2, O, O) blocks of output='full' (call kernels.empirical_ntk for those)")
+        self.output = output
+        self.method = check_choice(method, "method", METHODS)
 
     def get_params(self, deep: bool = True) -> dict:
         return {"model": self.model, "output": self.output, "method": self.method}

@@ -187,8 +187,7 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
     max_nfev: evaluations of the right-hand side an error-controlled method may spend. An explicit method is
     stable only for steps h ≤ c/(ℓ''·λ_max(K)/n) (c from its tableau), so a stiff flow (large t·λ_max/n) that
     would need more is refused at once, and one that runs out stops; both errors suggest method='Radau'.
-    Returns a `FlowResult`; raises ValueError when the flow overflows or exceeds max_nfev, RuntimeError when
-    the integrator fails.
+    Returns a `FlowResult`; raises ValueError when the flow overflows, exceeds max_nfev or the integrator fails.
     """
     check_choice(loss, "loss", LOSSES)
     method = check_choice(method, "method", METHODS + (None,)) or ("euler" if loss == "hinge" else "DOP853")
@@ -239,8 +238,12 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
                 raise ValueError(f"kernel_gradient_flow: method={method!r} used max_nfev={max_nfev} evaluations "
                                  f"before reaching t={t:g}; the flow is stiff or non-smooth there: use "
                                  "method='Radau' (or 'euler' for the hinge), a smaller t, or raise max_nfev") from None
+            except (ArithmeticError, np.linalg.LinAlgError) as error:     # an implicit step met inf/NaN
+                raise ValueError(f"kernel_gradient_flow: the integrator (method={method!r}) broke down before t={t:g} "
+                                 f"({error}); scale K_train, f0 or y down, or lower t") from error
             if not solution.success:
-                raise RuntimeError(f"kernel_gradient_flow: the integrator ({method}) failed: {solution.message}")
+                raise ValueError(f"kernel_gradient_flow: the integrator (method={method!r}) failed before t={t:g}: "
+                                 f"{solution.message}; try method='Radau', looser rtol/atol or a smaller t")
             a, nfev, message = solution.y[:, -1], int(solution.nfev), solution.message
         coef = np.reshape(a, (n, outputs))
         train = f0 + apply(coef)

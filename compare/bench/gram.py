@@ -8,10 +8,11 @@ into a zarr store under ``--store``; ``kernels.gram_solvers.solve_stored`` solve
 targets; in-memory float32 Cholesky with float64 refinement when K fits in memory, else streaming CG);
 test outputs K(x*, X)·c slab by slab; accuracy = argmax against the labels. Peer: scikit-learn
 ``KernelRidge(kernel="precomputed")`` on the same kernel in float64 (the Gram matrices computed in memory by
-``kernels.FullyConnected``, then ``fit`` and ``predict``) at the largest n it fits here: it holds K and its
-own copy of K (16·n² bytes) plus K(x*, X), so n = the largest multiple of 1000 with
-16·n² + 8·n·n_test ≤ 80% of the available memory (``--sklearn-n`` overrides; 0 skips the peer). At that n
-ours runs too, on the same subset: same accuracy, both times.
+``kernels.FullyConnected``, then ``fit`` and ``predict``) at the largest n it fits here: it holds K, its own
+copy of K (``KernelRidge.fit`` copies a precomputed K) and the copy ``scipy.linalg.solve(..., overwrite_a=False)``
+factorises, 24·n² bytes, plus K(x*, X), so n = the largest multiple of 1000 with 24·n² + 8·n·n_test ≤ 80% of
+the available memory (``--sklearn-n`` overrides; 0 skips the peer). At that n ours runs too, on the same
+subset: same accuracy, both times. A measurement whose process dies (killed for memory) is reported as such.
 
 Each measurement runs in a fresh process (its peak resident memory is that process's own); ``--repeats``
 fresh runs give the median time and the largest peak. The store is deleted before each of our runs, so the
@@ -30,6 +31,7 @@ import resource
 import shutil
 import statistics
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -124,18 +126,27 @@ def _fresh_process(function, *args) -> dict:
         return pool.submit(function, *args).result()
 
 
-def _measure(function, args, repeats) -> dict:
-    runs = [_fresh_process(function, *args) for _ in range(repeats)]
+def _measure(function, args, repeats) -> dict | None:
+    """Median phases of ``repeats`` fresh runs (printed at once), or None when a run's process died."""
+    try:
+        runs = [_fresh_process(function, *args) for _ in range(repeats)]
+    except BrokenProcessPool:
+        print(f"{function.__name__} at n = {args[0]}: the process died (killed for memory?)", flush=True)
+        return None
     summary = {key: statistics.median(r[key] for r in runs) for key in ("data", "gram", "solve", "predict", "total")}
     summary.update(accuracy=runs[-1]["accuracy"], peak=max(r["peak"] for r in runs), detail=runs[-1]["detail"],
                    tiles=runs[-1]["tiles"])
+    print(f"{function.__name__} at n = {args[0]}: " + ", ".join(f"{k} {format_seconds(summary[k])}" for k in
+          ("data", "gram", "solve", "predict", "total")) + f"; peak {_gib(summary['peak'])}, accuracy "
+          f"{100 * summary['accuracy']:.2f}% ({summary['detail']})", flush=True)
     return summary
 
 
 def largest_sklearn_n(n_test: int, available: int) -> int:
-    """Largest multiple of 1000 with 16·n² + 8·n·n_test ≤ 0.8·available (K, KernelRidge's copy, K(x*, X))."""
+    """Largest multiple of 1000 with 24·n² + 8·n·n_test ≤ 0.8·available (K, KernelRidge's copy, the copy that
+    scipy's solve factorises, K(x*, X))."""
     budget = 0.8 * available
-    n = int((-8 * n_test + (64 * n_test ** 2 + 64 * budget) ** 0.5) / 32)
+    n = int((-8 * n_test + (64 * n_test ** 2 + 96 * budget) ** 0.5) / 48)
     return max(1000, n // 1000 * 1000)
 
 
@@ -151,6 +162,8 @@ def _gib(b) -> str:
 
 
 def _row(name, n, r):
+    if r is None:
+        return [name, n] + ["-"] * 7 + ["the process died (killed for memory?)"]
     return [name, n, format_seconds(r["data"]), format_seconds(r["gram"]), format_seconds(r["solve"]),
             format_seconds(r["predict"]),
             format_seconds(r["total"]), _gib(r["peak"]) if "peak" in r else "-",
@@ -177,19 +190,20 @@ def main(argv=None) -> int:
     rows = []
     ours = _measure(run_ours, (args.n, args.n_test, args.tile, args.alpha, store / f"n{args.n}", args.data_dir,
                                args.progress), args.repeats)
-    rows.append(_row(f"lazykit (store, {ours['tiles']} tiles, float32)", args.n, ours))
+    rows.append(_row(f"lazykit (store, {ours['tiles'] if ours else '?'} tiles, float32)", args.n, ours))
     if sklearn_n:
         if sklearn_n == args.n:
             ours_small = ours
         else:
             ours_small = _measure(run_ours, (sklearn_n, args.n_test, args.tile, args.alpha,
                                              store / f"n{sklearn_n}", args.data_dir), args.repeats)
-            rows.append(_row(f"lazykit (store, {ours_small['tiles']} tiles, float32)", sklearn_n, ours_small))
+            rows.append(_row(f"lazykit (store, {ours_small['tiles'] if ours_small else '?'} tiles, float32)",
+                             sklearn_n, ours_small))
         peer = _measure(run_sklearn, (sklearn_n, args.n_test, args.alpha, args.data_dir), args.repeats)
         rows.append(_row("sklearn KernelRidge(kernel='precomputed')", sklearn_n, peer))
     note = ""
     if args.extrapolate and args.extrapolate != args.n:
-        if args.n >= MIN_EXTRAPOLATE:
+        if args.n >= MIN_EXTRAPOLATE and ours is not None:
             rows.append(_row("lazykit, extrapolated", args.extrapolate,
                              extrapolate(ours, args.n, args.n_test, args.extrapolate, 10000)))
         else:
@@ -203,7 +217,7 @@ def main(argv=None) -> int:
                        rows))
     print(note)
     if sklearn_n:
-        print(f"KernelRidge at n = {sklearn_n}: " + ("the largest multiple of 1000 with 16·n² + 8·n·n_test bytes "
+        print(f"KernelRidge at n = {sklearn_n}: " + ("the largest multiple of 1000 with 24·n² + 8·n·n_test bytes "
               f"within 80% of the {_gib(available)} available" if args.sklearn_n is None else "as given"))
     return 0
 

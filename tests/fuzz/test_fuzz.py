@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from tests.fuzz.entries_compare import ENTRIES as COMPARE
 from tests.fuzz.entries_kernels import ENTRIES as KERNELS
 from tests.fuzz.entries_nets import ENTRIES as NETS
+from tests.fuzz.entries_scale import ENTRIES as SCALE
 from tests.fuzz.harness import Case, check_call
 
-ENTRIES = {**KERNELS, **NETS, **COMPARE}
+ENTRIES = {**KERNELS, **NETS, **COMPARE, **SCALE}
 QUICK_EXAMPLES = 12
 LONG_EXAMPLES = 150
 SLOW_ENTRIES = {"VGG", "ResNet"}   # model construction dominates: fewer draws
@@ -44,9 +45,9 @@ def test_entry_point_long(name, data):
     _run(name, data)
 
 
-# the public API of issue 12's campaign: each name must have a fuzz entry (newer exports are listed in the
-# README's Tests section as not yet covered)
-CAMPAIGN_API = ("FullyConnected", "Convolutional", "empirical_ntk", "RBF", "Laplace", "Polynomial",
+# every public name of kernels, nets and compare that takes arguments must have a fuzz entry
+CAMPAIGN_API = ("gram", "gram_in", "GramStore", "solve_stored", "EmpiricalNTK", "kernel_gradient_flow",
+                "loss_derivatives", "to_device", "FullyConnected", "Convolutional", "empirical_ntk", "RBF", "Laplace", "Polynomial",
                 "RandomFourierFeatures", "ArcCosineFeatures", "NTKFeatures", "NTKRegressor", "NTKClassifier",
                 "KernelRegressor", "KernelClassifier", "RandomFeaturesRegressor", "RandomFeaturesClassifier",
                 "krr_solve", "nystrom_krr", "EigenPath", "NystromKRR", "check_array", "check_choice", "check_scalar",

@@ -174,6 +174,30 @@ def test_bad_kernels_and_inputs_are_named(x):
         gram(RBF(), bad)
 
 
+def test_store_methods_name_their_bad_arguments(x, tmp_path):
+    store = gram(RBF(), x, tile=16, store=tmp_path / "k.zarr", progress=False)     # 3 × 3 tiles, upper: 6
+    with pytest.raises(TypeError, match="path must be a store directory"):
+        GramStore(3)
+    with pytest.raises(FileNotFoundError, match="path '.*absent.zarr' is not a Gram store"):
+        GramStore(tmp_path / "absent.zarr")
+    with pytest.raises(ValueError, match="is not a Gram store"):       # the same error is a ValueError, too
+        GramStore(tmp_path / "absent.zarr")
+    with pytest.raises(ValueError, match=r"index \(1, 0\) is not a tile of this store.*J >= I"):
+        store.read_tile((1, 0))
+    with pytest.raises(TypeError, match="index must be a tile index"):
+        store.has_tile("00")
+    with pytest.raises(ValueError, match=r"block must have the shape \(16, 5\)"):
+        store.write_tile((0, 2), np.zeros((16, 16)))
+    with pytest.raises(ValueError, match="block contains NaN"):
+        store.write_tile((0, 0), np.full((16, 16), np.nan))
+    with pytest.raises(TypeError, match="dtype must be None"):
+        store.to_numpy(dtype="int8")
+    with pytest.raises(ValueError, match=r"out must have shape \(37, 37\)"):
+        store.to_numpy(out=np.empty((3, 3)))
+    assert store.bounds((0, 2)) == (0, 16, 32, 37)
+    np.testing.assert_array_equal(store.to_numpy(out=np.empty((37, 37))), store.to_numpy())
+
+
 # ----------------------------------------------------------------------------------------------- distributed
 def test_a_two_worker_cluster_gives_the_same_bits(tmp_path):
     # float32 tiles of 512 (two 256-row kernel blocks each): OpenBLAS's float32 GEMM rounds differently with

@@ -97,3 +97,44 @@ def test_bad_inputs_name_the_argument():
         kernel_gradient_flow(K, np.ones(3), 1.0, K_test=np.ones((2, 4)))
     with pytest.raises(ValueError, match="unknown method"):
         kernel_gradient_flow(K, np.ones(3), 1.0, method="leapfrog")
+
+
+def test_a_stiff_explicit_flow_is_refused_at_once_and_radau_solves_it():
+    # K = 1e6·I, n = 3: λ_max/n = 3.3e5, so DOP853 (stable for h·λ/n ≤ 6.39, 12 evaluations a step) needs
+    # ≥ t·3.3e5/6.39·12 = 6.3e7 evaluations for t = 100, over max_nfev = 1e6; the exact flow of the squared loss
+    # is f_t = (1 − e^{−tλ/n}) y = y to the last digit, which the implicit method reaches in a few steps.
+    K, y = 1e6 * np.eye(3), np.array([1.0, -2.0, 0.5])
+    with pytest.raises(ValueError, match=r"t=100 .*stiff.*method='Radau'"):
+        kernel_gradient_flow(K, y, 100.0)
+    flow = kernel_gradient_flow(K, y, 100.0, method="Radau")
+    np.testing.assert_allclose(flow.train[:, 0], y, rtol=1e-9)
+
+
+def test_the_evaluation_budget_stops_a_flow_that_runs_out():
+    # K = I, n = 2, t = 10: the stability estimate asks for 10/(2·6.39)·12 ≈ 9.4 evaluations (under 20, so it is
+    # not refused up front), but DOP853's step-size selection and first steps at rtol 1e-10 take more than 20
+    K = np.eye(2)
+    with pytest.raises(ValueError, match="max_nfev=20 evaluations before reaching t=10"):
+        kernel_gradient_flow(K, np.array([1.0, -1.0]), 10.0, max_nfev=20)
+    assert kernel_gradient_flow(K, np.array([1.0, -1.0]), 10.0).nfev > 20
+
+
+def test_overflow_is_an_error_naming_the_inputs_not_inf():
+    # Euler on the squared loss multiplies the error by (1 − dt·λ/n) each step: |1 − 1e300·1/1| overflows
+    with pytest.raises(ValueError, match="overflowed.*raise steps"):
+        kernel_gradient_flow(np.eye(1), np.ones(1), 1e300, method="euler", steps=2)
+    with pytest.raises(ValueError, match="`steps` must be"):
+        kernel_gradient_flow(np.eye(1), np.ones(1), 1.0, steps=10 ** 8)
+
+
+def test_loss_derivatives_checks_its_arguments():
+    f = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="unknown loss"):
+        loss_derivatives(f, np.ones((2, 3)), "huber")
+    with pytest.raises(ValueError, match=r"y must hold 2 labels in \[0, 3\)"):
+        loss_derivatives(f, np.array([0, 3]), "cross_entropy")
+    with pytest.raises(ValueError, match="f must be 2-dimensional"):
+        loss_derivatives(np.zeros(3), np.ones(3), "mse")
+    values, grad, _ = loss_derivatives(f, np.array([0, 2]), "cross_entropy")
+    np.testing.assert_allclose(values.sum(axis=1), np.log(3.0))   # −log softmax of equal outputs
+    np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-15)

@@ -44,8 +44,8 @@ def test_tiny_run_prints_ours_and_the_peer_at_equal_n(tmp_path, capsys, monkeypa
 
 
 def test_largest_sklearn_n_solves_the_memory_budget():
-    # 16·n² + 8·n·10⁴ = 0.8·20 GiB = 1.718e10 bytes at n = 30,363 (the positive root), rounded down to 30,000
-    assert bench.largest_sklearn_n(10000, 20 * 2 ** 30) == 30000
+    # 24·n² + 8·n·10⁴ = 0.8·20 GiB = 1.718e10 bytes at n = 25,138 (the positive root), rounded down to 25,000
+    assert bench.largest_sklearn_n(10000, 20 * 2 ** 30) == 25000
 
 
 def test_bad_arguments_are_refused(capsys):
