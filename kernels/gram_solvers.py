@@ -4,7 +4,7 @@ Two methods, both converging to the exact solution of the stored system; ``metho
 "cholesky" when the matrix fits in ``memory_limit`` bytes, else "cg".
 
 - "cholesky": K is loaded once, in the store's dtype (float32 halves the memory), and factorised in place
-  (LAPACK ``potrf`` on one triangle, blocked beyond n = 46,340 where 32-bit indices overflow:
+  (LAPACK ``potrf`` on one triangle, in blocks when K is over 2 GiB, where one call overflows or crashes:
   ``kernels.lapack_blocks``; the other triangle keeps K). The factor is then the preconditioner of a
   conjugate gradient run in float64 whose operator is the exact K read from the kept triangle: iterative
   refinement, so a float32 factor yields coefficients of float64 quality in a few iterations whenever the
@@ -239,7 +239,7 @@ def _cholesky_with_jitter(A):
     scale, m = float(np.max(np.abs(np.diagonal(A)))), A.shape[0]
     for j in range(7):
         try:
-            return np.linalg.cholesky(A + m * np.finfo(A.dtype).eps * scale * 10.0 ** j * np.eye(m))
+            return lapack_blocks.cholesky_lower(A + m * np.finfo(A.dtype).eps * scale * 10.0 ** j * np.eye(m))
         except np.linalg.LinAlgError:
             continue
     raise np.linalg.LinAlgError("the Nyström centers' Gram matrix is not positive definite even with jitter; "

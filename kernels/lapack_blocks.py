@@ -1,13 +1,18 @@
-"""Cholesky factorisation and triangular solves of matrices too large for 32-bit LAPACK indices.
+"""Cholesky factorisation and triangular solves of large matrices, LAPACK only on blocks of 32 MiB.
 
-SciPy's wheels link an OpenBLAS with 32-bit LAPACK integers (``scipy.linalg.lapack.HAS_ILP64`` is False): on an
-n × n matrix with n² ≥ 2³¹ (n ≥ 46,341) the element offsets i + j·lda overflow inside ``potrf``/``potrs``/``trtrs``,
-which then write outside the array (a segfault at n = 60,000 in float32, seen on this project's benchmark).
-NumPy's wheels link a 64-bit-integer OpenBLAS, so here LAPACK only ever sees b × b diagonal blocks and b-row
-panels, copied to contiguous memory, while the O(n³) work runs as NumPy matrix products on strided views of the
-whole matrix (64-bit offsets): the right-looking block Cholesky of Golub & Van Loan, "Matrix Computations"
-(4th ed., §4.2), with the n³/3 flops of ``potrf`` and its backward error bound (Higham, "Accuracy and Stability
-of Numerical Algorithms", 2nd ed., §10.1: the bound holds whatever the order of each inner product's sum).
+Two faults of the stock wheels make one LAPACK call on a large matrix unsafe:
+- SciPy's OpenBLAS has 32-bit LAPACK integers (``scipy.linalg.lapack.HAS_ILP64`` is False): from n² ≥ 2³¹
+  (n ≥ 46,341) the element offsets overflow (scipy/scipy#17436: ``cholesky`` segfaults at n = 47,000).
+- OpenBLAS's multithreaded ``potrf`` segfaults on large matrices even with 64-bit integers: measured here on
+  2 cores, float64 at n = 23,100 (4.3 GB) in SciPy's OpenBLAS 0.3.30 and in NumPy's 0.3.31
+  (``np.linalg.cholesky``), not with ``OPENBLAS_NUM_THREADS=1``; float64 at n = 22,000 (3.9 GB) and float32 at
+  n = 26,000 (2.7 GB) pass, float32 at n = 60,000 crashes.
+So an operand over ``LAPACK_MAX_BYTES`` (2 GiB, a margin of 2 below the smallest crash seen) is factorised in
+blocks: LAPACK sees only b × b diagonal blocks and b-row panels, copied to contiguous memory, while the O(n³)
+work runs as NumPy matrix products on strided views of the whole matrix. This is the right-looking block
+Cholesky of Golub & Van Loan, "Matrix Computations" (4th ed., §4.2): the n³/3 flops of ``potrf`` and its
+backward error bound (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed., §10.1: the bound holds
+whatever the order of each inner product's sum).
 
 The matrix is a C-ordered n × n array A; the factor U (A = UᵀU) overwrites its upper triangle and the strict
 lower triangle is never read or written, so it can keep the original matrix (the layout of LAPACK's
@@ -18,14 +23,14 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-INT32_MAX = 2 ** 31 - 1
+LAPACK_MAX_BYTES = 2 ** 31
 BLOCK = 2048           # rows of a diagonal block: sgemm/dgemm reach their speed at this inner dimension
 COLUMNS = 16384        # columns per matrix product or panel solve (a 2048 × 16384 float64 temporary is 256 MiB)
 
 
 def needs_blocks(*arrays) -> bool:
-    """True when one of ``arrays`` has more elements than a 32-bit LAPACK index can address."""
-    return any(int(np.prod(a.shape, dtype=np.int64)) > INT32_MAX for a in arrays)
+    """True when one of ``arrays`` is too large for one LAPACK call (see the module docstring)."""
+    return any(a.nbytes > LAPACK_MAX_BYTES for a in arrays)
 
 
 def cholesky_inplace(A, block: int = BLOCK) -> None:
@@ -72,6 +77,21 @@ def cholesky_upper_inplace(A, block: int = BLOCK) -> None:
                 c1 = min(c0 + COLUMNS, n)
                 product = np.matmul(panel[:, i0:i1].T, panel[:, c0:c1], out=buffer[:i1 - i0, :c1 - c0])
                 np.subtract(A[i0:i1, c0:c1], product, out=A[i0:i1, c0:c1])
+
+
+def cholesky_lower(A):
+    """Lower factor L of A = LLᵀ (zeros above the diagonal); A is not modified. LinAlgError when not positive
+    definite."""
+    if not needs_blocks(A):
+        return scipy.linalg.cholesky(A, lower=True, check_finite=False)
+    U = np.array(A, order="C")
+    cholesky_upper_inplace(U)
+    n = U.shape[0]
+    for i0 in range(0, n, BLOCK):              # zero the strict lower triangle in slabs (no n × n mask)
+        i1 = min(i0 + BLOCK, n)
+        U[i0:i1, :i0] = 0
+        U[i0:i1, i0:i1] = np.triu(U[i0:i1, i0:i1])
+    return U.T
 
 
 def _set_upper(target, values) -> None:

@@ -125,9 +125,7 @@ def _cholesky_lower(A, xp):
     """
     if array_api_compat.is_numpy_namespace(xp):
         try:
-            if lapack_blocks.needs_blocks(A):     # SciPy's LAPACK indices are 32-bit, NumPy's 64-bit
-                return np.linalg.cholesky(A)
-            return scipy.linalg.cholesky(A, lower=True, check_finite=False)
+            return lapack_blocks.cholesky_lower(A)
         except np.linalg.LinAlgError:
             return None
     if array_api_compat.is_cupy_namespace(xp):
@@ -328,7 +326,7 @@ class EigenPath:
 
 def _eigh(K, xp):
     if array_api_compat.is_numpy_namespace(xp):
-        if lapack_blocks.needs_blocks(K):       # SciPy's LAPACK indices are 32-bit, NumPy's 64-bit
+        if lapack_blocks.needs_blocks(K):       # SciPy's LAPACK indices are 32-bit (n ≥ 46,341 overflows)
             return np.linalg.eigh(K)
         return scipy.linalg.eigh(K, driver="evd", check_finite=False)
     return xp.linalg.eigh(K)

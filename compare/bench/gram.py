@@ -12,7 +12,8 @@ test outputs K(x*, X)·c slab by slab; accuracy = argmax against the labels. Pee
 copy of K (``KernelRidge.fit`` copies a precomputed K) and the copy ``scipy.linalg.solve(..., overwrite_a=False)``
 factorises, 24·n² bytes, plus K(x*, X), so n = the largest multiple of 1000 with 24·n² + 8·n·n_test ≤ 80% of
 the available memory (``--sklearn-n`` overrides; 0 skips the peer). At that n ours runs too, on the same
-subset: same accuracy, both times. A measurement whose process dies (killed for memory) is reported as such.
+subset: same accuracy, both times. A measurement whose process dies (killed for memory, or a crash inside
+LAPACK) is reported as such, and the peer is then retried at 15% fewer points until it runs.
 
 Each measurement runs in a fresh process (its peak resident memory is that process's own); ``--repeats``
 fresh runs give the median time and the largest peak. The store is deleted before each of our runs, so the
@@ -192,15 +193,21 @@ def main(argv=None) -> int:
                                args.progress), args.repeats)
     rows.append(_row(f"lazykit (store, {ours['tiles'] if ours else '?'} tiles, float32)", args.n, ours))
     if sklearn_n:
-        if sklearn_n == args.n:
+        fitted_n = sklearn_n
+        peer = _measure(run_sklearn, (fitted_n, args.n_test, args.alpha, args.data_dir), args.repeats)
+        while peer is None and args.sklearn_n is None and fitted_n > 2:   # died: retry 15% smaller
+            rows.append(_row("sklearn KernelRidge(kernel='precomputed')", fitted_n, None))
+            fitted_n = int(0.85 * fitted_n)
+            fitted_n = fitted_n // 1000 * 1000 if fitted_n >= 1000 else max(2, fitted_n)
+            peer = _measure(run_sklearn, (fitted_n, args.n_test, args.alpha, args.data_dir), args.repeats)
+        rows.append(_row("sklearn KernelRidge(kernel='precomputed')", fitted_n, peer))
+        if fitted_n == args.n:
             ours_small = ours
         else:
-            ours_small = _measure(run_ours, (sklearn_n, args.n_test, args.tile, args.alpha,
-                                             store / f"n{sklearn_n}", args.data_dir), args.repeats)
+            ours_small = _measure(run_ours, (fitted_n, args.n_test, args.tile, args.alpha,
+                                             store / f"n{fitted_n}", args.data_dir), args.repeats)
             rows.append(_row(f"lazykit (store, {ours_small['tiles'] if ours_small else '?'} tiles, float32)",
-                             sklearn_n, ours_small))
-        peer = _measure(run_sklearn, (sklearn_n, args.n_test, args.alpha, args.data_dir), args.repeats)
-        rows.append(_row("sklearn KernelRidge(kernel='precomputed')", sklearn_n, peer))
+                             fitted_n, ours_small))
     note = ""
     if args.extrapolate and args.extrapolate != args.n:
         if args.n >= MIN_EXTRAPOLATE and ours is not None:
@@ -210,15 +217,17 @@ def main(argv=None) -> int:
             note = (f"\nNo extrapolation to n = {args.extrapolate}: below n = {MIN_EXTRAPOLATE} fixed costs, not the "
                     "n² and n³ terms, dominate the phases.")
     if not args.keep_store:                       # only the stores this run made; --store itself stays
-        for n in {args.n, sklearn_n}:
+        for n in {args.n, fitted_n if sklearn_n else args.n}:
             shutil.rmtree(store / f"n{n}", ignore_errors=True)
     print(format_table(["", "n", "data", "Gram", "solve", "predict", "total", "peak memory", "test accuracy",
                         "solver"],
                        rows))
     print(note)
     if sklearn_n:
-        print(f"KernelRidge at n = {sklearn_n}: " + ("the largest multiple of 1000 with 24·n² + 8·n·n_test bytes "
-              f"within 80% of the {_gib(available)} available" if args.sklearn_n is None else "as given"))
+        print(f"KernelRidge tried at n = {sklearn_n}: " + ("the largest multiple of 1000 with 24·n² + 8·n·n_test "
+              f"bytes within 80% of the {_gib(available)} available" if args.sklearn_n is None else "as given")
+              + ("" if fitted_n == sklearn_n else f"; its process died there, so it ran at n = {fitted_n} "
+                 "(15% smaller each time)"))
     return 0
 
 

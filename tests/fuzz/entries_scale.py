@@ -94,11 +94,16 @@ def _tile_index(case, store):
                     + (((1, 0),) if store.tiles_total > 1 and (1, 0) not in good else ()))
 
 
-@entry("GramStore.read_tile")
-def read_tile(case):
-    store = _store(seed=case.draw(st.integers(0, 99)))
-    index = _tile_index(case, store)
-    return lambda: store.read_tile(index)
+def _tile_method(method):
+    def build(case):
+        store = _store(seed=case.draw(st.integers(0, 99)))
+        index = _tile_index(case, store)
+        return lambda: getattr(store, method)(index)
+    return build
+
+
+for _m in ("read_tile", "has_tile", "bounds"):
+    entry(f"GramStore.{_m}")(_tile_method(_m))
 
 
 @entry("GramStore.write_tile")
@@ -124,13 +129,6 @@ def store_to_numpy(case):
                "read_only": lambda: np.lib.stride_tricks.as_strided(np.empty(store.shape), writeable=False)}
     target = buffers[out]() if isinstance(out, str) else out
     return lambda: store.to_numpy(dtype=dtype, out=target)
-
-
-@entry("GramStore.has_tile")
-def has_tile(case):
-    store = _store(seed=case.draw(st.integers(0, 99)))
-    index = _tile_index(case, store)
-    return lambda: store.has_tile(index)
 
 
 @entry("GramStore.as_dask")

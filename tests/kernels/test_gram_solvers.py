@@ -24,10 +24,10 @@ def problem(tmp_path_factory):
 
 @pytest.fixture(params=["lapack", "blocked"])
 def factorisation(request, monkeypatch):
-    """Both ways of factorising in memory: one LAPACK call, or blocks of 32 as beyond 32-bit indices (n > 46,340)."""
+    """Both ways of factorising in memory: one LAPACK call, or blocks of 32 as for a K over 2 GiB."""
     if request.param == "blocked":
         from kernels import lapack_blocks
-        monkeypatch.setattr(lapack_blocks, "INT32_MAX", 100)
+        monkeypatch.setattr(lapack_blocks, "LAPACK_MAX_BYTES", 800)
         monkeypatch.setattr(lapack_blocks, "cholesky_upper_inplace",
                             lambda A, block=32, inner=lapack_blocks.cholesky_upper_inplace: inner(A, 32))
         monkeypatch.setattr(lapack_blocks, "cholesky_solve_upper",

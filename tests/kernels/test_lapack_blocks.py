@@ -52,9 +52,10 @@ def test_not_positive_definite_raises_linalg_error():
 
 
 def test_large_matrices_take_the_blocked_path(monkeypatch):
-    # Beyond 2³¹ − 1 elements SciPy's 32-bit LAPACK overflows (a segfault at n = 60,000); lowering the limit to
-    # 100 elements sends a 12 × 12 krr_solve through the blocked factor, the blocked solve and NumPy's eigh.
-    monkeypatch.setattr(lapack_blocks, "INT32_MAX", 100)
+    # Beyond 2 GiB one LAPACK call overflows or crashes (see kernels.lapack_blocks); lowering the limit to 800
+    # bytes sends a 12 × 12 float64 krr_solve (1152 bytes) through the blocked factor and solve, and EigenPath
+    # through NumPy's eigh.
+    monkeypatch.setattr(lapack_blocks, "LAPACK_MAX_BYTES", 800)
     monkeypatch.setattr(lapack_blocks, "BLOCK", 5)
     calls = []
     original = lapack_blocks.cholesky_upper_inplace
@@ -65,3 +66,12 @@ def test_large_matrices_take_the_blocked_path(monkeypatch):
     assert calls == [(12, 12)]
     np.testing.assert_allclose(coef, np.linalg.solve(K + 0.1 * np.eye(12), y), rtol=1e-12)
     np.testing.assert_allclose(solvers.EigenPath(K).dual_coef(y, alpha=0.1), coef, rtol=1e-10)
+
+
+def test_blocked_lower_factor_has_zeros_above(monkeypatch):
+    monkeypatch.setattr(lapack_blocks, "LAPACK_MAX_BYTES", 800)
+    monkeypatch.setattr(lapack_blocks, "BLOCK", 4)
+    K = _spd(11)
+    L = lapack_blocks.cholesky_lower(K)
+    assert np.array_equal(np.triu(L, 1), np.zeros((11, 11)))
+    np.testing.assert_allclose(L, scipy.linalg.cholesky(K, lower=True), rtol=0, atol=1e-12)

@@ -36,7 +36,7 @@ def test_tiny_run_prints_ours_and_the_peer_at_equal_n(tmp_path, capsys, monkeypa
     rows = [line for line in out.splitlines() if line.startswith("| ") and "test accuracy" not in line]
     assert len(rows) == 3
     assert "| 40 " in rows[0] and "6 tiles" in rows[0] and "cholesky" in rows[0]      # ceil(40/16) = 3: 6 tiles
-    assert "| 30 " in rows[1] and "| 30 " in rows[2] and "KernelRidge" in rows[2]
+    assert "| 30 " in rows[1] and "| 30 " in rows[2] and "KernelRidge" in rows[1]
     # the classes are separable: every run classifies all 20 test images, the peer included
     assert all("100.00%" in row for row in rows[:3])
     assert "No extrapolation to n = 60000: below n = 10000" in out
@@ -52,3 +52,23 @@ def test_bad_arguments_are_refused(capsys):
     assert bench.main(["--n", "1"]) == 2
     assert bench.main(["--n", "100", "--sklearn-n", "200"]) == 2
     assert "--sklearn-n must be 0 (skip) or between 2 and --n=100" in capsys.readouterr().out
+
+
+def test_a_peer_that_dies_is_reported_and_retried_smaller(tmp_path, capsys, monkeypatch):
+    # KernelRidge's process dies at the memory-sized n (here min(--n, ...) = 40): the row says so, and the peer
+    # runs again at int(0.85·40) = 34 points, where ours runs too
+    _write_fashion(tmp_path)
+
+    def fresh(function, *args):
+        if function is bench.run_sklearn and args[0] == 40:
+            raise bench.BrokenProcessPool("killed")
+        return function(*args)
+    monkeypatch.setattr(bench, "_fresh_process", fresh)
+    assert bench.main(["--n", "40", "--n-test", "20", "--tile", "16", "--alpha", "0.01", "--store",
+                       str(tmp_path / "s"), "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "test accuracy" not in line]
+    assert "| 40 " in rows[1] and "the process died" in rows[1] and "KernelRidge" in rows[1]
+    assert "| 34 " in rows[2] and "KernelRidge" in rows[2] and "100.00%" in rows[2]
+    assert "| 34 " in rows[3] and "lazykit" in rows[3]
+    assert "its process died there, so it ran at n = 34" in out
