@@ -26,13 +26,12 @@ prediction ∝ n·n_test.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import multiprocessing
 import resource
 import shutil
+import signal
 import statistics
 import time
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -121,19 +120,54 @@ def run_sklearn(n, n_test, alpha, data_dir) -> dict:
             "peak": _peak_bytes(), "tiles": None, "detail": "float64, LAPACK via scipy"}
 
 
+class ProcessDied(RuntimeError):
+    """A measurement's process ended without a result; ``how`` says by which signal or exit code."""
+
+    def __init__(self, exitcode):
+        self.how = died_how(exitcode)
+        super().__init__(self.how)
+
+
+def died_how(exitcode) -> str:
+    """'crashed (SIGSEGV)', 'killed (SIGKILL, e.g. out of memory)' or 'exited with code N'."""
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        return f"killed ({name}, e.g. out of memory)" if name == "SIGKILL" else f"crashed ({name})"
+    return f"exited with code {exitcode}"
+
+
+def _child(connection, function, args):
+    try:
+        connection.send(("ok", function(*args)))
+    except BaseException as error:   # noqa: BLE001  handed back to the parent, which re-raises it
+        connection.send(("error", error))
+
+
 def _fresh_process(function, *args) -> dict:
+    """``function(*args)`` in a new (spawned) process; ``ProcessDied`` when it ends without a result."""
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, *args).result()
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(sender, function, args))
+    process.start()
+    sender.close()
+    try:
+        kind, value = receiver.recv()
+    except EOFError:
+        process.join()
+        raise ProcessDied(process.exitcode) from None
+    process.join()
+    if kind == "error":
+        raise value
+    return value
 
 
-def _measure(function, args, repeats) -> dict | None:
-    """Median phases of ``repeats`` fresh runs (printed at once), or None when a run's process died."""
+def _measure(function, args, repeats) -> dict:
+    """Median phases of ``repeats`` fresh runs (printed at once), or {"died": how} when a run's process died."""
     try:
         runs = [_fresh_process(function, *args) for _ in range(repeats)]
-    except BrokenProcessPool:
-        print(f"{function.__name__} at n = {args[0]}: the process died (killed for memory?)", flush=True)
-        return None
+    except ProcessDied as died:
+        print(f"{function.__name__} at n = {args[0]}: the process {died.how}", flush=True)
+        return {"died": died.how}
     summary = {key: statistics.median(r[key] for r in runs) for key in ("data", "gram", "solve", "predict", "total")}
     summary.update(accuracy=runs[-1]["accuracy"], peak=max(r["peak"] for r in runs), detail=runs[-1]["detail"],
                    tiles=runs[-1]["tiles"])
@@ -163,8 +197,8 @@ def _gib(b) -> str:
 
 
 def _row(name, n, r):
-    if r is None:
-        return [name, n] + ["-"] * 7 + ["the process died (killed for memory?)"]
+    if "died" in r:
+        return [name, n] + ["-"] * 7 + [f"the process {r['died']}"]
     return [name, n, format_seconds(r["data"]), format_seconds(r["gram"]), format_seconds(r["solve"]),
             format_seconds(r["predict"]),
             format_seconds(r["total"]), _gib(r["peak"]) if "peak" in r else "-",
@@ -191,12 +225,12 @@ def main(argv=None) -> int:
     rows = []
     ours = _measure(run_ours, (args.n, args.n_test, args.tile, args.alpha, store / f"n{args.n}", args.data_dir,
                                args.progress), args.repeats)
-    rows.append(_row(f"lazykit (store, {ours['tiles'] if ours else '?'} tiles, float32)", args.n, ours))
+    rows.append(_row(f"lazykit (store, {ours.get('tiles', '?')} tiles, float32)", args.n, ours))
     if sklearn_n:
         fitted_n = sklearn_n
         peer = _measure(run_sklearn, (fitted_n, args.n_test, args.alpha, args.data_dir), args.repeats)
-        while peer is None and args.sklearn_n is None and fitted_n > 2:   # died: retry 15% smaller
-            rows.append(_row("sklearn KernelRidge(kernel='precomputed')", fitted_n, None))
+        while "died" in peer and args.sklearn_n is None and fitted_n > 2:   # died: retry 15% smaller
+            rows.append(_row("sklearn KernelRidge(kernel='precomputed')", fitted_n, peer))
             fitted_n = int(0.85 * fitted_n)
             fitted_n = fitted_n // 1000 * 1000 if fitted_n >= 1000 else max(2, fitted_n)
             peer = _measure(run_sklearn, (fitted_n, args.n_test, args.alpha, args.data_dir), args.repeats)
@@ -206,11 +240,11 @@ def main(argv=None) -> int:
         else:
             ours_small = _measure(run_ours, (fitted_n, args.n_test, args.tile, args.alpha,
                                              store / f"n{fitted_n}", args.data_dir), args.repeats)
-            rows.append(_row(f"lazykit (store, {ours_small['tiles'] if ours_small else '?'} tiles, float32)",
+            rows.append(_row(f"lazykit (store, {ours_small.get('tiles', '?')} tiles, float32)",
                              fitted_n, ours_small))
     note = ""
     if args.extrapolate and args.extrapolate != args.n:
-        if args.n >= MIN_EXTRAPOLATE and ours is not None:
+        if args.n >= MIN_EXTRAPOLATE and "died" not in ours:
             rows.append(_row("lazykit, extrapolated", args.extrapolate,
                              extrapolate(ours, args.n, args.n_test, args.extrapolate, 10000)))
         else:

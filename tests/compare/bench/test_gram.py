@@ -1,5 +1,7 @@
 """compare.bench.gram: the Fashion-MNIST end-to-end benchmark runs at a tiny size on stand-in IDX files."""
 import gzip
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -61,14 +63,26 @@ def test_a_peer_that_dies_is_reported_and_retried_smaller(tmp_path, capsys, monk
 
     def fresh(function, *args):
         if function is bench.run_sklearn and args[0] == 40:
-            raise bench.BrokenProcessPool("killed")
+            raise bench.ProcessDied(-11)                     # as a segfault inside LAPACK ends it
         return function(*args)
     monkeypatch.setattr(bench, "_fresh_process", fresh)
     assert bench.main(["--n", "40", "--n-test", "20", "--tile", "16", "--alpha", "0.01", "--store",
                        str(tmp_path / "s"), "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "test accuracy" not in line]
-    assert "| 40 " in rows[1] and "the process died" in rows[1] and "KernelRidge" in rows[1]
+    assert "| 40 " in rows[1] and "the process crashed (SIGSEGV)" in rows[1] and "KernelRidge" in rows[1]
     assert "| 34 " in rows[2] and "KernelRidge" in rows[2] and "100.00%" in rows[2]
     assert "| 34 " in rows[3] and "lazykit" in rows[3]
     assert "its process died there, so it ran at n = 34" in out
+
+
+def test_a_process_that_dies_is_reported_by_its_signal():
+    # a real child process: SIGKILL (what the kernel's out-of-memory killer sends) comes back as ProcessDied
+    with pytest.raises(bench.ProcessDied, match=r"killed \(SIGKILL, e.g. out of memory\)"):
+        bench._fresh_process(_kill_self, signal.SIGKILL)
+    assert bench._fresh_process(abs, -3) == 3
+    assert bench.died_how(-11) == "crashed (SIGSEGV)" and bench.died_how(1) == "exited with code 1"
+
+
+def _kill_self(sig):
+    os.kill(os.getpid(), sig)
