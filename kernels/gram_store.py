@@ -241,7 +241,8 @@ class GramStore:
             raise ValueError(f"block must have the shape {(i1 - i0, j1 - j0)} of tile {tuple(index)}, got "
                              f"{block.shape}")
         if not np.all(np.isfinite(block.astype(self.dtype))):
-            raise ValueError(f"block overflows the store's {self.dtype} (max |value| {float(np.max(np.abs(block))):.3g})")
+            raise ValueError(f"block overflows the store's {self.dtype} (max |value| "
+                             f"{float(np.max(np.abs(block))):.3g})")
         writable = zarr.open_array(store=_local_store(self.path), path=self.name, mode="r+")
         writable[i0:i1, j0:j1] = block.astype(self.dtype)
 
@@ -260,7 +261,7 @@ class GramStore:
         if dtype is not None:
             try:
                 dtype = np.dtype(dtype)
-            except TypeError:
+            except (TypeError, ValueError):
                 dtype = None
             if dtype is None or dtype.kind != "f":
                 raise TypeError("dtype must be None (as stored) or a floating dtype such as 'float64'")

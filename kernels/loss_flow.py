@@ -36,8 +36,6 @@ LOSSES = ("mse", "cross_entropy") + MARGIN_LOSSES
 METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA", "euler")
 MAX_OUTPUTS = 100_000      # outputs (classes) a flow may have: the label 10**12 is a mistake, not 10**12 classes
 MAX_STEPS = 10 ** 7        # Euler steps: beyond this, an error-controlled method is the faster way
-# ∂²ℓ/∂f² never exceeds this (the curvature that, times λ_max(K)/n, sets how stiff the flow is); softhinge: β/4
-CURVATURE = {"mse": 1.0, "quadratic_hinge": 1.0, "logistic": 0.25, "cross_entropy": 0.5, "hinge": 0.0}
 # (stages per step, the h·λ < 0 at which the method leaves its stability region on the real axis): the root of
 # |R(z)| = 1, R(z) = 1 + z·bᵀ(I − zA)⁻¹𝟙, computed from scipy's Butcher tableaus (2.513, 3.307, 6.394)
 EXPLICIT_STABILITY = {"RK23": (3, 2.51), "RK45": (6, 3.30), "DOP853": (12, 6.39)}
@@ -185,8 +183,8 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
     s steps of full-batch gradient descent, t = lr·s). method: a `solve_ivp` method with tolerances rtol/atol,
     or 'euler' with `steps` fixed steps (at most 10⁷); None means 'euler' for the hinge and 'DOP853' otherwise.
     max_nfev: evaluations of the right-hand side an error-controlled method may spend. An explicit method is
-    stable only for steps h ≤ c/(ℓ''·λ_max(K)/n) (c from its tableau), so a stiff flow (large t·λ_max/n) that
-    would need more is refused at once, and one that runs out stops; both errors suggest method='Radau'.
+    stable only for steps h ≤ c·n/(ℓ''·λ_max(K)) (c from its tableau); a squared-loss flow that would need more
+    (large t·λ_max/n) is refused at once, any flow that runs out stops; both errors suggest method='Radau'.
     Returns a `FlowResult`; raises ValueError when the flow overflows, exceeds max_nfev or the integrator fails.
     """
     check_choice(loss, "loss", LOSSES)
@@ -199,14 +197,14 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
     max_nfev = check_scalar(max_nfev, "max_nfev", int, min_val=1)
     K_train, y, f0, K_test, f0_test, n, outputs = _check_inputs(K_train, y, loss, f0, K_test, f0_test)
     apply = _outputs(K_train, n, outputs)
-    if method in EXPLICIT_STABILITY and t > 0:
-        _refuse_stiff(K_train, t, n, loss, beta, method, max_nfev)
-    calls = 0
+    if method in EXPLICIT_STABILITY and t > 0 and loss == "mse":
+        _refuse_stiff(K_train, t, n, method, max_nfev)
+    calls, budget = 0, max_nfev if method != "euler" else None     # Euler's cost is `steps`, fixed in advance
 
     def rhs(_, a):
         nonlocal calls
         calls += 1
-        if calls > max_nfev:
+        if budget is not None and calls > budget:
             raise _OutOfEvaluations
         f = f0 + apply(np.reshape(a, (n, outputs)))
         return -np.reshape(_derivatives(f, y, loss, beta)[1], -1) / n
@@ -262,13 +260,15 @@ class _OutOfEvaluations(Exception):
     """Raised inside the right-hand side when ``max_nfev`` is spent (solve_ivp has no evaluation limit)."""
 
 
-def _refuse_stiff(K, t, n, loss, beta, method, max_nfev):
-    """Refuse an explicit method whose stability limit alone needs more than ``max_nfev`` evaluations.
+def _refuse_stiff(K, t, n, method, max_nfev):
+    """Refuse an explicit method on the squared loss when its stability limit alone needs more than ``max_nfev``
+    evaluations.
 
-    Steps ≥ t·ℓ''_max·λ/(n·c) for λ ≤ λ_max(K) the Rayleigh quotient of a few power iterations (a lower bound,
-    so a flow is refused only when it surely needs more).
+    The squared loss's flow is linear, da/dt = −(K a − y)/n, so an explicit method is stable only for
+    h·λ_max(K)/n ≤ c and needs ≥ t·λ/(n·c) steps for λ ≤ λ_max(K), here the norm ‖Kv‖ of a few power iterations
+    (a lower bound: a flow is refused only when it surely needs more). The other losses' curvature ℓ'' decays as
+    the margins grow, and with it the stiffness, so for them only the running count applies.
     """
-    curvature = beta / 4 if loss == "softhinge" else CURVATURE[loss]
     stages, limit = EXPLICIT_STABILITY[method]
     v = np.random.default_rng(0).standard_normal(K.shape[0])
     lam = 0.0
@@ -279,7 +279,7 @@ def _refuse_stiff(K, t, n, loss, beta, method, max_nfev):
             if not np.isfinite(lam) or lam == 0.0:
                 break
             v = w
-        needed = t * curvature * lam / (n * limit) * stages
+        needed = t * lam / (n * limit) * stages
     if needed > max_nfev or not np.isfinite(needed):
         raise ValueError(f"kernel_gradient_flow: t={t:g} with λ_max(K_train)/n ≥ {lam / n:.3g} is a stiff flow: "
                          f"method={method!r} would need at least {needed:.3g} evaluations (max_nfev={max_nfev}); "

@@ -204,7 +204,7 @@ def krr_solve(K, y, alpha: float = 0.0, *, overwrite_K: bool = False):
 
 def _krr_lapack(K, y, alpha, overwrite, rcond):
     """SciPy path: in-place Cholesky into K's upper triangle (``lapack_blocks.cholesky_inplace``: ``potrf`` on the
-    Fortran-ordered view Kᵀ = K, blocked where 32-bit LAPACK indices overflow), then its two triangular solves.
+    Fortran-ordered view Kᵀ = K, in blocks when K is over 2 GiB), then its two triangular solves.
 
     Returns (coef or None, K intact). LAPACK only touches one triangle, so on failure K is rebuilt from the
     other triangle and the saved diagonal.
@@ -326,7 +326,7 @@ class EigenPath:
 
 def _eigh(K, xp):
     if array_api_compat.is_numpy_namespace(xp):
-        if lapack_blocks.needs_blocks(K):       # SciPy's LAPACK indices are 32-bit (n ≥ 46,341 overflows)
+        if lapack_blocks.needs_blocks(K):       # NumPy's LAPACK has 64-bit indices, SciPy's 32 (n ≥ 46,341 fails)
             return np.linalg.eigh(K)
         return scipy.linalg.eigh(K, driver="evd", check_finite=False)
     return xp.linalg.eigh(K)

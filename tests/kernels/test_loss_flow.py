@@ -117,6 +117,8 @@ def test_the_evaluation_budget_stops_a_flow_that_runs_out():
     with pytest.raises(ValueError, match="max_nfev=20 evaluations before reaching t=10"):
         kernel_gradient_flow(K, np.array([1.0, -1.0]), 10.0, max_nfev=20)
     assert kernel_gradient_flow(K, np.array([1.0, -1.0]), 10.0).nfev > 20
+    # Euler's cost is its `steps`, never cut short by max_nfev
+    assert kernel_gradient_flow(K, np.array([1.0, -1.0]), 10.0, method="euler", steps=50, max_nfev=20).nfev == 50
 
 
 def test_overflow_is_an_error_naming_the_inputs_not_inf():
