@@ -236,15 +236,16 @@ class GramStore:
         import zarr
         from kernels.validation import check_array
         i0, i1, j0, j1 = self.bounds(index)
-        block = backend.to_numpy(check_array(block, "block", ndim=2))
+        block = backend.to_numpy(check_array(block, "block", ndim=2))      # finite, float
         if block.shape != (i1 - i0, j1 - j0):
             raise ValueError(f"block must have the shape {(i1 - i0, j1 - j0)} of tile {tuple(index)}, got "
                              f"{block.shape}")
-        if not np.all(np.isfinite(block.astype(self.dtype))):
+        stored = block.astype(self.dtype, copy=False)
+        if stored.dtype.itemsize < block.dtype.itemsize and not np.all(np.isfinite(stored)):   # float64 → 32
             raise ValueError(f"block overflows the store's {self.dtype} (max |value| "
                              f"{float(np.max(np.abs(block))):.3g})")
         writable = zarr.open_array(store=_local_store(self.path), path=self.name, mode="r+")
-        writable[i0:i1, j0:j1] = block.astype(self.dtype)
+        writable[i0:i1, j0:j1] = stored
 
     def _check_complete(self, what: str):
         missing = len(self.missing_tiles())

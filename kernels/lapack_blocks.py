@@ -34,7 +34,7 @@ def needs_blocks(*arrays) -> bool:
 
 
 def cholesky_inplace(A, block: int = BLOCK) -> None:
-    """U (A = UᵀU) into A's upper triangle: one ``potrf`` when 32-bit indices reach every element, else blocked.
+    """U (A = UᵀU) into A's upper triangle: one ``potrf`` up to ``LAPACK_MAX_BYTES``, else blocked.
 
     Raises ``numpy.linalg.LinAlgError`` when A is not positive definite in its precision.
     """
@@ -103,8 +103,11 @@ def _set_upper(target, values) -> None:
 def solve_triangular(T, B, *, lower: bool, trans: bool = False, block: int = BLOCK):
     """X with op(T)·X = B, op(T) = Tᵀ if ``trans`` else T, reading only the ``lower``/upper triangle of T.
 
-    Blocked substitution: per diagonal block one LAPACK ``trtrs`` on a b × b copy, the rest NumPy products.
+    One LAPACK ``trtrs`` up to ``LAPACK_MAX_BYTES``; beyond, blocked substitution: one ``trtrs`` per b × b
+    diagonal block, the rest NumPy products.
     """
+    if not needs_blocks(T, B):
+        return scipy.linalg.solve_triangular(T, B, lower=lower, trans=int(trans), check_finite=False)
     n = T.shape[0]
     X = np.array(B, dtype=np.result_type(T.dtype, B.dtype), copy=True)
     starts = list(range(0, n, block))

@@ -63,7 +63,11 @@ def _checked_targets(y, loss, shape):
     y = backend.to_numpy(check_array(y, "y", dtype="float64"))
     if y.size != shape[0] * shape[1] or y.shape[0] != shape[0]:
         raise ValueError(f"y must have the shape of f {shape} (or (n,) for one output), got {y.shape}")
-    y = y.reshape(shape)
+    return _checked_signs(y.reshape(shape), loss)
+
+
+def _checked_signs(y, loss):
+    """y, after checking that a margin loss gets only labels ±1."""
     if loss in MARGIN_LOSSES and not np.all(np.abs(y) == 1.0):
         raise ValueError(f"y must hold labels -1 and +1 for loss={loss!r} (one-vs-rest columns for several "
                          f"outputs), got values {np.unique(y)[:5]}")
@@ -147,9 +151,8 @@ def _check_inputs(K_train, y, loss, f0, K_test, f0_test):
         y = backend.to_numpy(check_array(y, "y", dtype="float64"))
         if y.ndim not in (1, 2):
             raise ValueError(f"y must have shape (n,) or (n, outputs), got {y.shape}")
-        y = y.reshape(y.shape[0], -1)
+        y = _checked_signs(y.reshape(y.shape[0], -1), loss)
         n, outputs = y.shape
-        y = _checked_targets(y, loss, (n, outputs))
     if K_train.shape[0] not in (n, n * outputs):
         raise ValueError(f"K_train must be (n, n) or (n*outputs, n*outputs) with n = {n}, outputs = {outputs}, "
                          f"got {K_train.shape}")

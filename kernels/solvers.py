@@ -148,9 +148,7 @@ def _cholesky_lower(A, xp):
 def solve_triangular(L, B, xp, *, lower: bool = True, trans: bool = False):
     """Solve L·X = B (or Lᵀ·X = B with ``trans``) for triangular L: SciPy, cupyx, or a generic solve."""
     if array_api_compat.is_numpy_namespace(xp):
-        if lapack_blocks.needs_blocks(L, B):
-            return lapack_blocks.solve_triangular(L, B, lower=lower, trans=trans)
-        return scipy.linalg.solve_triangular(L, B, lower=lower, trans=int(trans), check_finite=False)
+        return lapack_blocks.solve_triangular(L, B, lower=lower, trans=trans)
     if array_api_compat.is_cupy_namespace(xp):
         import cupyx.scipy.linalg   # CuPy is optional: imported on the GPU path only
         return cupyx.scipy.linalg.solve_triangular(L, B, lower=lower, trans=int(trans))

@@ -226,8 +226,8 @@ def main(argv=None) -> int:
     ours = _measure(run_ours, (args.n, args.n_test, args.tile, args.alpha, store / f"n{args.n}", args.data_dir,
                                args.progress), args.repeats)
     rows.append(_row(f"lazykit (store, {ours.get('tiles', '?')} tiles, float32)", args.n, ours))
+    fitted_n = sklearn_n                          # where the peer ran: smaller when its process died
     if sklearn_n:
-        fitted_n = sklearn_n
         peer = _measure(run_sklearn, (fitted_n, args.n_test, args.alpha, args.data_dir), args.repeats)
         while "died" in peer and args.sklearn_n is None and fitted_n > 2:   # died: retry 15% smaller
             rows.append(_row("sklearn KernelRidge(kernel='precomputed')", fitted_n, peer))
@@ -251,7 +251,7 @@ def main(argv=None) -> int:
             note = (f"\nNo extrapolation to n = {args.extrapolate}: below n = {MIN_EXTRAPOLATE} fixed costs, not the "
                     "n² and n³ terms, dominate the phases.")
     if not args.keep_store:                       # only the stores this run made; --store itself stays
-        for n in {args.n, fitted_n if sklearn_n else args.n}:
+        for n in {args.n, fitted_n}:
             shutil.rmtree(store / f"n{n}", ignore_errors=True)
     print(format_table(["", "n", "data", "Gram", "solve", "predict", "total", "peak memory", "test accuracy",
                         "solver"],

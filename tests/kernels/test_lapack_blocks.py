@@ -34,7 +34,8 @@ def test_blocked_factor_equals_lapack_and_keeps_the_lower_triangle(n, block, dty
 
 @pytest.mark.parametrize("lower", [True, False])
 @pytest.mark.parametrize("trans", [True, False])
-def test_blocked_triangular_solve_reads_only_its_triangle(lower, trans):
+def test_blocked_triangular_solve_reads_only_its_triangle(lower, trans, monkeypatch):
+    monkeypatch.setattr(lapack_blocks, "LAPACK_MAX_BYTES", 800)   # 23 × 23 float64 (4232 bytes): blocked
     rng = np.random.default_rng(2)
     T = rng.standard_normal((23, 23)) + 8 * np.eye(23)          # diagonally dominant: κ ≈ 2
     B = rng.standard_normal((23, 2))
