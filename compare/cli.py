@@ -1,7 +1,7 @@
 """The lazykit command line: ``python -m compare [EXPERIMENT | bench NAME | gpu-check | data ...]``.
 
 An experiment's command resolves the options once (:mod:`compare.options`: preset, overrides, device), lets the
-experiment plan its runs, runs them through :func:`compare.runner.run_sweep` (resuming), writes the report and
+experiment plan its runs, runs them through :func:`compare.sweep.sweep.run_sweep` (resuming), writes the report and
 prints the summary. Experiments come from the registry (:mod:`compare.experiments`).
 """
 from __future__ import annotations
@@ -15,12 +15,14 @@ from pathlib import Path
 
 from kernels import check_choice
 
-from compare import experiments, grams, options, report, runner
+from compare import experiments, grams, options
+from compare.present import report
+from compare import sweep
 from compare.bench import BENCHMARKS, FIGURE_SCRIPTS
-from compare.tables import format_table
+from compare.present.tables import format_table
 
 DEFAULT_EXPERIMENT = "equivalence"
-TOOLS = {"bench": None, "gpu-check": "compare.gpu_check", "data": "compare.data.cli"}
+TOOLS = {"bench": None, "gpu-check": "compare.gpu.check", "data": "compare.data.cli"}
 
 USAGE = """python -m compare [EXPERIMENT] [options]     run an experiment (default: equivalence, quick preset, digits)
        python -m compare bench NAME [options]      benchmark against peers measured in the same run
@@ -97,7 +99,7 @@ def run_experiment(experiment, args) -> int:
     than mixed. Bad options print one clear error line and return 2.
     """
     try:
-        check_choice(args.backend, "backend", runner.BACKENDS)
+        check_choice(args.backend, "backend", sweep.BACKENDS)
         config = options.resolve(experiment, args)
         runs = with_data_identity(experiment.plan(config), config)
         sweep_config = experiment.sweep_config(runs)
@@ -106,7 +108,7 @@ def run_experiment(experiment, args) -> int:
         func = functools.partial(with_threads, experiment.run_one, options.resolve_threads(args))
         if args.gram_store is not None:     # where the kernel matrices live, not part of the runs' identity
             func = functools.partial(grams.with_gram_store, func, args.gram_store)
-        rows = runner.run_sweep(func, runs, out, sweep_config, jobs=args.jobs, backend=args.backend,
+        rows = sweep.run_sweep(func, runs, out, sweep_config, jobs=args.jobs, backend=args.backend,
                                 scheduler=args.scheduler, resume=args.resume, device=config.device,
                                 progress=not args.quiet, desc=experiment.name, shared_work=experiment.shared_work)
     except (ValueError, ConnectionError, FileNotFoundError) as exc:
@@ -127,14 +129,14 @@ def run_experiment(experiment, args) -> int:
 def _run_tool(tool: str, argv: list) -> int:
     if tool == "bench":
         if not argv or argv[0] in ("-h", "--help"):
-            print(f"usage: python -m compare bench NAME [options]\nbenchmarks: {', '.join(BENCHMARKS)}\n"
-                  f"the README's figures: {', '.join(FIGURE_SCRIPTS)} (reruns them and rewrites README.md's blocks)")
+            lines = [f"  {b.name:<10} {b.summary}" for b in {**BENCHMARKS, **FIGURE_SCRIPTS}.values()]
+            print("usage: python -m compare bench NAME [options]   (NAME --help: its options)\n" + "\n".join(lines))
             return 0 if argv else 2
         modules = {**BENCHMARKS, **FIGURE_SCRIPTS}
         if argv[0] not in modules:
             print(f"error: unknown benchmark {argv[0]!r}; valid: {', '.join(modules)}", file=sys.stderr)
             return 2
-        return int(importlib.import_module(modules[argv[0]]).main(argv[1:]) or 0)
+        return int(importlib.import_module(modules[argv[0]].module).main(argv[1:]) or 0)
     return int(importlib.import_module(TOOLS[tool]).main(argv) or 0)
 
 

@@ -12,7 +12,7 @@ plus its test::
         percent=("test_accuracy",), axes=("method", "scale", "seed"))
 
 ``plan(config) -> [Run, ...]`` expands a :class:`Config` (the resolved command line) into runs;
-``run_one(run, memo) -> dict`` computes one run's metrics (``memo``: a :class:`compare.memo.Memo` shared by the
+``run_one(run, memo) -> dict`` computes one run's metrics (``memo``: a :class:`compare.sweep.memo.Memo` shared by the
 runs that ``shared_work`` puts together, or a fresh one).
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ from _lazykit.exports import lazy_exports
 
 _EXPORTS = {
     # analytic.py
-    "FullyConnected": "analytic", "Convolutional": "analytic",
+    "FullyConnected": "analytic.networks", "Convolutional": "analytic.networks",
     # empirical/
     "empirical_ntk": "empirical",
     # classic.py
@@ -16,23 +16,25 @@ _EXPORTS = {
     # features.py
     "RandomFourierFeatures": "features", "ArcCosineFeatures": "features", "NTKFeatures": "features",
     # solvers.py
-    "krr_solve": "solvers", "EigenPath": "solvers", "nystrom_krr": "solvers", "GramWarning": "solvers",
+    "krr_solve": "solve.ridge", "EigenPath": "solve.ridge", "nystrom_krr": "solve.ridge", "GramWarning": "solve.ridge",
     # estimators.py
-    "NTKRegressor": "estimators", "NTKClassifier": "estimators", "KernelRegressor": "estimators",
-    "KernelClassifier": "estimators",
+    "NTKRegressor": "estimators.kernel_models", "NTKClassifier": "estimators.kernel_models", "KernelRegressor": "estimators.kernel_models",
+    "KernelClassifier": "estimators.kernel_models",
     # feature_estimators.py
-    "RandomFeaturesRegressor": "feature_estimators", "RandomFeaturesClassifier": "feature_estimators",
+    "RandomFeaturesRegressor": "estimators.random_features", "RandomFeaturesClassifier": "estimators.random_features",
     # gram_tiles.py, gram_store.py, gram_solvers.py
-    "gram": "gram_tiles", "gram_in": "gram_tiles", "EmpiricalNTK": "gram_tiles", "GramStore": "gram_store",
-    "StoreMismatchError": "gram_store", "StoreNotFoundError": "gram_store",
-    "solve_stored": "gram_solvers", "available_memory": "gram_solvers",
+    "gram": "grams.tiles", "gram_in": "grams.tiles", "EmpiricalNTK": "empirical.kernel", "GramStore": "grams.store",
+    "StoreMismatchError": "grams.store", "StoreNotFoundError": "grams.store",
+    "solve_stored": "solve.stored", "available_memory": "solve.stored",
     # backend.py
     "resolve_device": "backend", "gpu_available": "backend", "to_numpy": "backend", "to_device": "backend",
     "device_of": "backend",
     # loss_flow.py
-    "kernel_gradient_flow": "loss_flow", "loss_derivatives": "loss_flow",
+    "kernel_gradient_flow": "solve.flow", "loss_derivatives": "solve.flow",
     # validation.py
     "check_scalar": "validation", "check_choice": "validation", "check_array": "validation",
+    # estimators/base.py: what nets' estimators share with the kernel ones
+    "naming_inputs": "estimators.base", "n_samples": "estimators.base",
 }
 
 __all__ = sorted(_EXPORTS)

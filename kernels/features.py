@@ -27,7 +27,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from kernels import backend
-from kernels.analytic import FullyConnected
+from kernels.analytic.networks import FullyConnected
 from kernels.classic import RBF, check_gamma
 from kernels.validation import KernelOverflowError, check_array, check_choice, check_scalar
 

@@ -15,8 +15,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from kernels import check_choice, check_scalar
-from kernels.estimators import n_samples, naming_inputs
+from kernels import check_choice, check_scalar, n_samples, naming_inputs
 
 from nets.lazy import Lazy, Linearized
 from nets.models import MLP, TwoLayer

@@ -14,7 +14,7 @@ Multi-class margin losses are one-vs-rest: a network with C ≥ 2 outputs and in
 targets y_ik = +1 if k = c_i else −1, and ℓ = Σ_k ℓ(y_ik·f_ik) (each output is a binary ±1 classifier; the
 predicted class is the arg-max). Targets may also be given directly as ±1 values of the outputs' shape.
 Under `Lazy` every loss is multiplied by `loss_scale` = 1/α² by `nets.train` (Chizat, Oyallon & Bach 2019, eq. 2).
-`kernels.loss_flow` implements the same losses (in NumPy, with their derivatives) for the kernel predictor.
+`kernels.solve.flow` implements the same losses (in NumPy, with their derivatives) for the kernel predictor.
 """
 import torch
 from torch.nn import functional as F

@@ -24,7 +24,7 @@ ACTIVATIONS = ("relu", "erf", "tanh", "softplus", "gelu", "swish")
 
 
 class Erf(nn.Module):
-    """The error function as a module (the activation with a closed-form dual in `kernels.duals`)."""
+    """The error function as a module (the activation with a closed-form dual in `kernels.analytic.duals`)."""
 
     def forward(self, x):
         return torch.special.erf(x)
@@ -38,7 +38,7 @@ class Softplus(nn.Module):
 
 
 def activation_module(name):
-    """A fresh module for the activation `name` (one of ACTIVATIONS), the function `kernels.duals` integrates
+    """A fresh module for the activation `name` (one of ACTIVATIONS), the function `kernels.analytic.duals` integrates
     under the same name: 'gelu' is the exact x·Φ(x) (not the tanh approximation), 'swish' is x·sigmoid(x) (SiLU)."""
     check_choice(name, "activation", ACTIVATIONS)
     return {"relu": nn.ReLU, "erf": Erf, "tanh": nn.Tanh, "softplus": Softplus, "gelu": nn.GELU,

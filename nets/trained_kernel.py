@@ -103,7 +103,7 @@ class KernelTracker:
 
 def after_training_kernel_regression(module, X_train, y_train, X_test, layers="all", ridge=0.0):
     """Kernel regression with the kernel of the trained network: c = (Θ_T(X, X) + ridge·I)⁻¹ y, predictions
-    Θ_T(·, X)·c on the training and test inputs (`kernels.solvers.krr_solve`; ridge 0 is the min-norm
+    Θ_T(·, X)·c on the training and test inputs (`kernels.solve.ridge.krr_solve`; ridge 0 is the min-norm
     interpolant). y_train: (n,) or (n, O), each column regressed with the output-averaged kernel."""
     X_train, X_test = (torch.as_tensor(x) for x in (X_train, X_test))
     K_train = trained_kernel(module, X_train, layers=layers)

@@ -5,7 +5,7 @@ The lazy objective. For a `Lazy` module h_α = α(h − h(w₀)) (or the `Linear
 (NeurIPS 2019, eq. (2)) minimise F_α(w) = R(h_α(w)) / α². `train` therefore multiplies the loss by
 `loss_scale` = 1/α² by default (override with `loss_scale=`). With that factor, gradient flow moves h_α at a speed
 independent of α: the same `lr` and number of steps give the same time horizon t = Σ_k lr_k for every α, the time
-of the kernel gradient flow df/dt = −Θ ∇ℓ(f)/n of `kernels.loss_flow`.
+of the kernel gradient flow df/dt = −Θ ∇ℓ(f)/n of `kernels.solve.flow`.
 The recorded losses are the unscaled risk R(h_α(w_t)), measured on the batch before step t's update.
 The losses and their formulas are in `nets.losses`; the argument checks in `nets.training_checks`.
 """

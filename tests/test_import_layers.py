@@ -48,9 +48,9 @@ GRAPH = {name: _imports(name) for name in MODULES}
 
 def test_the_modules_were_found():
     # The walk must see the packages it polices (a wrong ROOT would make every other test pass vacuously).
-    assert {"kernels.analytic", "kernels.rules", "kernels._analytic_cuda", "kernels.validation",
+    assert {"kernels.analytic.networks", "kernels.analytic.rules", "kernels.analytic._cuda", "kernels.validation",
             "nets.models", "compare.cli", "_lazykit.exports"} <= set(MODULES)
-    assert "kernels.rules" in GRAPH["kernels.analytic"] and "kernels.rules" in GRAPH["kernels._analytic_cuda"]
+    assert "kernels.analytic.rules" in GRAPH["kernels.analytic.networks"] and "kernels.analytic.rules" in GRAPH["kernels.analytic._cuda"]
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
@@ -82,5 +82,5 @@ def test_no_import_circle_inside_a_package(package):
 
 
 def test_analytic_and_its_cuda_path_share_rules_without_a_circle():
-    assert "kernels.analytic" not in GRAPH["kernels._analytic_cuda"]
-    assert "kernels.analytic" not in GRAPH["kernels.rules"] and "kernels._analytic_cuda" not in GRAPH["kernels.rules"]
+    assert "kernels.analytic.networks" not in GRAPH["kernels.analytic._cuda"]
+    assert "kernels.analytic.networks" not in GRAPH["kernels.analytic.rules"] and "kernels.analytic._cuda" not in GRAPH["kernels.analytic.rules"]

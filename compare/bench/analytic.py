@@ -29,7 +29,6 @@ import numpy as np
 from compare.bench import cpu_floor, harness, peers
 
 # gpu-check's run (its budget gives a benchmark about 70 s): the GPU cases at the --quick sizes
-GPU_ARGS = ("--device", "cuda", "--quick")
 FC_CONFIG = dict(kind="fc", depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0)
 CONV_CONFIG = dict(kind="conv", depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0, filter_size=3,
                    readout="gap")

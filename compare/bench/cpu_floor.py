@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from compare.bench import harness
-from kernels._analytic_cpu import _theta
+from kernels.analytic._cpu import _theta
 
 OPS_PER_PIXEL_PAIR = {"add/mul": 25, "sqrt": 2, "atan2": 1}
 _N = 4096

@@ -34,7 +34,6 @@ CNN_QUICK = dict(n=16, channels=16, small_n=4)
 CNN = dict(n=256, channels=64, size=32, outputs=10)
 CNN_SMALL_N = 8        # batch on which every method, "ntvp" included, is timed
 NT_CLAIM = "0.038 s (docs/conventions.md, Benchmarks: measured on this kind of 2-core machine)"
-GPU_ARGS = ("--device", "cuda")  # the arguments `python -m compare gpu-check` passes
 
 
 # ----------------------------------------------------------------------------------------------- models

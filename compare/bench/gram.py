@@ -4,7 +4,7 @@
 
 Ours: the depth-3 ReLU fully connected NTK (``FullyConnected(depth=3)``, NTK parameterization, w_std = √2,
 no bias) of the flattened, standardised training images, in float32, computed by ``kernels.gram`` in tiles
-into a zarr store under ``--store``; ``kernels.gram_solvers.solve_stored`` solves (K + αI)c = Y (one-hot
+into a zarr store under ``--store``; ``kernels.solve.stored.solve_stored`` solves (K + αI)c = Y (one-hot
 targets; in-memory float32 Cholesky with float64 refinement when K fits in memory, else streaming CG);
 test outputs K(x*, X)·c slab by slab; accuracy = argmax against the labels. Peer: scikit-learn
 ``KernelRidge(kernel="precomputed")`` on the same kernel in float64 (the Gram matrices computed in memory by
@@ -38,7 +38,6 @@ import numpy as np
 
 from compare.bench.harness import format_seconds, format_table, machine_info
 
-GPU_ARGS = None              # CPU only (no --device): `python -m compare gpu-check` lists it as skipped
 KERNEL = dict(depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0)
 PREDICT_ROWS = 512           # test rows per K(x*, X) slab
 MIN_EXTRAPOLATE = 10000      # below this n the phases' fixed costs swamp their n² and n³ terms

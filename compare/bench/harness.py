@@ -11,7 +11,7 @@ import platform
 import statistics
 import time
 
-from compare.tables import format_table  # noqa: F401  (re-exported: the benchmarks print with it)
+from compare.present.tables import format_table  # noqa: F401  (re-exported: the benchmarks print with it)
 
 
 @dataclasses.dataclass

@@ -118,8 +118,8 @@ def _shown(argv) -> str:
 
 
 def _rows(out: Path) -> list:
-    from compare import runner
-    return runner.read_results(out / "results.jsonl")
+    from compare import sweep
+    return sweep.read_results(out / "results.jsonl")
 
 
 def default_job_reading(rows) -> dict:

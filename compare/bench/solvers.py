@@ -2,7 +2,7 @@
 
 Three tables, each measured against scikit-learn in the same run (median of ``--repeats`` after one warm-up):
 
-1. exact KRR: ``kernels.solvers.krr_solve`` vs ``KernelRidge(kernel="precomputed").fit`` on the same RBF Gram
+1. exact KRR: ``kernels.solve.ridge.krr_solve`` vs ``KernelRidge(kernel="precomputed").fit`` on the same RBF Gram
    matrix (float64, 10 targets), run in turn within each repeat (fair under drifting load), with the largest
    relative difference of the dual coefficients;
 2. ridge path: one ``EigenPath`` serving 20 ridges vs one Cholesky solve (ours) and vs 20 KernelRidge fits;
@@ -21,7 +21,6 @@ from compare.bench.harness import Timing, format_seconds, format_table, machine_
 
 
 # gpu-check runs: KRR on the GPU next to the CPU peer, ridge path on the GPU, a short random-features table
-GPU_ARGS = ["--device", "cuda", "--sizes", "2000", "5000", "--features", "1000", "4000"]
 
 
 def _parser():
@@ -159,7 +158,7 @@ def main(argv=None) -> int:
           f"(d = 20); median of {args.repeats} after 1 warm-up\n")
     krr_rows, path_rows = krr_table(args.sizes, args.targets, args.alpha, args.repeats, device)
     print("Exact KRR, same Gram matrix: scikit-learn KernelRidge(kernel='precomputed').fit vs "
-          "kernels.solvers.krr_solve (copies K) and krr_solve(overwrite_K=True) (in place, as the estimators do)")
+          "kernels.solve.ridge.krr_solve (copies K) and krr_solve(overwrite_K=True) (in place, as the estimators do)")
     print(format_table(["n", "targets", "alpha", "sklearn", "ours", "ours in place", "speed-up",
                         "speed-up in place", "ours GPU f64", "speed-up GPU", "max rel. coef diff"], krr_rows))
     print(f"\nRidge path on {device}: EigenPath(K).dual_coefs(Y, 20 ridges 1e-4..10) vs one CPU solve (ours) and "

@@ -11,7 +11,7 @@ from compare.data.catalog import (DATASETS, DOWNLOADS, ENV_DATA_DIR, KIND_DESCRI
                                   CorruptDataError)
 from compare.data.install import install
 from compare.data.locate import find
-from compare.tables import format_table
+from compare.present.tables import format_table
 
 
 def describe(name: str, data_dir=None) -> str:

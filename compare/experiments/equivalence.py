@@ -27,7 +27,7 @@ and compared with kernel predictors on the same split:
 ``--set loss=NAME`` trains every net on another loss of ``nets.train`` ('hinge', 'softhinge', 'logistic',
 'quadratic_hinge' on one-vs-rest ±1 targets, 'cross_entropy' on class labels; classification data only). The
 kernel predictors then follow that loss: ``empirical_ntk`` and ``ntk`` are the kernel gradient flow
-df/dt = −K∇ℓ(f)/n of ``kernels.loss_flow`` to the same time t (``empirical_ntk_krr`` and ``nngp``, squared-loss
+df/dt = −K∇ℓ(f)/n of ``kernels.solve.flow`` to the same time t (``empirical_ntk_krr`` and ``nngp``, squared-loss
 limits, are left out), and ``train_loss`` is that loss.
 
 The analytic kernels are scalar (at infinite width the output blocks decouple: Θ_oo' = δ_oo'·Θ).
@@ -46,15 +46,15 @@ import dataclasses
 import numpy as np
 import scipy.linalg
 
-from compare import plots
+from compare.present import plots
 from kernels import check_choice
 from compare.data import IMAGE_DATASETS, load_split
 from compare.experiment import Experiment, Figure, Preset
 from compare.grams import kernel_matrices
-from compare.memo import Memo
-from compare.run import Run
+from compare.sweep.memo import Memo
+from compare.sweep.run import Run
 from compare.seeding import seeded_torch
-from compare.summary import aggregate, metric_titles
+from compare.present.summary import aggregate, metric_titles
 
 DATASETS = ("digits", "breast_cancer", "diabetes", "fashion-mnist", "cifar10")
 AGREEMENT_TOLERANCE = 0.1   # regression: |f − f_ref| within a tenth of the standardised target's std
@@ -196,13 +196,13 @@ def _flow(K_train, K_test, y, t):
 
 
 def _targets(y_train, loss):
-    """What `nets.train` and `kernels.loss_flow` take for this loss: class labels for cross-entropy, else y."""
+    """What `nets.train` and `kernels.solve.flow` take for this loss: class labels for cross-entropy, else y."""
     return np.argmax(y_train, axis=1) if loss == "cross_entropy" else y_train
 
 
 def _predict(K_train, K_test, y_train, t, loss):
     """Train and test predictions of the kernel's gradient flow of `loss` at time t (the squared loss in closed
-    form by `_flow`; the others by integrating df/dt = −K∇ℓ(f)/n from f₀ = 0 with `kernels.loss_flow`)."""
+    form by `_flow`; the others by integrating df/dt = −K∇ℓ(f)/n from f₀ = 0 with `kernels.solve.flow`)."""
     if loss == "mse":
         return _flow(K_train, K_test, y_train, t)
     from kernels import kernel_gradient_flow, to_numpy

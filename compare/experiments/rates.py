@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from compare import plots
+from compare.present import plots
 from compare.data import teacher_student_tensors
 from compare.experiment import Experiment, Figure, Preset
-from compare.run import Run
+from compare.sweep.run import Run
 from compare.seeding import seeded_torch
-from compare.summary import TITLES, aggregate, fit_loglog_slope, metric_titles
+from compare.present.summary import TITLES, aggregate, fit_loglog_slope, metric_titles
 
 PRESETS = {
     "quick": Preset("a CPU", d=10, m=200, activation="tanh", n_train=100, n_test=200,

@@ -27,7 +27,7 @@ the width, 10 epochs): it shows the ordering (standard above lazy/linearized), n
 Its accuracies, mean ± std over seeds, are in README.md and docs/figures.json, measured by
 ``python -m compare bench readme``. ResNet-18 trains at η₀ = 0.002: at 0.01 its lazy and linearized runs blow up.
 Its CNTK rows run on a subset (100 training, 100 test images): the GAP kernel needs every pixel pair,
-(32·32)² numbers per image pair, and the compiled CPU loop (``kernels._analytic_cpu``) takes about 10–15 ms
+(32·32)² numbers per image pair, and the compiled CPU loop (``kernels.analytic._cpu``) takes about 10–15 ms
 per image pair on 2 cores, so the 15,050 pairs take about 3 minutes; CNTK-V needs only matching pixels (a
 few seconds). The full and paper presets run the same code on CUDA. ``--set cntk_readouts=[]`` skips them.
 """
@@ -36,14 +36,14 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import check_choice
-from kernels.analytic import READOUTS
+from kernels.analytic.networks import READOUTS
 
 from compare.data import load_split
 from compare.experiment import Experiment, GpuRun, Preset, Reference
 from compare.grams import kernel_matrices
-from compare.run import Run
+from compare.sweep.run import Run
 from compare.seeding import seeded_torch
-from compare.summary import metric_titles
+from compare.present.summary import metric_titles
 
 MODELS = ("vgg11", "resnet18")
 CNTK_NAMES = {"gap": "gap", "flatten": "v"}   # model-name suffix of each CNTK readout (Arora et al.'s names)

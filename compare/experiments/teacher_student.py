@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from compare import plots
+from compare.present import plots
 from compare.data import teacher_student_tensors
 from compare.experiment import Experiment, Figure, Preset
-from compare.run import Run
+from compare.sweep.run import Run
 from compare.seeding import seeded_torch
-from compare.summary import aggregate, metric_titles
+from compare.present.summary import aggregate, metric_titles
 
 PRESETS = {
     "quick": Preset("a CPU", dims=[2, 10], taus=[0.01, 0.1, 1.0, 10.0], m=50,

@@ -54,8 +54,9 @@ def test_results_of_another_configuration_are_refused(tmp_path, capsys):
 
 
 def test_unreachable_scheduler_is_reported(tmp_path, capsys, monkeypatch):
-    from compare import runner
-    monkeypatch.setattr(runner, "SCHEDULER_TIMEOUT", 1.0)
+    from compare import sweep
+    from compare.sweep import executors
+    monkeypatch.setattr(executors, "SCHEDULER_TIMEOUT", 1.0)
     assert main(["rates", "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path)]) == 2
     assert "could not reach the dask scheduler at 'tcp://127.0.0.1:9'" in capsys.readouterr().err
 

@@ -4,7 +4,8 @@ import pytest
 
 pytest.importorskip("zarr")
 
-from compare import grams, runner  # noqa: E402
+from compare import grams
+from compare import sweep  # noqa: E402
 from compare.cli import main  # noqa: E402
 from kernels import FullyConnected  # noqa: E402
 
@@ -35,7 +36,7 @@ def test_equivalence_kernel_runs_give_the_same_rows_through_stores(tmp_path):
     """The analytic-kernel runs of a tiny equivalence sweep, with and without a gram store directory."""
     from compare.experiment import Config
     from compare.experiments import get
-    from compare.memo import Memo
+    from compare.sweep.memo import Memo
     experiment = get("equivalence")
     params = {**experiment.presets["quick"].settings, "n_train": 40, "n_test": 30, "steps": 5, "probe": 10,
               "widths": [16], "scales": [1.0]}
@@ -59,7 +60,7 @@ def test_equivalence_kernel_rows_through_gram_stores(tmp_path, capsys):
     assert main(["equivalence", "--out", str(tmp_path / "plain"), *tiny]) == 0
     assert main(["equivalence", "--out", str(tmp_path / "stored"), "--gram-store", str(tmp_path / "grams"),
                  *tiny]) == 0
-    plain, stored = (runner.read_results(tmp_path / name / "results.jsonl") for name in ("plain", "stored"))
+    plain, stored = (sweep.read_results(tmp_path / name / "results.jsonl") for name in ("plain", "stored"))
     by_plain = {(r["method"], r["scale"]): r for r in plain}
     for row in stored:
         if row["method"] in ("ntk", "nngp"):

@@ -28,15 +28,16 @@ def build_dir(tmp_path_factory):
 
 @pytest.fixture
 def host(build_dir, monkeypatch):
-    """A HostCuPy stand-in installed as ``kernels._analytic_cuda.cupy``, and ``kernels.analytic`` told to use
+    """A HostCuPy stand-in installed as ``kernels.analytic._cuda.cupy``, and ``kernels.analytic.networks`` told to use
     the CUDA chains for NumPy tiles (n_jobs=1 in the tests: the host launch is serial and not thread-safe)."""
     why = host_cuda.missing()
     if why:
         _unavailable(why)
-    from kernels import _analytic_cuda, analytic
+    from kernels.analytic import _cuda as _analytic_cuda
+    from kernels.analytic import _numerics
     stand_in = host_cuda.HostCuPy(build_dir)
     monkeypatch.setattr(_analytic_cuda, "cupy", stand_in)
-    monkeypatch.setattr(analytic, "_uses_cuda_kernels", lambda xp: True)
+    monkeypatch.setattr(_numerics, "uses_cuda_kernels", lambda xp: True)
     for cached in (_analytic_cuda._fc_kernel, _analytic_cuda._conv_module):
         cached.cache_clear()
     yield stand_in

@@ -10,7 +10,7 @@ The GPU code has two halves, and each is checked here without a driver:
   ``-arch=sm_XX``), the architecture given instead of queried, so no device is needed. NVRTC returns the
   cubin (ptxas included) and the PTX, which :func:`ptx_float64_ops` scans for double-precision arithmetic.
 
-* **Execute (host C++).** The launch code of ``kernels._analytic_cuda`` runs unchanged against
+* **Execute (host C++).** The launch code of ``kernels.analytic._cuda`` runs unchanged against
   :class:`HostCuPy`, a stand-in for the few ``cupy`` names it uses, whose arrays are NumPy arrays: the same
   allocation calls (``empty_like`` keeps order 'K' in NumPy as in CuPy, so a layout bug shows), strides,
   dtypes, grid/block arithmetic and argument lists. A kernel launch compiles the same CUDA source with
@@ -323,7 +323,7 @@ class HostElementwiseKernel:
 
 
 class HostCuPy(types.ModuleType):
-    """A stand-in for the ``cupy`` module as ``kernels._analytic_cuda`` uses it, backed by NumPy memory.
+    """A stand-in for the ``cupy`` module as ``kernels.analytic._cuda`` uses it, backed by NumPy memory.
 
     ``sources`` records every (source, options) a launch compiled, for :func:`nvrtc_compile`; ``launches``
     every (kernel, grid, block).

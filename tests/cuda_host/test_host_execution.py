@@ -1,4 +1,4 @@
-"""The CUDA kernels of kernels._analytic_cuda, executed on the host through their own launch code (method:
+"""The CUDA kernels of kernels.analytic._cuda, executed on the host through their own launch code (method:
 host_cuda.py), against the NumPy reference rules.
 
 Tolerances. float64: the host kernel and NumPy evaluate the same formulas in a different order (and FMA
@@ -10,8 +10,10 @@ is a few tens of float32 roundings (2^-24 ≈ 6e-8 each) through well-conditione
 import numpy as np
 import pytest
 
-from kernels import Convolutional, FullyConnected, analytic, rules
-from kernels.rules import activation_rule, conv_rule
+from kernels import Convolutional, FullyConnected
+from kernels.analytic import _numerics
+from kernels.analytic import rules
+from kernels.analytic.rules import activation_rule, conv_rule
 
 pytestmark = pytest.mark.cuda_host
 
@@ -29,7 +31,7 @@ def _close(got, want, dtype):
 @pytest.mark.parametrize("activation", CLOSED)
 @pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.3), ("standard", None)])
 def test_fc_block_matches_reference(host, activation, parameterization, b_std, dtype):
-    from kernels import _analytic_cuda
+    from kernels.analytic import _cuda as _analytic_cuda
     rng = np.random.default_rng(0)
     network = FullyConnected(2, activation, 1.3, b_std, parameterization, width=64, negative_slope=0.2).network(5)
     activation_layer, dense_layer = network.layers[1], network.layers[2]      # the pair fc_block fuses
@@ -39,8 +41,8 @@ def test_fc_block_matches_reference(host, activation, parameterization, b_std, d
     state = (k12, variances[:9, None], variances[None, 9:], rng.uniform(0.5, 2, k12.shape))
     want = rules.apply(network, rules.apply(network, tuple(np.copy(v) for v in state), activation_layer),
                        dense_layer)
-    got = _analytic_cuda.fc_block(network, *(v.astype(dtype) for v in (state[0], state[3], state[1], state[2])),
-                                  dense_layer.fan_in)
+    got = _analytic_cuda.fc_block(activation_layer, dense_layer,
+                                  *(v.astype(dtype) for v in (state[0], state[3], state[1], state[2])))
     _close(got[0], want[0], dtype)
     _close(got[1], want[3], dtype)
 
@@ -49,7 +51,7 @@ def test_fc_block_matches_reference(host, activation, parameterization, b_std, d
 @pytest.mark.parametrize("activation", ["relu", "erf", "step", "identity"])
 @pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.2), ("standard", None)])
 def test_conv_block_matches_reference(host, activation, parameterization, b_std, dtype):
-    from kernels import _analytic_cuda
+    from kernels.analytic import _cuda as _analytic_cuda
     rng = np.random.default_rng(1)
     network = Convolutional(1, activation, 1.4, b_std, 3, "gap", parameterization, width=32).network(2, 5, 4)
     x1, x2 = rng.standard_normal((3, 2, 5, 4)), rng.standard_normal((2, 2, 5, 4))
@@ -58,11 +60,12 @@ def test_conv_block_matches_reference(host, activation, parameterization, b_std,
     ntk = rng.uniform(0.5, 2, k12.shape)
     var1, var2 = np.sum(x1 * x1, 1) / 2, np.sum(x2 * x2, 1) / 2
     state = (k12.copy(), var1.reshape(3, 1, 5, 4, 1, 1), var2.reshape(1, 2, 1, 1, 5, 4), ntk.copy())
-    want = activation_rule(conv_rule(state, 1.4, b_std, parameterization, 18, 3, True), network.dual)
+    conv_layer, activation_layer = network.layers[0], network.layers[1]     # the pair conv_block fuses
+    want = activation_rule(conv_rule(state, 1.4, b_std, parameterization, 18, 3, True), activation_layer.dual)
     pre1 = rules.patch_sum(var1, ((1,), (2,)), 3) * 1.4 ** 2 + (b_std or 0.0) ** 2
     pre2 = rules.patch_sum(var2, ((1,), (2,)), 3) * 1.4 ** 2 + (b_std or 0.0) ** 2
-    got = _analytic_cuda.conv_block(network, k12.astype(dtype), ntk.astype(dtype), pre1.astype(dtype),
-                                    pre2.astype(dtype), 18, pin=False)
+    got = _analytic_cuda.conv_block(conv_layer, activation_layer, k12.astype(dtype), ntk.astype(dtype),
+                                    pre1.astype(dtype), pre2.astype(dtype), pin=False)
     _close(got[0], want[0], dtype)
     _close(got[1], want[3], dtype)
     (name, grid, block), = host.launches          # one launch: 256 threads a block, enough blocks to cover
@@ -73,9 +76,9 @@ def _both_paths(host, monkeypatch, make, x1, x2=None):
     """(CUDA chain on the host, NumPy reference) of the same public call; ``make`` builds the kernel with
     cpu_impl='reference', the tile path that hands CuPy tiles to the CUDA chains (not the numba CPU loops)."""
     got = make().kernels(x1, x2)
-    monkeypatch.setattr(analytic, "_uses_cuda_kernels", lambda xp: False)
+    monkeypatch.setattr(_numerics, "uses_cuda_kernels", lambda xp: False)
     want = make().kernels(x1.astype(np.float64), None if x2 is None else x2.astype(np.float64))
-    monkeypatch.setattr(analytic, "_uses_cuda_kernels", lambda xp: True)
+    monkeypatch.setattr(_numerics, "uses_cuda_kernels", lambda xp: True)
     return got, want
 
 
@@ -122,16 +125,16 @@ def _theta_zero_dual(k, slope, dtype):
 def test_pinned_diagonal_is_theta_zero_exactly(host, activation, slope, dtype):
     # k12 = k11 = k22 (a pinned diagonal): s must be exactly 0, so NNGP = k·cs·π bitwise. With the product
     # contracted into an FMA, s is the rounding error of k11·k22 and NNGP is off by ~1e-9 (float64).
-    from kernels import _analytic_cuda
+    from kernels.analytic import _cuda as _analytic_cuda
     network = FullyConnected(1, activation, 1.0, 0.0, negative_slope=0.5).network(3)   # slope² exact: any FMA agrees   # w² = 1, b² = 0: K = nngp
     k = np.random.default_rng(4).uniform(0.3, 3.0, (16, 16)).astype(dtype)
-    nngp, ntk = _analytic_cuda.fc_block(network, k, np.zeros_like(k), k, k, 0)
+    nngp, ntk = _analytic_cuda.fc_block(network.layers[1], network.layers[2], k, np.zeros_like(k), k, k)
     np.testing.assert_array_equal(nngp, _theta_zero_dual(k, slope, dtype))
 
     conv = Convolutional(1, activation, 1.0, 0.0, 1, "gap", negative_slope=0.5).network(1, 3, 2)
     var = np.random.default_rng(5).uniform(0.3, 3.0, (2, 3, 2)).astype(dtype)     # (B, H, W) variances
     pair = np.zeros((2, 2, 3, 2, 3, 2), dtype)                                  # only the pinned entries matter
-    nngp, _ = _analytic_cuda.conv_block(conv, pair, np.zeros_like(pair), var, var, 1, pin=True)
+    nngp, _ = _analytic_cuda.conv_block(conv.layers[0], conv.layers[1], pair, np.zeros_like(pair), var, var, pin=True)
     flat = nngp.reshape(2, 2, 6, 6)
     pinned = np.stack([np.diag(flat[i, i]) for i in range(2)])                  # (i, i, p, p) entries
     np.testing.assert_array_equal(pinned, _theta_zero_dual(var.reshape(2, 6), slope, dtype))

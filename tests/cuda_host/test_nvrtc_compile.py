@@ -23,12 +23,12 @@ PRODUCT = re.compile(r"mul\.rn(?:\.ftz)?\.f(32|64)")
 
 @pytest.fixture(scope="module")
 def sources(nvrtc, tmp_path_factory):
-    import kernels.analytic as analytic
-    from kernels import _analytic_cuda
+    from kernels.analytic import _numerics
+    from kernels.analytic import _cuda as _analytic_cuda
     host = nvrtc.HostCuPy(tmp_path_factory.mktemp("record"), execute=False)
     mp = pytest.MonkeyPatch()
     mp.setattr(_analytic_cuda, "cupy", host)
-    mp.setattr(analytic, "_uses_cuda_kernels", lambda xp: True)
+    mp.setattr(_numerics, "uses_cuda_kernels", lambda xp: True)
     for cached in (_analytic_cuda._fc_kernel, _analytic_cuda._conv_module):
         cached.cache_clear()
     rng = np.random.default_rng(0)

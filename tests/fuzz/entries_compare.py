@@ -9,7 +9,8 @@ import tempfile
 import numpy as np
 from hypothesis import strategies as st
 
-from compare import data, runner
+from compare import data
+from compare import sweep
 from tests.fuzz.harness import registry
 from tests.fuzz.inputs import INF, NAN
 
@@ -37,19 +38,19 @@ def teacher_student(case):
     return lambda: vars(data.teacher_student(**kwargs))
 
 
-@entry("runner.fingerprint")
+@entry("sweep.fingerprint")
 def fingerprint(case):
     value = case.arg("value", ({"a": 1, "b": [1.0, 2.0]}, {"x": np.float32(0.5), "y": np.arange(3)}, [NAN, INF]),
                      reject=({"f": object()},), aliases=("config",))
-    return lambda: runner.fingerprint(value)
+    return lambda: sweep.fingerprint(value)
 
 
 def _results_file(case, folder):
     """results.jsonl in a drawn state: good rows, a torn tail, a garbage line, non-UTF-8, a directory, ..."""
-    path = os.path.join(folder, runner.RESULTS)
+    path = os.path.join(folder, sweep.RESULTS)
     good_rows = b'{"run_key": "a", "x": 1}\n{"run_key": "b", "x": 2}\n'
     state = case.arg("results.jsonl", ("rows", "torn", "absent", "empty"),
-                     reject=("garbage", "non_utf8", "directory", "list_row"), aliases=(path, runner.RESULTS))
+                     reject=("garbage", "non_utf8", "directory", "list_row"), aliases=(path, sweep.RESULTS))
     if state == "directory":
         os.mkdir(path)
     elif state != "absent":
@@ -61,24 +62,24 @@ def _results_file(case, folder):
     return path
 
 
-@entry("runner.read_results")
+@entry("sweep.read_results")
 def read_results(case):
     folder = tempfile.mkdtemp(prefix="lazykit-fuzz-")
     path = _results_file(case, folder)
-    return lambda: runner.read_results(path)
+    return lambda: sweep.read_results(path)
 
 
-@entry("runner.prepare")
+@entry("sweep.prepare")
 def prepare(case):
     folder = tempfile.mkdtemp(prefix="lazykit-fuzz-")
     path = _results_file(case, folder)
-    config_path = os.path.join(folder, runner.CONFIG)
-    sweep = {"n": 3}
+    config_path = os.path.join(folder, sweep.CONFIG)
+    settings = {"n": 3}
     stored = case.arg("config.json", ("same", "absent_if_no_results"),
-                      reject=("list", "broken", "directory", "other"), aliases=(config_path, runner.CONFIG))
+                      reject=("list", "broken", "directory", "other"), aliases=(config_path, sweep.CONFIG))
     if stored == "same":
         with open(config_path, "w") as handle:
-            json.dump({"fingerprint": runner.fingerprint(sweep), "config": sweep}, handle)
+            json.dump({"fingerprint": sweep.fingerprint(settings), "config": settings}, handle)
     elif stored == "list":
         with open(config_path, "w") as handle:
             json.dump([1, 2], handle)
@@ -91,18 +92,18 @@ def prepare(case):
         with open(config_path, "w") as handle:
             json.dump({"fingerprint": "0" * 16, "config": {"n": 4}}, handle)
     elif os.path.isfile(path) and os.path.getsize(path) > 0:
-        case.must_reject, case.bad = True, (config_path, runner.CONFIG, runner.RESULTS, path)
+        case.must_reject, case.bad = True, (config_path, sweep.CONFIG, sweep.RESULTS, path)
     has_rows = os.path.isfile(path) and os.path.getsize(path) > 0
     if stored in ("list", "broken", "other") and not has_rows and case.bad[0] == "config.json":
         case.must_reject = False   # nothing saved yet: a fresh config.json replaces the stale one
-    return lambda: runner.prepare(folder, sweep)
+    return lambda: sweep.prepare(folder, settings)
 
 
 def _nap(config):
     return {"value": config["x"] * 2}
 
 
-@entry("runner.run_sweep")
+@entry("sweep.run_sweep")
 def run_sweep(case):
     folder = tempfile.mkdtemp(prefix="lazykit-fuzz-")
     configs = case.arg("configs", ([{"x": 1}, {"x": 2}],), reject=([], [{"x": 1}, {"x": 1}], [{"f": object()}]),
@@ -113,16 +114,16 @@ def run_sweep(case):
                    aliases=("--out",))
     with open(os.path.join(folder, "file"), "w") as handle:
         handle.write("x")
-    return lambda: runner.run_sweep(_nap, configs, out, {"n": 1}, jobs=jobs, backend=backend, progress=False)
+    return lambda: sweep.run_sweep(_nap, configs, out, {"n": 1}, jobs=jobs, backend=backend, progress=False)
 
 
-@entry("runner.append_row")
+@entry("sweep.append_row")
 def append_row(case):
     folder = tempfile.mkdtemp(prefix="lazykit-fuzz-")
-    path = case.arg("path", (os.path.join(folder, runner.RESULTS),), reject=(folder,), aliases=(folder,))
+    path = case.arg("path", (os.path.join(folder, sweep.RESULTS),), reject=(folder,), aliases=(folder,))
     row = case.arg("row", ({"x": 1, "y": [NAN, 2.0]}, {"z": np.float32(1.5)}), reject=({"f": object()},),
                    aliases=("config",))
-    return lambda: runner.append_row(path, row)
+    return lambda: sweep.append_row(path, row)
 
 
 @entry("overrides.parse_override")
@@ -150,22 +151,22 @@ def stratified(case):
     return lambda: data.stratified_indices(y, n, np.random.default_rng(0))
 
 
-@entry("runner.read_config")
+@entry("sweep.read_config")
 def read_config(case):
     folder = tempfile.mkdtemp(prefix="lazykit-fuzz-")
-    path = os.path.join(folder, runner.CONFIG)
+    path = os.path.join(folder, sweep.CONFIG)
     content = case.arg("config.json", (b'{"fingerprint": "ab", "config": {}}',),
                        reject=(b"[1]", b"{", b"\xff", b'{"fingerprint": 3}'), aliases=(path,))
     with open(path, "wb") as handle:
         handle.write(content)
-    return lambda: runner.read_config(path)
+    return lambda: sweep.read_config(path)
 
 
-@entry("runner.drop_torn_tail")
+@entry("sweep.drop_torn_tail")
 def drop_torn_tail(case):
     folder = tempfile.mkdtemp(prefix="lazykit-fuzz-")
     path = _results_file(case, folder)
-    return lambda: (runner.drop_torn_tail(path), runner.read_results(path))[1]
+    return lambda: (sweep.drop_torn_tail(path), sweep.read_results(path))[1]
 
 
 @entry("data.first_per_class")

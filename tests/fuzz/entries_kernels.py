@@ -5,7 +5,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 import kernels
-from kernels import duals, solvers, validation
+from kernels import validation
+from kernels.analytic import duals
+from kernels.solve import ridge as solvers
 from kernels.features import ArcCosineFeatures, NTKFeatures, RandomFourierFeatures
 from tests.fuzz.harness import registry
 from tests.fuzz.inputs import ESTIMATOR_INVALID, INF, NAN, NOT_NUMBERS, array, labels, shape2, targets

@@ -1,4 +1,4 @@
-"""GPU: the fused CuPy kernels of kernels._analytic_cuda against their NumPy references, and whole kernels.
+"""GPU: the fused CuPy kernels of kernels.analytic._cuda against their NumPy references, and whole kernels.
 
 float64 on both sides, so agreement is to rounding (1e-12 relative; the CUDA atan2/asin/sqrt are within
 a few ulp of NumPy's); float32 on the GPU against float64 on the CPU within float32 precision.
@@ -9,7 +9,7 @@ import pytest
 cupy = pytest.importorskip("cupy")
 
 from kernels import Convolutional, FullyConnected  # noqa: E402
-from kernels.rules import activation_rule, conv_rule, dense_rule, patch_sum  # noqa: E402
+from kernels.analytic.rules import activation_rule, conv_rule, dense_rule, patch_sum  # noqa: E402
 
 CLOSED = ["relu", "erf", "abs", "leaky_relu", "step", "identity"]
 
@@ -17,15 +17,16 @@ CLOSED = ["relu", "erf", "abs", "leaky_relu", "step", "identity"]
 @pytest.mark.parametrize("activation", CLOSED)
 @pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.3), ("standard", None)])
 def test_fc_block_matches_reference(activation, parameterization, b_std):
-    from kernels import _analytic_cuda
+    from kernels.analytic import _cuda as _analytic_cuda
     rng = np.random.default_rng(0)
     network = FullyConnected(2, activation, 1.3, b_std, parameterization, width=64, negative_slope=0.2).network(5)
     a, b = rng.standard_normal((9, 5)), rng.standard_normal((7, 5))
     k11, k22 = (np.sum(a * a, 1) / 5)[:, None], (np.sum(b * b, 1) / 5)[None, :]
     k12, ntk = a @ b.T / 5, rng.uniform(0.5, 2, (9, 7))
-    want = dense_rule(activation_rule((k12.copy(), k11, k22, ntk.copy()), network.dual), 1.3, b_std,
+    want = dense_rule(activation_rule((k12.copy(), k11, k22, ntk.copy()), network.layers[1].dual), 1.3, b_std,
                       parameterization, 64)
-    got = _analytic_cuda.fc_block(network, *(cupy.asarray(v) for v in (k12, ntk, k11, k22)), 64)
+    got = _analytic_cuda.fc_block(network.layers[1], network.layers[2],
+                                  *(cupy.asarray(v) for v in (k12, ntk, k11, k22)))
     np.testing.assert_allclose(cupy.asnumpy(got[0]), want[0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(cupy.asnumpy(got[1]), want[3], rtol=1e-12, atol=1e-14)
 
@@ -33,7 +34,7 @@ def test_fc_block_matches_reference(activation, parameterization, b_std):
 @pytest.mark.parametrize("activation", ["relu", "erf"])
 @pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.2), ("standard", None)])
 def test_conv_block_matches_reference(activation, parameterization, b_std):
-    from kernels import _analytic_cuda
+    from kernels.analytic import _cuda as _analytic_cuda
     rng = np.random.default_rng(1)
     network = Convolutional(1, activation, 1.4, b_std, 3, "gap", parameterization, width=32).network(2, 5, 4)
     x1, x2 = rng.standard_normal((3, 2, 5, 4)), rng.standard_normal((2, 2, 5, 4))
@@ -44,12 +45,12 @@ def test_conv_block_matches_reference(activation, parameterization, b_std):
     var1, var2 = np.sum(x1 * x1, 1) / 2, np.sum(x2 * x2, 1) / 2
     state = (k12.copy(), var1[:, None, :, :, None, None], var2[None, :, None, None, :, :], ntk.copy())
     conv = conv_rule(state, 1.4, b_std, parameterization, 18, 3, True)
-    want = activation_rule(conv, network.dual)
+    want = activation_rule(conv, network.layers[1].dual)
     w2, b2 = 1.4 ** 2, 0.0 if b_std is None else b_std ** 2
     pre1 = w2 * patch_sum(var1, ((1,), (2,)), 3) + b2
     pre2 = w2 * patch_sum(var2, ((1,), (2,)), 3) + b2
-    got = _analytic_cuda.conv_block(network, cupy.asarray(k12), cupy.asarray(ntk), cupy.asarray(pre1),
-                                    cupy.asarray(pre2), 18, pin=False)
+    got = _analytic_cuda.conv_block(network.layers[0], network.layers[1], cupy.asarray(k12), cupy.asarray(ntk),
+                                    cupy.asarray(pre1), cupy.asarray(pre2), pin=False)
     np.testing.assert_allclose(cupy.asnumpy(got[0]), want[0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(cupy.asnumpy(got[1]), want[3], rtol=1e-12, atol=1e-14)
 
@@ -95,10 +96,11 @@ def test_float32_on_gpu_within_float32_precision():
 def test_pinned_diagonal_is_theta_zero_exactly_on_gpu(activation, slope, dtype):
     # k12 = k11 = k22: s = 0 exactly (unfused products), so NNGP = k·cs·π bitwise (tests/cuda_host does the
     # same on the host); an FMA-contracted s would be off by ~1e-9 in float64.
-    from kernels import _analytic_cuda
+    from kernels.analytic import _cuda as _analytic_cuda
     network = FullyConnected(1, activation, 1.0, 0.0, negative_slope=0.5).network(3)   # slope² exact: any FMA agrees
     k = np.random.default_rng(4).uniform(0.3, 3.0, (16, 16)).astype(dtype)
-    nngp, _ = _analytic_cuda.fc_block(network, *(cupy.asarray(v) for v in (k, np.zeros_like(k), k, k)), 0)
+    nngp, _ = _analytic_cuda.fc_block(network.layers[1], network.layers[2],
+                                      *(cupy.asarray(v) for v in (k, np.zeros_like(k), k, k)))
     t = np.dtype(dtype).type
     want = k * (((t(1) + t(slope) * t(slope)) / t(2 * np.pi)) * t(np.pi))
     np.testing.assert_array_equal(cupy.asnumpy(nngp), want)

@@ -10,7 +10,7 @@ cupy = pytest.importorskip("cupy")
 pytest.importorskip("zarr")
 
 from kernels import FullyConnected, gram  # noqa: E402
-from kernels.gram_solvers import solve_stored  # noqa: E402
+from kernels.solve.stored import solve_stored  # noqa: E402
 
 
 def test_gram_on_the_gpu_matches_the_cpu(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from kernels import (RBF, ArcCosineFeatures, KernelClassifier, KernelRegressor, Laplace, NTKFeatures,
                      NTKRegressor, Polynomial, RandomFeaturesRegressor, RandomFourierFeatures)
 from kernels.backend import get_namespace as backend_namespace
-from kernels.solvers import EigenPath, GramWarning, krr_solve, nystrom_krr
+from kernels.solve.ridge import EigenPath, GramWarning, krr_solve, nystrom_krr
 
 cupy = pytest.importorskip("cupy")
 torch = pytest.importorskip("torch")
@@ -59,7 +59,7 @@ def test_gpu_cholesky_failure_falls_back_without_nan(data):
 def test_gpu_cholesky_of_an_indefinite_matrix_is_refused():
     # cuSOLVER's potrf stops at the pivot −4 (j = 1) and, under CuPy's default linalg='ignore', returns the
     # half-factored matrix without an error: the solver must detect it and take the eigen fallback.
-    from kernels import solvers
+    from kernels.solve import ridge as solvers
     K = np.array([[4.0, 2.0, 0.0], [2.0, -3.0, 1.0], [0.0, 1.0, 5.0]])
     xp = backend_namespace(cupy.asarray(K))
     assert solvers._cholesky_lower(cupy.asarray(K), xp) is None

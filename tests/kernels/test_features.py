@@ -121,7 +121,7 @@ def test_ntk_features_converge_to_analytic_ntk_like_inverse_sqrt_width(rng):
 
 
 def test_ntk_features_match_kernels_fully_connected(rng):
-    analytic = pytest.importorskip("kernels.analytic")
+    analytic = pytest.importorskip("kernels.analytic.networks")
     X = rng.standard_normal((20, 4))
     f = NTKFeatures(depth=1, width=8, w_std=1.5, b_std=0.3, random_state=0).fit(X)
     np.testing.assert_allclose(f.exact_kernel(X), relu_ntk_depth1(X, X, 1.5, 0.3), rtol=1e-10, atol=1e-12)

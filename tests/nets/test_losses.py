@@ -1,5 +1,5 @@
 """nets.losses: the margin losses' formulas, one-vs-rest, the 1/α² scale under Lazy, agreement with the NumPy
-derivatives of kernels.loss_flow, and the kernel predictor of the logistic loss vs a trained Linearized net."""
+derivatives of kernels.solve.flow, and the kernel predictor of the logistic loss vs a trained Linearized net."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from kernels.loss_flow import kernel_gradient_flow, loss_derivatives
+from kernels.solve.flow import kernel_gradient_flow, loss_derivatives
 from nets import MLP, Lazy, Linearized, train
 from nets.losses import LOSSES, MARGIN_LOSSES, match_output, risk
 
@@ -48,7 +48,7 @@ def test_one_vs_rest_for_several_outputs():
 
 @pytest.mark.parametrize("loss", LOSSES)
 def test_torch_losses_match_the_numpy_derivatives_of_kernels(loss):
-    # nets.losses (autograd) and kernels.loss_flow (closed-form derivatives) implement the same risk:
+    # nets.losses (autograd) and kernels.solve.flow (closed-form derivatives) implement the same risk:
     # equal values and ∂R/∂f = ∂ℓ/∂f / n, to float64 rounding (1e-12).
     torch.manual_seed(1)
     f = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kernels import FullyConnected, empirical_ntk
-from kernels.duals import _named_functions
+from kernels.analytic.duals import _named_functions
 from nets import MLP
 from nets.diagnostics import relative_weight_change
 from nets.lazy import Lazy

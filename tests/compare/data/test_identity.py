@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from compare import data, runner
+from compare import data
+from compare import sweep
 from compare.cli import main
 
 
@@ -49,8 +50,8 @@ def test_content_checksum_ignores_location_and_gzip_but_not_content(tmp_path):
 
 def test_runner_leaves_the_data_location_out_of_run_keys():
     config = {"n_train": 10, "data_dir": "/one/place", "data_sha256": "ab"}
-    assert runner.run_key(config) == runner.run_key({**config, "data_dir": None})
-    assert runner.run_key(config) != runner.run_key({**config, "data_sha256": "cd"})
+    assert sweep.run_key(config) == sweep.run_key({**config, "data_dir": None})
+    assert sweep.run_key(config) != sweep.run_key({**config, "data_sha256": "cd"})
 
 
 def _equivalence(out, *extra):
@@ -65,12 +66,12 @@ def test_same_data_found_another_way_resumes_and_other_data_is_refused(tmp_path,
     a = _write_fashion(tmp_path / "a")
     out = tmp_path / "out"
     assert _equivalence(out, "--data-dir", str(a)) == 0
-    rows = runner.read_results(out / "results.jsonl")
+    rows = sweep.read_results(out / "results.jsonl")
     assert rows and {r["data_dir"] for r in rows} == {str(a)}
     shutil.copytree(a, tmp_path / "copy" / "fashion-mnist")
     monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "copy"))
     assert _equivalence(out) == 0
-    assert runner.read_results(out / "results.jsonl") == rows              # resumed: no run redone
+    assert sweep.read_results(out / "results.jsonl") == rows              # resumed: no run redone
     _write_fashion(tmp_path / "other", seed=1)
     capsys.readouterr()
     assert _equivalence(out, "--data-dir", str(tmp_path / "other")) == 2
@@ -89,6 +90,6 @@ def test_table_with_and_without_data_dir_is_the_same_sweep(tmp_path, monkeypatch
     argv = ["table", "--out", str(tmp_path), "--quiet", "--threads", "1", "--set", "models=[]",
             "--set", "n_train=20", "--set", "n_test=20", "--set", "rff_features=20"]
     assert main([*argv, "--data-dir", str(path.parent)]) == 0
-    rows = runner.read_results(tmp_path / "results.jsonl")
+    rows = sweep.read_results(tmp_path / "results.jsonl")
     assert main(argv) == 0
-    assert runner.read_results(tmp_path / "results.jsonl") == rows
+    assert sweep.read_results(tmp_path / "results.jsonl") == rows

@@ -1,13 +1,13 @@
 """Helpers shared by the experiment tests."""
 import pytest
 
-from compare import runner
+from compare import sweep
 
 
 @pytest.fixture
 def rows_of():
     """A function of a results folder: ({(method, scale): row}, rows) of its results.jsonl."""
     def rows_of(out):
-        rows = runner.read_results(out / "results.jsonl")
+        rows = sweep.read_results(out / "results.jsonl")
         return {(r["method"], r["scale"]): r for r in rows}, rows
     return rows_of

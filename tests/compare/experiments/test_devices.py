@@ -15,7 +15,7 @@ from compare import experiments, options
 from compare.data import CIFAR10_CLASSES
 from compare.experiment import Config
 from compare.experiments import equivalence, table
-from compare.memo import Memo
+from compare.sweep.memo import Memo
 
 
 class Recorder:

@@ -69,7 +69,7 @@ def test_equivalence_report_and_resume(equivalence, capsys):
 
 def test_equivalence_logistic_loss_on_breast_cancer_agrees_with_its_kernel_predictor(tmp_path, rows_of, capsys):
     """--set loss=logistic on a ±1 task: the lazy net at α = 1000 and the linearized net follow the logistic kernel
-    gradient flow of the empirical NTK (kernels.loss_flow) up to the GD step and O(1/α): they agree with it on
+    gradient flow of the empirical NTK (kernels.solve.flow) up to the GD step and O(1/α): they agree with it on
     every test point (measured 100%) and their training logistic loss matches its value to 2% (GD with
     lr·λ_max/n = 1 vs the flow: measured 0.5%). The after-training kernel machines get their own rows, and the
     report shows the kernel change against α."""

@@ -11,7 +11,7 @@ def test_rates_slopes_match_theorem_2_2(tmp_path, rows_of, capsys):
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Fitted log-log slopes")]
     assert len(printed) == 1 and printed[0] in (tmp_path / "report.md").read_text()
     _, rows = rows_of(tmp_path)
-    from compare.report import fit_loglog_slope
+    from compare.present.report import fit_loglog_slope
     alpha = [r["scale"] for r in rows]
     slopes = [fit_loglog_slope(alpha, [r[f] for r in rows])
               for f in ("weight_distance", "param_distance", "function_distance")]

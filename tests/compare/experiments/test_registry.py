@@ -5,7 +5,9 @@ import textwrap
 
 import pytest
 
-from compare import experiments, gpu_check, report
+from compare import experiments
+from compare.gpu import check as gpu_check
+from compare.present import report
 from compare.cli import build_parser, main
 from compare.experiment import Experiment, Preset
 
@@ -13,9 +15,9 @@ from compare.experiment import Experiment, Preset
 # seeds 0 and 1 the mean is 1.5/α² and the sample standard deviation |2 − 1|/√2 /α² = 0.7071/α².
 TOY_MODULE = '''
 """toy-line: a made-up experiment, (1 + seed)/α² for each α."""
-from compare import plots
+from compare.present import plots
 from compare.experiment import Experiment, Figure, Preset
-from compare.run import Run
+from compare.sweep.run import Run
 
 
 def plan(config):

@@ -33,10 +33,10 @@ def test_table_cntk_rows_report_subset_depth_and_time(tmp_path):
     """The quick preset's CNTK-GAP and CNTK-V rows on a 16 + 16 image subset at depth 1: each row carries its
     sizes, depth and seconds, and the table prints them. The split and the kernel are deterministic, so the
     accuracies are too: measured 81.2% (GAP) and 68.8% (V) of the 16 test images; allow one image (6.25%)."""
-    from compare import runner
+    from compare import sweep
     assert main(["table", "--out", str(tmp_path), "--quiet", "--set", "models=[]", "--set", "cntk_n_train=16",
                  "--set", "cntk_n_test=16", "--set", "cntk_depth=1", "--set", "rff_features=50"]) == 0
-    rows = {r["model"]: r for r in runner.read_results(tmp_path / "results.jsonl")}
+    rows = {r["model"]: r for r in sweep.read_results(tmp_path / "results.jsonl")}
     for model, accuracy in (("cntk1_gap", 0.812), ("cntk1_v", 0.688)):
         row = rows[model]
         assert (row["method"], row["n_train"], row["n_test"], row["depth"]) == ("ntk", 16, 16, 1)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from compare import runner
+from compare import sweep
 from compare.cli import main
 
 
@@ -50,7 +50,7 @@ def test_teacher_student_with_two_jobs_and_on_dask(tmp_path):
     with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
         assert _teacher_student(tmp_path / "dask", "--seeds", "1", "--backend", "dask",
                                 "--scheduler", cluster.scheduler_address) == 0
-    loky, dask = (sorted((r["scale"], r["test_loss"]) for r in runner.read_results(tmp_path / d / "results.jsonl"))
+    loky, dask = (sorted((r["scale"], r["test_loss"]) for r in sweep.read_results(tmp_path / d / "results.jsonl"))
                   for d in ("loky", "dask"))
     assert [s for s, _ in loky] == [0.1, 10.0]
     np.testing.assert_allclose([v for _, v in loky], [v for _, v in dask], rtol=1e-9)

@@ -1,0 +1,142 @@
+"""kernels.solve.flow: kernel gradient flow of any loss vs the squared-loss closed form and vs the weight-space flow
+of a linear model (the comparison with a trained `Linearized` network is in tests/nets/test_losses.py)."""
+import numpy as np
+import pytest
+import scipy.integrate
+
+from kernels.solve.flow import LOSSES, kernel_gradient_flow, loss_derivatives
+from kernels.solve.ridge import EigenPath
+
+
+def _features(n=24, m=8, p=15, outputs=1, seed=0):
+    rng = np.random.default_rng(seed)
+    Phi, Phi_test = rng.standard_normal((n, p)) / np.sqrt(p), rng.standard_normal((m, p)) / np.sqrt(p)
+    labels = rng.integers(0, max(outputs, 2), n)
+    return Phi, Phi_test, labels
+
+
+def test_squared_loss_equals_the_eigen_path_closed_form():
+    # f_t = K K⁻¹(I − e^{−tK/n}) y from f₀ = 0 (EigenPath), to 1e-8: the ODE's local error control (rtol 1e-10,
+    # atol 1e-12 on the coefficients a, |a| ≲ t·|y|/n) keeps the accumulated error near 1e-10 for O(1) outputs.
+    Phi, Phi_test, _ = _features()
+    K, K_test = Phi @ Phi.T, Phi_test @ Phi.T
+    y = np.random.default_rng(1).standard_normal((24, 2))
+    for t in (0.5, 30.0, 400.0):
+        result = kernel_gradient_flow(K, y, t, loss="mse", K_test=K_test)
+        coef = EigenPath(K).dual_coef(y, t=t)
+        np.testing.assert_allclose(result.train, K @ coef, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(result.test, K_test @ coef, rtol=0, atol=1e-8)
+        assert result.train_loss == pytest.approx(0.5 * np.sum((K @ coef - y) ** 2) / 24, rel=1e-7)
+
+
+@pytest.mark.parametrize("loss", [loss for loss in LOSSES if loss != "hinge"])
+def test_function_space_flow_equals_weight_space_flow_of_a_linear_model(loss):
+    # For f_w = f₀ + Φ w the weight flow dw/dt = −Φᵀ∇ℓ/n (an ODE in p = 15 dimensions, integrated here
+    # independently) and the dual flow da/dt = −∇ℓ/n with K = ΦΦᵀ give the same f_t = f₀ + Φ w_t = f₀ + K a_t
+    # on train and test inputs; both integrations use rtol 1e-10, so 1e-7 leaves room for their errors.
+    outputs = 3 if loss == "cross_entropy" else 2
+    Phi, Phi_test, labels = _features(outputs=outputs)
+    n = len(Phi)
+    y = labels if loss == "cross_entropy" else (2.0 * (labels[:, None] == np.arange(outputs)) - 1.0)
+    rng = np.random.default_rng(2)
+    f0, f0_test = 0.3 * rng.standard_normal((n, outputs)), 0.3 * rng.standard_normal((8, outputs))
+    t = 20.0
+
+    def weight_rhs(_, w):
+        f = f0 + Phi @ w.reshape(-1, outputs)
+        return -(Phi.T @ loss_derivatives(f, y, loss, beta=3.0)[1]).reshape(-1) / n
+
+    w = scipy.integrate.solve_ivp(weight_rhs, (0, t), np.zeros(15 * outputs), method="DOP853", rtol=1e-11,
+                                  atol=1e-13).y[:, -1].reshape(-1, outputs)
+    result = kernel_gradient_flow(Phi @ Phi.T, y, t, loss=loss, beta=3.0, K_test=Phi_test @ Phi.T, f0=f0,
+                                  f0_test=f0_test)
+    np.testing.assert_allclose(result.train, f0 + Phi @ w, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(result.test, f0_test + Phi_test @ w, rtol=0, atol=1e-7)
+    # the same flow through the full (n·O, n·O) multi-output layout K ⊗ I (sample-major)
+    full = kernel_gradient_flow(np.kron(Phi @ Phi.T, np.eye(outputs)), y, t, loss=loss, beta=3.0, f0=f0)
+    np.testing.assert_allclose(full.train, result.train, rtol=0, atol=1e-7)
+
+
+def test_hinge_euler_steps_are_gradient_descent_of_the_linear_model():
+    # The hinge's default integrator: s Euler steps in dual space equal s GD steps w ← w − dt·Φᵀ∇ℓ/n of the
+    # linear model f = Φw (the same arithmetic up to association: 1e-12).
+    Phi, Phi_test, labels = _features()
+    y, n, t, steps = 2.0 * labels[:, None] - 1.0, len(Phi), 30.0, 300
+    w = np.zeros((15, 1))
+    for _ in range(steps):
+        w -= (t / steps) * Phi.T @ loss_derivatives(Phi @ w, y, "hinge")[1] / n
+    result = kernel_gradient_flow(Phi @ Phi.T, y, t, loss="hinge", K_test=Phi_test @ Phi.T, steps=steps)
+    assert result.message.startswith("300 Euler steps")
+    np.testing.assert_allclose(result.train, Phi @ w, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(result.test, Phi_test @ w, rtol=0, atol=1e-12)
+
+
+def test_implicit_method_with_the_exact_jacobian_agrees_with_the_explicit_one():
+    # Radau (order 5, implicit, exact Jacobian −diag(ℓ'')K/n) and DOP853 at rtol 1e-10 agree to ~1e-8.
+    Phi, Phi_test, labels = _features()
+    y = 2.0 * labels - 1.0
+    K = Phi @ Phi.T
+    a = kernel_gradient_flow(K, y, 50.0, loss="logistic")
+    b = kernel_gradient_flow(K, y, 50.0, loss="logistic", method="Radau")
+    np.testing.assert_allclose(b.train, a.train, rtol=0, atol=1e-7)
+
+
+def test_bad_inputs_name_the_argument():
+    K = np.eye(3)
+    with pytest.raises(ValueError, match="unknown loss 'huber'"):
+        kernel_gradient_flow(K, np.ones(3), 1.0, loss="huber")
+    with pytest.raises(ValueError, match="labels -1 and \\+1"):
+        kernel_gradient_flow(K, np.array([0.0, 1.0, 1.0]), 1.0, loss="hinge")
+    with pytest.raises(ValueError, match="`t` must be a finite number ≥ 0"):
+        kernel_gradient_flow(K, np.ones(3), -1.0)
+    with pytest.raises(ValueError, match="K_train must be"):
+        kernel_gradient_flow(np.eye(4), np.ones(3), 1.0)
+    with pytest.raises(ValueError, match="integer class labels"):
+        kernel_gradient_flow(K, np.ones(3), 1.0, loss="cross_entropy")
+    with pytest.raises(ValueError, match="K_test must be"):
+        kernel_gradient_flow(K, np.ones(3), 1.0, K_test=np.ones((2, 4)))
+    with pytest.raises(ValueError, match="unknown method"):
+        kernel_gradient_flow(K, np.ones(3), 1.0, method="leapfrog")
+
+
+def test_a_stiff_explicit_flow_is_refused_at_once_and_radau_solves_it():
+    # K = 1e6·I, n = 3: λ_max/n = 3.3e5, so DOP853 (stable for h·λ/n ≤ 6.39, 12 evaluations a step) needs
+    # ≥ t·3.3e5/6.39·12 = 6.3e7 evaluations for t = 100, over max_nfev = 1e6; the exact flow of the squared loss
+    # is f_t = (1 − e^{−tλ/n}) y = y to the last digit, which the implicit method reaches in a few steps.
+    K, y = 1e6 * np.eye(3), np.array([1.0, -2.0, 0.5])
+    with pytest.raises(ValueError, match=r"t=100 .*stiff.*method='Radau'"):
+        kernel_gradient_flow(K, y, 100.0)
+    flow = kernel_gradient_flow(K, y, 100.0, method="Radau")
+    np.testing.assert_allclose(flow.train[:, 0], y, rtol=1e-9)
+
+
+def test_the_evaluation_budget_stops_a_flow_that_runs_out():
+    # K = I, n = 2, t = 10: the stability estimate asks for 10/(2·6.39)·12 ≈ 9.4 evaluations (under 20, so it is
+    # not refused up front), but DOP853's step-size selection and first steps at rtol 1e-10 take more than 20
+    K = np.eye(2)
+    with pytest.raises(ValueError, match="max_nfev=20 evaluations before reaching t=10"):
+        kernel_gradient_flow(K, np.array([1.0, -1.0]), 10.0, max_nfev=20)
+    assert kernel_gradient_flow(K, np.array([1.0, -1.0]), 10.0).nfev > 20
+    # Euler's cost is its `steps`, never cut short by max_nfev
+    assert kernel_gradient_flow(K, np.array([1.0, -1.0]), 10.0, method="euler", steps=50, max_nfev=20).nfev == 50
+
+
+def test_overflow_is_an_error_naming_the_inputs_not_inf():
+    # Euler on the squared loss multiplies the error by (1 − dt·λ/n) each step: |1 − 1e300·1/1| overflows
+    with pytest.raises(ValueError, match="overflowed.*raise steps"):
+        kernel_gradient_flow(np.eye(1), np.ones(1), 1e300, method="euler", steps=2)
+    with pytest.raises(ValueError, match="`steps` must be"):
+        kernel_gradient_flow(np.eye(1), np.ones(1), 1.0, steps=10 ** 8)
+
+
+def test_loss_derivatives_checks_its_arguments():
+    f = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="unknown loss"):
+        loss_derivatives(f, np.ones((2, 3)), "huber")
+    with pytest.raises(ValueError, match=r"y must hold 2 labels in \[0, 3\)"):
+        loss_derivatives(f, np.array([0, 3]), "cross_entropy")
+    with pytest.raises(ValueError, match="f must be 2-dimensional"):
+        loss_derivatives(np.zeros(3), np.ones(3), "mse")
+    values, grad, _ = loss_derivatives(f, np.array([0, 2]), "cross_entropy")
+    np.testing.assert_allclose(values.sum(axis=1), np.log(3.0))   # −log softmax of equal outputs
+    np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-15)
