@@ -150,5 +150,80 @@ def _worker(task: dict, inp: str, out: str):
     np.savez(out, times=np.asarray(times))
 
 
+# ------------------------------------------------------------------------- stax specs (host and worker)
+# An architecture is a JSON "spec" written with neural-tangents' own layer and argument names:
+# ``[name, kwargs]`` for a layer, ``[name, kwargs, [child specs...]]`` for ``serial`` / ``parallel``, e.g.
+# ``["serial", {}, [["Conv", {"out_chan": 8, "filter_shape": [3, 3], "padding": "SAME"}], ["Relu", {}],
+# ["GlobalAvgPool", {}], ["Dense", {"out_dim": 1}]]]``. JSON lists become tuples (filter_shape, strides, s,
+# dimension_numbers). Images travel as (N, C, H, W) and are moved to channels-last for stax (its default
+# layout, NHWC for 2-D); (n, d) inputs go as they are.
+STAX_COMBINATORS = ("serial", "parallel")
+
+
+def nt_stax_kernels_many(requests: list, dtype: str = "float64", timeout: float = 1800) -> tuple:
+    """(list of (nngp, ntk), versions) from neural-tangents ``stax`` for ``(spec, x1, x2)`` requests, one
+    worker process for all; ``versions`` is ``{"neural_tangents": ..., "jax": ...}`` of the peer venv."""
+    arrays, items = {}, []
+    for i, (spec, x1, x2) in enumerate(requests):
+        arrays[f"x1_{i}"] = x1
+        if x2 is not None:
+            arrays[f"x2_{i}"] = x2
+        items.append({"spec": spec, "x1": f"x1_{i}", "x2": None if x2 is None else f"x2_{i}"})
+    out = _call({"op": "stax_kernels", "items": items, "dtype": dtype}, arrays, timeout)
+    versions = {"neural_tangents": str(out["nt_version"]), "jax": str(out["jax_version"])}
+    return [(out[f"nngp_{i}"], out[f"ntk_{i}"]) for i in range(len(requests))], versions
+
+
+def _tuples(value):
+    """JSON lists -> tuples, recursively (stax wants tuples for shapes, strides, s, dimension_numbers)."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+def stax_from_spec(spec):
+    """The stax layer ``(init_fn, apply_fn, kernel_fn)`` described by ``spec`` (see above)."""
+    from neural_tangents import stax
+    if not isinstance(spec, (list, tuple)) or len(spec) not in (2, 3) or not isinstance(spec[0], str):
+        raise ValueError(f"a spec is [name, kwargs] or [name, kwargs, children], got {spec!r}")
+    name, kwargs = spec[0], dict(spec[1] or {})
+    if name.startswith("_") or not hasattr(stax, name):
+        raise ValueError(f"neural_tangents.stax has no layer {name!r}")
+    factory = getattr(stax, name)
+    if name in STAX_COMBINATORS:
+        if len(spec) != 3 or kwargs:
+            raise ValueError(f"{name} takes no keyword arguments and a list of children, got {spec!r}")
+        return factory(*(stax_from_spec(child) for child in spec[2]))
+    if len(spec) == 3:
+        raise ValueError(f"only {STAX_COMBINATORS} take children, got {spec!r}")
+    return factory(**_tuples(kwargs))
+
+
+def _stax_worker(task: dict, inp: str, out: str):
+    import jax
+    import numpy as np
+    jax.config.update("jax_enable_x64", task["dtype"] == "float64")
+    import neural_tangents as nt
+
+    with np.load(inp) as data:
+        arrays = {k: data[k].astype(task["dtype"]) for k in data.files}
+
+    def channels_last(x):   # (N, C, *spatial) -> (N, *spatial, C); (n, d) unchanged
+        return x if x is None or x.ndim < 3 else np.moveaxis(x, 1, -1)
+
+    results = {"nt_version": np.asarray(nt.__version__), "jax_version": np.asarray(jax.__version__)}
+    for i, item in enumerate(task["items"]):
+        _, _, kernel_fn = stax_from_spec(item["spec"])
+        x1 = channels_last(arrays[item["x1"]])
+        x2 = None if item["x2"] is None else channels_last(arrays[item["x2"]])
+        k = kernel_fn(x1, x2, ("nngp", "ntk"))
+        results[f"nngp_{i}"] = np.asarray(k[0], dtype=np.float64)
+        results[f"ntk_{i}"] = np.asarray(k[1], dtype=np.float64)
+    np.savez(out, **results)
+
+
 if __name__ == "__main__":
-    _worker(json.loads(sys.argv[1]), sys.argv[2], sys.argv[3])
+    _task = json.loads(sys.argv[1])
+    (_stax_worker if _task["op"] == "stax_kernels" else _worker)(_task, sys.argv[2], sys.argv[3])
