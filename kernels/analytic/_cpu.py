@@ -128,9 +128,9 @@ def _dual(code, slope, k12, k11, k22):
         return (2.0 / _PI) * math.asin(r), (4.0 / _PI) / math.sqrt(1.0 + 2.0 * (k11 + k22) + 4.0 * gap)
     if code == IDENTITY:
         return k12, 1.0
-    if code == STEP:
+    if code == STEP:                            # φ = 1[x > 0]: 0 where a variance is 0 (duals._step_nngp)
         k12, s = _clamped(k12, k11, k22)
-        return (_PI - _theta(math.sqrt(s), k12)) / (2.0 * _PI), 0.0
+        return ((_PI - _theta(math.sqrt(s), k12)) / (2.0 * _PI) if k11 * k22 > 0.0 else 0.0), 0.0
     return _abrelu(k12, k11, k22, (1.0 + slope * slope) / (2.0 * _PI), 2.0 * slope / (2.0 * _PI))
 
 

@@ -13,7 +13,8 @@ s = √(k11·k22 − k12²) and θ = atan2(s, k12) ∈ [0, π]:
   φ(x) = a·min(x, 0) + max(x, 0) gives
   E[φφ] = (1 + a²)·(s + (π − θ)·k12)/2π − 2a·(s − θ·k12)/2π,
   E[φ'φ'] = (1 + a²)·(π − θ)/2π + 2a·θ/2π.
-* ``"step"`` (Heaviside, arc-cosine order 0): E[φφ] = (π − θ)/2π; φ' = 0 almost everywhere, so E[φ'φ'] = 0.
+* ``"step"`` (Heaviside 1[x > 0], arc-cosine order 0): E[φφ] = (π − θ)/2π (0 when a variance is 0, as φ(0) = 0);
+  φ' = 0 almost everywhere, so E[φ'φ'] = 0.
 * ``"erf"``: E[φφ] = (2/π)·asin(2k12 / √((1 + 2k11)(1 + 2k22))),
   E[φ'φ'] = (4/π) / √((1 + 2k11)(1 + 2k22) − 4k12²).
 
@@ -90,20 +91,35 @@ def clamp_correlation(k12, k11, k22):
     own rounding error), and √(k·k) = k exactly in IEEE arithmetic, so a duplicate row's cross term becomes
     exactly its variance at every layer.
     """
+    return _clamped(k12, k11, k22)[0]
+
+
+def _clamped(k12, k11, k22):
+    """(k12 clamped as ``clamp_correlation``, s² = k11·k22 − k12² ≥ 0), the arithmetic of the fused CPU loops
+    (``kernels.analytic._cpu._clamped``), so the reference and fused engines agree bit for bit up to the angle.
+
+    s² is formed as (b − |k12|)·(b + |k12|) with b = √(k11·k22), never as k11·k22 − k12²: the latter cancels
+    catastrophically for near-identical inputs (an absolute error of eps·k11·k22 whatever s² is), which gave
+    θ ≈ √eps ≈ 1e-8 where the fused loops, and the clamped k12, give θ = 0. Duals whose correlation map has an
+    infinite slope at ρ = 1 amplify that difference at every layer (the step dual, θ ↦ 1 − θ/π: 1e-8 became
+    20% of max|K| at depth 5), and a ReLU NTK built from it was not positive semi-definite (−1.9e-8·max).
+    The factored form is exactly 0 for a snapped k12 (|k12| = b) and scales exactly with powers of two.
+    """
     xp = get_namespace(k12)
     bound = xp.sqrt(k11 * k22)
     k12 = xp.clip(k12, min=-bound, max=bound)
     near = bound * (1.0 - 16 * float(xp.finfo(k12.dtype).eps))
-    return xp.where(xp.abs(k12) > near, xp.where(k12 > 0, bound, -bound), k12)
+    k12 = xp.where(xp.abs(k12) > near, xp.where(k12 > 0, bound, -bound), k12)
+    a = xp.abs(k12)
+    return k12, xp.clip((bound - a) * (bound + a), min=0.0)
 
 
 def _angle(k12, k11, k22):
-    """(k12 clamped, s, θ) with s = √max(k11·k22 − k12², 0) and θ = atan2(s, k12) (θ = 0 exactly when k12² = k11·k22)."""
+    """(k12 clamped, s, θ) with s = √(k11·k22 − k12²) from ``_clamped`` and θ = atan2(s, k12) ∈ [0, π]
+    (θ = 0 exactly when k12 was snapped to √(k11·k22))."""
     xp = get_namespace(k12)
-    k12 = clamp_correlation(k12, k11, k22)
-    s = k11 * k22
-    s -= k12 * k12
-    s = xp.sqrt(xp.clip(s, min=0.0))
+    k12, s = _clamped(k12, k11, k22)
+    s = xp.sqrt(s)
     return k12, s, xp.atan2(s, k12)
 
 
@@ -144,8 +160,12 @@ def _abrelu(slope: float) -> tuple:
 
 
 def _step_nngp(k12, k11, k22):
+    """P(u > 0, v > 0) = (π − θ)/2π, and 0 when u or v has variance 0: φ = 1[x > 0] with φ(0) = 0, so an input
+    whose pre-activation is exactly 0 (an all-zero row without bias) gives φ ≡ 0. (Taking θ = atan2(0, 0) = 0
+    there instead gave K(0, x) = 1/2 for every x, and with x and −x an indefinite kernel.)"""
+    xp = get_namespace(k12)
     _, _, th = _angle(k12, k11, k22)
-    return (math.pi - th) / (2 * math.pi)
+    return xp.where(k11 * k22 > 0, (math.pi - th) / (2 * math.pi), xp.zeros_like(th))
 
 
 def _step_ntk(k12, k11, k22):
@@ -174,8 +194,7 @@ def _erf_ntk(k12, k11, k22):
     """(4/π)/√D with D = (1 + 2k11)(1 + 2k22) − 4k12² written as 1 + 2(k11 + k22) + 4(k11·k22 − k12²):
     no cancellation, and D ≥ 1 once k12 is clamped, so the factor is finite and at most 4/π."""
     xp = get_namespace(k12)
-    k12 = clamp_correlation(k12, k11, k22)
-    gap = xp.clip(k11 * k22 - k12 * k12, min=0.0)
+    _, gap = _clamped(k12, k11, k22)
     return (4 / math.pi) / xp.sqrt(1 + 2 * (k11 + k22) + 4 * gap)
 
 
@@ -268,9 +287,7 @@ def polar_expectation(f: Callable, g: Callable, k12, k11, k22, n_angle: int = _A
     k12, k11, k22 = (xp.reshape(a, (-1,)) for a in (k12, k11, k22))
     xa, wa, r, wr = (xp.asarray(a, dtype=dtype, device=k12.device) for a in _rules(n_angle, n_radial))
     sd1, sd2 = xp.sqrt(k11), xp.sqrt(k22)
-    denom = sd1 * sd2
-    safe = xp.where(denom > 0, denom, xp.ones_like(denom))
-    beta = xp.acos(xp.clip(xp.where(denom > 0, k12 / safe, xp.ones_like(k12)), min=-1.0, max=1.0))
+    beta = _angle(k12, k11, k22)[2]     # clamped and snapped as the closed forms (0 when a variance is 0)
     zero = xp.zeros_like(beta)
     starts = (zero - math.pi / 2, beta - math.pi / 2, zero + math.pi / 2, beta + math.pi / 2)
     lengths = (beta, math.pi - beta, beta, math.pi - beta)
