@@ -17,6 +17,17 @@ from kernels import backend
 from kernels.analytic import _cpu, rules
 
 
+def loop_array(x) -> np.ndarray:
+    """``x`` as the one array type the compiled loops are specialised for: a plain, C-contiguous, aligned,
+    writeable float64 ``numpy.ndarray`` (copied only when it is not one already).
+
+    numba compiles one specialisation per array type, and read-only (``np.load(mmap_mode='r')``, zarr, dask
+    or a broadcast view), non-contiguous or memory-mapped inputs are other types: each such call recompiled
+    ``conv_pairs`` (about 55 s) although the values are the same. ``np.asarray`` drops ndarray subclasses
+    (``np.memmap``)."""
+    return np.asarray(np.require(x, np.float64, ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE")))
+
+
 def _code(layer) -> float:
     return float(_cpu.ACTIVATION_CODES[layer.dual.name])
 
@@ -87,8 +98,8 @@ def fc_tile_function(network: rules.Network, x1, x2, symmetric: bool, want_ntk: 
         if pin:
             np.fill_diagonal(k, sq1[i0:i1])
         t = np.empty_like(k)
-        _cpu.fc_tile(k.reshape(-1), t.reshape(-1), j1 - j0, np.ascontiguousarray(chain1[:, i0:i1]),
-                     np.ascontiguousarray(chain2[:, j0:j1]), pin, params)
+        _cpu.fc_tile(k.reshape(-1), t.reshape(-1), j1 - j0, loop_array(chain1[:, i0:i1]),
+                     loop_array(chain2[:, j0:j1]), pin, params)
         return k, (t if want_ntk else None)
 
     return tile
@@ -100,8 +111,8 @@ def conv_kernels(network: rules.Network, x1, x2, want: tuple, n_jobs: int, block
     mirrored). A chunk holds a multiple of LANES pairs (``block_size``² pairs when given), a few chunks per
     thread, so small kernels keep every SIMD lane and every thread busy."""
     symmetric = x2 is None
-    a = np.ascontiguousarray(x1, dtype=np.float64)
-    b = a if symmetric else np.ascontiguousarray(x2, dtype=np.float64)
+    a = loop_array(x1)
+    b = a if symmetric else loop_array(x2)
     n1, n2 = a.shape[0], b.shape[0]
     n_chan, h, w = a.shape[1:]
     depth, full = len(network.duals), network.full_spatial
@@ -113,7 +124,7 @@ def conv_kernels(network: rules.Network, x1, x2, want: tuple, n_jobs: int, block
             return np.empty((x.shape[0], 0, h, w))
         var = np.sum(x * x, axis=1) / n_chan
         spread = lambda v, f: rules.patch_sum(v, ((1,), (2,)), f)   # noqa: E731
-        return np.ascontiguousarray(np.stack(rules.variance_chain(network, var, spread), axis=1))
+        return loop_array(np.stack(rules.variance_chain(network, var, spread), axis=1))
 
     chain1 = chain(a)
     chain2 = chain1 if symmetric else chain(b)
