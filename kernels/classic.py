@@ -70,6 +70,17 @@ def _squared_distances(x1, x2, same: bool):
     return d2
 
 
+def _exp_neg(gamma: float, d):
+    """exp(−γ·d) for distances d ≥ 0 in d's dtype. A γ beyond that dtype's range (γ = 1e300 with float32
+    inputs) would round to inf and give inf·0 = NaN at d = 0: the product is then formed in float64 (where γ·d
+    is 0 at d = 0 and overflows to +inf, exp → 0, elsewhere) and the result rounded back."""
+    xp = backend.get_namespace(d)
+    if gamma <= float(xp.finfo(d.dtype).max):
+        return xp.exp(-gamma * d)
+    with np.errstate(over="ignore"):
+        return xp.astype(xp.exp(-gamma * xp.astype(d, xp.float64)), d.dtype)
+
+
 class _Kernel(ParameterHolder):
     """A classic kernel: a picklable holder of its parameters, called as ``k(x1, x2=None)``."""
 
@@ -89,8 +100,7 @@ class RBF(_GammaKernel):
 
     def __call__(self, x1, x2=None):
         x1, x2, same = _pair(x1, x2)
-        xp = backend.get_namespace(x1)
-        return xp.exp(-_gamma(self.gamma, x1.shape[1]) * squared_distances(x1, x2, same))
+        return _exp_neg(_gamma(self.gamma, x1.shape[1]), squared_distances(x1, x2, same))
 
 
 class Laplace(_GammaKernel):
@@ -104,7 +114,7 @@ class Laplace(_GammaKernel):
         gamma = _gamma(self.gamma, d)
         rows = [xp.sum(xp.abs(x1[i:min(i + block, n1), None, :] - x2[None, :, :]), axis=2)
                 for i in range(0, n1, block)]
-        return xp.exp(-gamma * xp.concat(rows, axis=0))
+        return _exp_neg(gamma, xp.concat(rows, axis=0))
 
 
 class Polynomial(_Kernel):

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import uuid
+from pathlib import Path
 
 import numpy as np
 
@@ -111,11 +114,77 @@ def check_choice(x, name: str, choices):
         if isinstance(x, _BOOLS) != isinstance(choice, _BOOLS):
             continue
         try:
-            if x == choice:
-                return x
-        except Exception:   # arrays and other objects whose == is not a plain truth value: never a choice
+            equal = x == choice
+        except Exception:   # objects whose == raises: never a choice
             continue
+        # only a plain truth value counts: an array's elementwise == (np.array([1]) == 1 is array([True]),
+        # truthy) is never a choice
+        if isinstance(equal, _BOOLS) and equal:
+            return x
     raise ValueError(f"unknown {name} {x!r}; valid: {', '.join(map(str, choices))}")
+
+
+def check_bool(x, name: str) -> bool:
+    """``x`` if it is True or False (a Python or NumPy bool), else ``ArgumentTypeError`` naming ``name``: a
+    string such as "yes" or "false", or a number, is never a flag (``bool("false")`` is True)."""
+    if not isinstance(x, _BOOLS):
+        raise ArgumentTypeError(f"`{name}` must be True or False, got {type(x).__name__} {x!r}")
+    return bool(x)
+
+
+# ----------------------------------------------------------------------------------------------- paths
+class UnwritablePathError(ValueError):
+    """A path an option names cannot be written (a file where a folder is wanted, a missing or read-only folder);
+    checked before any work, so a long computation never fails at its end."""
+
+
+def _probe_write(folder: Path) -> str | None:
+    """Why a new file cannot be created in the existing ``folder`` (None when it can): a real create-and-delete,
+    so read-only mounts, permissions and a full inode table all count (os.access is always true for root)."""
+    probe = folder / f".lazykit-write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        handle = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    os.close(handle)
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
+    return None
+
+
+def check_writable(path, name: str, *, directory: bool = False) -> Path:
+    """``path`` as a ``Path`` that can be written, or ``UnwritablePathError`` naming the option ``name``.
+
+    ``directory=True`` (a store, a results folder): ``path`` must not be a file; it is created later if absent,
+    so its nearest existing ancestor must be a writable folder. ``directory=False`` (a file written at the end,
+    e.g. a checkpoint): ``path`` must not be a folder, and its folder must exist and be writable.
+    """
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        raise ArgumentTypeError(f"`{name}` must be a path (str or os.PathLike), got {type(path).__name__} {path!r}")
+    path = Path(path)
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise UnwritablePathError(f"`{name}` {str(path)!r} is a file, not a folder; pass a folder path (it is "
+                                      "created if needed)")
+        folder = path
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir():
+            raise UnwritablePathError(f"`{name}` {str(path)!r} cannot be created: {str(folder)!r} is a file")
+    else:
+        if path.is_dir():
+            raise UnwritablePathError(f"`{name}` {str(path)!r} is a folder; pass a file path inside it")
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise UnwritablePathError(f"`{name}` {str(path)!r}: its folder {str(folder)!r} does not exist; create "
+                                      "it first or pass another path")
+    problem = _probe_write(folder)
+    if problem:
+        raise UnwritablePathError(f"`{name}` {str(path)!r}: cannot write in {str(folder)!r} ({problem}); pass a "
+                                  "writable location")
+    return path
 
 
 # ----------------------------------------------------------------------------------------------- arrays

@@ -4,7 +4,8 @@ Layout of ``path.zarr`` (readable by zarr, dask and xarray without lazykit)::
 
     path.zarr/zarr.json          group; attributes["lazykit_gram"] = what was computed (below)
     path.zarr/ntk/               one (n1, n2) array per output ("ntk", "nngp", or "kernel" for a callable)
-    path.zarr/ntk/c/I/J          the tile of rows I·tile.. and columns J·tile.., uncompressed
+    path.zarr/ntk/c/I/J          the tile of rows I·tile.. and columns J·tile.., uncompressed, followed by
+                                 its CRC-32C (zarr's "crc32c" codec: 4 bytes, checked by every zarr reader)
 
 Each tile is written to a temporary file, flushed to disk and renamed into place (``os.replace`` is atomic
 on POSIX file systems), so a chunk file is either absent or complete: a tile is done exactly when its
@@ -14,6 +15,12 @@ reader without lazykit can do the same (``attributes["stored_triangle"] == "uppe
 
 Both axes are named ("x1", "x2": rows are the points of x1, columns those of x2), so
 ``xarray.open_zarr(path)`` reads the outputs as one Dataset.
+
+Damage. Every chunk carries its CRC-32C checksum (format 2; stores of format 1 have none and are checked by size
+only), verified whenever a tile is read: a flipped or truncated chunk raises ``DamagedTileError`` naming the tile
+and its file. ``GramStore.verify()`` lists every damaged tile, and a rerun of the same ``kernels.gram(...,
+store=)`` call recomputes them. A write that fails (a full disk, a quota) raises ``StoreWriteError`` naming the
+store; tiles already written stay intact.
 
 ``attributes["lazykit_gram"]`` records the kernel (class and parameters), which outputs, both inputs' shape,
 dtype and SHA-256, the tile size and the dtype; ``open_store`` refuses a store whose record differs from the
@@ -37,8 +44,9 @@ import numpy as np
 
 from kernels import backend
 
-FORMAT = 1
+FORMAT = 2              # 2: a CRC-32C per chunk; 1 (no checksums) is still read and resumed
 META_KEY = "lazykit_gram"
+CHECKSUM_BYTES = 4
 
 
 class StoreMismatchError(ValueError):
@@ -47,6 +55,19 @@ class StoreMismatchError(ValueError):
 
 class StoreNotFoundError(FileNotFoundError, ValueError):
     """``GramStore(path)`` where no store is: a missing file (``FileNotFoundError``) and a bad ``path`` value."""
+
+
+class DamagedTileError(ValueError):
+    """A computed tile whose chunk file is truncated or fails its checksum; rerun the same ``kernels.gram``
+    call to recompute it."""
+
+
+class StoreWriteError(OSError, ValueError):
+    """A tile could not be written (disk full, quota, read-only folder); the tiles already written are intact."""
+
+
+class StoreDamageWarning(RuntimeWarning):
+    """A rerun of ``kernels.gram(..., store=)`` found damaged tiles and is recomputing them."""
 
 
 # ----------------------------------------------------------------------------------------------- atomic writes
@@ -158,6 +179,9 @@ class GramStore:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be None or the name of a stored output such as 'ntk', got {name!r}")
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreNotFoundError(f"path {str(self.path)!r} is a file, not a Gram store (a folder made by "
+                                     "kernels.gram(kernel, x, store=PATH))")
         if not (self.path / "zarr.json").is_file():
             raise StoreNotFoundError(f"path {str(self.path)!r} is not a Gram store (no zarr.json); create one with "
                                      "kernels.gram(kernel, x, store=PATH)")
@@ -179,6 +203,9 @@ class GramStore:
         self.symmetric = bool(self.metadata["symmetric"])
         self.grid = tile_grid(self.shape[0], self.shape[1], self.tile, self.symmetric)
         self._grid_set = frozenset(self.grid)
+        self.checksummed = int(self.metadata.get("format", 1)) >= 2
+        self._chunk_bytes = math.prod(self.array.chunks) * self.dtype.itemsize + (
+            CHECKSUM_BYTES if self.checksummed else 0)
 
     def __repr__(self):
         return (f"GramStore({str(self.path)!r}, name={self.name!r}, shape={self.shape}, dtype={self.dtype}, "
@@ -225,11 +252,51 @@ class GramStore:
         return tile_bounds(self._index(index), self.tile, self.shape)
 
     def read_tile(self, index) -> np.ndarray:
-        """Tile (I, J) as stored (for a symmetric store I <= J)."""
+        """Tile (I, J) as stored (for a symmetric store I <= J); ``DamagedTileError`` when its chunk is damaged."""
         if not self.has_tile(index):
             raise ValueError(f"tile index {tuple(index)} of {self.path} has not been computed yet")
         i0, i1, j0, j1 = self.bounds(index)
-        return np.asarray(self.array[i0:i1, j0:j1])
+        problem = self.tile_problem(index)
+        if problem is None:
+            try:
+                return np.asarray(self.array[i0:i1, j0:j1])
+            except Exception as exc:   # noqa: BLE001  zarr raises anything from ValueError to its codec errors
+                problem = f"{type(exc).__name__}: {exc}"
+        raise DamagedTileError(f"tile {tuple(index)} of the Gram store {self.path} is damaged ({problem}): its "
+                               f"file {self._chunk_file(tuple(index))}; rerun the same kernels.gram(..., store=) "
+                               "call to recompute it (GramStore.verify() lists every damaged tile)")
+
+    def tile_problem(self, index):
+        """What is wrong with the computed tile (I, J)'s chunk file ("truncated: ...", "checksum mismatch"), or
+        None when it is sound (or not computed). Reads the file once."""
+        path = self._chunk_file(self._index(index))
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"unreadable: {exc.strerror}"
+        if len(data) != self._chunk_bytes:
+            return f"truncated or padded: {len(data)} bytes where {self._chunk_bytes} belong"
+        if self.checksummed:
+            import google_crc32c      # a dependency of zarr's crc32c codec
+            stored = data[-CHECKSUM_BYTES:]
+            computed = np.array([google_crc32c.value(data[:-CHECKSUM_BYTES])], dtype="<u4").tobytes()
+            if stored != computed:
+                return "checksum mismatch (CRC-32C)"
+        return None
+
+    def verify(self) -> list:
+        """Every damaged computed tile as ``(index, chunk file, problem)``, in grid order; [] when all are sound.
+
+        Reads each computed chunk once and checks its size and CRC-32C (size only for a format-1 store).
+        A rerun of the same ``kernels.gram(..., store=)`` call recomputes the tiles listed here."""
+        damaged = []
+        for index in self.grid:
+            problem = self.tile_problem(index)
+            if problem is not None:
+                damaged.append((index, self._chunk_file(index), problem))
+        return damaged
 
     def write_tile(self, index, block) -> None:
         """Store tile (I, J) (one chunk, written atomically); ``block`` must be finite, of the tile's shape."""
@@ -244,8 +311,14 @@ class GramStore:
         if stored.dtype.itemsize < block.dtype.itemsize and not np.all(np.isfinite(stored)):   # float64 → 32
             raise ValueError(f"block overflows the store's {self.dtype} (max |value| "
                              f"{float(np.max(np.abs(block))):.3g})")
-        writable = zarr.open_array(store=_local_store(self.path), path=self.name, mode="r+")
-        writable[i0:i1, j0:j1] = stored
+        try:
+            writable = zarr.open_array(store=_local_store(self.path), path=self.name, mode="r+")
+            writable[i0:i1, j0:j1] = stored
+        except OSError as exc:
+            done = self.tiles_done
+            raise StoreWriteError(exc.errno, f"could not write tile {tuple(index)} into the Gram store {self.path} "
+                                  f"({exc.strerror or exc}); the {done} tiles written before are intact: free space "
+                                  "(or fix the folder) and rerun the same kernels.gram(...) call to resume") from None
 
     def _check_complete(self, what: str):
         missing = len(self.missing_tiles())
@@ -286,6 +359,12 @@ class GramStore:
         """The matrix as a lazy ``dask.array`` (chunks = tiles; the lower triangle mirrored when symmetric)."""
         import dask.array as da
         self._check_complete("as_dask()")
+        damaged = self.verify()     # dask would meet a damaged chunk deep in a task, naming no tile
+        if damaged:
+            index, chunk, problem = damaged[0]
+            raise DamagedTileError(f"tile {index} of the Gram store {self.path} is damaged ({problem}): its file "
+                                   f"{chunk} ({len(damaged)} damaged in all); rerun the same kernels.gram(..., "
+                                   "store=) call to recompute them")
         array = da.from_zarr(self.array)
         if not self.symmetric:
             return array
@@ -325,7 +404,9 @@ def open_store(path, record: dict, shape, dtype) -> dict:
         if not stored:
             raise StoreMismatchError(f"{path} is a zarr group but not a lazykit Gram store; choose another "
                                      "store path")
-        differences = describe_differences(stored, _plain(record))
+        # the format only says whether chunks carry checksums: a format-1 store is resumed as it is
+        differences = describe_differences({k: v for k, v in stored.items() if k != "format"},
+                                           {k: v for k, v in _plain(record).items() if k != "format"})
         if differences:
             raise StoreMismatchError(f"{path} holds a Gram matrix of a different computation; refusing to mix "
                                      "tiles. What differs: " + "; ".join(differences)
@@ -339,11 +420,16 @@ def open_store(path, record: dict, shape, dtype) -> dict:
         for name in record["get"]:
             group.create_array(
                 name, shape=tuple(shape), chunks=(min(tile, shape[0]), min(tile, shape[1])), dtype=dtype,
-                fill_value=np.nan, compressors=None, chunk_key_encoding={"name": "default", "separator": "/"},
+                fill_value=np.nan, compressors=[_checksum_codec()], chunk_key_encoding={"name": "default", "separator": "/"},
                 config={"write_empty_chunks": True}, dimension_names=("x1", "x2"),
                 attributes={"symmetric": bool(record["symmetric"]),
                             "stored_triangle": "upper" if record["symmetric"] else "full", "tile": tile})
     return {name: GramStore(path, name) for name in record["get"]}
+
+
+def _checksum_codec():
+    from zarr.codecs import Crc32cCodec
+    return Crc32cCodec()
 
 
 def _plain(value):

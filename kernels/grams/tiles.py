@@ -30,34 +30,56 @@ import numbers
 import os
 import threading
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
 import threadpoolctl
 
 from kernels import backend
-from kernels.grams.store import GramStore, fingerprint, open_store, remove_partial_files, tile_bounds, tile_grid
-from kernels.validation import check_array, check_scalar
+from kernels.grams.store import (GramStore, StoreDamageWarning, fingerprint, open_store, remove_partial_files,
+                                 tile_bounds, tile_grid)
+from kernels.validation import check_array, check_scalar, check_writable
 
 OUTPUTS = ("ntk", "nngp")
 HOW_NOT_WHAT = ("device", "n_jobs", "block_size", "memory_budget")   # parameters that do not change K
 
 
 # ----------------------------------------------------------------------------------------------- kernel outputs
+def accepts_none(fn) -> bool:
+    """Whether ``fn(x1, x2)`` declares ``x2=None`` (meaning x2 = x1), as lazykit's kernels and methods do."""
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):     # builtins without a signature
+        return False
+    return len(params) >= 2 and params[1].default is None
+
+
 class _Outputs:
-    """The kernel and the outputs wanted from it: ``compute(a, b)`` returns one block per name."""
+    """The kernel and the outputs wanted from it: ``compute(a, b)`` returns one block per name.
+
+    A diagonal tile is asked for as ``(a, None)`` only from code that declares ``x2=None`` (``FullyConnected``,
+    ``RBF``, ...: they pin the diagonal exactly); any other callable is called as documented, ``k(a, a)``.
+    """
 
     def __init__(self, kernel, names: tuple):
         self.kernel, self.names = kernel, names
+        method = kernel if names == ("kernel",) else getattr(kernel, "kernels" if len(names) > 1 else names[0])
+        self.takes_none = accepts_none(method)
 
     def compute(self, a, b):
         k, names = self.kernel, self.names
+        if b is None and not self.takes_none:
+            b = a
         if names == ("kernel",):
             return (k(a, b),)
         if len(names) == 1:
             return (getattr(k, names[0])(a, b),)
-        nngp, ntk = k.kernels(a, b)
-        return tuple({"nngp": nngp, "ntk": ntk}[name] for name in names)
+        both = k.kernels(a, b)
+        if not isinstance(both, (tuple, list)) or len(both) != 2:
+            raise TypeError(f"kernel.kernels(x1, x2) must return the pair (nngp, ntk), got {type(both).__name__}")
+        return tuple({"nngp": both[0], "ntk": both[1]}[name] for name in names)
 
     def for_worker(self):
         """The same outputs with a kernel whose ``n_jobs=None`` became 1: the worker's threads share tiles."""
@@ -65,6 +87,54 @@ class _Outputs:
         if "n_jobs" in params and params["n_jobs"] is None and hasattr(self.kernel, "set_params"):
             return _Outputs(type(self.kernel)(**{**params, "n_jobs": 1}), self.names)
         return self
+
+
+def checked_block(block, shape, bounds, name: str = "kernel"):
+    """A kernel's block for tile ``bounds`` as a real floating array of ``shape``, or an error naming ``kernel``
+    (a list, a wrong shape, complex or bool values, NaN/inf: the same rule in memory as in a store). Integer
+    blocks are cast to float64."""
+    i0, i1, j0, j1 = bounds
+    where = f"the tile x1[{i0}:{i1}] × x2[{j0}:{j1}]"
+    if backend.is_torch(block):
+        block = backend.from_torch(block)
+    if not backend.is_array(block):
+        raise TypeError(f"{name} returned {type(block).__name__} for {where}; it must return a {shape[0]} × "
+                        f"{shape[1]} array of real numbers (NumPy, CuPy or torch)")
+    xp = backend.get_namespace(block)
+    if xp.isdtype(block.dtype, "integral"):
+        block = xp.astype(block, xp.float64)
+    elif not xp.isdtype(block.dtype, "real floating"):
+        raise TypeError(f"{name} returned {block.dtype} values for {where}; it must return real numbers")
+    elif block.dtype not in (xp.float32, xp.float64):
+        block = xp.astype(block, xp.float32)            # half precision: exact upcast
+    if tuple(block.shape) != tuple(shape):
+        raise ValueError(f"{name} returned shape {tuple(block.shape)} for {where}; expected {tuple(shape)} "
+                         "(one row per point of x1, one column per point of x2)")
+    if not bool(xp.all(xp.isfinite(block))):
+        raise ValueError(f"{name} returned NaN or inf for {where}; a Gram matrix must be finite")
+    return block
+
+
+def check_symmetric_block(block, i0: int):
+    """A plain callable's diagonal tile k(x_a, x_a) must be symmetric to √eps of its max|K| before it is
+    symmetrised: ``gram(kernel, x)`` computes the upper triangle and mirrors it, so an asymmetric function would
+    be silently replaced by its symmetric part. ValueError naming ``kernel`` and the two entries otherwise."""
+    host = backend.to_numpy(block)
+    gap = np.abs(host - host.T)
+    if gap.size and float(np.max(gap)) > np.sqrt(np.finfo(host.dtype).eps) * float(np.max(np.abs(host))):
+        i, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
+        raise ValueError(f"kernel is not symmetric: k(x1[{i0 + i}], x1[{i0 + j}]) = {host[i, j]:.6g} but "
+                         f"k(x1[{i0 + j}], x1[{i0 + i}]) = {host[j, i]:.6g}; gram(kernel, x) computes the upper "
+                         "triangle and mirrors it, so it needs a symmetric kernel (pass x2=x for the full "
+                         "matrix of any function)")
+
+
+def check_symmetric_kernel(outputs: _Outputs, x, tile: int, probes: int = 4):
+    """With 1 × 1 diagonal tiles (``tile=1``) no tile shows both k(x_i, x_j) and k(x_j, x_i): for a plain
+    callable, check the first ``probes`` points once, up front."""
+    m = min(probes, x.shape[0])
+    if outputs.names == ("kernel",) and tile == 1 and m >= 2:
+        check_symmetric_block(checked_block(outputs.kernel(x[:m], x[:m]), (m, m), (0, m, 0, m)), 0)
 
 
 def resolve_outputs(kernel, get) -> _Outputs:
@@ -143,7 +213,11 @@ def compute_tile(outputs: _Outputs, x1, x2, bounds, diagonal: bool, to_host: boo
     i0, i1, j0, j1 = bounds
     with contextlib.nullcontext() if _thread_safe(outputs) else _SERIAL:
         blocks = outputs.compute(x1[i0:i1], None if diagonal else x2[j0:j1])
+    blocks = tuple(checked_block(b, (i1 - i0, j1 - j0), bounds, "kernel" if n == "kernel" else f"kernel.{n}")
+                   for b, n in zip(blocks, outputs.names))
     if diagonal:
+        if outputs.names == ("kernel",):
+            check_symmetric_block(blocks[0], i0)
         blocks = tuple((b + b.T) / 2 for b in blocks)
     return tuple(backend.to_numpy(b) for b in blocks) if to_host else blocks
 
@@ -225,6 +299,10 @@ def gram(kernel, x1, x2=None, *, tile=4096, store=None, client=None, progress=Tr
     x1, x2 = _check_inputs(x1, x2)
     tile = int(tile)
     symmetric = x2 is None
+    if store is not None and not (Path(store) / "zarr.json").is_file():   # a new store: can it be written?
+        check_writable(store, "store", directory=True)
+    if symmetric:
+        check_symmetric_kernel(outputs, x1, tile)
     shape = (x1.shape[0], (x1 if symmetric else x2).shape[0])
     grid = tile_grid(shape[0], shape[1], tile, symmetric)
     if store is None:
@@ -242,6 +320,7 @@ def gram_in(directory, kernel, x1, x2=None, *, tile=4096, progress=False, get=No
     (a sweep run on a cluster), the tiles become tasks on that same cluster. Returns ``GramStore`` (s).
     """
     outputs = resolve_outputs(kernel, get)
+    check_writable(directory, "directory", directory=True)
     name = fingerprint({"kernel": kernel_identity(outputs.kernel), "get": list(outputs.names), "tile": tile,
                         "x1": input_record(x1), "x2": None if x2 is None else input_record(x2)})
     path = Path(directory) / f"gram-{name}.zarr"
@@ -256,7 +335,8 @@ def gram_in(directory, kernel, x1, x2=None, *, tile=4096, progress=False, get=No
 
 def _probe_dtype(outputs, x1, x2):
     """The dtype the kernel returns for these inputs (from a 1 × 1 block)."""
-    return np.dtype(backend.to_numpy(outputs.compute(x1[:1], (x1 if x2 is None else x2)[:1])[0]).dtype)
+    block = outputs.compute(x1[:1], (x1 if x2 is None else x2)[:1])[0]
+    return np.dtype(backend.to_numpy(checked_block(block, (1, 1), (0, 1, 0, 1), "kernel")).dtype)
 
 
 def _stored(outputs, x1, x2, grid, tile, shape, symmetric, path, client, progress):
@@ -265,8 +345,12 @@ def _stored(outputs, x1, x2, grid, tile, shape, symmetric, path, client, progres
     exists = (path / "zarr.json").is_file()
     dtype = np.dtype(GramStore(path).metadata["dtype"]) if exists else _probe_dtype(outputs, x1, x2)
     stores = open_store(path, record, shape, dtype)
-    remove_partial_files(path)
+    if exists:
+        _drop_damaged(stores.values())
     todo = [index for index in grid if not all(s.has_tile(index) for s in stores.values())]
+    if todo:
+        check_writable(path, "store", directory=True)
+        remove_partial_files(path)
     bar = _progress_bar(len(grid), len(grid) - len(todo), progress)
     try:
         for _ in _execute(outputs, x1, x2, todo, tile, shape, symmetric, str(path), client):
@@ -274,6 +358,19 @@ def _stored(outputs, x1, x2, grid, tile, shape, symmetric, path, client, progres
     finally:
         bar.close()
     return tuple(stores[name] for name in outputs.names)
+
+
+def _drop_damaged(stores):
+    """Delete the chunk files of damaged tiles (``GramStore.verify``), so the rerun recomputes them, and warn."""
+    for store in stores:
+        damaged = store.verify()
+        if not damaged:
+            continue
+        warnings.warn(f"{store.path}: recomputing {len(damaged)} damaged tile(s) of {store.name!r}: "
+                      + "; ".join(f"{index} ({problem})" for index, _, problem in damaged[:5])
+                      + (" ..." if len(damaged) > 5 else ""), StoreDamageWarning, stacklevel=4)
+        for _, chunk, _ in damaged:
+            chunk.unlink(missing_ok=True)
 
 
 def _in_memory(outputs, x1, x2, grid, tile, shape, symmetric, client, progress):

@@ -77,3 +77,13 @@ def test_bad_input(rng):
         RBF(gamma=-1.0)
     with pytest.raises(ValueError, match="`degree` must be an integer ≥ 1"):
         Polynomial(degree=0)
+
+
+@pytest.mark.parametrize("kernel", [RBF, Laplace])
+def test_gamma_beyond_float32_range_stays_finite(kernel, rng):
+    # γ = 1e300 rounds to inf in float32 and γ·0 was NaN on the diagonal (issue #24); exp(−γ·d) is 1 at d = 0
+    # and underflows to 0 for every d > 0 (the smallest float32 distance times 1e300 is far beyond 746)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    K = kernel(1e300)(x)
+    assert K.dtype == np.float32
+    np.testing.assert_array_equal(K, np.eye(4, dtype=np.float32))

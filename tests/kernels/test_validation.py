@@ -177,3 +177,48 @@ def test_the_module_is_the_only_home_of_these_checks():
     for name in ("check_array", "check_finite", "check_floating", "namespace_for"):
         assert not hasattr(backend, name)
     assert validation.check_array is check_array
+
+
+# ----------------------------------------------------------------------------------------------- issue #24
+@pytest.mark.parametrize("value", [np.array([1]), np.array(["relu"]), [1], np.array([[1]])])
+def test_check_choice_refuses_arrays_whose_comparison_is_truthy(value):
+    # np.array([1]) == 1 is array([True]), which `if` took for a match: the array was accepted as the choice 1
+    with pytest.raises(ValueError, match="unknown activation"):
+        check_choice(value, "activation", (1, 2, "relu"))
+    assert check_choice(np.int64(1), "activation", (1, 2)) == 1      # a NumPy scalar is a plain value
+
+
+@pytest.mark.parametrize("value", ["yes", "false", 1, 0, None, np.array([True])])
+def test_check_bool_refuses_everything_but_booleans(value):
+    with pytest.raises(ArgumentTypeError, match=r"^`symmetric` must be True or False"):
+        validation.check_bool(value, "symmetric")
+    assert validation.check_bool(np.bool_(True), "symmetric") is True
+
+
+def test_check_writable_names_the_option(tmp_path, monkeypatch):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(validation.UnwritablePathError, match=r"`store` .* is a file, not a folder"):
+        validation.check_writable(a_file, "store", directory=True)
+    with pytest.raises(validation.UnwritablePathError, match=r"`store` .* cannot be created: .* is a file"):
+        validation.check_writable(a_file / "sub" / "s.zarr", "store", directory=True)
+    with pytest.raises(validation.UnwritablePathError, match=r"`checkpoint` .* its folder .* does not exist"):
+        validation.check_writable(tmp_path / "missing" / "ck.pt", "checkpoint")
+    with pytest.raises(validation.UnwritablePathError, match=r"`checkpoint` .* is a folder"):
+        validation.check_writable(tmp_path, "checkpoint")
+    assert validation.check_writable(tmp_path / "new" / "deeper", "store", directory=True) == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()          # nothing is created by the check
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]   # the probe file is gone
+
+    # a read-only folder (simulated: root may write anywhere, so the probe's os.open is made to fail as on a
+    # read-only mount)
+    real_open = validation.os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).startswith(str(tmp_path)):
+            raise OSError(30, "Read-only file system")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(validation.os, "open", read_only)
+    with pytest.raises(validation.UnwritablePathError, match=r"`checkpoint` .* \(Read-only file system\)"):
+        validation.check_writable(tmp_path / "ck.pt", "checkpoint")
