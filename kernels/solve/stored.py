@@ -112,8 +112,26 @@ def solve_stored(store, y, alpha: float = 0.0, *, method: str = "auto", tol: flo
     if method == "auto":
         method = "cholesky" if fits_in_memory(store, memory_limit) else "cg"
     Y2 = Y if Y.ndim == 2 else Y[:, None]
+    # (K + αI) c = y is linear: solve it for y / 2^e with max|y / 2^e| in [1/2, 1) and scale c back (exact), so
+    # |y| up to the float64 maximum neither overflows the residual norms nor the stopping rule
+    peak = float(np.max(np.abs(Y2))) if Y2.size else 0.0
+    exponent = int(np.frexp(peak)[1]) if peak > 0 else 0
+    Y2 = np.ldexp(Y2, -exponent)
+    if _zero_diagonal(store):          # a PSD K with a zero diagonal is 0: K + αI = αI
+        coef = _zero_kernel_coef(store, Y2, alpha)
+        return StoredSolution(_scaled_back(coef, exponent, y, Y.ndim), "zero kernel", 0, 0.0 if alpha else 1.0,
+                              alpha > 0 or not np.any(Y2), float(tol))
     if method == "cholesky":
-        operator, precondition = _cholesky_operators(store, alpha, block)
+        try:
+            operator, precondition = _cholesky_operators(store, alpha, block)
+        except _NotFactorable as failure:    # indefinite beyond any shift: the in-memory fit's pseudo-inverse
+            from kernels.solve.ridge import EigenPath, GramWarning
+            warnings.warn(f"{failure}; solving with its eigendecomposition (eigenvalues below n*eps*max treated "
+                          "as zero), as kernels.krr_solve does in memory", GramWarning, stacklevel=2)
+            coef = EigenPath(failure.matrix).dual_coef(Y2, alpha=alpha)
+            residual = _relative_residual(failure.matrix, alpha, coef, Y2)
+            return StoredSolution(_scaled_back(coef, exponent, y, Y.ndim), "eigh", 0, residual, residual <= tol,
+                                  float(tol))
         max_iter = 50 if max_iter is None else max_iter
     else:
         operator = _streaming_operator(store, alpha)
@@ -125,7 +143,49 @@ def solve_stored(store, y, alpha: float = 0.0, *, method: str = "auto", tol: flo
         warnings.warn(f"{method}: relative residual {residual:.2e} after {n_iter} iterations is above tol={tol:g} "
                       "(float64 rounding stops refinement near eps*cond(K + alpha*I)); add a ridge alpha, or raise "
                       "max_iter (or n_centers for 'cg')", ConvergenceWarning, stacklevel=2)
-    return StoredSolution(coef if Y.ndim == 2 else coef[:, 0], method, n_iter, residual, converged, float(tol))
+    return StoredSolution(_scaled_back(coef, exponent, y, Y.ndim), method, n_iter, residual, converged, float(tol))
+
+
+def _scaled_back(coef, exponent, y, ndim):
+    """The coefficients of the unscaled y, or a ValueError naming y when they leave float64's range."""
+    from kernels.solve.ridge import finite_coefficients
+    with np.errstate(over="ignore"):
+        coef = np.ldexp(coef, exponent)
+    coef = finite_coefficients(coef, y)
+    return coef if ndim == 2 else coef[:, 0]
+
+
+def _zero_diagonal(store) -> bool:
+    """Whether every K_ii is 0 (read from the diagonal tiles): a PSD kernel is then 0 everywhere (|K_ij|² ≤
+    K_ii·K_jj), e.g. the NTK of all-zero inputs to a network without bias."""
+    for index in store.grid:
+        if index[0] == index[1] and np.any(np.diagonal(store.read_tile(index)) != 0):
+            return False
+    return True
+
+
+def _zero_kernel_coef(store, Y, alpha):
+    """(0 + αI) c = y: c = y/α, or c = 0 for α = 0 (the pseudo-inverse of 0, what krr_solve gives in memory)."""
+    from kernels.solve.ridge import GramWarning
+    if alpha > 0:
+        return Y / alpha
+    warnings.warn(f"{store.path} holds the zero matrix (every K_ii = 0) and alpha = 0: the min-norm solution "
+                  "c = 0 (predictions 0), as kernels.krr_solve gives in memory", GramWarning, stacklevel=3)
+    return np.zeros_like(Y)
+
+
+def _relative_residual(K, alpha, coef, Y) -> float:
+    norms = np.linalg.norm(Y, axis=0)
+    R = Y - (K @ coef + alpha * coef)
+    return float(np.max(np.linalg.norm(R, axis=0) / np.where(norms > 0, norms, 1.0)))
+
+
+class _NotFactorable(Exception):
+    """K + (α + δ)I did not factorise for any shift tried; ``matrix`` is K (float64, both triangles)."""
+
+    def __init__(self, message, matrix):
+        super().__init__(message)
+        self.matrix = matrix
 
 
 def _restarted_cg(operator, precondition, Y, tol, max_iter):
@@ -172,8 +232,12 @@ def _cholesky_operators(store, alpha, block):
             _restore_upper(A, block)
             shift = alpha + n * np.finfo(A.dtype).eps * float(np.max(np.abs(diagonal))) * 10.0 ** attempt
     if not factored:
-        raise np.linalg.LinAlgError(f"K + alpha*I from {store.path} is not positive definite even with a shift "
-                                    f"of {shift:.3g}; is the kernel positive semi-definite?")
+        K = A.astype(np.float64)
+        lower = np.tril(K, -1)
+        K = lower + lower.T
+        K.flat[::n + 1] = diagonal
+        raise _NotFactorable(f"K + alpha*I from {store.path} is not positive definite even with a shift of "
+                             f"{shift:.3g}", K)
     dtype = A.dtype
 
     def operator(V):               # (K + αI)·V in float64, K from the strict lower triangle and the diagonal

@@ -145,3 +145,53 @@ def test_estimators_spill_the_gram_matrix_to_a_store(tmp_path, rng):
     np.testing.assert_allclose(flow.predict(X[300:]), reference.predict(X[300:]), atol=1e-10)
     with pytest.raises(ValueError, match="memory and gram_store"):
         KernelRegressor(memory=str(tmp_path), gram_store=tmp_path).fit(X[:30], X[:30, 9])
+
+
+# ----------------------------------------------------------------------------------------------- issue #24
+@pytest.mark.parametrize("method", ["cholesky", "cg"])
+@pytest.mark.parametrize("size", [1e300, 1e-300])
+def test_targets_near_the_float64_limits_are_solved_exactly(method, size, problem):
+    # (K + αI) c = y is linear, so y is solved scaled by a power of two and c scaled back. Before, |y| = 1e300
+    # overflowed ‖y‖ and the stopping rule said "`tol` must be ... got nan", naming a parameter never passed
+    store, K, Y = problem
+    coef = solve_stored(store, Y[:, 0] * size, 1e-3, method=method, tol=1e-10).coef
+    want = scipy.linalg.solve(K + 1e-3 * np.eye(len(K)), Y[:, 0], assume_a="pos") * size
+    np.testing.assert_allclose(coef, want, rtol=1e-6)   # κ(K + αI)·tol bound with κ ≈ 1e4 for this ridge
+
+
+def test_coefficients_beyond_float64_name_y(tmp_path, rng):
+    # RBF of 6 points: λ_min(K) < 1, so c = K⁻¹y exceeds the float64 maximum for |y| = 1.7e308
+    from kernels import RBF
+    store = gram(RBF(), rng.standard_normal((6, 3)), store=tmp_path / "s.zarr", progress=False)
+    with pytest.raises(ValueError, match=r"overflowed float64: y is too large"):
+        solve_stored(store, np.full(6, 1.7e308) * np.array([1, -1, 1, -1, 1, -1]), 0.0)
+
+
+def test_zero_kernel_store_is_a_drop_in_for_the_in_memory_fit(tmp_path):
+    # the NTK of all-zero inputs to a network without bias is 0: in memory the pseudo-inverse gives c = 0 and
+    # predictions 0; the stored fit raised LinAlgError
+    from kernels import NTKRegressor
+    from kernels.solve.ridge import GramWarning
+    X, y = np.zeros((5, 3)), np.arange(5.0)
+    with pytest.warns(GramWarning):
+        stored = NTKRegressor(gram_store=tmp_path).fit(X, y)
+    with pytest.warns(GramWarning):
+        memory = NTKRegressor().fit(X, y)
+    for new in (np.zeros((2, 3)), np.ones((2, 3))):
+        np.testing.assert_array_equal(stored.predict(new), memory.predict(new))
+    assert stored.solve_info_["method"] == "zero kernel"
+    ridge = NTKRegressor(gram_store=tmp_path, alpha=2.0).fit(X, y)
+    np.testing.assert_array_equal(ridge.dual_coef_[:, 0], y / 2.0)          # (0 + 2I) c = y
+
+
+def test_an_indefinite_store_falls_back_to_the_pseudo_inverse(tmp_path, rng):
+    from kernels.solve.ridge import GramWarning
+    x = rng.standard_normal((6, 2))
+    store = gram(lambda a, b: -(a @ b.T), x, store=tmp_path / "neg.zarr", progress=False)   # negative semidefinite
+    y = rng.standard_normal(6)
+    with pytest.warns(GramWarning):
+        solution = solve_stored(store, y, 0.0, method="cholesky")
+    with pytest.warns(GramWarning):
+        want = krr_solve(-(x @ x.T), y, 0.0)
+    assert solution.method == "eigh"
+    np.testing.assert_allclose(solution.coef, want, rtol=1e-10, atol=1e-12)
