@@ -1,8 +1,12 @@
 """kernels.solve.flow: kernel gradient flow of any loss vs the squared-loss closed form and vs the weight-space flow
 of a linear model (the comparison with a trained `Linearized` network is in tests/nets/test_losses.py)."""
+import re
+
 import numpy as np
 import pytest
 import scipy.integrate
+
+import kernels
 
 from kernels.solve.flow import LOSSES, kernel_gradient_flow, loss_derivatives
 from kernels.solve.ridge import EigenPath
@@ -140,3 +144,51 @@ def test_loss_derivatives_checks_its_arguments():
     values, grad, _ = loss_derivatives(f, np.array([0, 2]), "cross_entropy")
     np.testing.assert_allclose(values.sum(axis=1), np.log(3.0))   # −log softmax of equal outputs
     np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------------------------- issue #24
+@pytest.mark.parametrize("method", ["RK45", "RK23", "DOP853"])
+def test_a_collapsing_hinge_flow_is_stopped_early(method):
+    # the hinge's derivative jumps at margin 1; an error-controlled method's step collapses there (to 1e-8 at
+    # t ≈ 2.09 on these 8 points) and it spent all 10⁶ evaluations before its error. The pace is now measured
+    # every 100 steps: the error comes after a few thousand evaluations and says how far it got
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8, 3))
+    K, y = X @ X.T + np.eye(8), np.sign(rng.standard_normal(8))
+    with pytest.raises(ValueError, match=rf"method='{method}' reached t=2\.\d+ of t=100 after (\d+) evaluations.*"
+                                         "the hinge's derivative jumps") as info:
+        kernels.kernel_gradient_flow(K, y, 100.0, loss="hinge", method=method)
+    evaluations = int(re.search(r"after (\d+) evaluations", str(info.value)).group(1))
+    assert evaluations < 20_000
+    # Euler, the hinge's default, integrates the same flow to the end
+    assert kernels.kernel_gradient_flow(K, y, 100.0, loss="hinge").t == 100.0
+
+
+def test_the_stepped_solver_matches_solve_ivp():
+    # the flow steps solve_ivp's own solver object: the same steps, the same result, bit for bit
+    import scipy.integrate
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((6, 2))
+    K, y = X @ X.T, np.sign(rng.standard_normal(6))
+    result = kernels.kernel_gradient_flow(K, y, 3.0, loss="logistic", method="RK45")
+
+    def rhs(_, a):
+        return -kernels.loss_derivatives(K @ a[:, None], y[:, None], "logistic")[1][:, 0] / 6
+
+    reference = scipy.integrate.solve_ivp(rhs, (0.0, 3.0), np.zeros(6), method="RK45", rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(result.coef[:, 0], reference.y[:, -1])
+    assert result.nfev == reference.nfev
+
+
+@pytest.mark.parametrize("loss", ["mse", "quadratic_hinge", "logistic", "softhinge", "hinge"])
+def test_loss_derivatives_that_overflow_name_f(loss):
+    # ½(f − y)² at |f| = 1e300 is 5e599: it was returned as inf. The hinge, logistic and soft hinge grow linearly
+    # in the margin (log(1 + e^z) = z for large z): 1 + 1e300 is finite, and so are they
+    f, y = np.full((2, 2), -1e300), np.ones((2, 2))
+    if loss in ("mse", "quadratic_hinge"):
+        with pytest.raises(ValueError, match=rf"loss='{loss}' overflows float64 at these outputs f"):
+            kernels.loss_derivatives(f, y, loss)
+    else:
+        values, grad, _ = kernels.loss_derivatives(f, y, loss)
+        np.testing.assert_allclose(values, 1e300, rtol=1e-15)
+        np.testing.assert_allclose(grad, -1.0, rtol=1e-15)
