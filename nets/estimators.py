@@ -132,7 +132,7 @@ class LazyNetRegressor(RegressorMixin, _LazyNet):
 
     def fit(self, X, y):
         X, y = _fit_arrays(X, y)
-        with naming_inputs(X):
+        with naming_inputs(X, y, y_numbers=True):
             X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
         if self.arch == "two_layer" and y.ndim == 2:
             if y.shape[1] > 1:
@@ -168,7 +168,7 @@ class LazyNetClassifier(ClassifierMixin, _LazyNet):
 
     def fit(self, X, y):
         X, y = _fit_arrays(X, y)
-        with naming_inputs(X):
+        with naming_inputs(X, y):
             X, y = validate_data(self, X, y, dtype=np.float64)
         with naming_inputs(np.zeros((1, 1))):
             check_classification_targets(y)

@@ -82,7 +82,7 @@ class ArrayEstimator(BaseEstimator):
             with naming_inputs(X):
                 X = validate_data(self, X, reset=reset, dtype=np.float64)
         else:
-            with naming_inputs(X):
+            with naming_inputs(X, y, y_numbers=not classifier):
                 X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, ensure_min_samples=2,
                                      multi_output=not classifier, y_numeric=not classifier)
         return backend.to_device(validation.check_array(X, "X", dtype=dtype), device), y
@@ -110,10 +110,37 @@ class ArrayEstimator(BaseEstimator):
         return self._outputs(X), origin
 
 
+def check_values(a, name: str, numbers: bool = True):
+    """lazykit's own words for the values of a host array-like, before scikit-learn sees it: strings or other
+    objects where numbers are wanted (``numbers``), and NaN or inf. (scikit-learn would say "could not convert
+    string to float", attributed to the wrong input, or suggest HistGradientBoosting for missing values.)
+    Device arrays, sparse matrices and ragged lists are left to the checks that follow."""
+    if a is None or backend.is_torch(a) or array_api_compat.is_cupy_array(a) or hasattr(a, "tocsr"):
+        return
+    try:
+        values = np.asarray(a)
+    except (TypeError, ValueError):
+        return
+    if values.dtype.kind in "USO" and numbers:
+        try:
+            values = values.astype(np.float64)
+        except (TypeError, ValueError):
+            what = {"U": "strings", "S": "bytes", "O": "objects that are not numbers"}[values.dtype.kind]
+            raise TypeError(f"{name} must hold numbers, got {what} (dtype {values.dtype}); float() of each entry "
+                            "fails (its argument must be a real number, not a string): encode categories as "
+                            "numbers first") from None
+    if values.dtype.kind in "fc" and not bool(np.all(np.isfinite(values))):
+        raise ValueError(f"{name} contains NaN or inf; all values must be finite (drop or impute those entries "
+                         "first)")
+
+
 @contextlib.contextmanager
-def naming_inputs(X):
-    """Re-raise scikit-learn's validation errors ("Complex data not supported", "Found array with 0 sample(s)",
-    "Unknown label type", ...) with the input they are about: X when X alone fails ``check_array``, else y."""
+def naming_inputs(X, y=None, y_numbers: bool = False):
+    """Check X (and y, numbers when ``y_numbers``) with ``check_values``, then re-raise scikit-learn's validation
+    errors ("Complex data not supported", "Found array with 0 sample(s)", "Unknown label type", ...) with the
+    input they are about: X when X alone fails ``check_array``, else y."""
+    check_values(X, "X")
+    check_values(y, "y", numbers=y_numbers)
     try:
         yield
     except ValueError as exc:

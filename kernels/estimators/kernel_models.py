@@ -72,6 +72,7 @@ class _KernelModel(ArrayEstimator):
             raise ValueError("memory and gram_store are two ways of keeping Gram matrices; pass only one")
         if not isinstance(self.gram_store, (str, os.PathLike)):
             raise TypeError(f"gram_store must be None or a directory path, got {type(self.gram_store).__name__}")
+        validation.check_writable(self.gram_store, "gram_store", directory=True)   # before computing anything
         store = gram_in(self.gram_store, self.kernel_, X)
         Y_host = backend.to_numpy(Y)
         if t is None:
