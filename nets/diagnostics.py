@@ -62,7 +62,11 @@ def _as_input(X, module, name):
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
     ref = next((p for p in module.parameters() if p.is_floating_point()), None)
     device, dtype = (ref.device, ref.dtype) if ref is not None else (X.device, torch.get_default_dtype())
+    finite = bool(torch.isfinite(X).all()) if X.is_floating_point() else True
     X = X.to(device=device, dtype=dtype)
+    if finite and not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{name} is too large for the module's {str(dtype).replace('torch.', '')} (max |{name}| "
+                         f"beyond {torch.finfo(dtype).max:.3g}); rescale {name} or use a float64 module")
     if X.ndim == 0 or X.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty array with samples along axis 0, got shape {tuple(X.shape)}")
     if not bool(torch.isfinite(X).all()):
@@ -72,6 +76,21 @@ def _as_input(X, module, name):
 
 def _norm(tensors):
     return math.sqrt(sum(float(t.detach().double().pow(2).sum()) for t in tensors))
+
+
+def _frobenius(t):
+    """‖t‖ without overflow: max|t|·‖t / max|t|‖ (entries near 1e200 have squares beyond float64)."""
+    t = t.detach().double()
+    peak = float(t.abs().max()) if t.numel() else 0.0
+    return peak * float(torch.linalg.norm(t / peak)) if peak > 0 else 0.0
+
+
+def _finite(t, name, what):
+    """``t``, or a ValueError naming the input ``name`` when the network's ``what`` on it is NaN or inf."""
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"the network's {what} on {name} are not finite (NaN or inf: {name} is too large for "
+                         "its dtype?); rescale the inputs (e.g. standardise them)")
+    return t
 
 
 @torch.no_grad()
@@ -108,19 +127,25 @@ def ntk_drift(module, probe, initial=None, output="mean"):
         theta_0 = torch.as_tensor(to_numpy(empirical_ntk(init, probe, output=output)))
     except ValueError as exc:
         raise ValueError(f"probe (shape {tuple(probe.shape)}): {exc}") from None
-    reference = float(torch.linalg.norm(theta_0))
+    _finite(theta_t, "probe", "tangent kernel values")
+    _finite(theta_0, "probe", "tangent kernel values at initialisation")
+    reference = _frobenius(theta_0)
     if reference == 0.0:
         raise ValueError("the NTK at initialisation is zero on probe (e.g. all-zero inputs to a network without "
                          "bias), so the relative drift ||Theta_T - Theta_0|| / ||Theta_0|| is undefined; use probe "
                          "inputs on which the network's gradients are non-zero")
-    return float(torch.linalg.norm(theta_t - theta_0)) / reference
+    return _frobenius(theta_t - theta_0) / reference
 
 
 def _relu_patterns(network, X):
     """The sign pattern (output > 0) of every nn.ReLU call in one forward pass, in call order."""
     patterns = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: patterns.append(out > 0))
-             for m in network.modules() if isinstance(m, nn.ReLU)]
+
+    def record(_module, inputs, out):
+        _finite(inputs[0], "X", "pre-activations")     # a NaN pre-activation has no on/off state
+        patterns.append(out > 0)
+
+    hooks = [m.register_forward_hook(record) for m in network.modules() if isinstance(m, nn.ReLU)]
     try:
         with torch.no_grad():
             network(X)
@@ -168,8 +193,10 @@ def function_distance(f, g, X):
     if out_f.shape != out_g.shape:
         raise ValueError(f"f and g must give outputs of the same shape on X, got {tuple(out_f.shape)} and "
                          f"{tuple(out_g.shape)}")
+    _finite(out_f, "X", "outputs (f)")
+    _finite(out_g, "X", "outputs (g)")
     diff = out_f.double() - out_g.double().to(out_f.device)
-    return float(diff.double().pow(2).sum() / diff.shape[0]) ** 0.5
+    return _frobenius(diff) / math.sqrt(diff.shape[0])
 
 
 @dataclass

@@ -15,11 +15,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from kernels import check_choice, check_scalar, n_samples, naming_inputs
+from kernels import check_bool, check_choice, check_scalar, n_samples, naming_inputs
 
 from nets.lazy import Lazy, Linearized
 from nets.models import MLP, TwoLayer
 from nets.training import train
+from nets.training_checks import check_device
 
 ARCHS = ("mlp", "two_layer")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -40,6 +41,17 @@ def _fit_arrays(X, y):
     if n_x is not None and n_y is not None and n_x != n_y:
         raise ValueError(f"X and y must have the same number of samples, got {n_x} and {n_y}")
     return X, y
+
+
+def mean_and_scale(a):
+    """Per-column mean and standard deviation (1 where it is 0) of a float64 array, computed on a / 2^e with
+    2^e near max|a|: exact scaling, so values up to the float64 maximum (y·1e200, whose squares overflow and
+    made the standard deviation inf and every prediction NaN) standardise like any others."""
+    peak = float(np.max(np.abs(a))) if a.size else 0.0
+    exponent = int(np.frexp(peak)[1]) if peak > 0 else 0
+    scaled = np.ldexp(a, -exponent)
+    mean, spread = np.ldexp(scaled.mean(axis=0), exponent), np.ldexp(scaled.std(axis=0), exponent)
+    return mean, np.where(spread > 0, spread, 1.0)
 
 
 class _LazyNet(BaseEstimator):
@@ -80,10 +92,11 @@ class _LazyNet(BaseEstimator):
 
     def _fit_network(self, X, targets, d_out, loss):
         check_choice(self.dtype, "dtype", DTYPES)
+        check_device(self.device)          # 'cuda' without CUDA: our words, not torch's AssertionError
+        for flag in ("linearized", "verbose"):
+            check_bool(getattr(self, flag), flag)
         seed = int(check_random_state(self.random_state).randint(0, 2 ** 31 - 1))
-        self.x_mean_ = X.mean(axis=0)
-        scale = X.std(axis=0)
-        self.x_scale_ = np.where(scale > 0, scale, 1.0)
+        self.x_mean_, self.x_scale_ = mean_and_scale(X)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = self._network(X.shape[1], d_out).to(dtype=DTYPES[self.dtype], device=self.device)
@@ -141,9 +154,7 @@ class LazyNetRegressor(RegressorMixin, _LazyNet):
             y = column_or_1d(y, warn=True)
         self.single_output_ = y.ndim == 1
         y2 = y.reshape(len(y), -1)
-        self.y_mean_ = y2.mean(axis=0)
-        spread = y2.std(axis=0)
-        self.y_scale_ = np.where(spread > 0, spread, 1.0)
+        self.y_mean_, self.y_scale_ = mean_and_scale(y2)
         targets = torch.as_tensor((y2 - self.y_mean_) / self.y_scale_, dtype=DTYPES.get(self.dtype, torch.float64))
         return self._fit_network(X, targets, y2.shape[1], "mse")
 

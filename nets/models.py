@@ -17,8 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kernels import check_choice, check_scalar
-from kernels.validation import ArgumentTypeError
+from kernels import ArgumentTypeError, check_bool, check_choice, check_scalar
 
 ACTIVATIONS = ("relu", "erf", "tanh", "softplus", "gelu", "swish")
 
@@ -62,6 +61,7 @@ class TwoLayer(nn.Module):
     def __init__(self, d, m, activation="relu", bias=False, init_scale=1.0, symmetric=False):
         super().__init__()
         self.d, self.m = check_scalar(d, "d", int, min_val=1), check_scalar(m, "m", int, min_val=1)
+        symmetric, bias = check_bool(symmetric, "symmetric"), check_bool(bias, "bias")
         if symmetric and m % 2:
             raise ValueError(f"symmetric=True pairs units, so m must be even, got m={m}")
         # τ ≤ 1e15: the output scales as τ², which must stay far inside float32 (3.4e38) for training
@@ -198,6 +198,17 @@ class Conv(nn.Module):
         return F.conv2d(x, self.weight * self.scale, bias, padding=self.padding)
 
 
+def check_image_size(image_size):
+    """None, or (H, W) as a tuple of two positive integers; anything else (4, -1, (4, -4), "32") is refused
+    naming image_size (also where the readout does not need it: a wrong value is never silently ignored)."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, (str, bytes)) or not isinstance(image_size, (tuple, list)) or len(image_size) != 2:
+        raise ArgumentTypeError(f"`image_size` must be None or (H, W), two positive integers, got "
+                                f"{type(image_size).__name__} {image_size!r}")
+    return tuple(check_scalar(v, f"image_size[{i}]", int, min_val=1) for i, v in enumerate(image_size))
+
+
 class CNN(nn.Module):
     """`depth` [Conv, activation] blocks with `channels` channels, a readout, then a Dense layer to `num_outputs`.
 
@@ -216,8 +227,10 @@ class CNN(nn.Module):
         if filter_size % 2 == 0:
             raise ValueError(f"filter_size must be odd for 'SAME' padding, got {filter_size}")
         check_choice(readout, "readout", ("gap", "flatten"))
-        if readout == "flatten" and (image_size is None or len(image_size) != 2):
-            raise ValueError(f"readout='flatten' needs image_size=(H, W), got {image_size!r}")
+        image_size = check_image_size(image_size)
+        if readout == "flatten" and image_size is None:
+            raise ValueError("readout='flatten' needs image_size=(H, W) (the Dense layer's fan-in is "
+                             "channels·H·W), got None")
         w_std = check_scalar(w_std, "w_std", float, min_val=0)
         b_std = check_scalar(b_std, "b_std", float, min_val=0, allow_none="no bias")
         blocks, c_in = [], in_channels

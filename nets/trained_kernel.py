@@ -13,12 +13,13 @@ cancels in the relative change, the effective rank and ridgeless regression). A 
 Θ₀ at every step.
 """
 import copy
+import numbers
 
 import numpy as np
 import torch
 from torch import nn
 
-from kernels import empirical_ntk, krr_solve, to_numpy
+from kernels import ArgumentTypeError, check_scalar, empirical_ntk, krr_solve, to_numpy
 from nets.lazy import Lazy, Linearized
 
 LAYERS = ("all", "last")
@@ -73,6 +74,22 @@ def trained_kernel(module, x1, x2=None, layers="all", output="mean"):
     return np.asarray(to_numpy(empirical_ntk(network, x1, x2, output=output)))
 
 
+def check_steps(steps) -> list:
+    """The sorted distinct step numbers of ``steps`` (one integer ≥ 1, or a list/tuple/array of them). A string
+    ("12" is not the steps 1 and 2), a bool, or a float such as 1.5 (not silently step 1) is refused, naming steps."""
+    if isinstance(steps, numbers.Integral) and not isinstance(steps, (bool, np.bool_)):
+        steps = [steps]
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, (list, tuple, range, np.ndarray)):
+        raise ArgumentTypeError(f"`steps` must be a step number >= 1 or a list of them (updates done), got "
+                                f"{type(steps).__name__} {steps!r}")
+    steps = [check_scalar(s, f"steps[{i}]", int, min_val=1) for i, s in enumerate(np.asarray(steps).tolist()
+                                                                                  if isinstance(steps, np.ndarray)
+                                                                                  else steps)]
+    if not steps:
+        raise ValueError("`steps` must list at least one step number >= 1 (updates done), got []")
+    return sorted(set(steps))
+
+
 class KernelTracker:
     """A `nets.train` callback recording, at the chosen steps, the kernel Θ_t on `probe` inputs, its relative change
     ‖Θ_t − Θ₀‖_F / ‖Θ₀‖_F and its effective rank. Θ₀ is taken when the tracker is made (build it before `train`).
@@ -81,11 +98,7 @@ class KernelTracker:
     """
 
     def __init__(self, module, probe, steps, layers="all"):
-        if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool):
-            steps = [steps]
-        steps = sorted({int(s) for s in steps})
-        if not steps or steps[0] < 1:
-            raise ValueError(f"steps must list step numbers >= 1 (updates done), got {steps!r}")
+        steps = check_steps(steps)
         self.probe, self.layers, self.record_at = probe, layers, set(steps)
         initial = trained_kernel(module, probe, layers=layers)
         self._norm0 = float(np.linalg.norm(initial))
@@ -105,6 +118,7 @@ def after_training_kernel_regression(module, X_train, y_train, X_test, layers="a
     """Kernel regression with the kernel of the trained network: c = (Θ_T(X, X) + ridge·I)⁻¹ y, predictions
     Θ_T(·, X)·c on the training and test inputs (`kernels.solve.ridge.krr_solve`; ridge 0 is the min-norm
     interpolant). y_train: (n,) or (n, O), each column regressed with the output-averaged kernel."""
+    ridge = check_scalar(ridge, "ridge", float, min_val=0)     # named as the caller passed it (not krr's alpha)
     X_train, X_test = (torch.as_tensor(x) for x in (X_train, X_test))
     K_train = trained_kernel(module, X_train, layers=layers)
     K_test = trained_kernel(module, X_test, X_train, layers=layers)

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from kernels import check_scalar
 from nets import losses
 from nets.lazy import Lazy
-from nets.training_checks import (check_callbacks, check_count, check_data, check_device, check_number,
-                                  check_options)
+from nets.training_checks import (check_callbacks, check_checkpoint, check_count, check_data, check_device,
+                                  check_margin_targets, check_number, check_options, initial_loss_error, shape_error)
 
 STOP_REASONS = ("steps", "flow_time", "max_time", "margin", "loss", "callback")
 
@@ -128,6 +128,7 @@ def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentu
                          flow_time=flow_time, max_time=max_time, seed=seed, batch_size=batch_size,
                          augment=augment, epochs=epochs, steps=steps)
     callbacks = check_callbacks(callbacks)
+    check_checkpoint(checkpoint)
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise ValueError("module has no parameter that requires grad")
@@ -135,6 +136,7 @@ def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentu
         module.to(check_device(device))
     device, dtype = params[0].device, params[0].dtype
     X, y = check_data(X, y, loss, device, dtype)
+    check_margin_targets(y, opts)
     n = X.shape[0]
     if optimizer == "sgd":
         batch_size = check_count(batch_size, "batch_size")
@@ -206,7 +208,7 @@ def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentu
                 output, risk = pending if pending is not None else run.evaluate(xb, y, index)
                 y = run.y
                 yb = y if index is None else y[index]
-                value = run.check_finite(risk, t, step_lr)
+                value = run.check_finite(risk, t, step_lr, xb)
                 if opts.stop is not None and i == 0:
                     full = output if full_batch else run.evaluate(X, y, None, grad=False)[0]
                     if run.stop_rule_met(full, y, value if full_batch else None):
@@ -263,21 +265,28 @@ class _Run:
     def __init__(self, module, opts, alpha):
         self.module, self.opts, self.alpha = module, opts, alpha
         self.y = None   # the targets in the form the loss uses, known after the first forward pass
+        self.updated = False
 
     def evaluate(self, xb, y, index, grad=True):
         """(output, risk) of the module on the batch (rows `index` of y, all when None). On the first call the
         targets are checked against the output's shape and matched to the loss (`nets.losses.match_output`)."""
         with torch.set_grad_enabled(grad):
-            output = self.module(xb)
+            try:
+                output = self.module(xb)
+            except RuntimeError as exc:
+                if self.y is not None:
+                    raise
+                raise shape_error(xb, self.module, exc) from None
             if self.y is None:
                 self.y = losses.match_output(output, y, self.opts.loss)
-                if self.opts.stop == "margin" and self.opts.loss == "mse":
-                    losses.match_output(output, self.y, "hinge")   # margins y·f need ±1 targets
             target = self.y if index is None else self.y[index]
             return output, losses.risk(output, target, self.opts.loss, self.opts.beta)
 
-    def check_finite(self, risk, t, step_lr):
+    def check_finite(self, risk, t, step_lr, X=None):
         value = risk.item()
+        if not math.isfinite(value) and not self.updated:
+            raise initial_loss_error(value, X, risk.dtype)
+        self.updated = True     # the next loss is measured after an update
         if not math.isfinite(value):
             scale_note = f" for this scale alpha={self.alpha:g}" if self.alpha is not None else ""
             raise DivergenceError(f"training diverged at step {t}: loss = {value}. The learning rate "
@@ -318,8 +327,15 @@ def _save(path, module, opt, history, config, step, next_lr):
     state = dict(module=module.state_dict(), optimizer=opt.state_dict(), history=asdict(history),
                  config=config, step=step, next_lr=next_lr, torch_rng=torch.get_rng_state())
     tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:   # torch.save reports a full disk as RuntimeError ("write failed")
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise CheckpointError(f"could not write the checkpoint {str(path)!r} at step {step} "
+                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); the previous "
+                              "checkpoint, if any, is intact: free space and run the same call to resume") from None
 
 
 CHECKPOINT_KEYS = ("module", "optimizer", "history", "config", "step", "torch_rng")

@@ -1,10 +1,11 @@
 """Argument checks of `nets.train`: every option validated once, before any training work, into `TrainOptions`."""
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from kernels import check_choice, check_scalar
+from kernels import check_choice, check_scalar, check_writable
 from nets.losses import LOSSES, prepare_targets
 
 OPTIMIZERS = ("gd", "sgd")
@@ -109,7 +110,81 @@ def check_options(*, loss, beta, optimizer, lr, momentum, lr_schedule, lr_decay,
         raise ValueError("optimizer='sgd' needs a batch_size")
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be None or a callable (batch, generator) -> batch, got {augment!r}")
+    if steps is None and epochs is None and options.max_time is None:
+        check_reachable(options)
     return options
+
+
+MAX_FLOW_STEPS = 10 ** 7    # steps a flow_time alone may take: beyond, say steps= or max_time= explicitly
+
+
+def flow_time_after(options, steps: int) -> float:
+    """Σ_{t<steps} η_t, the flow time that ``steps`` steps reach: steps·lr (constant), or for the inverse
+    schedule η_t = lr/(1 + d·t), Σ = (lr/d)·(ψ(steps + 1/d) − ψ(1/d)) with ψ the digamma function (exact:
+    Σ_t 1/(t + 1/d) telescopes ψ(x + 1) = ψ(x) + 1/x), which grows only like (lr/d)·ln(d·steps)."""
+    from scipy.special import digamma
+    if options.lr_schedule != "inverse" or options.lr_decay == 0:
+        return steps * options.lr
+    inverse = 1.0 / options.lr_decay
+    return options.lr * inverse * float(digamma(steps + inverse) - digamma(inverse))
+
+
+def check_reachable(options):
+    """A ``flow_time`` that is the only limit must be reached within ``MAX_FLOW_STEPS`` steps (the adaptive
+    schedule never steps below lr, so the constant rate bounds it); otherwise training would run for ever (the
+    inverse schedule's time grows like a logarithm: lr=0.1, lr_decay=10, flow_time=0.5 needs ~e⁵⁰ steps).
+    ValueError naming flow_time, with the time that is reachable."""
+    if options.flow_time is None:
+        return
+    reachable = flow_time_after(options, MAX_FLOW_STEPS)
+    if reachable >= options.flow_time:
+        return
+    rule = ("lr/(1 + lr_decay·t)" if options.lr_schedule == "inverse" and options.lr_decay
+            else f"lr per step ({options.lr_schedule})")
+    if options.lr_schedule == "inverse" and options.lr_decay:
+        from scipy.special import digamma
+        d = options.lr_decay
+        exponent = options.flow_time * d / options.lr + float(digamma(1.0 / d))
+        needed = f"about e^{exponent:.3g} ≈ 10^{exponent / math.log(10):.3g}"
+    else:
+        needed = f"{options.flow_time / options.lr:.3g}"
+    raise ValueError(f"flow_time={options.flow_time:g} cannot be reached: with steps of {rule} (lr={options.lr:g}"
+                     + (f", lr_decay={options.lr_decay:g}" if options.lr_schedule == "inverse" else "")
+                     + f") it needs {needed} steps, and {MAX_FLOW_STEPS:.0e} steps reach only t = {reachable:.4g}. "
+                     "Lower flow_time (or lr_decay), raise lr, or bound the run with steps=, epochs= or max_time=")
+
+
+def check_checkpoint(checkpoint):
+    """A checkpoint path that ``train`` can write at its end (its folder exists and is writable), checked before
+    training (torch.save used to fail after all the work), or ValueError naming ``checkpoint``."""
+    if checkpoint is not None:
+        check_writable(checkpoint, "checkpoint")
+    return checkpoint
+
+
+def check_margin_targets(y, options):
+    """stop='margin' reads the margins y·f: with loss='mse' the targets must be ±1 labels (ValueError naming
+    stop, loss and y, not the hinge the margins borrow)."""
+    if options.stop == "margin" and options.loss == "mse" and not bool(((y == 1) | (y == -1)).all()):
+        values = torch.unique(y)[:5].tolist()
+        raise ValueError(f"stop='margin' with loss='mse' needs y to hold labels -1 and +1 (the margins are y·f), got values "
+                         f"{values}; use stop='loss' with loss_threshold= for real-valued targets")
+
+
+def shape_error(X, module, exc):
+    """The first forward pass failed (the wrong feature count: torch's "mat1 and mat2 shapes cannot be
+    multiplied"): a ValueError naming X, its shape and the module."""
+    return ValueError(f"X of shape {tuple(X.shape)} does not fit the module ({type(module).__name__}): "
+                      f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+
+def initial_loss_error(value, X, dtype):
+    """The loss is not finite before any update: no learning rate is to blame, the data is too large for the
+    model's dtype (X·1e300). A ValueError naming X and y."""
+    peak = float(X.detach().abs().max()) if X.is_floating_point() and X.numel() else float("nan")
+    return ValueError(f"the training loss is {value} before any update: the module's outputs on X (max |X| = "
+                      f"{peak:.3g}) or the targets y overflow {str(dtype).replace('torch.', '')}; rescale X and y "
+                      "(e.g. standardise them)")
 
 
 def check_callbacks(callbacks):

@@ -69,5 +69,5 @@ def test_after_training_kernel_regression_interpolates_and_last_layer_is_the_fea
     np.testing.assert_allclose(trained_kernel(net, X, layers="last"), 2.0 / 64 * (phi @ phi.T).numpy(), rtol=1e-10)
     with pytest.raises(ValueError, match="unknown layers 'first'"):
         trained_kernel(net, X, layers="first")
-    with pytest.raises(ValueError, match="steps must list"):
+    with pytest.raises(ValueError, match=r"`steps\[0\]` must be an integer ≥ 1, got 0"):
         KernelTracker(net, X, steps=[0])
