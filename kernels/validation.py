@@ -33,6 +33,10 @@ class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong type (a TypeError, and a ValueError for code that catches any bad argument)."""
 
 
+class GramWarning(RuntimeWarning):
+    """The Gram matrix was singular or indefinite to working precision; a pseudo-inverse was used instead."""
+
+
 class KernelOverflowError(ValueError):
     """A kernel of finite inputs and parameters would leave (or left) the dtype's range: the message names the
     input and the range that works."""

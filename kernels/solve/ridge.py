@@ -30,11 +30,7 @@ import scipy.linalg
 from kernels import backend
 from kernels.solve import lapack_blocks
 from kernels.solve.krylov import conjugate_gradient
-from kernels.validation import ArgumentTypeError, check_array, check_scalar
-
-
-class GramWarning(RuntimeWarning):
-    """The Gram matrix was singular or indefinite to working precision; a pseudo-inverse was used instead."""
+from kernels.validation import ArgumentTypeError, GramWarning, check_array, check_scalar
 
 
 # ----------------------------------------------------------------------------------------------- validation

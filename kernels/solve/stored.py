@@ -36,7 +36,7 @@ from kernels import backend
 from kernels.solve import lapack_blocks
 from kernels.grams.store import GramStore
 from kernels.solve.krylov import conjugate_gradient
-from kernels.validation import check_array, check_choice, check_scalar
+from kernels.validation import GramWarning, check_array, check_choice, check_scalar
 
 METHODS = ("auto", "cholesky", "cg")
 
@@ -125,10 +125,9 @@ def solve_stored(store, y, alpha: float = 0.0, *, method: str = "auto", tol: flo
         try:
             operator, precondition = _cholesky_operators(store, alpha, block)
         except _NotFactorable as failure:    # indefinite beyond any shift: the in-memory fit's pseudo-inverse
-            from kernels.solve.ridge import EigenPath, GramWarning
             warnings.warn(f"{failure}; solving with its eigendecomposition (eigenvalues below n*eps*max treated "
                           "as zero), as kernels.krr_solve does in memory", GramWarning, stacklevel=2)
-            coef = EigenPath(failure.matrix).dual_coef(Y2, alpha=alpha)
+            coef = _pseudo_inverse_solve(failure.matrix, Y2, alpha)
             residual = _relative_residual(failure.matrix, alpha, coef, Y2)
             return StoredSolution(_scaled_back(coef, exponent, y, Y.ndim), "eigh", 0, residual, residual <= tol,
                                   float(tol))
@@ -148,11 +147,21 @@ def solve_stored(store, y, alpha: float = 0.0, *, method: str = "auto", tol: flo
 
 def _scaled_back(coef, exponent, y, ndim):
     """The coefficients of the unscaled y, or a ValueError naming y when they leave float64's range."""
-    from kernels.solve.ridge import finite_coefficients
     with np.errstate(over="ignore"):
         coef = np.ldexp(coef, exponent)
-    coef = finite_coefficients(coef, y)
+    if not np.all(np.isfinite(coef)):
+        raise ValueError(f"the dual coefficients overflowed float64: y is too large (max |y| = "
+                         f"{float(np.max(np.abs(backend.to_numpy(y)))):.3g}) for this K and ridge; rescale y (e.g. "
+                         "standardise it)")
     return coef if ndim == 2 else coef[:, 0]
+
+
+def _pseudo_inverse_solve(K, Y, alpha):
+    """c = Σ_{λ+α > cutoff} u (uᵀy)/(λ + α) with cutoff n·eps·max|λ|: the pseudo-inverse of ``EigenPath``."""
+    lam, U = np.linalg.eigh(K)
+    shifted = lam + alpha
+    kept = shifted > K.shape[0] * np.finfo(np.float64).eps * float(np.max(np.abs(lam)))
+    return U[:, kept] @ ((U[:, kept].T @ Y) / shifted[kept, None])
 
 
 def _zero_diagonal(store) -> bool:
@@ -166,7 +175,6 @@ def _zero_diagonal(store) -> bool:
 
 def _zero_kernel_coef(store, Y, alpha):
     """(0 + αI) c = y: c = y/α, or c = 0 for α = 0 (the pseudo-inverse of 0, what krr_solve gives in memory)."""
-    from kernels.solve.ridge import GramWarning
     if alpha > 0:
         return Y / alpha
     warnings.warn(f"{store.path} holds the zero matrix (every K_ii = 0) and alpha = 0: the min-norm solution "
