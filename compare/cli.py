@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from kernels import check_choice
+from kernels import check_choice, check_writable
 
 from compare import experiments, grams, options
 from compare.present import report
@@ -72,11 +72,30 @@ def _main(argv=None) -> int:
 
 
 def with_threads(run_one, threads: int, run, memo=None) -> dict:
-    """Run one run with torch limited to ``threads`` intra-op threads (oversubscribed cores make small matrix
-    products orders of magnitude slower)."""
+    """Run one run with torch's intra-op threads and the BLAS threads (NumPy, SciPy) both set to ``threads``
+    (oversubscribed cores make small matrix products orders of magnitude slower). The count is recorded in every
+    row: reductions summed by another number of threads differ in their last digits (1e-13 between --jobs 1 and
+    --jobs 2 rows), so a sweep never mixes counts (``compare.sweep.run_sweep(threads=)``)."""
+    import threadpoolctl
     import torch
     torch.set_num_threads(threads)
-    return run_one(run, memo)
+    with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+        return run_one(run, memo)
+
+
+def choose_threads(args, out) -> int:
+    """--threads, else the count the rows already in ``out`` were computed with (so a resume with another --jobs
+    does not mix counts), else the cores shared out among --jobs workers."""
+    if args.threads is None and args.resume:
+        recorded = sweep.recorded_threads(out)
+        if len(recorded) == 1:
+            return recorded.pop()
+    return options.resolve_threads(args)
+
+
+def overridden_keys(args) -> set:
+    """The preset keys given with --set."""
+    return {item.partition("=")[0].strip() for item in args.overrides}
 
 
 def with_data_identity(runs, config):
@@ -101,16 +120,25 @@ def run_experiment(experiment, args) -> int:
     try:
         check_choice(args.backend, "backend", sweep.BACKENDS)
         config = options.resolve(experiment, args)
+        sizes, notes = options.data_sizes(args.dataset, config.params, args.data_dir, overridden_keys(args))
+        if args.gram_store is not None:
+            check_writable(args.gram_store, "--gram-store", directory=True)
         runs = with_data_identity(experiment.plan(config), config)
         sweep_config = experiment.sweep_config(runs)
+        if sizes:                            # what ran, once capped by the data (not part of the fingerprint)
+            sweep_config = {**sweep_config, "data_sizes": sizes}
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
         out = Path(args.out or f"results/{experiment.name}-{args.dataset}-{args.preset}")
         start = time.perf_counter()
-        func = functools.partial(with_threads, experiment.run_one, options.resolve_threads(args))
+        threads = choose_threads(args, out)
+        func = functools.partial(with_threads, experiment.run_one, threads)
         if args.gram_store is not None:     # where the kernel matrices live, not part of the runs' identity
             func = functools.partial(grams.with_gram_store, func, args.gram_store)
         rows = sweep.run_sweep(func, runs, out, sweep_config, jobs=args.jobs, backend=args.backend,
                                 scheduler=args.scheduler, resume=args.resume, device=config.device,
-                                progress=not args.quiet, desc=experiment.name, shared_work=experiment.shared_work)
+                                progress=not args.quiet, desc=experiment.name, shared_work=experiment.shared_work,
+                                threads=threads)
     except (ValueError, ConnectionError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

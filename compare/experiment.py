@@ -24,6 +24,19 @@ from typing import Callable
 PRESET_NAMES = ("quick", "full", "paper")
 
 
+def learning_rate(lr_factor: float, scale: float, formula: str) -> float:
+    """lr = lr_factor·scale (the experiment's ``formula``, e.g. "lr_factor·n/λ_max(Θ₀)"), or a ValueError naming
+    ``--set lr_factor`` when the product is not a finite positive number (lr_factor=1e308 gave lr = inf, which
+    ``nets.train`` then refused naming ``lr``, an option the caller never set)."""
+    lr = lr_factor * scale
+    if not (0 < lr < float("inf")):
+        raise ValueError(f"--set lr_factor={lr_factor:g} gives the learning rate lr = {formula} = {lr:g} "
+                         f"(the factor is multiplied by {scale:.3g}); lr must be a finite number > 0, so lr_factor "
+                         f"must stay below {1.7976931348623157e308 / scale:.3g} (stable gradient descent needs "
+                         "lr_factor < 2)")
+    return lr
+
+
 class Preset:
     """A named size of a sweep: ``hardware`` (what it is meant for, e.g. "a CPU", "one GPU"; ``--help`` adds
     the wall time ``python -m compare bench readme`` measured, from docs/figures.json) and its settings (every

@@ -102,6 +102,62 @@ def resolve_threads(args) -> int:
     return args.threads
 
 
+# size options bounded by the data: n_train / n_test by the data set's splits, the others by the part used
+SPLIT_SIZES = {"n_train": "train", "n_test": "test"}
+WITHIN = {"probe": "n_train", "batch_size": "n_train", "cntk_n_train": "n_train", "cntk_n_test": "n_test"}
+CLASS_OPTIONS = ("image_classes", "classes")
+
+
+def data_sizes(dataset: str, params: dict, data_dir=None, overridden=()) -> tuple:
+    """({option: the size that runs}, [one-line notes]) for the options bounded by the data, checked before
+    anything runs.
+
+    ``n_train``/``n_test`` beyond a scikit-learn set's split are capped by the loader (``load_split``: all
+    examples); the note says so and config.json records the size that ran (``--set n_train=99999999`` on digits
+    ran on its 1347 training points, a 13,470² kernel, while config.json said 99999999). Beyond an image set's
+    split they are refused here (the loader would refuse them after reading the data). ``probe``,
+    ``batch_size``, ``cntk_n_train``/``cntk_n_test`` are capped by the part of the data used. Class options are
+    validated against the data set's classes (``--set image_classes=[99]`` is refused); options the data set
+    ignores get a note (``--set image_classes`` for a set that is not an image set, ``--data-dir`` for data
+    bundled with scikit-learn or generated).
+    """
+    from compare import data
+    notes, classes = [], None
+    for key in CLASS_OPTIONS:
+        if params.get(key) is None:
+            continue
+        if dataset in data.IMAGE_DATASETS:
+            data.check_classes(dataset, params[key], f"--set {key}")
+            classes = params[key]
+        elif key in overridden:
+            notes.append(f"--set {key} applies to the image data sets ({', '.join(data.IMAGE_DATASETS)}); "
+                         f"{dataset} ignores it")
+    if data_dir is not None and dataset not in data.IMAGE_DATASETS:
+        what = "is generated" if dataset == "teacher-student" else "ships with scikit-learn"
+        notes.append(f"--data-dir is not used: {dataset} {what}")
+    limits = data.available(dataset, classes)
+    if limits is None:
+        return {}, notes
+    used = {}
+    where = f"{dataset}" + (" in these classes" if classes else "")
+    for key, split in SPLIT_SIZES.items():
+        if key not in params:
+            continue
+        wanted = params[key]
+        used[key] = limits[split] if wanted is None else min(wanted, limits[split])
+        if wanted is not None and wanted > limits[split]:
+            if dataset in data.IMAGE_DATASETS:
+                raise ValueError(f"--set {key}={wanted} exceeds the {limits[split]} {split} examples of {where}; "
+                                 f"use at most {limits[split]}")
+            notes.append(f"{key}={wanted} capped to {limits[split]}, all the {split} examples of {where}")
+    for key, bound in WITHIN.items():
+        if isinstance(params.get(key), int) and bound in used:
+            used[key] = min(params[key], used[bound])
+            if params[key] > used[bound]:
+                notes.append(f"{key}={params[key]} capped to {bound}={used[bound]} (the examples used)")
+    return used, notes
+
+
 def resolve(experiment: Experiment, args) -> Config:
     """The :class:`Config` the options describe (a bad name or value: ValueError naming it)."""
     check_choice(args.dataset, "dataset", experiment.datasets)

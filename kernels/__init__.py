@@ -34,7 +34,7 @@ _EXPORTS = {
     # validation.py
     "check_scalar": "validation", "check_choice": "validation", "check_array": "validation",
     "check_bool": "validation", "check_writable": "validation", "UnwritablePathError": "validation",
-    "ArgumentTypeError": "validation",
+    "ArgumentTypeError": "validation", "KernelOverflowError": "validation",
     # estimators/base.py: what nets' estimators share with the kernel ones
     "naming_inputs": "estimators.base", "n_samples": "estimators.base",
 }

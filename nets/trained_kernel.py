@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from kernels import ArgumentTypeError, check_scalar, empirical_ntk, krr_solve, to_numpy
+from kernels import ArgumentTypeError, KernelOverflowError, check_scalar, empirical_ntk, krr_solve, to_numpy
 from nets.lazy import Lazy, Linearized
+from nets.training import DivergenceError
 
 LAYERS = ("all", "last")
 
@@ -106,7 +107,11 @@ class KernelTracker:
 
     def __call__(self, step, module, history):
         if step in self.record_at:
-            kernel = trained_kernel(module, self.probe, layers=self.layers)
+            try:
+                kernel = trained_kernel(module, self.probe, layers=self.layers)
+            except KernelOverflowError as exc:   # the weights blew up: training diverged (lr too large)
+                raise DivergenceError(f"training diverged by step {step}: the tangent kernel on the probe "
+                                      f"overflowed ({exc}); lower the learning rate") from None
             self.steps.append(step)
             self.kernels.append(kernel)
             self.changes.append(float(np.linalg.norm(kernel - self.kernels[0])) / self._norm0)

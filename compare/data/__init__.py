@@ -47,7 +47,7 @@ from compare.data.cli import describe, main
 from compare.data.identity import content_sha256
 from compare.data.install import (check_fashion_mnist, download, fashion_mnist_files, idx_sha256, install,
                                   install_fashion_mnist_from, sha256_file)
-from compare.data.loading import load, load_split
+from compare.data.loading import available, check_classes, load, load_split
 from compare.data.locate import find, locate, search_dirs, split_dirs
 from compare.data.preprocess import first_per_class, standardize_train_test, stratified_indices
 from compare.data.readers import read_cifar_batches, read_idx, read_image_archive
@@ -57,7 +57,7 @@ __all__ = [
     "CIFAR10_ARCHIVE", "CIFAR10_BATCHES", "CIFAR10_BATCHES_DIR", "CIFAR10_CLASSES", "CIFAR10_JPEG_ARCHIVE",
     "DATASETS", "DEBIAN_FASHION_MNIST_DIR", "DEFAULT_DATA_DIRS", "DOWNLOAD_SUBDIR", "DOWNLOADS", "ENV_CACHE_DIR",
     "ENV_DATA_DIR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_FILES", "FASHION_MNIST_IDX_SHA256", "IMAGE_DATASETS",
-    "IMAGE_SUFFIXES", "JPEG_CAVEAT", "KIND_DESCRIPTIONS", "REPO_ROOT", "SKLEARN_DATASETS", "TEST_FRACTION",
+    "IMAGE_SUFFIXES", "JPEG_CAVEAT", "available", "check_classes", "KIND_DESCRIPTIONS", "REPO_ROOT", "SKLEARN_DATASETS", "TEST_FRACTION",
     "CorruptDataError", "DataNotFoundError", "Dataset", "cache_folder", "check_fashion_mnist", "content_sha256",
     "describe", "download", "fashion_mnist_files", "find", "first_per_class", "idx_sha256", "install",
     "install_fashion_mnist_from", "load", "load_split", "locate", "main", "read_cifar_batches", "read_idx",

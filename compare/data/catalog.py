@@ -17,6 +17,9 @@ DEFAULT_DATA_DIRS = (REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data")
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 TEST_FRACTION = 0.25  # scikit-learn sets have no official split: 25% test, as train_test_split's default
 
+# examples per class of each split (both sets are balanced): Fashion-MNIST 60,000/10,000 in 10 classes (Xiao,
+# Rasul & Vollgraf 2017), CIFAR-10 50,000/10,000 in 10 classes (Krizhevsky 2009)
+PER_CLASS = {"fashion-mnist": {"train": 6000, "test": 1000}, "cifar10": {"train": 5000, "test": 1000}}
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot")

@@ -5,12 +5,12 @@ import math
 
 import numpy as np
 
-from kernels import check_choice
+from kernels import check_bool, check_choice
 
 from compare.data.cache import read_image_archive_cached
 from compare.data.catalog import (CIFAR10_CLASSES, DATASETS, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES,
-                                  IMAGE_DATASETS, JPEG_CAVEAT, SKLEARN_DATASETS, TEST_FRACTION, CorruptDataError,
-                                  Dataset)
+                                  IMAGE_DATASETS, JPEG_CAVEAT, PER_CLASS, SKLEARN_DATASETS, TEST_FRACTION,
+                                  CorruptDataError, Dataset)
 from compare.data.locate import idx_file, locate
 from compare.data.preprocess import (_as_float, _check_size, _keep_classes, _subset, first_per_class,
                                      standardize_train_test)
@@ -36,6 +36,9 @@ def load(name: str, n_train: int | None = None, n_test: int | None = None, class
     dtype: "float32" or "float64" (default float32 for images, float64 otherwise).
     """
     check_choice(name, "dataset name", DATASETS)
+    if standardize is not None:
+        check_bool(standardize, "standardize")     # "yes" or "false" would be truthy, silently
+    check_bool(flatten, "flatten")
     n_train = _check_size(n_train, "n_train")
     n_test = _check_size(n_test, "n_test")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -155,3 +158,36 @@ def load_split(name: str, n_train=None, n_test=None, seed: int = 0, data_dir=Non
         n_test = None if n_test is None or n_test >= full.n_test else n_test
     return load(name, n_train=n_train, n_test=n_test, seed=seed, data_dir=data_dir,
                 classes=list(classes) if classes else None, **kwargs)
+
+
+IMAGE_CLASSES = {"fashion-mnist": FASHION_MNIST_CLASSES, "cifar10": CIFAR10_CLASSES}
+
+
+def check_classes(name: str, classes, option: str = "classes"):
+    """The labels (0..k-1 order) ``classes`` names for data set ``name``, or a ValueError naming ``option``
+    (``--set image_classes=[99]``), checked without reading the data."""
+    check_choice(name, "dataset name", DATASETS)
+    if classes is None:
+        return None
+    names = IMAGE_CLASSES.get(name) or (None if name == "teacher-student" else _read_sklearn(name)[3])
+    if names is None:
+        raise ValueError(f"{option} applies to classification data sets; {name!r} is a regression task")
+    try:
+        return list(_keep_classes(np.zeros((0, 1)), np.zeros(0, dtype=np.int64), tuple(names), classes,
+                                  "classification", name)[2])
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{option}: {exc}") from None
+
+
+def available(name: str, classes=None) -> dict | None:
+    """{"train": N, "test": M}: how many examples ``load(name, classes=classes)`` can draw from each split
+    (None for the synthetic teacher-student task, which has no limit); image sets from their known sizes, without
+    reading files."""
+    check_choice(name, "dataset name", DATASETS)
+    if name == "teacher-student":
+        return None
+    if name in IMAGE_DATASETS:
+        kept = len(check_classes(name, classes)) if classes else len(IMAGE_CLASSES[name])
+        return {split: kept * count for split, count in PER_CLASS[name].items()}
+    full = load(name, seed=0, classes=classes, standardize=False)
+    return {"train": full.n_train, "test": full.n_test}

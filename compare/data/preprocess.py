@@ -7,7 +7,16 @@ from kernels.validation import check_scalar
 
 def standardize_train_test(train: np.ndarray, test: np.ndarray, axes: tuple):
     """Return ((train − μ)/σ, (test − μ)/σ, μ, σ) with μ, σ the mean and standard deviation of ``train`` over
-    ``axes`` (computed in float64). A constant feature (σ = 0) is divided by 1, so it stays 0."""
+    ``axes`` (computed in float64). A constant feature (σ = 0) is divided by 1, so it stays 0. Floating inputs
+    keep their dtype; integer or boolean ones come back as float64 (casting μ and σ to int rounded them)."""
+    train, test = np.asarray(train), np.asarray(test)
+    for name, a in (("train", train), ("test", test)):
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    if train.dtype.kind != "f":
+        train = train.astype(np.float64)
+    if test.dtype.kind != "f":
+        test = test.astype(train.dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         mean = train.mean(axis=axes, keepdims=True, dtype=np.float64)
         std = train.std(axis=axes, keepdims=True, dtype=np.float64)

@@ -49,7 +49,7 @@ import scipy.linalg
 from compare.present import plots
 from kernels import check_choice
 from compare.data import IMAGE_DATASETS, load_split
-from compare.experiment import Experiment, Figure, Preset
+from compare.experiment import Experiment, Figure, Preset, learning_rate
 from compare.grams import kernel_matrices
 from compare.sweep.memo import Memo
 from compare.sweep.run import Run
@@ -240,7 +240,7 @@ def _reference(run, memo):
     K_train = _full_ntk(net, xs[0])
     K_test = _full_ntk(net, xs[1], xs[0])
     lam_max = float(scipy.linalg.eigh(K_train, eigvals_only=True, subset_by_index=[len(K_train) - 1] * 2)[0])
-    lr = run.params["lr_factor"] * X_train.shape[0] / lam_max
+    lr = learning_rate(run.params["lr_factor"], X_train.shape[0] / lam_max, "lr_factor·n/λ_max(Θ₀)")
     t = lr * run.params["steps"]
     predictions = _predict(K_train, K_test, y_train, t, run.params["loss"])
     return dict(K_train=K_train, K_test=K_test, lr=lr, t=t, predictions=predictions)
@@ -263,7 +263,8 @@ def run_one(run, memo=None) -> dict:
     share (the split, Θ₀ and its predictions); without one, they are computed for this run alone."""
     memo = Memo() if memo is None else memo
     task, X_train, y_train, X_test, y_test = memo.get(_problem_key(run), lambda: _problem(run))
-    ref = memo.get({"reference": shared_work(run)}, lambda: _reference(run, memo))
+    # persisted in the sweep's folder: a group killed after some of its methods resumes without recomputing Θ₀
+    ref = memo.get({"reference": shared_work(run)}, lambda: _reference(run, memo), persist=True)
     loss = run.params["loss"]
     row = {"n_train": len(X_train), "n_test": len(X_test), "t": ref["t"], "lr": ref["lr"], "loss": loss}
     if run.method in AFTER_METHODS:

@@ -19,7 +19,7 @@ import numpy as np
 
 from compare.present import plots
 from compare.data import teacher_student_tensors
-from compare.experiment import Experiment, Figure, Preset
+from compare.experiment import Experiment, Figure, Preset, learning_rate
 from compare.sweep.run import Run
 from compare.seeding import seeded_torch
 from compare.present.summary import TITLES, aggregate, fit_loglog_slope, metric_titles
@@ -55,7 +55,7 @@ def run_one(run, memo=None) -> dict:
         net = TwoLayer(p["d"], p["m"], activation=p["activation"], init_scale=p["m"] ** 0.5)
     net = net.to(device=run.device, dtype=torch.float64)
     lam_max = float(np.linalg.eigvalsh(to_numpy(empirical_ntk(net, X_train)))[-1])
-    lr = p["lr_factor"] * len(X_train) / lam_max
+    lr = learning_rate(p["lr_factor"], len(X_train) / lam_max, "lr_factor·n/λ_max(Θ₀)")
     lazy = Lazy(net, run.alpha)
     linearized = Linearized(lazy)   # built before training: its own copy of w₀, same starting point
     sup = [0.0]

@@ -17,7 +17,7 @@ import numpy as np
 
 from compare.present import plots
 from compare.data import teacher_student_tensors
-from compare.experiment import Experiment, Figure, Preset
+from compare.experiment import Experiment, Figure, Preset, learning_rate
 from compare.sweep.run import Run
 from compare.seeding import seeded_torch
 from compare.present.summary import aggregate, metric_titles
@@ -51,7 +51,7 @@ def run_one(run, memo=None) -> dict:
     with seeded_torch(run.seed):
         student = TwoLayer(p["d"], m, activation="relu", bias=False, init_scale=tau, symmetric=True)
     student = student.to(device=run.device, dtype=torch.float64)
-    lr = p["lr_factor"] * m / max(1.0, tau ** 2)
+    lr = learning_rate(p["lr_factor"], m / max(1.0, tau ** 2), "lr_factor·m/max(1, τ²)")
     row = {"n_train": len(ds.y_train), "lr": lr}
     try:
         history = train(student, X_train, y_train, loss="mse", optimizer="gd", lr=lr, steps=p["steps"],

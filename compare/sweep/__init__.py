@@ -11,9 +11,9 @@ from compare.sweep.memo import Memo
 from compare.sweep.results import (CONFIG, RESULTS, ConfigMismatchError, ResultsFileError, append_row, drop_torn_tail,
                                    prepare, read_config, read_results)
 from compare.sweep.run import Run
-from compare.sweep.runner import SweepInterrupted, run_sweep
+from compare.sweep.runner import SweepInterrupted, ThreadCountMismatchError, recorded_threads, run_sweep
 
 __all__ = ["BACKENDS", "CONFIG", "RESULTS", "ConfigMismatchError", "Memo", "ResultsFileError", "Run",
-           "SchedulerUnreachableError", "SweepInterrupted", "SweepLockedError", "append_row", "canonical",
-           "drop_torn_tail", "fingerprint", "prepare", "read_config", "read_results", "run_key", "run_sweep",
+           "SchedulerUnreachableError", "SweepInterrupted", "ThreadCountMismatchError", "SweepLockedError", "append_row", "canonical",
+           "drop_torn_tail", "fingerprint", "prepare", "read_config", "read_results", "recorded_threads", "run_key", "run_sweep",
            "to_jsonable"]

@@ -8,10 +8,15 @@ from __future__ import annotations
 import functools
 import os
 import time
+import uuid
+from pathlib import Path
 
 from compare.sweep.guard import quiet_shutdown, watch_parent
-from compare.sweep.keys import canonical, to_jsonable
-from compare.sweep.memo import Memo
+from compare.sweep.keys import canonical, run_key, to_jsonable
+from compare.sweep.memo import MEMO_FOLDER, Memo
+from compare.sweep.results import append_row
+
+PARTIAL_FOLDER = "partial"   # DIR/partial/task-*.jsonl: rows of loky tasks still running (or killed)
 
 BACKENDS = ("loky", "dask")
 SCHEDULER_TIMEOUT = 10.0  # seconds to wait for a dask scheduler to answer
@@ -34,12 +39,23 @@ def _timed(func, run):
     return as_config(run), row
 
 
-def _timed_task(func, task, shared: bool):
-    """Run the runs of one task in order (with one Memo among them when they share work)."""
-    if not shared:
-        return [_timed(func, run) for run in task]
-    call = functools.partial(func, memo=Memo())
-    return [_timed(call, run) for run in task]
+def complete_row(config: dict, row: dict, meta: dict) -> dict:
+    """The results.jsonl row of a finished run: its flat config, its fields, its ``run_key`` and the sweep's meta."""
+    return to_jsonable({**config, **row, "run_key": run_key(config), **meta})
+
+
+def _timed_task(func, task, shared: bool, memo_dir=None, spill=None, meta=None):
+    """Run the runs of one task in order (with one Memo among them when they share work, its persisted values
+    under ``memo_dir``). With ``spill`` (a file of this task alone) each finished run's complete row is appended
+    there at once, so a task killed after some of its runs keeps them: the next sweep adds them to results.jsonl."""
+    call = functools.partial(func, memo=Memo(directory=memo_dir)) if shared else func
+    out = []
+    for run in task:
+        config, row = _timed(call, run)
+        if spill is not None:
+            append_row(spill, complete_row(config, row, meta or {}))
+        out.append((config, row))
+    return out
 
 
 def tasks(todo, shared_work, workers: int) -> list:
@@ -58,24 +74,31 @@ def tasks(todo, shared_work, workers: int) -> list:
     return tasks
 
 
-def execute(func, todo, jobs, backend, scheduler, shared_work=None):
-    """Yield (config, row) pairs as runs finish: run by run in this process, task by task elsewhere."""
+def execute(func, todo, jobs, backend, scheduler, shared_work=None, folder=None, meta=None):
+    """Yield (config, row) pairs as runs finish: run by run in this process, task by task elsewhere.
+
+    ``folder`` (the sweep's --out): where shared values persist (``MEMO_FOLDER``) and where loky tasks spill
+    their finished rows (``PARTIAL_FOLDER``, one file per task, removed once the rows are in results.jsonl).
+    Dask workers may not see it, so dask tasks use neither."""
     if not todo:
         return
     shared = shared_work is not None
+    memo_dir = None if folder is None else Path(folder) / MEMO_FOLDER
     if backend == "dask":
         yield from _execute_dask(func, todo, scheduler, shared_work)
     elif jobs == 1 or len(todo) == 1:
         for task in tasks(todo, shared_work, 1):
-            call = functools.partial(func, memo=Memo()) if shared else func
+            call = functools.partial(func, memo=Memo(directory=memo_dir)) if shared else func
             for run in task:
                 yield _timed(call, run)
     else:
         workers = worker_count(jobs)
-        yield from _execute_loky(func, list(tasks(todo, shared_work, workers)), workers, shared)
+        spill_dir = None if folder is None else Path(folder) / PARTIAL_FOLDER
+        yield from _execute_loky(func, list(tasks(todo, shared_work, workers)), workers, shared, memo_dir, spill_dir,
+                                 meta)
 
 
-def _execute_loky(func, tasks, workers, shared):
+def _execute_loky(func, tasks, workers, shared, memo_dir=None, spill_dir=None, meta=None):
     """Run the tasks on a pool of loky worker processes, yielding (config, row) pairs as tasks finish.
 
     Workers watch their parent (``sweep_guard.watch_parent``) and exit when it dies; on Ctrl-C (or any error) the pool is
@@ -85,14 +108,21 @@ def _execute_loky(func, tasks, workers, shared):
     from joblib.externals.loky import get_reusable_executor
     executor = get_reusable_executor(max_workers=max(1, min(workers, len(tasks))), initializer=watch_parent,
                                      initargs=(os.getpid(),), reuse=False)
-    queued, running = list(tasks), set()
+    queued, running, spills = list(tasks), set(), {}
+    if spill_dir is not None:
+        spill_dir.mkdir(parents=True, exist_ok=True)
     try:
         while queued or running:   # at most one task per worker in flight: nothing queued to cancel on Ctrl-C
             while queued and len(running) < max(1, workers):
-                running.add(executor.submit(_timed_task, func, queued.pop(0), shared))
+                spill = None if spill_dir is None else spill_dir / f"task-{uuid.uuid4().hex}.jsonl"
+                future = executor.submit(_timed_task, func, queued.pop(0), shared, memo_dir, spill, meta)
+                running.add(future)
+                spills[future] = spill
             finished, running = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in finished:
                 yield from future.result()
+                if spills.get(future) is not None:   # its rows are in results.jsonl now
+                    spills.pop(future).unlink(missing_ok=True)
     except BaseException:
         quiet_shutdown(executor)
         raise

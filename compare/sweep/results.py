@@ -12,7 +12,7 @@ import platform
 import warnings
 from pathlib import Path
 
-from compare.sweep.keys import LOCATION_KEYS, canonical, fingerprint, identity, to_jsonable
+from compare.sweep.keys import LOCATION_KEYS, RECORD_ONLY_KEYS, canonical, fingerprint, identity, to_jsonable
 
 RESULTS = "results.jsonl"
 CONFIG = "config.json"
@@ -196,7 +196,8 @@ def _mismatch_message(results, stored, wanted) -> str:
     else:
         old, new = stored.get("config", {}), wanted["config"]
         old = old if isinstance(old, dict) else {}
-        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in LOCATION_KEYS)
+        keys = sorted(k for k in set(old) | set(new)
+                      if old.get(k) != new.get(k) and k not in LOCATION_KEYS + RECORD_ONLY_KEYS)
         why = ("these settings differ: " + "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys)
                if keys else "the settings agree, but its fingerprint was computed by an older lazykit")
     return (f"{results} holds results of a different configuration ({why}). Refusing to mix them; "
