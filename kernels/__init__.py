@@ -33,7 +33,7 @@ _EXPORTS = {
     "kernel_gradient_flow": "solve.flow", "loss_derivatives": "solve.flow",
     # validation.py
     "check_scalar": "validation", "check_choice": "validation", "check_array": "validation",
-    "check_bool": "validation", "check_writable": "validation", "UnwritablePathError": "validation",
+    "check_bool": "validation", "check_random_state": "validation", "check_writable": "validation", "UnwritablePathError": "validation",
     "ArgumentTypeError": "validation", "KernelOverflowError": "validation",
     # estimators/base.py: what nets' estimators share with the kernel ones
     "naming_inputs": "estimators.base", "n_samples": "estimators.base",

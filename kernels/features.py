@@ -24,6 +24,8 @@ import numpy as np
 import scipy.special
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
+
+from kernels import validation
 from sklearn.utils.validation import check_is_fitted
 
 from kernels import backend
@@ -48,12 +50,12 @@ def _finite(out, features, name):
 class _RandomFeatures(TransformerMixin, BaseEstimator):
     """Shared plumbing: validate X, draw weights in ``fit``, map arrays in their own namespace."""
 
-    def _validate(self, X, reset: bool):
-        X = check_array(X, "X", ndim=2)
+    def _validate(self, X, reset: bool, name: str = "X"):
+        X = check_array(X, name, ndim=2)
         if reset:
             self.n_features_in_ = X.shape[1]
         elif X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+            raise ValueError(f"{name} has {X.shape[1]} features, but {type(self).__name__} is expecting "
                              f"{self.n_features_in_} features as input")
         return X, backend.get_namespace(X)
 
@@ -64,11 +66,14 @@ class _RandomFeatures(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X, _ = self._validate(X, reset=True)
-        self._draw(X.shape[1], check_random_state(self.random_state))
+        self._draw(X.shape[1], check_random_state(validation.check_random_state(self.random_state)))
         return self
 
     def kernel(self, x1, x2=None):
         """The approximate kernel z(x1)·z(x2)ᵀ."""
+        for x, name in ((x1, "x1"), (x2, "x2")):     # named as passed (transform would say X)
+            if x is not None and hasattr(self, "n_features_in_"):
+                self._validate(x, reset=False, name=name)
         z1 = self.transform(x1)
         z2 = z1 if x2 is None else self.transform(x2)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -239,12 +244,12 @@ class NTKFeatures(_RandomFeatures):
     def kernel(self, x1, x2=None):
         """Empirical NTK from the structured formula: O(n1·n2·width·depth), no n_params-wide features."""
         check_is_fitted(self)
-        x1, xp = self._validate(x1, reset=False)
+        x1, xp = self._validate(x1, reset=False, name="x1")
         h1, d1 = self._forward_backward(x1)
         if x2 is None:
             h2, d2 = h1, d1
         else:
-            x2, _ = self._validate(x2, reset=False)
+            x2, _ = self._validate(x2, reset=False, name="x2")
             h2, d2 = self._forward_backward(x2)
         with np.errstate(over="ignore", invalid="ignore"):
             return _finite(self._structured_kernel(h1, d1, h2, d2), self, "x1/x2")

@@ -89,6 +89,14 @@ def check_scalar(x, name: str, type, *, min_val=None, max_val=None, include_boun
     if include_boundaries not in BOUNDARIES:
         raise ValueError(f"check_scalar: include_boundaries must be one of {', '.join(BOUNDARIES)}, "
                          f"got {include_boundaries!r}")
+    if not isinstance(allow_inf, _BOOLS):
+        raise ArgumentTypeError(f"`allow_inf` must be True or False, got {allow_inf!r}")
+    if not isinstance(allow_none, _BOOLS + (str,)):
+        raise ArgumentTypeError(f"`allow_none` must be True, False or a string saying what None means, got "
+                                f"{allow_none!r}")
+    for bound, bound_name in ((min_val, "min_val"), (max_val, "max_val")):
+        if bound is not None and (isinstance(bound, _BOOLS) or not isinstance(bound, numbers.Real)):
+            raise ArgumentTypeError(f"`{bound_name}` must be None or a number, got {bound!r}")
     if x is None and allow_none:
         return None
     expected = _expected(kind, min_val, max_val, include_boundaries, allow_inf, allow_none)
@@ -136,6 +144,14 @@ def check_bool(x, name: str) -> bool:
     return bool(x)
 
 
+def check_random_state(random_state, name: str = "random_state"):
+    """``random_state`` if it can seed NumPy: None, an integer in [0, 2³²), a ``numpy.random.Generator`` or
+    ``RandomState``; else an error naming ``name`` (NumPy's own says "Seed must be between 0 and 2**32 - 1")."""
+    if random_state is None or isinstance(random_state, (np.random.Generator, np.random.RandomState)):
+        return random_state
+    return check_scalar(random_state, name, int, min_val=0, max_val=2 ** 32 - 1)
+
+
 # ----------------------------------------------------------------------------------------------- paths
 class UnwritablePathError(ValueError):
     """A path an option names cannot be written (a file where a folder is wanted, a missing or read-only folder);
@@ -165,6 +181,7 @@ def check_writable(path, name: str, *, directory: bool = False) -> Path:
     so its nearest existing ancestor must be a writable folder. ``directory=False`` (a file written at the end,
     e.g. a checkpoint): ``path`` must not be a folder, and its folder must exist and be writable.
     """
+    check_bool(directory, "directory")
     if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
         raise ArgumentTypeError(f"`{name}` must be a path (str or os.PathLike), got {type(path).__name__} {path!r}")
     path = Path(path)
@@ -214,11 +231,17 @@ def check_array(x, name: str, *, ndim=None, min_ndim=None, device=None, dtype=No
     - ``device`` ("auto"/"cpu"/"cuda" or None = stay where the input lives) and ``dtype`` (None = keep a
       float dtype) move and cast.
     """
+    check_bool(allow_empty, "allow_empty")
+    check_bool(ensure_all_finite, "ensure_all_finite")
+    for value, what in ((ndim, "ndim"), (min_ndim, "min_ndim")):
+        check_scalar(value, what, int, min_val=0, allow_none="any")
     if not backend.is_array(x):
         raise TypeError(f"{name} must be an array (NumPy, CuPy or torch), got {type(x).__name__}")
     if backend.is_torch(x):
         x = backend.from_torch(backend.half_to_float(x))
     xp = backend.get_namespace(x)
+    if getattr(x.dtype, "kind", "f") not in "biufc":      # strings, bytes, objects: never cast to numbers
+        raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
     if xp.isdtype(x.dtype, "real floating") and x.dtype not in (xp.float32, xp.float64):
         x = xp.astype(x, xp.float32)   # float16 (NumPy, CuPy): exact upcast
     if xp.isdtype(x.dtype, "complex floating") or x.dtype == xp.bool:

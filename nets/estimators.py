@@ -16,6 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from kernels import check_bool, check_choice, check_scalar, n_samples, naming_inputs
+from kernels import check_random_state as kernels_check_random_state
 
 from nets.lazy import Lazy, Linearized
 from nets.models import MLP, TwoLayer
@@ -95,7 +96,7 @@ class _LazyNet(BaseEstimator):
         check_device(self.device)          # 'cuda' without CUDA: our words, not torch's AssertionError
         for flag in ("linearized", "verbose"):
             check_bool(getattr(self, flag), flag)
-        seed = int(check_random_state(self.random_state).randint(0, 2 ** 31 - 1))
+        seed = int(check_random_state(kernels_check_random_state(self.random_state)).randint(0, 2 ** 31 - 1))
         self.x_mean_, self.x_scale_ = mean_and_scale(X)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

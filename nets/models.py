@@ -20,6 +20,9 @@ from torch.nn import functional as F
 from kernels import ArgumentTypeError, check_bool, check_choice, check_scalar
 
 ACTIVATIONS = ("relu", "erf", "tanh", "softplus", "gelu", "swish")
+# w_std, b_std in [0, 1e150), as kernels.FullyConnected: a layer's output variance is w_std² times its input's,
+# so larger scales overflow float64 at the first layer (w_std = 1e300 gave an inf output)
+WEIGHT_SCALE = dict(min_val=0, max_val=1e150, include_boundaries="left")
 
 
 class Erf(nn.Module):
@@ -159,17 +162,18 @@ class MLP(nn.Module):
             raise ValueError("widths must list at least one hidden width")
         for i, width in enumerate(widths):
             check_scalar(width, f"widths[{i}]", int, min_val=1)
-        w_std = check_scalar(w_std, "w_std", float, min_val=0)
-        b_std = None if not bias else check_scalar(b_std, "b_std", float, min_val=0, allow_none="no bias")
+        check_bool(bias, "bias")
+        w_std = check_scalar(w_std, "w_std", float, **WEIGHT_SCALE)
+        b_std = None if not bias else check_scalar(b_std, "b_std", float, allow_none="no bias", **WEIGHT_SCALE)
         layers, fan_in = [], d_in
         for width in widths:
             layers += [Dense(fan_in, width, w_std, b_std, parameterization), activation_module(activation)]
             fan_in = width
         if readout_w_std is not None:
-            w_std = check_scalar(readout_w_std, "readout_w_std", float, min_val=0)
+            w_std = check_scalar(readout_w_std, "readout_w_std", float, **WEIGHT_SCALE)
         if not (isinstance(readout_b_std, str) and readout_b_std == "same"):
-            b_std = None if not bias else check_scalar(readout_b_std, "readout_b_std", float, min_val=0,
-                                                       allow_none="no readout bias")
+            b_std = None if not bias else check_scalar(readout_b_std, "readout_b_std", float,
+                                                       allow_none="no readout bias", **WEIGHT_SCALE)
         layers.append(Dense(fan_in, d_out, w_std, b_std, parameterization))
         self.layers = nn.Sequential(*layers)
 
@@ -231,8 +235,8 @@ class CNN(nn.Module):
         if readout == "flatten" and image_size is None:
             raise ValueError("readout='flatten' needs image_size=(H, W) (the Dense layer's fan-in is "
                              "channels·H·W), got None")
-        w_std = check_scalar(w_std, "w_std", float, min_val=0)
-        b_std = check_scalar(b_std, "b_std", float, min_val=0, allow_none="no bias")
+        w_std = check_scalar(w_std, "w_std", float, **WEIGHT_SCALE)
+        b_std = check_scalar(b_std, "b_std", float, allow_none="no bias", **WEIGHT_SCALE)
         blocks, c_in = [], in_channels
         for _ in range(depth):
             blocks += [Conv(c_in, channels, filter_size, w_std, b_std), activation_module(activation)]
@@ -273,7 +277,8 @@ _VGG_CONFIGS = {  # channels of 3×3 convs; "M" = 2×2 max-pool (Simonyan & Ziss
 }
 
 
-def _check_cifar_args(depth, valid, width_factor, num_classes, in_channels, name):
+def _check_cifar_args(depth, valid, width_factor, num_classes, in_channels, name, batch_norm=False):
+    check_bool(batch_norm, "batch_norm")
     check_choice(depth, f"{name} depth", sorted(valid))
     check_scalar(width_factor, "width_factor", float, min_val=0, include_boundaries="neither")
     check_scalar(num_classes, "num_classes", int, min_val=1)
@@ -290,7 +295,7 @@ class VGG(nn.Module):
 
     def __init__(self, depth=11, width_factor=1, batch_norm=False, num_classes=10, in_channels=3):
         super().__init__()
-        _check_cifar_args(depth, _VGG_CONFIGS, width_factor, num_classes, in_channels, "VGG")
+        _check_cifar_args(depth, _VGG_CONFIGS, width_factor, num_classes, in_channels, "VGG", batch_norm)
         layers, c_in = [], in_channels
         for item in _VGG_CONFIGS[depth]:
             if item == "M":
@@ -336,7 +341,7 @@ class ResNet(nn.Module):
 
     def __init__(self, depth=18, width_factor=1, batch_norm=False, num_classes=10, in_channels=3):
         super().__init__()
-        _check_cifar_args(depth, _RESNET_BLOCKS, width_factor, num_classes, in_channels, "ResNet")
+        _check_cifar_args(depth, _RESNET_BLOCKS, width_factor, num_classes, in_channels, "ResNet", batch_norm)
         c = _scaled(64, width_factor)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1, bias=not batch_norm),
                                   _norm(batch_norm, c), nn.ReLU())

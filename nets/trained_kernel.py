@@ -58,6 +58,23 @@ def _last_layer_only(network):
     return network
 
 
+def _as_tensor(x):
+    if torch.is_tensor(x):
+        return x
+    array = np.asarray(x)
+    if array.dtype.kind not in "biufc":
+        raise TypeError(f"must hold numbers, got dtype {array.dtype}")
+    return torch.as_tensor(array)
+
+
+def _named(name, compute):
+    """``compute()``, with a ValueError/TypeError about the kernel's x1/x2 re-raised under the caller's ``name``."""
+    try:
+        return compute()
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{name}: {exc}") from None
+
+
 def trained_kernel(module, x1, x2=None, layers="all", output="mean"):
     """Θ_t(x1, x2) of the module's network now, over all its trainable parameters ('all') or those of its last
     layer only ('last': the kernel of the learned features, φ(x)·φ(x') scaled as the readout), as a NumPy array;
@@ -101,9 +118,10 @@ class KernelTracker:
     def __init__(self, module, probe, steps, layers="all"):
         steps = check_steps(steps)
         self.probe, self.layers, self.record_at = probe, layers, set(steps)
-        initial = trained_kernel(module, probe, layers=layers)
+        initial = _named("probe", lambda: trained_kernel(module, probe, layers=layers))
         self._norm0 = float(np.linalg.norm(initial))
-        self.steps, self.kernels, self.changes, self.effective_ranks = [0], [initial], [0.0], [effective_rank(initial)]
+        rank = _named("probe", lambda: effective_rank(initial))   # a zero kernel (e.g. probe ≈ 0) has none
+        self.steps, self.kernels, self.changes, self.effective_ranks = [0], [initial], [0.0], [rank]
 
     def __call__(self, step, module, history):
         if step in self.record_at:
@@ -124,9 +142,11 @@ def after_training_kernel_regression(module, X_train, y_train, X_test, layers="a
     Θ_T(·, X)·c on the training and test inputs (`kernels.solve.ridge.krr_solve`; ridge 0 is the min-norm
     interpolant). y_train: (n,) or (n, O), each column regressed with the output-averaged kernel."""
     ridge = check_scalar(ridge, "ridge", float, min_val=0)     # named as the caller passed it (not krr's alpha)
-    X_train, X_test = (torch.as_tensor(x) for x in (X_train, X_test))
-    K_train = trained_kernel(module, X_train, layers=layers)
-    K_test = trained_kernel(module, X_test, X_train, layers=layers)
-    y_train = to_numpy(y_train) if torch.is_tensor(y_train) else y_train
-    coef = krr_solve(K_train, np.asarray(y_train, dtype=K_train.dtype), alpha=ridge)
+    X_train, X_test = (_named(name, lambda x=x: _as_tensor(x)) for x, name in ((X_train, "X_train"), (X_test, "X_test")))
+    K_train = _named("X_train", lambda: trained_kernel(module, X_train, layers=layers))
+    K_test = _named("X_test", lambda: trained_kernel(module, X_test, X_train, layers=layers))
+    y_train = to_numpy(y_train) if torch.is_tensor(y_train) else np.asarray(y_train)
+    if y_train.dtype.kind not in "biuf":
+        raise TypeError(f"y_train must hold real numbers, got dtype {y_train.dtype}")
+    coef = _named("y_train", lambda: krr_solve(K_train, np.asarray(y_train, dtype=K_train.dtype), alpha=ridge))
     return K_train @ coef, K_test @ coef

@@ -26,7 +26,7 @@ from kernels import check_scalar
 from nets import losses
 from nets.lazy import Lazy
 from nets.training_checks import (check_callbacks, check_checkpoint, check_count, check_data, check_device,
-                                  check_margin_targets, check_number, check_options, initial_loss_error, shape_error)
+                                  check_flags, check_margin_targets, check_number, check_options, initial_loss_error, shape_error)
 
 STOP_REASONS = ("steps", "flow_time", "max_time", "margin", "loss", "callback")
 
@@ -129,6 +129,7 @@ def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentu
                          augment=augment, epochs=epochs, steps=steps)
     callbacks = check_callbacks(callbacks)
     check_checkpoint(checkpoint)
+    check_flags(quiet=quiet)
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise ValueError("module has no parameter that requires grad")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kernels import check_choice, check_scalar, check_writable
+from kernels import check_bool, check_choice, check_scalar, check_writable
 from nets.losses import LOSSES, prepare_targets
 
 OPTIMIZERS = ("gd", "sgd")
@@ -185,6 +185,12 @@ def initial_loss_error(value, X, dtype):
     return ValueError(f"the training loss is {value} before any update: the module's outputs on X (max |X| = "
                       f"{peak:.3g}) or the targets y overflow {str(dtype).replace('torch.', '')}; rescale X and y "
                       "(e.g. standardise them)")
+
+
+def check_flags(**flags):
+    """Each flag True or False (``quiet="no"`` would be truthy)."""
+    for name, value in flags.items():
+        check_bool(value, name)
 
 
 def check_callbacks(callbacks):

@@ -18,6 +18,8 @@ from compare.data.readers import read_image_archive
 def cache_folder(cache_dir=None) -> Path:
     """``cache_dir``, else ``$LAZYKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/lazykit`` (``~/.cache/lazykit``)."""
     if cache_dir is not None:
+        if isinstance(cache_dir, bytes) or not isinstance(cache_dir, (str, os.PathLike)):
+            raise TypeError(f"cache_dir must be None or a folder path, got {type(cache_dir).__name__} {cache_dir!r}")
         return Path(cache_dir).expanduser()
     if os.environ.get(ENV_CACHE_DIR):
         return Path(os.environ[ENV_CACHE_DIR]).expanduser()

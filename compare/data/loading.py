@@ -149,6 +149,9 @@ def load_split(name: str, n_train=None, n_test=None, seed: int = 0, data_dir=Non
     """:func:`load` for an experiment: sizes larger than a scikit-learn set holds are capped at what it has
     (None), and an image archive is decoded only as far as the sizes need (``first_per_class`` = the sizes
     shared out among the kept classes, rounded up)."""
+    n_train, n_test = _check_size(n_train, "n_train"), _check_size(n_test, "n_test")
+    if classes is not None and (isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__")):
+        raise TypeError(f"classes must be None or a list of labels or class names, got {classes!r}")
     if name in IMAGE_DATASETS:
         n_kept = len(classes) if classes else 10
         kwargs["first_per_class"] = -(-max(n_train or 0, n_test or 0) // n_kept) or None

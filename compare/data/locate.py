@@ -73,7 +73,9 @@ def find(name: str, data_dir=None):
     kind: "idx" (Fashion-MNIST folder), "batches" (CIFAR-10 python batches folder), "archive" (the canonical
     cifar-10-python.tar.gz) or "images" (an image-folder archive such as cifar10-jpeg.tar.gz).
     """
-    check_choice(name, "data set with files", IMAGE_DATASETS)
+    if not (isinstance(name, str) and name in IMAGE_DATASETS):
+        raise ValueError(f"name={name!r}: only the data sets read from files have files to find, valid: "
+                         f"{', '.join(IMAGE_DATASETS)} (the scikit-learn sets ship with it)")
     return next(((p, kind) for p, kind in _candidates(name, data_dir) if _present(p, kind)), None)
 
 
@@ -97,10 +99,10 @@ def locate(name: str, data_dir=None):
             f"fashion-mnist [--data-dir DIR]` (offline: `--from` a downloaded dataset-fashion-mnist .deb or a folder "
             f"of the four files; as root on Debian/Ubuntu without --data-dir: apt-get install "
             f"dataset-fashion-mnist; otherwise it downloads the canonical files; all checked by SHA-256), then pass "
-            f"--data-dir DIR or set {ENV_DATA_DIR}=DIR.")
+            f"--data-dir DIR (data_dir= in Python) or set {ENV_DATA_DIR}=DIR.")
     url, files = DOWNLOADS["cifar10"]
     raise DataNotFoundError(
         f"CIFAR-10 not found: {where}, for {CIFAR10_BATCHES_DIR}/ (the canonical python batches), "
         f"{CIFAR10_ARCHIVE} or {CIFAR10_JPEG_ARCHIVE}. Get it with `python -m compare data install cifar10 "
         f"[--data-dir DIR]` (downloads {url}{CIFAR10_ARCHIVE}, 163 MiB, SHA-256 {files[CIFAR10_ARCHIVE]}) or "
-        f"copy one of those into DIR; then pass --data-dir DIR or set {ENV_DATA_DIR}=DIR.")
+        f"copy one of those into DIR; then pass --data-dir DIR (data_dir= in Python) or set {ENV_DATA_DIR}=DIR.")

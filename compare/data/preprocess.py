@@ -13,6 +13,8 @@ def standardize_train_test(train: np.ndarray, test: np.ndarray, axes: tuple):
     for name, a in (("train", train), ("test", test)):
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} contains NaN or inf; all values must be finite")
     if train.dtype.kind != "f":
         train = train.astype(np.float64)
     if test.dtype.kind != "f":
@@ -28,12 +30,26 @@ def standardize_train_test(train: np.ndarray, test: np.ndarray, axes: tuple):
     return (train - m) / s, (test - m) / s, mean.squeeze(), std.squeeze()
 
 
+def check_labels(y, name: str = "y") -> np.ndarray:
+    """Class labels: a non-empty 1-D array of integers or strings (or finite floats), or an error naming y (NaN
+    labels are each their own class to np.unique, and objects cannot be ordered)."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of class labels, got shape {y.shape}")
+    if y.dtype.kind not in "biuUSf":
+        raise TypeError(f"{name} must hold class labels (integers or strings), got dtype {y.dtype}")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError(f"{name} contains NaN or inf; class labels must be finite")
+    return y
+
+
 def stratified_indices(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` distinct indices into ``y``, each class in proportion to its frequency, in random order.
 
     Class c gets ⌊n·N_c/N⌋ draws plus one of the n − Σ⌊·⌋ leftovers for the largest fractional parts (ties by
     class order); when n ≥ the number of classes, every class gets at least one (taken from the largest quota).
     """
+    y = check_labels(y)
     check_scalar(n, "n", int, min_val=1, max_val=len(y))
     labels, counts = np.unique(y, return_counts=True)
     if not 0 < n <= len(y):
@@ -53,6 +69,7 @@ def stratified_indices(y: np.ndarray, n: int, rng: np.random.Generator) -> np.nd
 
 def first_per_class(y: np.ndarray, k: int) -> np.ndarray:
     """Indices (in increasing order) of the first ``k`` examples of each class of ``y``."""
+    y = check_labels(y)
     check_scalar(k, "k", int, min_val=1)
     return np.sort(np.concatenate([np.flatnonzero(y == label)[:k] for label in np.unique(y)]))
 

@@ -138,6 +138,9 @@ def read_image_archive(path, class_names, per_class: int | None = None, splits=(
     Returns {split: (images (N, 3, H, W) uint8 RGB, labels int64)}, sorted by class, then file order.
     """
     from PIL import Image
+    if isinstance(splits, str) or not isinstance(splits, (tuple, list)) or not splits or any(
+            s not in ("train", "test") for s in splits):
+        raise ValueError(f"splits must be a non-empty tuple of 'train' and/or 'test', got {splits!r}")
     label_of = {name: i for i, name in enumerate(class_names)}
     found = {split: {name: [] for name in class_names} for split in splits}
     unknown = set()

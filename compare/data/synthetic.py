@@ -48,6 +48,12 @@ def teacher_student_tensors(n_train: int, n_test: int, d: int, seed: int, device
     """The float64 teacher–student split and its torch tensors on ``device``:
     ``(ds, X_train, X_test, y_train)`` with ``y_train`` of shape (n_train, 1)."""
     import torch
+    try:
+        device = torch.device(device)
+        torch.empty(0, device=device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device must be a torch device this machine has, such as 'cpu', got {device!r} "
+                         f"({str(exc).splitlines()[0]})") from None
     ds = teacher_student(n_train=n_train, n_test=n_test, d=d, seed=seed, dtype="float64")
     X_train, X_test = (torch.as_tensor(x, device=device) for x in (ds.X_train, ds.X_test))
     y_train = torch.as_tensor(np.reshape(ds.y_train, (-1, 1)), device=device)

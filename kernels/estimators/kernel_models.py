@@ -156,6 +156,12 @@ class _NTKParams:
     def _make_kernel(self, n_features):
         validation.check_choice(self.kernel, "kernel", NTK_KERNELS)
         validation.check_choice(self.architecture, "architecture", ARCHITECTURES)
+        # the convolutional options are checked for 'fc' too: a wrong value is never silently ignored
+        if validation.check_scalar(self.filter_size, "filter_size", int, min_val=1) % 2 == 0:
+            raise ValueError(f"filter_size must be a positive odd integer ('SAME' padding), got {self.filter_size!r}")
+        validation.check_choice(self.readout, "readout", ("gap", "flatten"))
+        if self.image_shape is not None and self.architecture == "fc":
+            raise ValueError("image_shape applies to architecture='conv'; with architecture='fc' leave it None")
         common = dict(depth=self.depth, activation=self.activation, w_std=self.w_std, b_std=self.b_std)
         if self.architecture == "fc":
             network = FullyConnected(parameterization="ntk", **common)

@@ -199,7 +199,9 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
     check_choice(loss, "loss", LOSSES)
     method = check_choice(method, "method", METHODS + (None,)) or ("euler" if loss == "hinge" else "DOP853")
     t = check_scalar(t, "t", float, min_val=0)
-    atol = check_scalar(atol, "atol", float, min_val=0)
+    # atol > 0: the coefficients start at exactly 0, where a purely relative tolerance (atol = 0) cannot be met and
+    # scipy's step-size search never ends (one solver step looped until max_nfev)
+    atol = check_scalar(atol, "atol", float, min_val=0, include_boundaries="right")
     beta, rtol = (check_scalar(v, name, float, min_val=0, include_boundaries="neither")
                   for v, name in ((beta, "beta"), (rtol, "rtol")))
     steps = check_scalar(steps, "steps", int, min_val=1, max_val=MAX_STEPS)
@@ -209,12 +211,15 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
     if method in EXPLICIT_STABILITY and t > 0 and loss == "mse":
         _refuse_stiff(K_train, t, n, method, max_nfev)
     calls, budget = 0, max_nfev if method != "euler" else None     # Euler's cost is `steps`, fixed in advance
+    step_start = [0]      # evaluations when the solver's current step began (set by _integrate)
 
     def rhs(_, a):
         nonlocal calls
         calls += 1
         if budget is not None and calls > budget:
             raise _OutOfEvaluations
+        if budget is not None and calls - step_start[0] > STEP_EVALUATIONS:
+            raise _StepStalled(calls - step_start[0])
         f = f0 + apply(np.reshape(a, (n, outputs)))
         return -np.reshape(_derivatives(f, y, loss, beta)[1], -1) / n
 
@@ -239,7 +244,13 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
         elif t > 0:
             options = {} if jac is None else {"jac": jac}
             try:
-                a, message = _integrate(rhs, a, t, method, rtol, atol, options, lambda: calls, max_nfev, loss)
+                a, message = _integrate(rhs, a, t, method, rtol, atol, options, lambda: calls, max_nfev, loss,
+                                        step_start)
+            except _StepStalled as stalled:
+                raise ValueError(f"kernel_gradient_flow: one step of method={method!r} took more than "
+                                 f"{stalled.args[0] - 1} evaluations (its step-size search did not settle): the flow "
+                                 "is stiff or non-smooth there; use method='euler' or 'Radau', or looser rtol/atol"
+                                 ) from None
             except _OutOfEvaluations:
                 raise ValueError(f"kernel_gradient_flow: method={method!r} used max_nfev={max_nfev} evaluations "
                                  f"before reaching t={t:g}; the flow is stiff or non-smooth there: use "
@@ -263,9 +274,10 @@ def kernel_gradient_flow(K_train, y, t, *, loss="mse", beta=1.0, K_test=None, f0
 
 STALL_WINDOW = 100          # steps over which an error-controlled method's pace is measured
 STALL_FACTOR = 10           # refuse when that pace needs this many times max_nfev to reach t
+STEP_EVALUATIONS = 10_000   # evaluations one accepted step may take (its rejected trials included)
 
 
-def _integrate(rhs, a, t, method, rtol, atol, options, calls, max_nfev, loss):
+def _integrate(rhs, a, t, method, rtol, atol, options, calls, max_nfev, loss, step_start):
     """Step ``solve_ivp``'s solver for ``method`` from 0 to t (the same steps and result as ``solve_ivp``) and
     return (a(t), message), watching its pace: every ``STALL_WINDOW`` steps, the flow time gained over the last
     window per evaluation projects the evaluations still needed, and a method whose steps have collapsed (the
@@ -274,6 +286,7 @@ def _integrate(rhs, a, t, method, rtol, atol, options, calls, max_nfev, loss):
     solver = getattr(scipy.integrate, method)(rhs, 0.0, a, t, rtol=rtol, atol=atol, **options)
     history, steps = [(0.0, 0)], 0
     while solver.status == "running":
+        step_start[0] = calls()          # rhs refuses a single step of more than STEP_EVALUATIONS evaluations
         message = solver.step()
         steps += 1
         if solver.status == "failed":
@@ -295,6 +308,10 @@ def _integrate(rhs, a, t, method, rtol, atol, options, calls, max_nfev, loss):
                         f"the flow is stiff or non-smooth there{kink}. Use method='euler' (fixed steps, the "
                         "hinge's default) or 'Radau', a smaller t, or raise max_nfev")
     return solver.y, "The solver successfully reached the end of the integration interval."
+
+
+class _StepStalled(Exception):
+    """Raised inside the right-hand side when one solver step exceeds ``STEP_EVALUATIONS`` evaluations."""
 
 
 class _OutOfEvaluations(Exception):

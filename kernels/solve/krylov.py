@@ -17,7 +17,7 @@ def conjugate_gradient(operator, B, *, tol: float, max_iter: int, xp, preconditi
     Stops when every column's residual ‖B − operator(X)‖ is below ``tol`` times its right-hand side's norm.
     Returns (X, iterations, converged).
     """
-    check_scalar(tol, "tol", float, min_val=0)
+    tol = min(check_scalar(tol, "tol", float, min_val=0), 1.0)   # tol ≥ 1 accepts the start; tol² stays finite
     check_scalar(max_iter, "max_iter", int, min_val=1)
     apply = precondition if precondition is not None else (lambda R: R)
     X = xp.zeros_like(B)

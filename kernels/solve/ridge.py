@@ -30,7 +30,7 @@ import scipy.linalg
 from kernels import backend
 from kernels.solve import lapack_blocks
 from kernels.solve.krylov import conjugate_gradient
-from kernels.validation import ArgumentTypeError, GramWarning, check_array, check_scalar
+from kernels.validation import ArgumentTypeError, GramWarning, check_array, check_bool, check_scalar
 
 
 # ----------------------------------------------------------------------------------------------- validation
@@ -180,6 +180,7 @@ def krr_solve(K, y, alpha: float = 0.0, *, overwrite_K: bool = False):
         return solve_stored(K, y, alpha).coef
     K, y = _check_gram(K, y)
     alpha = check_alpha(alpha)
+    check_bool(overwrite_K, "overwrite_K")
     xp = backend.get_namespace(K)
     rcond = _rcond(K)
     if array_api_compat.is_numpy_namespace(xp):
@@ -367,7 +368,8 @@ def nystrom_krr(kernel, X, y, alpha: float, n_centers: int, *, tol: float = 1e-1
     check_scalar(block_size, "block_size", int, min_val=1)
     n = X.shape[0]
     m = check_scalar(n_centers, "n_centers", int, min_val=1, max_val=n)
-    rng = np.random.default_rng(random_state)
+    from kernels.validation import check_random_state
+    rng = np.random.default_rng(check_random_state(random_state))
     index = np.sort(rng.choice(n, size=m, replace=False))
     centers = xp.take(X, xp.asarray(index, device=array_api_compat.device(X)), axis=0)
     Y = y if y.ndim == 2 else y[:, None]

@@ -192,3 +192,22 @@ def test_loss_derivatives_that_overflow_name_f(loss):
         values, grad, _ = kernels.loss_derivatives(f, y, loss)
         np.testing.assert_allclose(values, 1e300, rtol=1e-15)
         np.testing.assert_allclose(grad, -1.0, rtol=1e-15)
+
+
+def test_a_purely_relative_tolerance_is_refused():
+    # the coefficients start at exactly 0: with atol = 0 scipy's step-size search never settled (one step looped
+    # until all 10⁶ evaluations were spent, 16 s)
+    K, y = np.eye(3) * 2.0, np.ones(3)
+    with pytest.raises(ValueError, match=r"`atol` must be a finite number > 0, got 0\.0"):
+        kernels.kernel_gradient_flow(K, y, 1.0, atol=0.0)
+
+
+def test_a_step_that_never_settles_is_stopped(monkeypatch):
+    # the atol = 0 flow, let through the argument check: scipy's first step-size search never ends (its error norm
+    # divides by a zero scale); the right-hand side stops it after STEP_EVALUATIONS evaluations within one step
+    from kernels.solve import flow
+    monkeypatch.setattr(flow, "STEP_EVALUATIONS", 500)
+    real = flow.check_scalar
+    monkeypatch.setattr(flow, "check_scalar", lambda x, name, *a, **k: 0.0 if name == "atol" else real(x, name, *a, **k))
+    with pytest.raises(ValueError, match=r"one step of method='DOP853' took more than 500 evaluations"):
+        kernels.kernel_gradient_flow(np.eye(3) * 2.0, np.ones(3), 1.0, atol=0.0)
