@@ -17,9 +17,11 @@ accepted. ``COUNTS`` tallies the outcomes per entry point; ``tests/fuzz/conftest
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import math
 import re
+import signal
 import warnings
 
 import numpy as np
@@ -28,6 +30,25 @@ import torch
 from nets.training import DivergenceError
 
 CLEAR_ERRORS = (ValueError, TypeError, DivergenceError)
+CALL_SECONDS = 10.0     # per call: longer is a hang (every call here is on a handful of points)
+
+
+class CallTimeout(BaseException):
+    """The call ran past ``CALL_SECONDS`` (a BaseException, so library code catching Exception cannot hide it)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds=CALL_SECONDS):
+    """Raise CallTimeout in the main thread after ``seconds`` (SIGALRM): the campaigns' hang detection."""
+    def expire(signum, frame):
+        raise CallTimeout(f"no answer within {seconds:g} s")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 COUNTS: collections.Counter = collections.Counter()   # (entry point, outcome) -> number of calls
 OUTCOMES = ("finite result", "clear error")
 
@@ -110,7 +131,10 @@ def check_call(entry: str, case: Case, fn):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = fn()
+            with time_limit():
+                result = fn()
+    except CallTimeout as exc:
+        raise AssertionError(f"{entry}: hang, {exc} (bad argument: {case.bad})") from None
     except CLEAR_ERRORS as exc:
         message = str(exc)
         wanted = case.names + list(case.bad or ())
