@@ -8,10 +8,15 @@ are made exactly symmetric and the rest mirrored.
 - ``kernel``: an object with ``.ntk`` / ``.nngp`` / ``.kernels`` (``FullyConnected``, ``Convolutional``,
   ``EmpiricalNTK`` for a torch model), a bound method such as ``fc.nngp``, or any callable ``k(x1, x2)``
   (``RBF()``). ``get`` = "ntk" | "nngp" | ("nngp", "ntk") chooses the outputs (default "ntk" when the kernel
-  has one); a tuple returns a tuple.
+  has one); a tuple returns a tuple. A diagonal tile is asked for as ``k(x_a, None)`` only from code that
+  declares ``x2=None`` (lazykit's kernels, which then pin the diagonal exactly); any other callable is called
+  ``k(x_a, x_a)``. Every block is checked: an array of the tile's shape, real (integers are cast to float64),
+  finite, and for a plain callable with x2=None symmetric to √eps (``gram`` mirrors the upper triangle), else
+  an error naming ``kernel``.
 - ``store=None``: an in-memory array. ``store="path.zarr"``: a ``GramStore`` (``kernels.grams.store``) on disk,
-  one chunk per tile. A rerun of the same call computes only the tiles that are missing; a store made for
-  another kernel, other inputs, tile or dtype is refused (``StoreMismatchError`` says what differs).
+  one chunk per tile. A rerun of the same call computes only the tiles that are missing or damaged (each tile
+  carries a CRC-32C); a store made for another kernel, other inputs, tile or dtype is refused
+  (``StoreMismatchError`` says what differs). The path is checked writable before anything is computed.
 - ``client=None``: the tiles are shared by one thread per core in this process (one BLAS thread each), or
   computed one after another on the GPU (CuPy inputs, or a kernel with ``device="cuda"``). ``client=dask.distributed.Client``: each tile is a task on that cluster.
   Tasks write their tile straight into the store, so every worker must see the store's path (one machine,
