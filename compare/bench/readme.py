@@ -30,20 +30,21 @@ import time
 from pathlib import Path
 
 from compare.data import CIFAR10_CLASSES
+from compare.experiment import PRESET_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
 FIGURES = REPO_ROOT / "docs" / "figures.json"
-EXPERIMENTS = ("equivalence", "teacher-student", "rates", "table")
-PRESETS = ("quick", "full", "paper")
 JOBS = ("presets", "seeds", "nets-example")
-# --quick: overrides that make each quick preset a few-second smoke run (the figures then mean nothing)
+# --quick: overrides that make each quick preset a few-second smoke run (the figures then mean nothing); one entry
+# per registered experiment (tests/compare/bench/test_readme.py holds the two lists together)
 QUICK_SET = {
     "equivalence": ["n_train=40", "n_test=40", "steps=10", "probe=10", "scales=[1.0, 100.0]"],
     "teacher-student": ["n_train=20", "n_test=20", "steps=20", "dims=[2]", "taus=[0.1, 10.0]", "seeds=1"],
     "rates": ["n_train=20", "n_test=20", "m=20", "steps=20", "scales=[1.0, 10.0, 100.0]"],
     "table": ["n_train=20", "n_test=20", "epochs=1", "models=['vgg11']", "rff_features=50"],
 }
+EXPERIMENTS = tuple(QUICK_SET)
 NETS_EXAMPLE_MARK = "for alpha in (1.0, 100.0):"   # identifies the README's nets example block
 BEGIN, END = "<!-- bench-readme:{name} -->", "<!-- /bench-readme:{name} -->"
 TABLE_ROWS = (("vgg11", "net", None, "VGG-11 standard"), ("vgg11", "lazy", 100.0, "lazy (α = 100)"),
@@ -227,7 +228,7 @@ def render_blocks(figures: dict) -> dict:
         rows, whens = [], []
         for experiment in EXPERIMENTS:
             cells = []
-            for preset in PRESETS:
+            for preset in PRESET_NAMES:
                 entry = presets.get(experiment, {}).get(preset)
                 measured = entry is not None and "wall_s" in entry
                 cells.append(_seconds(entry["wall_s"]) if measured else "–")
@@ -342,7 +343,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     jobs = [j.strip() for j in args.only.split(",") if j.strip()]
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    for value, valid, what in ((jobs, JOBS, "--only job"), (presets, PRESETS, "--presets entry")):
+    for value, valid, what in ((jobs, JOBS, "--only job"), (presets, PRESET_NAMES, "--presets entry")):
         bad = [v for v in value if v not in valid]
         if bad or not value:
             parser.error(f"unknown {what} {bad or value!r}; valid: {', '.join(valid)}")

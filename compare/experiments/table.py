@@ -35,8 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import check_choice
-from kernels.analytic.networks import READOUTS
+from kernels import READOUTS, check_choice
 
 from compare.data import load_split
 from compare.experiment import Experiment, GpuRun, Preset, Reference
@@ -78,7 +77,7 @@ def plan(config) -> list:
     runs = []
 
     def add(model, method, seed, alpha=None):
-        runs.append(Run("table", config.dataset, model, method, seed, alpha=alpha, device=config.device,
+        runs.append(Run("table", config.dataset, model, method, seed, alpha=alpha, **config.run_devices(),
                         params=params))
 
     for seed in range(p["seeds"]):
@@ -117,7 +116,7 @@ def _network(run, n_classes):
 
 def _train(run, ds) -> dict:
     import torch
-    from nets import Lazy, Linearized, diagnostics, train
+    from nets import Lazy, Linearized, relative_weight_change, train, unchanged_activation_fraction
     from nets import DivergenceError, random_crop_flip
     p, device = run.params, run.device
     n_classes = int(ds.n_classes)
@@ -139,9 +138,9 @@ def _train(run, ds) -> dict:
         logits = torch.cat([module(X_test[i:i + 256]) for i in range(0, len(X_test), 256)]).cpu().numpy()
     row = {"test_accuracy": float(np.mean(logits.argmax(1) == ds.y_test)),
            "train_loss": float(np.mean(history.losses[-max(1, len(history.losses) // 20):])),
-           "weight_change": diagnostics.relative_weight_change(module, initial)}
+           "weight_change": relative_weight_change(module, initial)}
     if run.method != "linearized":
-        row["unchanged_activations"] = diagnostics.unchanged_activation_fraction(module, X_test[:100], initial)
+        row["unchanged_activations"] = unchanged_activation_fraction(module, X_test[:100], initial)
     return row
 
 
@@ -160,14 +159,14 @@ def cntk_kernel(run):
     """The ReLU CNTK of the run's depth and readout, in float64 on the run's device."""
     from kernels import Convolutional
     return Convolutional(depth=run.params["cntk_depth"], activation="relu", readout=cntk_readout(run),
-                         dtype="float64", device=run.device)
+                         dtype="float64", device=run.kernels_device)
 
 
 def random_features_classifier(run):
     """Ridge classification on random Fourier features, fitted on the run's device."""
     from kernels import RandomFeaturesClassifier
     return RandomFeaturesClassifier(features="fourier", n_features=run.params["rff_features"],
-                                    alpha=run.params["rff_alpha"], random_state=run.seed, device=run.device)
+                                    alpha=run.params["rff_alpha"], random_state=run.seed, device=run.kernels_device)
 
 
 def _cntk(run, ds) -> dict:

@@ -35,7 +35,7 @@ PRESETS = {
 
 def plan(config) -> list:
     params = {k: v for k, v in config.params.items() if k not in ("seeds", "dims", "taus")}
-    return [Run("teacher-student", config.dataset, "two_layer", "net", seed, init_scale=tau, device=config.device,
+    return [Run("teacher-student", config.dataset, "two_layer", "net", seed, init_scale=tau, **config.run_devices(),
                 params={**params, "d": d})
             for seed in range(config.params["seeds"]) for d in config.params["dims"] for tau in config.params["taus"]]
 
