@@ -35,7 +35,6 @@ def test_cuda_without_gpu_is_an_error(capsys):
     assert exit_.value.code == 2 and "--device cuda: torch sees no CUDA device" in capsys.readouterr().err
 
 
-
 def test_quick_sizes_keep_the_jacobians_small():
     """--quick must stay well under 1 GB: the tutorial's and "jacobian"'s per-sample Jacobians hold n·P float32
     per side, P = d·w + w² + w for the MLP (2.3 GB per side at the full size, the old quick run's 4.8 GB)."""
