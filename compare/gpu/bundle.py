@@ -38,9 +38,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name, parse_wheel_filename
+# packaging (a dependency of pytest and matplotlib) is imported where a bundle is made, not where one is
+# installed: gpu-check starts on the GPU machine before anything is installed there
+
 
 # the Pythons lazykit supports (pyproject.toml: requires-python >= 3.10); --prepare bundles wheels for each
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
@@ -102,7 +102,7 @@ def _requires_dist(wheel: Path) -> list:
     return metadata.get_all("Requires-Dist") or []
 
 
-def _applies(requirement: Requirement, environment: dict, extras=()) -> bool:
+def _applies(requirement, environment: dict, extras=()) -> bool:
     """Whether ``requirement``'s marker holds in ``environment`` with no extra or one of ``extras``."""
     return requirement.marker is None or any(requirement.marker.evaluate({**environment, "extra": extra})
                                              for extra in ("", *sorted(extras)))
@@ -115,6 +115,9 @@ def resolve(requirements, python_version: str, dest: Path, wheel_source=None, sk
     narrower specifier, or new extras, is downloaded again (its older wheel removed). pip's failures raise
     BundleError with its output.
     """
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.utils import canonicalize_name, parse_wheel_filename
     environment = marker_environment(python_version)
     skip = {canonicalize_name(n) for n in skip}
     specifiers, extras, wheels = {}, {}, {}
@@ -163,6 +166,8 @@ def prepare(bundle_dir, *, python_versions=None, requirements=None, extra_requir
     local folder instead of the registries; ``cifar10``: the images to carry, as ``compare.data.split_source``
     gives them.
     """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
     versions = tuple(SUPPORTED_PYTHONS if python_versions is None else python_versions)
     for version in versions:
         if version not in SUPPORTED_PYTHONS:

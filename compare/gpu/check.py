@@ -25,6 +25,7 @@ import dataclasses
 import importlib
 import importlib.util
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -141,11 +142,11 @@ def missing_advice(missing: list) -> str:
     image = [p for p in pypi if p not in own and p != "torch"]
     parts = [f"lazykit needs these packages, which are not installed here: {', '.join(missing)}."]
     if own:
-        parts.append(f"{', '.join(own)} come with the bundle: run with `--bundle DIR`.")
+        parts.append(f"The bundle brings {', '.join(own)}: run with `--bundle DIR`.")
     if image:
-        parts.append(f"{', '.join(image)} belong to the GPU image, so the bundle holds them only when asked: where "
-                     f"the package registries are reachable run `python -m compare gpu-check --prepare DIR --add "
-                     f"{' '.join(image)}`, copy DIR here and run with `--bundle DIR`.")
+        parts.append(f"The GPU image is expected to have {', '.join(image)}, so a bundle holds them only when "
+                     "prepared with them: where the package registries are reachable run `python -m compare "
+                     f"gpu-check --prepare DIR --add {' '.join(image)}`, copy DIR here and run with `--bundle DIR`.")
     if "torch" in pypi:
         parts.append("PyTorch is not bundled (its CUDA builds are gigabytes): install the build for this "
                      "machine's CUDA (README, Install).")
@@ -153,9 +154,8 @@ def missing_advice(missing: list) -> str:
 
 
 def _canonical(requirement: str) -> str:
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-    return canonicalize_name(Requirement(requirement).name)
+    """The normalised project name of a requirement (PEP 503; without packaging, which may not be installed)."""
+    return re.sub(r"[-_.]+", "-", re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement).group(1)).lower()
 
 
 def versions() -> dict:

@@ -87,14 +87,23 @@ def _fake_cifar_parts(per_class=3):
                     np.arange(per_class * 2) % 2) for split in ("train", "test")}
 
 
-@pytest.fixture
-def bundle(tmp_path):
-    source = tmp_path / "wheelhouse"
+@pytest.fixture(scope="module")
+def pristine_bundle(tmp_path_factory):
+    """A bundle of the pure probe wheel (every supported Python) and fake CIFAR-10 batches, made once."""
+    folder = tmp_path_factory.mktemp("pristine")
+    source = folder / "wheelhouse"
     source.mkdir()
     _tiny_wheel(source, 42)
-    manifest = gpu_bundle.prepare(tmp_path / "bundle", requirements=("lazykit-tiny-probe",), wheel_source=source,
-                                  cifar10=_fake_cifar_parts())
-    return tmp_path / "bundle", manifest
+    gpu_bundle.prepare(folder / "bundle", requirements=("lazykit-tiny-probe",), wheel_source=source,
+                       cifar10=_fake_cifar_parts())
+    return folder / "bundle"
+
+
+@pytest.fixture
+def bundle(pristine_bundle, tmp_path):
+    """A copy of the pristine bundle for one test (tests alter it) and its manifest."""
+    shutil.copytree(pristine_bundle, tmp_path / "bundle")
+    return tmp_path / "bundle", json.loads((tmp_path / "bundle" / "manifest.json").read_text())
 
 
 def test_prepare_writes_wheels_data_manifest_and_ignores_itself(bundle):
@@ -434,10 +443,12 @@ def test_bench_analytic_on_cuda_never_imports_numba(tmp_path):
 
 
 def test_dry_run_works_before_lazykit_dependencies_are_installed(bundle, tmp_path):
-    # a bare GPU machine: array-api-compat arrives with the bundle, so gpu-check must start without it
-    stub = tmp_path / "stub" / "array_api_compat"
-    stub.mkdir(parents=True)
-    (stub / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'array_api_compat'\")\n")
+    # a bare GPU machine: array-api-compat arrives with the bundle, so gpu-check must start without it (and
+    # without packaging, which only making a bundle needs)
+    for name in ("array_api_compat", "packaging"):
+        stub = tmp_path / "stub" / name
+        stub.mkdir(parents=True)
+        (stub / "__init__.py").write_text(f"raise ModuleNotFoundError(\"No module named '{name}'\")\n")
     folder, _ = bundle
     out = subprocess.run([sys.executable, "-m", "compare", "gpu-check", "--bundle", str(folder), "--dry-run"],
                          cwd=gpu_check.REPO_ROOT, capture_output=True, text=True,

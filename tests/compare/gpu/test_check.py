@@ -72,14 +72,14 @@ def test_missing_lazykit_dependency_is_named(monkeypatch, capsys):
                         lambda name: None if name == "array_api_compat" else real_find_spec(name))
     assert gpu_check.main([]) == 1
     err = capsys.readouterr().err
-    assert "not installed here: array_api_compat" in err and "array-api-compat come with the bundle" in err
+    assert "not installed here: array_api_compat" in err and "The bundle brings array-api-compat" in err
 
 
 def test_missing_image_packages_get_advice_that_works():
     # scipy and scikit-learn belong to the GPU image: the bundle holds them only when prepared with --add
     advice = gpu_check.missing_advice(["scipy", "sklearn", "torch"])
     assert "`python -m compare gpu-check --prepare DIR --add scipy scikit-learn`" in advice
-    assert "PyTorch is not bundled" in advice and "come with the bundle" not in advice
+    assert "PyTorch is not bundled" in advice and "The bundle brings" not in advice
     args = gpu_check.build_parser().parse_args(["--prepare", "b", "--add", "scipy", "scikit-learn"])
     assert args.add == ["scipy", "scikit-learn"]          # the option the advice names exists
 
