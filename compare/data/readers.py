@@ -120,9 +120,9 @@ def read_cifar_batches(path, split: str):
 def write_cifar_batches(folder, parts: dict) -> Path:
     """Write ``parts`` ({"train": (images (N, 3, 32, 32) uint8, labels), "test": (...)}) as a CIFAR-10 python
     batches folder ``folder`` (created): the train images in order over data_batch_1..5, the test images in
-    test_batch, each a pickle of {"data": N×3072 uint8, "labels": [N ints]} as the canonical files (protocol 4: bytes
-    stored as they are, not inflated by protocol 2's latin-1 text).
-    :func:`read_cifar_batches` reads back the same arrays in the same order."""
+    test_batch, each a pickle of {"data": N×3072 uint8, "labels": [N ints]} as the canonical files (protocol 4:
+    bytes stored as they are, not inflated by protocol 2's latin-1 text). :func:`read_cifar_batches` reads back
+    the same arrays in the same order."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for split, names in CIFAR10_BATCHES.items():

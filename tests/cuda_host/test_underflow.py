@@ -9,9 +9,10 @@ Tolerances. Depth 3: a few tens of float32 roundings per output, 2e-5 relative (
 Deep erf (w_std = 0.5, b = 0, the ordered phase: variances shrink by about w²·4/π ≈ 0.32 a layer, to 1e-20 at
 depth 40 and 1e-25 at depth 50): at such variances the dual is nearly linear in k12 (asin r ≈ r), so each layer
 passes a relative error on unchanged and adds its own few roundings, about 3·2^-24 ≈ 2e-7; after L layers
-≤ L·2e-7 (1e-5 at depth 50; measured at most 2.2e-6; conv: 1.3e-6 at depth 34). Before the fix, every off-diagonal NNGP entry was exactly 0 (an
-error of 100%) and the NTK was off by 7% (depth 40) and 25% (depth 50); tiny inputs gave NNGP errors of
-26% (step) to 100% (erf, 'standard' ReLU: all off-diagonal entries 0). Measured after the fix: 8e-8 to 3e-7.
+≤ L·2e-7 (1e-5 at depth 50; measured at most 2.2e-6; conv: 1.3e-6 at depth 34). Before the fix every
+off-diagonal NNGP entry was exactly 0 (an error of 100%) and the NTK was off by 7% (depth 40) and 25% (depth 50);
+tiny inputs gave NNGP errors of 26% (step) to 100% (erf, 'standard' ReLU: all off-diagonal entries 0).
+Measured after the fix: 8e-8 to 3e-7.
 """
 import numpy as np
 import pytest

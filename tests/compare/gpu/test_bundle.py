@@ -2,7 +2,6 @@
 target), checked by its manifest, installed offline into a fresh venv (what a GPU machine without network does),
 its requirement list kept in step with pyproject.toml; and every command gpu-check runs, proven to parse and to
 run without numba and zarr up to the point where it needs a GPU."""
-import argparse
 import base64
 import hashlib
 import json
