@@ -344,7 +344,7 @@ def gpu_data(data_dir=None) -> tuple:
     as many as the largest of them needs, of the union of their classes (each ``load_split`` then reads the
     same images as from the full data set)."""
     from compare import experiments
-    from compare.data import find, split_source
+    from compare.data import CIFAR10_CLASSES, find, split_source
     needs = []
     for name in experiments.names():
         experiment = experiments.get(name)
@@ -364,7 +364,8 @@ def gpu_data(data_dir=None) -> tuple:
     # load_split reads the first ⌈max(n_train, n_test) / classes⌉ images of each kept class (None: all)
     per_class = [-(-max(p.get("n_train") or 0, p.get("n_test") or 0) // len(p.get("classes") or range(10))) or None
                  for _, p in needs]
-    classes = sorted({c for _, p in needs for c in p.get("classes") or range(10)})
+    classes = sorted({CIFAR10_CLASSES.index(c) if isinstance(c, str) else int(c)
+                      for _, p in needs for c in p.get("classes") or range(10)})
     most = None if None in per_class else max(per_class)
     parts = split_source("cifar10", None if most is None else most * len(classes), None, data_dir,
                          classes if len(classes) < 10 else None)
