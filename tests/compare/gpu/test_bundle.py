@@ -273,10 +273,11 @@ def test_offline_install_into_a_fresh_venv(bundle, tmp_path):
 def test_the_install_keeps_the_image_packages(bundle, tmp_path):
     # the image's NumPy/PyTorch are pinned to their installed versions: a bundle that needs others fails the
     # install rather than replacing what CuPy and the CUDA builds were made against
+    # (the distributions' versions: a PyPI CUDA build of torch says 2.14.1 there and 2.14.1+cu130 in __version__)
+    import importlib.metadata
     import numpy
-    import torch
     pins = gpu_bundle.installed_pins()
-    assert f"numpy=={numpy.__version__}" in pins and f"torch=={torch.__version__}" in pins
+    assert f"numpy=={numpy.__version__}" in pins and f"torch=={importlib.metadata.version('torch')}" in pins
     folder, manifest = bundle
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": ""}
     for pin, ok in (("numpy==" + numpy.__version__, True), ("lazykit-tiny-probe==2.0", False)):
