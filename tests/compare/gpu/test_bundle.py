@@ -353,9 +353,11 @@ if mode == "parse":      # the command's imports (cli imports its module) and it
         print("PARSED", flush=True)
         raise SystemExit(0)
     argparse.ArgumentParser.parse_args = parse
-elif mode == "plan":     # an experiment as if torch saw a GPU: options resolved, runs planned, data identified
+elif mode == "plan":     # an experiment as if torch and CuPy saw a GPU: options resolved, runs planned, data identified
     import torch
+    from kernels import backend
     torch.cuda.is_available = lambda: True
+    backend.gpu_available = lambda: True
     from compare import cli
     def run_sweep(func, runs, out, config, **options):
         print(f"PLANNED {len(runs)} runs on {options['device']}; data {runs[0].params.get('data_sha256')}",
