@@ -21,9 +21,6 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
-PRESET_NAMES = ("quick", "full", "paper")
-
-
 class Preset:
     """A named size of a sweep: ``hardware`` (what it is meant for, e.g. "a CPU", "one GPU"; ``--help`` adds
     the wall time ``python -m compare bench readme`` measured, from docs/figures.json) and its settings (every
@@ -69,13 +66,6 @@ class Figure:
 
 
 @dataclasses.dataclass(frozen=True)
-class Reference:
-    """Published numbers shown in a column beside ours: ``values[(model, method)]`` under ``title``."""
-    title: str
-    values: dict
-
-
-@dataclasses.dataclass(frozen=True)
 class GpuRun:
     """The run ``gpu-check`` makes of this experiment on a GPU: its preset, and the data set it needs."""
     preset: str = "quick"
@@ -94,7 +84,7 @@ class Experiment:
     field is a shared setting, fingerprinted in DIR/config.json so that results of other settings are refused.
     scale_field: "alpha" (lazy scale α) or "init_scale" (τ), stored under ``scale`` in results.jsonl.
     group_by: the columns that identify a group of seeds in the summary. figures: the report's plots.
-    notes: ``notes(rows) -> str`` printed under the summary table. reference: published numbers beside ours.
+    notes: ``notes(rows) -> str`` printed under the summary table.
     shared_work: ``shared_work(run) -> key``; runs with equal keys run in one task with one ``Memo``.
     gpu: what ``gpu-check`` runs (None: nothing).
     """
@@ -112,7 +102,6 @@ class Experiment:
     group_by: tuple = ("model", "method", "scale")
     figures: tuple = ()
     notes: Callable | None = None
-    reference: Reference | None = None
     shared_work: Callable | None = None
     gpu: GpuRun | None = None
 
