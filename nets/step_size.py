@@ -27,6 +27,8 @@ from torch.func import functional_call, jvp, vjp
 
 from kernels import check_choice, check_scalar
 
+from nets.forward_ad import serialized
+
 # sup of the top eigenvalue of ∇²ℓ in the outputs, for the losses of nets.losses that have one
 CURVATURES = {"mse": 1.0, "cross_entropy": 0.5}
 
@@ -82,6 +84,7 @@ def kernel_step(lambda_max, batch_size, momentum=0.0, curvature=1.0, lr_factor=N
     return KernelStep(lr, float(lambda_max), limit, int(batch_size), float(momentum), float(curvature))
 
 
+@serialized
 def ntk_lambda_max(model, X, iters=30, rtol=1e-4, seed=0):
     """λ_max of the empirical NTK Θ = JJᵀ of `model` on the inputs X (all outputs: the (n·O) × (n·O) kernel with
     its output blocks), by power iteration on JᵀJ with one jvp and one vjp per iteration (module docstring).
