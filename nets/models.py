@@ -273,7 +273,8 @@ def _initialize(network, init, gain):
     PyTorch's nn.Linear default. 'xavier': the authors' init (lazy-training-CNN, cnn/train.py; the paper's §3:
     "biases are initialized with 0 and all other weights with normal Xavier initialization"): Xavier-normal
     std = gain·√(2/(fan_in + fan_out)) on every conv and on the head (Glorot & Bengio 2010), gain 1 as their
-    script.sh runs it. The NTK at init is much smaller under 'xavier' (about 150× for the CIFAR VGG-11 here).
+    script.sh runs it. The NTK at init is much smaller under 'xavier': λ_max 145× smaller for VGG-11 and 408× for
+    ResNet-18 at width 1/8 on 128 CIFAR-10 images.
     """
     check_choice(init, "init", INITS)
     gain = check_scalar(gain, "gain", float, min_val=0, include_boundaries="neither")

@@ -39,7 +39,7 @@ _AUTHORS = dict(init="xavier", gain=1.0, loss="mse_mean", lr_schedule="inverse_e
                 batch_size=128, momentum=0.9, lr_factor=0.2, power_iterations=30, rff_alpha=1e-3, cntk_depth=3)
 PRESETS = {
     "quick": Preset("a CPU", models=["vgg11"], width_factor=0.125, n_train=1000, n_test=500, classes=[0, 1],
-                    epochs=10, scales=[0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5], lrs=["kernel"], dtype="auto",
+                    epochs=10, scales=[1.0, 10.0, 100.0, 1e3, 1e4, 1e5], lrs=["kernel"], dtype="auto",
                     n_stability=None, frozen_gates_pool="gather", cntk_readouts=[], cntk_n_train=0,
                     cntk_n_test=None, rff_features=2000, seeds=1, **_AUTHORS),
     "full": Preset("one GPU", models=["vgg11", "resnet18"], width_factor=0.5, n_train=10000, n_test=2000,

@@ -212,7 +212,11 @@ def train_row(run, ds, memo, per_epoch=False) -> dict:
         row["unchanged_activations"] = float(np.mean(row["unchanged_activations_per_layer"]))
         row["unchanged_activations_min"] = float(np.min(row["unchanged_activations_per_layer"]))
         frozen = FrozenGates(*gates, pool=p["frozen_gates_pool"])
-        row["frozen_gates_accuracy"] = score(_predict(frozen, X_test), ds.y_test).get("test_accuracy")
+        frozen_score = score(_predict(frozen, X_test), ds.y_test)
+        if "test_accuracy" in frozen_score:
+            row["frozen_gates_accuracy"] = frozen_score["test_accuracy"]
+        else:
+            row["frozen_gates_collapsed"] = True
     if per_epoch:
         row.update({k: v for k, v in epochs.items() if v})
     return row
