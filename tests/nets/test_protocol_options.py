@@ -77,3 +77,17 @@ def test_gaussian_two_layer_student_is_the_authors():
     torch.testing.assert_close(net(x)[:, 0], expected, rtol=1e-14, atol=1e-14)
     with pytest.raises(ValueError, match="init"):
         TwoLayer(3, 4, init="uniform")
+
+
+def test_estimators_take_their_step_from_the_kernel():
+    """lr='kernel': lr_factor times 2n/λ_max for full-batch GD on ½‖f − y‖² (momentum 0, curvature 1), with
+    λ_max of the network's NTK at init on the standardised inputs; recorded in step_."""
+    from nets import LazyNetRegressor
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 3)), rng.standard_normal(40)
+    model = LazyNetRegressor(scale=10.0, width=32, lr="kernel", lr_factor=0.4, epochs=20, random_state=0).fit(X, y)
+    step = model.step_
+    assert step.ratio == pytest.approx(0.4, rel=1e-12) and step.limit == pytest.approx(2 * 40 / step.lambda_max)
+    assert model.history_.lrs[0] == step.lr and model.history_.losses[-1] < model.history_.losses[0]
+    with pytest.raises(ValueError, match="lr"):
+        LazyNetRegressor(lr="fast", epochs=1).fit(X, y)
