@@ -119,7 +119,8 @@ def measure_presets(out_dir: Path, presets, quick: bool, log) -> dict:
                 if plot.exists():
                     target = out_dir / ALPHA_SWEEP_PLOT.name if quick else ALPHA_SWEEP_PLOT
                     target.write_bytes(plot.read_bytes())
-                    entry[preset]["plot"] = ALPHA_SWEEP_PLOT.relative_to(REPO_ROOT).as_posix()
+                    entry[preset]["plot"] = (str(target) if quick else
+                                             ALPHA_SWEEP_PLOT.relative_to(REPO_ROOT).as_posix())
     return found
 
 
@@ -278,7 +279,9 @@ def render_blocks(figures: dict) -> dict:
             "| experiment | quick | full | paper |", "|---|---|---|---|", *rows, "",
             f"Wall time of `python -m compare EXPERIMENT --preset NAME` (a fresh process, imports included), "
             f"measured by `python -m compare bench readme` on {'; '.join(whens) or _when(figures)}; – : not run there "
-            f"(`--presets quick,full,paper` runs them; the `table` presets need CIFAR-10)."])
+            f"(`--presets quick,full,paper` runs them; the "
+            + ("`table` and `alpha-sweep` presets need" if "alpha-sweep" in presets else "`table` presets need")
+            + " CIFAR-10)."])
     seeds = figures.get("seeds")
     if seeds:
         slopes = seeds.get("rates_slopes", {})
@@ -298,13 +301,13 @@ def render_blocks(figures: dict) -> dict:
                      if f"{m}/{meth}" in table]
             classes = setup.get("classes")
             names = " vs ".join(CIFAR10_CLASSES[c] for c in classes) if classes else "all 10 classes"
-            centred = (" (the standard rows centred as the authors train them, h(w) − h(w₀))"
-                       if any("net_uncentred" in key for key in table) else "")
+            centred = (" The standard rows are centred as the authors train them, h(w) − h(w₀); the uncentred "
+                       "ones are the plain h(w)." if any("net_uncentred" in key for key in table) else "")
             blocks["table-quick"] = (f"The quick `table` run (CPU; {names}, "
                                      f"{setup.get('n_train')}/{setup.get('n_test')} train/test images, width factor "
                                      f"{setup.get('width_factor')}, {setup.get('epochs')} epochs; test accuracy, mean "
-                                     f"± std over {n} seeds; {_when({**figures, **seeds})}){centred}: "
-                                     + ", ".join(parts) + ".")
+                                     f"± std over {n} seeds; {_when({**figures, **seeds})}): "
+                                     + ", ".join(parts) + "." + centred)
     sweep = presets.get("alpha-sweep", {}).get("quick", {})
     if "sweep" in sweep:
         blocks["alpha-sweep-quick"] = _alpha_sweep_sentence(sweep, _when({**figures, **sweep}))

@@ -72,7 +72,9 @@ def test_the_alpha_sweep_block_and_the_centred_reading():
     assert "α = 0.1: diverged; α = 1: 83.0% (53.9% of the least stable layer's gates kept); α = 100000: 78.2%" in sweep
     assert "2.2 min wall time" in sweep and sweep.endswith("(docs/alpha-sweep-quick.png)")
     assert "| `alpha-sweep` | 2.2 min | – | – |" in blocks["preset-times"]
-    assert "centred as the authors train them" in blocks["table-quick"] and "uncentred 80.0%" in blocks["table-quick"]
+    assert "VGG-11 standard 83.0 ± 1.2%, uncentred 80.0%, random" in blocks["table-quick"]
+    assert blocks["table-quick"].endswith("The standard rows are centred as the authors train them, h(w) − h(w₀); "
+                                          "the uncentred ones are the plain h(w).")
     assert "uncentred one (h(w₀) ≠ 0) is a different predictor (87.8% agreement)" in blocks["default-job-reading"]
     assert set(blocks) <= set(readme.BLOCK_NAMES)
 
