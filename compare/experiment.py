@@ -21,6 +21,9 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
+PRESET_NAMES = ("quick", "full", "paper")
+
+
 class Preset:
     """A named size of a sweep: ``hardware`` (what it is meant for, e.g. "a CPU", "one GPU"; ``--help`` adds
     the wall time ``python -m compare bench readme`` measured, from docs/figures.json) and its settings (every
@@ -41,13 +44,31 @@ class Preset:
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The resolved command line that ``plan`` expands: the preset's settings with ``--set``/``--seeds``
-    applied (``params``), and the device already resolved to "cpu" or "cuda"."""
+    applied (``params``), the devices already resolved to "cpu" or "cuda" (``device`` for the torch networks,
+    ``kernel_device`` for the kernels: ``kernels.resolve_devices``; None: the same), the local workers and the
+    torch threads of each (``compare.options.resolve_jobs``)."""
     experiment: str
     dataset: str
     preset: str
     params: dict
     device: str
     data_dir: str | None = None
+    kernel_device: str | None = None
+    jobs: int = 1                      # local worker processes
+    threads: int = 1                   # torch threads per worker
+
+    @property
+    def kernels_device(self) -> str:
+        return self.kernel_device or self.device
+
+    @property
+    def devices(self) -> dict:
+        return {"nets": self.device, "kernels": self.kernels_device}
+
+    def run_devices(self) -> dict:
+        """The keyword arguments that put a ``Run`` on these devices."""
+        return {"device": self.device,
+                "kernel_device": self.kernel_device if self.kernels_device != self.device else None}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,14 +23,22 @@ _EXPORTS = {
     # feature_estimators.py
     "RandomFeaturesRegressor": "estimators.random_features", "RandomFeaturesClassifier": "estimators.random_features",
     # gram_tiles.py, gram_store.py, gram_solvers.py
-    "gram": "grams.tiles", "gram_in": "grams.tiles", "EmpiricalNTK": "empirical.kernel", "GramStore": "grams.store",
+    "gram": "grams.tiles", "cached_gram": "grams.tiles", "EmpiricalNTK": "empirical.kernel", "GramStore": "grams.store",
     "StoreMismatchError": "grams.store", "StoreNotFoundError": "grams.store",
     "solve_stored": "solve.stored", "available_memory": "solve.stored",
+    # analytic/rates.py: the fused CPU loops' arithmetic rates on this machine (the CPU floor benchmark)
+    "cpu_operation_rates": "analytic.rates",
+    # errors and warnings users catch
+    "KernelOverflowError": "validation", "ArgumentTypeError": "validation", "ConvergenceWarning": "solve.stored",
+    "NystromKRR": "solve.ridge",
+    # vocabularies (defined once)
+    "DEVICES": "backend", "RESOLVED_DEVICES": "backend", "READOUTS": "analytic.networks", "ACTIVATIONS": "analytic.duals",
     # backend.py
-    "resolve_device": "backend", "gpu_available": "backend", "to_numpy": "backend", "to_device": "backend",
+    "resolve_device": "backend", "resolve_devices": "backend", "Devices": "backend", "gpu_available": "backend", "to_numpy": "backend", "to_device": "backend",
     "device_of": "backend",
-    # loss_flow.py
-    "kernel_gradient_flow": "solve.flow", "loss_derivatives": "solve.flow",
+    # solve/flow.py (and the one vocabulary of losses)
+    "kernel_gradient_flow": "solve.flow", "loss_derivatives": "solve.flow", "LOSSES": "solve.flow",
+    "MARGIN_LOSSES": "solve.flow",
     # validation.py
     "check_scalar": "validation", "check_choice": "validation", "check_array": "validation",
     # estimators/base.py: what nets' estimators share with the kernel ones

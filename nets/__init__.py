@@ -15,6 +15,10 @@ _EXPORTS = {
     "loss_curvature": "step_size", "KernelStep": "step_size", "CURVATURES": "step_size",
     # trained_kernel.py
     "KernelTracker": "trained_kernel", "after_training_kernel_regression": "trained_kernel",
+    # diagnostics.py
+    "relative_weight_change": "diagnostics", "ntk_drift": "diagnostics",
+    "unchanged_activation_fraction": "diagnostics", "parameter_distance": "diagnostics",
+    "function_distance": "diagnostics", "scale_criterion": "diagnostics",
     # estimators.py
     "LazyNetRegressor": "estimators", "LazyNetClassifier": "estimators",
 }

@@ -17,8 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kernels import check_choice, check_scalar
-from kernels.validation import ArgumentTypeError
+from kernels import ArgumentTypeError, check_choice, check_scalar
 
 ACTIVATIONS = ("relu", "erf", "tanh", "softplus", "gelu", "swish")
 

@@ -102,8 +102,7 @@ def bench_mlp(device, repeats, nt, sizes=None):
     import numpy as np
     import torch
     from compare.bench.harness import format_seconds, format_table, measure
-    from kernels import backend
-    from kernels import empirical_ntk
+    from kernels import empirical_ntk, to_numpy
     sizes = sizes or MLP
     n, d, width = sizes["n"], sizes["d"], sizes["width"]
     net = mlp_model(d, width, device)
@@ -117,8 +116,8 @@ def bench_mlp(device, repeats, nt, sizes=None):
         "matmul floor (same shapes)": floor_fn,
     }
     times = {name: measure(fn, repeats=repeats, sync=sync).median for name, fn in runs.items()}
-    reference = backend.to_numpy(tutorial_ntk(net, x, x)[:, :, 0, 0])
-    ours = backend.to_numpy(empirical_ntk(net, x, method="structured"))
+    reference = to_numpy(tutorial_ntk(net, x, x)[:, :, 0, 0])
+    ours = to_numpy(empirical_ntk(net, x, method="structured"))
     agreement = float(np.abs(ours - reference).max() / np.abs(reference).max())
     base, floor = times["torch.func tutorial (vmap(jacrev) + einsum)"], times["matmul floor (same shapes)"]
     if nt is not None and device == "cpu":

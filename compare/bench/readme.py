@@ -33,18 +33,18 @@ import time
 from pathlib import Path
 
 from compare.data import CIFAR10_CLASSES
+from compare.experiment import PRESET_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
 FIGURES = REPO_ROOT / "docs" / "figures.json"
-EXPERIMENTS = ("equivalence", "teacher-student", "rates", "table", "alpha-sweep")
 CIFAR_EXPERIMENTS = ("table", "alpha-sweep")
 ALPHA_SWEEP_PLOT = REPO_ROOT / "docs" / "alpha-sweep-quick.png"
 BLOCK_NAMES = ("preset-times", "default-job", "default-job-reading", "table-quick", "rates-slopes", "nets-example",
                "alpha-sweep-quick")
-PRESETS = ("quick", "full", "paper")
 JOBS = ("presets", "seeds", "nets-example")
-# --quick: overrides that make each quick preset a few-second smoke run (the figures then mean nothing)
+# --quick: overrides that make each quick preset a few-second smoke run (the figures then mean nothing); one entry
+# per registered experiment (tests/compare/bench/test_readme.py holds the two lists together)
 QUICK_SET = {
     "equivalence": ["n_train=40", "n_test=40", "steps=10", "probe=10", "scales=[1.0, 100.0]"],
     "teacher-student": ["n_train=20", "n_test=20", "steps=20", "dims=[2]", "taus=[0.1, 10.0]", "seeds=1"],
@@ -53,6 +53,7 @@ QUICK_SET = {
     "alpha-sweep": ["n_train=20", "n_test=20", "epochs=1", "width_factor=0.0625", "scales=[1.0, 100000.0]",
                     "rff_features=50", "power_iterations=5"],
 }
+EXPERIMENTS = tuple(QUICK_SET)
 NETS_EXAMPLE_MARK = "for alpha in (1.0, 100.0):"   # identifies the README's nets example block
 BEGIN, END = "<!-- bench-readme:{name} -->", "<!-- /bench-readme:{name} -->"
 TABLE_ROWS = (("vgg11", "net", None, "VGG-11 standard"), ("vgg11", "net_uncentred", None, "uncentred"),
@@ -268,7 +269,7 @@ def render_blocks(figures: dict) -> dict:
         rows, whens = [], []
         for experiment in [e for e in EXPERIMENTS if e in presets]:
             cells = []
-            for preset in PRESETS:
+            for preset in PRESET_NAMES:
                 entry = presets.get(experiment, {}).get(preset)
                 measured = entry is not None and "wall_s" in entry
                 cells.append(_seconds(entry["wall_s"]) if measured else "–")
@@ -417,7 +418,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     jobs = [j.strip() for j in args.only.split(",") if j.strip()]
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    for value, valid, what in ((jobs, JOBS, "--only job"), (presets, PRESETS, "--presets entry")):
+    for value, valid, what in ((jobs, JOBS, "--only job"), (presets, PRESET_NAMES, "--presets entry")):
         bad = [v for v in value if v not in valid]
         if bad or not value:
             parser.error(f"unknown {what} {bad or value!r}; valid: {', '.join(valid)}")

@@ -66,9 +66,9 @@ def plan(config) -> list:
         for model in p["models"]:
             for lr in p["lrs"]:
                 runs += [Run("alpha-sweep", config.dataset, model, "lazy", seed, alpha=float(alpha),
-                             device=config.device, params={**params, "lr": lr}) for alpha in p["scales"]]
+                             **config.run_devices(), params={**params, "lr": lr}) for alpha in p["scales"]]
         runs += cifar_nets.kernel_runs(config, lambda model, method, seed=seed: Run(
-            "alpha-sweep", config.dataset, model, method, seed, device=config.device, params=params))
+            "alpha-sweep", config.dataset, model, method, seed, **config.run_devices(), params=params))
     return runs
 
 

@@ -165,7 +165,8 @@ def train_row(run, ds, memo, per_epoch=False) -> dict:
     """Train the run's method; its metrics (module docstring). ``per_epoch``: also the test accuracy, train loss
     and unchanged gates per layer after every epoch (lists, epoch 1 first)."""
     import torch
-    from nets import DivergenceError, FrozenGates, diagnostics, random_crop_flip, train, unchanged_gates_per_layer
+    from nets import (DivergenceError, FrozenGates, random_crop_flip, relative_weight_change, train,
+                      unchanged_gates_per_layer)
     p, device = run.params, run.device
     n_classes = int(ds.n_classes)
     dtype = torch_dtype(run)
@@ -205,7 +206,7 @@ def train_row(run, ds, memo, per_epoch=False) -> dict:
     row["train_loss"] = factor * float(np.mean(history.losses[-per_epoch_steps:]))   # the last epoch's batches
     row["train_accuracy"] = (float(np.mean(history.accuracies[-per_epoch_steps:])) if history.accuracies
                              else None)   # on the augmented batches, as the authors log it (cross-entropy only)
-    row["weight_change"] = diagnostics.relative_weight_change(module, initial)
+    row["weight_change"] = relative_weight_change(module, initial)
     if gates is not None:
         fractions = unchanged_gates_per_layer(gates[0], X_test[:n_gates], initial=gates[1])
         row["gate_layers"] = list(fractions)
@@ -234,7 +235,7 @@ def kernel_runs(config, make) -> list:
     ``cntk_n_train`` > 0 — and ``rff``, random Fourier features of the pixels (model ``fourier``). The one place
     that lists them: kernels of other architectures (e.g. the infinite-width limits of the trained VGG/ResNet) are
     added here as ``make(model, method)`` with a method of KERNEL_METHODS and a branch in ``kernel_row``."""
-    from kernels.analytic.networks import READOUTS
+    from kernels import READOUTS
     p = config.params
     runs = []
     for readout in p["cntk_readouts"] if p["cntk_n_train"] else ():
@@ -265,14 +266,14 @@ def cntk_kernel(run):
     """The ReLU CNTK of the run's depth and readout, in float64 on the run's device."""
     from kernels import Convolutional
     return Convolutional(depth=run.params["cntk_depth"], activation="relu", readout=cntk_readout(run),
-                         dtype="float64", device=run.device)
+                         dtype="float64", device=run.kernels_device)
 
 
 def random_features_classifier(run):
     """Ridge classification on random Fourier features, fitted on the run's device."""
     from kernels import RandomFeaturesClassifier
     return RandomFeaturesClassifier(features="fourier", n_features=run.params["rff_features"],
-                                    alpha=run.params["rff_alpha"], random_state=run.seed, device=run.device)
+                                    alpha=run.params["rff_alpha"], random_state=run.seed, device=run.kernels_device)
 
 
 def _cntk(run, ds) -> dict:

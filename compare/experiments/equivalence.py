@@ -55,7 +55,7 @@ import numpy as np
 import scipy.linalg
 
 from compare.present import plots
-from kernels import check_choice
+from kernels import LOSSES, check_choice
 from compare.data import IMAGE_DATASETS, load_split
 from compare.experiment import Experiment, Figure, Preset
 from compare.grams import kernel_matrices
@@ -90,7 +90,6 @@ NET_METHODS = ("net", "net_uncentred", "lazy", "linearized")
 KERNEL_METHODS = ("empirical_ntk", "empirical_ntk_krr", "ntk", "nngp")
 AFTER_METHODS = ("after_kernel", "after_kernel_last")   # per α, with the kernel of the trained lazy net
 SQUARED_LOSS_ONLY = ("empirical_ntk_krr", "nngp")        # t = ∞ limits of the squared loss
-LOSSES = ("mse", "cross_entropy", "hinge", "quadratic_hinge", "softhinge", "logistic")
 
 
 # settings added after equivalence results were first kept: at these values the runs are the older ones
@@ -104,7 +103,7 @@ def plan(config) -> list:
     params["data_dir"] = config.data_dir
     model = "cnn" if config.dataset in IMAGE_DATASETS else "mlp"
     # the analytic convolutional kernels need every pixel pair: only on a GPU for image data sets
-    analytic = params["analytic"] and (model == "mlp" or config.device == "cuda")
+    analytic = params["analytic"] and (model == "mlp" or config.kernels_device == "cuda")
     check_choice(params["loss"], "loss (--set loss=)", LOSSES)
     check_choice(params["after_kernels"], "after_kernels (--set after_kernels=)", (True, False))
     check_choice(params["centre_net"], "centre_net (--set centre_net=)", (True, False))
@@ -119,12 +118,12 @@ def plan(config) -> list:
     for seed in range(config.params["seeds"]):
         for method in methods:
             if method != "lazy":
-                runs.append(Run("equivalence", config.dataset, model, method, seed, device=config.device,
+                runs.append(Run("equivalence", config.dataset, model, method, seed, **config.run_devices(),
                                 params=params, defaults=ADDED_SETTINGS))
                 continue
             for alpha in config.params["scales"]:   # each α's after-kernel runs next to its lazy run (one memo)
                 after = AFTER_METHODS if params["after_kernels"] else ()
-                runs += [Run("equivalence", config.dataset, model, m, seed, alpha=alpha, device=config.device,
+                runs += [Run("equivalence", config.dataset, model, m, seed, alpha=alpha, **config.run_devices(),
                              params=params, defaults=ADDED_SETTINGS) for m in ("lazy",) + after]
     return runs
 
@@ -188,9 +187,9 @@ def analytic_kernel(run):
     p = run.params
     if run.model == "cnn":
         return Convolutional(depth=p["conv_depth"], activation="relu", w_std=2 ** 0.5, b_std=0.0,
-                             filter_size=3, readout="gap", device=run.device, dtype=p["dtype"])
+                             filter_size=3, readout="gap", device=run.kernels_device, dtype=p["dtype"])
     return FullyConnected(depth=len(p["widths"]), activation="relu", w_std=2 ** 0.5, b_std=0.0,
-                          parameterization="ntk", device=run.device, dtype=p["dtype"])
+                          parameterization="ntk", device=run.kernels_device, dtype=p["dtype"])
 
 
 def _flow(K_train, K_test, y, t):
@@ -356,7 +355,7 @@ def _train_net(run, X_train, y_train, ref) -> dict:
 
 def _net_row(run, trained, task, X_train, y_train, X_test, y_test, ref) -> dict:
     import torch
-    from nets import diagnostics
+    from nets import relative_weight_change
     if "error" in trained:
         return {"diverged": True, "error": trained["error"]}
     module, tracker = trained["module"], trained["tracker"]
@@ -364,7 +363,7 @@ def _net_row(run, trained, task, X_train, y_train, X_test, y_test, ref) -> dict:
     with torch.no_grad():
         pred_train, pred_test = (module(x).cpu().numpy() for x in (X_tr, X_te))
     row = _scores(task, pred_train, pred_test, y_train, y_test, ref["predictions"][1], run.params["loss"])
-    row["weight_change"] = diagnostics.relative_weight_change(module, trained["initial"])
+    row["weight_change"] = relative_weight_change(module, trained["initial"])
     row.update(trained["stopped"])
     if run.method != "linearized":   # the linearized model's tangent kernel never moves
         half = max(1, run.params["steps"] // 2)   # at half the nominal steps, where training got that far

@@ -77,7 +77,7 @@ def plan(config) -> list:
     runs = []
 
     def make(model, method, seed, alpha=None):
-        return Run("table", config.dataset, model, method, seed, alpha=alpha, device=config.device, params=params)
+        return Run("table", config.dataset, model, method, seed, alpha=alpha, **config.run_devices(), params=params)
 
     for seed in range(p["seeds"]):
         for model in p["models"]:

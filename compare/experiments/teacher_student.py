@@ -58,7 +58,7 @@ ADDED_SETTINGS = {"protocol": "lazykit"}
 def plan(config) -> list:
     params = {k: v for k, v in config.params.items() if k not in ("seeds", "dims", "taus")}
     check_choice(params["protocol"], "protocol (--set protocol=)", PROTOCOLS)
-    return [Run("teacher-student", config.dataset, "two_layer", "net", seed, init_scale=tau, device=config.device,
+    return [Run("teacher-student", config.dataset, "two_layer", "net", seed, init_scale=tau, **config.run_devices(),
                 params={**params, "d": d}, defaults=ADDED_SETTINGS)
             for seed in range(config.params["seeds"]) for d in config.params["dims"] for tau in config.params["taus"]]
 
@@ -87,7 +87,7 @@ def run_one(run, memo=None) -> dict:
     """Train the student at init scale τ = run.init_scale in dimension d; its test loss at the end and the best
     over training, and κ at init."""
     import torch
-    from nets import DivergenceError, diagnostics, train
+    from nets import DivergenceError, scale_criterion, train
     p = run.params
     signs = "random" if p.get("protocol", "lazykit") == "authors" else "ones"
     ds, X_train, X_test, y_train = teacher_student_tensors(p["n_train"], p["n_test"], p["d"], run.seed, run.device,
@@ -95,7 +95,7 @@ def run_one(run, memo=None) -> dict:
     net = student(run)
     lr = step_size(run)
     row = {"n_train": len(ds.y_train), "lr": lr,
-           "kappa": diagnostics.scale_criterion(net, X_train, y_train, seed=run.seed).kappa}
+           "kappa": scale_criterion(net, X_train, y_train, seed=run.seed).kappa}
     y_test = torch.as_tensor(ds.y_test, device=run.device)
 
     def test_loss(module):

@@ -161,3 +161,9 @@ def test_the_whole_quick_run_rewrites_every_block(tmp_path):
     assert set(readme.read_blocks((tmp_path / "README.md").read_text())) == set(BLOCKS)
     figures = json.loads((tmp_path / "f.json").read_text())
     assert set(readme.render_blocks(figures)) >= set(BLOCKS) - {"table-quick"}
+
+
+def test_every_registered_experiment_is_timed_by_bench_readme():
+    # one vocabulary: the registry names the experiments; bench readme times each of them (with a smoke variant)
+    from compare import experiments
+    assert sorted(readme.EXPERIMENTS) == sorted(experiments.names())

@@ -74,7 +74,9 @@ def test_an_old_results_folder_resumes_without_recomputing(name, tmp_path):
     args = ["--out", str(out), "--quiet", "--threads", "1", "--device", "cpu", *OLD_COMMANDS[name]]
     assert main([name, *args]) == 0
     assert (out / "results.jsonl").read_bytes() == before              # nothing recomputed, nothing appended
-    assert json.loads((out / "config.json").read_text()) == stored
+    after = json.loads((out / "config.json").read_text())
+    assert {k: after[k] for k in ("fingerprint", "config")} == stored   # the same sweep, fingerprint untouched
+    assert after["resolved"]["threads"] == 1 and after["resolved"]["devices"] == {"nets": "cpu", "kernels": "cpu"}
     assert len(rows) >= 2 and (out / "report.md").exists()
     for row in rows:                                                     # old rows read back as typed runs
         config = {k: row[k] for k in stored["config"]}
