@@ -98,10 +98,11 @@ def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentu
     (one-vs-rest). optimizer 'gd' takes full-batch steps (`batch_size` must be None); 'sgd' takes minibatches of
     `batch_size` drawn without replacement from a fresh permutation each epoch. Both use `torch.optim.SGD` with
     `momentum` and `weight_decay`. lr_schedule 'inverse' uses η_t = lr / (1 + lr_decay·t) at step t; 'inverse_epoch'
-    η = lr / (1 + lr_decay·e) during epoch e = 0, 1, ... (the authors' CNN schedule, lr_decay = 1/3, counted in
-    epochs of `batch_size` steps; full-batch 'gd' counts one step per epoch); 'constant' uses lr; 'adaptive' (full-batch 'gd', no momentum or weight decay) starts at lr and
-    multiplies the step by `lr_growth` after each step that does not increase the loss, and by `lr_shrink`
-    with a retry from the same point when a trial step increases it (or makes it NaN), never below lr.
+    η = lr / (1 + lr_decay·e) during epoch e = 0, 1, ... of ⌈n/batch_size⌉ steps (the authors' CNN schedule,
+    lr_decay = 1/3; for full-batch 'gd' an epoch is one step); 'constant' uses lr; 'adaptive' (full-batch 'gd', no
+    momentum or weight decay) starts at lr and multiplies the step by `lr_growth` after each step that does not
+    increase the loss, and by `lr_shrink` with a retry from the same point when a trial step increases it (or
+    makes it NaN), never below lr.
 
     Limits (training ends at the first one reached; `History.stop_reason` says which): `steps` or `epochs`
     (at most one), `flow_time` (the time Σ lr of the gradient flow; the last step is shortened to land on it),

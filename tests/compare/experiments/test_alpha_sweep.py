@@ -7,7 +7,8 @@ from compare.cli import main
 from compare.experiment import Config
 
 TINY = ["--quiet", "--threads", "1", "--set", "n_train=12", "--set", "n_test=12", "--set", "width_factor=0.0625",
-        "--set", "epochs=2", "--set", "scales=[1.0, 100000.0]", "--set", "rff_features=50", "--set", "power_iterations=5"]
+        "--set", "epochs=2", "--set", "scales=[1.0, 100000.0]", "--set", "rff_features=50",
+        "--set", "power_iterations=5"]
 
 
 def test_alpha_sweep_rows_carry_alpha_accuracy_and_stability_per_layer(tiny_cifar, tmp_path):
