@@ -111,6 +111,8 @@ def plan(config) -> list:
     if params["match_loss"] and (params["max_steps"] is None or params["max_steps"] < params["steps"]):
         raise ValueError(f"--set max_steps must be >= steps ({params['steps']}) with match_loss=True, "
                          f"got {params['max_steps']!r}")
+    if not params["match_loss"]:
+        params["max_steps"] = None     # only a loss target reads it: a fixed-steps run is the same whatever it is
     methods = [m for m in NET_METHODS + KERNEL_METHODS if (analytic or m not in ("ntk", "nngp"))
                and (params["loss"] == "mse" or m not in SQUARED_LOSS_ONLY)
                and (params["centre_net"] or m != "net_uncentred")]
