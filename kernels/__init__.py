@@ -9,6 +9,8 @@ from _lazykit.exports import lazy_exports
 _EXPORTS = {
     # analytic.py
     "FullyConnected": "analytic.networks", "Convolutional": "analytic.networks",
+    # stax.py (the module itself is public too: `from kernels import stax`)
+    "StaxKernel": "stax",
     # empirical/
     "empirical_ntk": "empirical",
     # classic.py
@@ -45,6 +47,8 @@ _EXPORTS = {
     "naming_inputs": "estimators.base", "n_samples": "estimators.base",
 }
 
-__all__ = sorted(_EXPORTS)
+_MODULES = ("stax",)
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS) + list(_MODULES)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _MODULES)
