@@ -11,8 +11,12 @@ _EXPORTS = {
     "FullyConnected": "analytic.networks", "Convolutional": "analytic.networks",
     # stax.py (the module itself is public too: `from kernels import stax`)
     "StaxKernel": "stax",
+    # from_torch.py: the infinite-width kernel of a torch module
+    "infinite_width": "from_torch", "NoAnalyticKernelError": "from_torch",
     # empirical/
     "empirical_ntk": "empirical",
+    "monte_carlo_kernel": "empirical.monte_carlo", "MonteCarloKernel": "empirical.monte_carlo",
+    "MonteCarloEstimate": "empirical.monte_carlo",
     # classic.py
     "RBF": "classic", "Laplace": "classic", "Polynomial": "classic",
     # features.py

@@ -24,6 +24,8 @@ Differences from neural-tangents, by design:
   neural-tangents' general arccos formulas leave ~1e-9 relative there;
 * ``ElementwiseNumerical(fn, deg, df)`` integrates with lazykit's split polar Gauss–Legendre rule
   (``kernels.analytic.duals``), not Gauss–Hermite of degree ``deg`` (accepted, unused): more accurate for kinks;
+* ``Conv``/``AvgPool``/``SumPool`` also take explicit zero pads ``padding=((lo, hi), (lo, hi))`` (lax's form;
+  PyTorch's symmetric ``padding=p`` is ((p, p), (p, p))), which neural-tangents' stax does not;
 * ``Gelu(approximate=True)``: as in neural-tangents, the kernel is the exact GELU's (approximate changes only
   the finite network's forward pass there).
 
@@ -136,7 +138,24 @@ class StaxKernel(AnalyticKernel):
     # what AnalyticKernel asks of a kernel
     def network(self, *feature_shape):
         """The layer table (``kernels.analytic.rules.Network``) for inputs of this feature shape."""
-        return architecture.compile_network(_complete(self.spec), tuple(feature_shape), _dual_of)
+        return architecture.compile_network(_complete(self.spec), tuple(feature_shape), _dual_of, self._describe)
+
+    def check(self, image: bool):
+        """Raise now what any input would raise (an activation on a non-Gaussian input, branches that cannot be
+        summed, a layer on the wrong kind of input); sizes are checked on use. Returns self."""
+        architecture.check_structure(_complete(self.spec), image, _dual_of, self._describe)
+        return self
+
+    def _describe(self, stack) -> str:
+        """A failing node as errors name it: the code written, and the innermost module it came from (for
+        ``kernels.infinite_width``)."""
+        name, _, children, written = stack[-1]
+        text = f"stax.{name}" if children else _code(written)
+        where = getattr(self, "_modules", {})   # id(node) -> (node, description), set by kernels.infinite_width
+        for node in reversed(stack):
+            if id(node[3]) in where:
+                return f"{text} (from {where[id(node[3])][1]})"
+        return text
 
     def _inputs(self, x1, x2):
         x1, x2, was_torch = super()._inputs(x1, x2)
@@ -197,14 +216,13 @@ def _node_of(layer, what: str):
 
 
 def _complete(node):
-    """The node with every argument bound (defaults from the layer function's signature), and its label (the
-    code the user wrote, for error messages): (name, kwargs, children, label)."""
+    """The node with every argument bound (defaults from the layer function's signature), and the node as
+    written (errors quote it): (name, kwargs, children, node)."""
     name, kwargs, children = node
     bound = _SIGNATURES[name].bind_partial(**kwargs)
     bound.apply_defaults()
     args = {k: v for k, v in bound.arguments.items() if k != "layers"}
-    label = f"stax.{name}" if children else _code(node)
-    return name, args, tuple(_complete(c) for c in children), label
+    return name, args, tuple(_complete(c) for c in children), node
 
 
 def _dual_of(node):
@@ -270,6 +288,19 @@ def _axes(batch_axis=0, channel_axis=-1):
                          f"axis, which lazykit's images (N, C, H, W) keep at 1; got {channel_axis!r}")
 
 
+def _check_padding(padding):
+    """A padding name, or explicit zero pads ((lo, hi), (lo, hi)) along (H, W) (lax's form, PyTorch's padding)."""
+    if isinstance(padding, str):
+        check_choice(padding, "padding", PADDINGS)
+        return
+    ok = isinstance(padding, tuple) and len(padding) == 2 and all(
+        isinstance(p, tuple) and len(p) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                     for v in p) for p in padding)
+    if not ok:
+        raise ValueError(f"`padding` must be one of {', '.join(PADDINGS)} or explicit zero pads ((lo, hi), (lo, hi)) "
+                         f"along (H, W), got {padding!r}")
+
+
 def _affine(W_std, b_std, parameterization, s):
     _std(W_std, "W_std")
     _std(b_std, "b_std", "no bias")
@@ -325,13 +356,14 @@ def Dense(out_dim, W_std=1., b_std=None, batch_axis=0, channel_axis=-1, paramete
 def Conv(out_chan, filter_shape, strides=None, padding='VALID', W_std=1.0, b_std=None, dimension_numbers=None,
          parameterization='ntk', s=(1, 1)):
     """2-D convolution on (N, C, H, W) images: ``filter_shape`` (fh, fw), ``strides`` (None: 1), ``padding``
-    'VALID', 'SAME' (lax's pads, the extra one at the end) or 'CIRCULAR'. Kernel: the aligned mean over the
+    'VALID', 'SAME' (lax's pads, the extra one at the end), 'CIRCULAR', or (lazykit, as lax and PyTorch)
+    explicit zero pads ((lo, hi), (lo, hi)) along (H, W). Kernel: the aligned mean over the
     filter of every pixel pair, then the affine rule of ``Dense`` (fan-in = channels × fh × fw)."""
     check_scalar(out_chan, "out_chan", int, min_val=1)
     _positive_ints(filter_shape, "filter_shape")
     if strides is not None:
         _positive_ints(strides, "strides")
-    check_choice(padding, "padding", PADDINGS)
+    _check_padding(_normal(padding))
     _affine(W_std, b_std, parameterization, s)
     if dimension_numbers is not None:
         raise ValueError("dimension_numbers must be None: lazykit's images are always (N, C, H, W) with filters "
@@ -342,14 +374,15 @@ def _pool_checks(window_shape, strides, padding, batch_axis, channel_axis):
     _positive_ints(window_shape, "window_shape")
     if strides is not None:
         _positive_ints(strides, "strides")
-    check_choice(padding, "padding", PADDINGS)
+    _check_padding(_normal(padding))
     _axes(batch_axis, channel_axis)
 
 
 @_layer
 def AvgPool(window_shape, strides=None, padding='VALID', normalize_edges=False, batch_axis=0, channel_axis=-1):
     """Average pooling. ``strides=None`` means 1 (neural-tangents' default, unlike PyTorch's kernel size).
-    Divides by the window size, or with ``normalize_edges`` and 'SAME' by the real pixels in each window."""
+    Divides by the window size, or with ``normalize_edges`` and 'SAME' (or explicit pads) by the real pixels in
+    each window (PyTorch's ``count_include_pad=False``). ``padding`` as for ``Conv``."""
     _pool_checks(window_shape, strides, padding, batch_axis, channel_axis)
     if not isinstance(normalize_edges, bool):
         raise TypeError(f"normalize_edges must be a bool, got {normalize_edges!r}")

@@ -52,27 +52,34 @@ class _Stream:
 def _describe(shape: _Shape) -> str:
     if not shape.spatial:
         return f"vectors of width {shape.channels:g}"
-    return f"images of {shape.channels:g} channels × {shape.spatial[0]} × {shape.spatial[1]} pixels"
+    h, w = ("?" if n is None else n for n in shape.spatial)
+    return f"images of {shape.channels:g} channels × {h} × {w} pixels"
 
 
-def _label(node) -> str:
-    """How errors name a node: its label when it has one (``kernels.stax`` gives the code written), else
-    name(kwargs)."""
-    if len(node) > 3:
-        return node[3]
-    return f"{node[0]}({', '.join(f'{k}={v!r}' for k, v in node[1].items())})"
+def _label(stack) -> str:
+    """The default name of the failing node (the last of ``stack``): name(kwargs)."""
+    name, kwargs = stack[-1][0], stack[-1][1]
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
 
 
 class _Compiler:
-    def __init__(self, duals_of):
-        self.duals_of = duals_of
+    def __init__(self, duals_of, describe):
+        self.duals_of, self.describe = duals_of, describe or _label
+        self.stack = []                       # the nodes from the root to the one being compiled
         self.pooled = False                   # a pooling layer came before (in the spec's order)
         self.activation_after_pool = False
 
     def fail(self, node, path: str, message: str):
-        raise ArchitectureError(f"{_label(node)} at {path or 'the top'}: {message}")
+        raise ArchitectureError(f"{self.describe(self.stack)} at {path or 'the top'}: {message}")
 
     def walk(self, node, streams: list, path: str) -> list:
+        self.stack.append(node)
+        try:
+            return self._walk(node, streams, path)
+        finally:
+            self.stack.pop()
+
+    def _walk(self, node, streams: list, path: str) -> list:
         name, kwargs, children = node[:3]
         if name == "serial":
             for i, child in enumerate(children):
@@ -151,7 +158,10 @@ class _Compiler:
             padding = kw["padding"]
             out = []
             for axis, (n, f, s) in enumerate(zip(shape.spatial, window, strides)):
-                size, lo, hi = rules.window_geometry(n, f, s, padding)
+                if n is None:        # a structure check without image sizes (``check_structure``)
+                    out.append(None)
+                    continue
+                size, lo, hi = rules.window_geometry(n, f, s, rules.axis_padding(padding, axis))
                 if size < 1:
                     self.fail(node, path, f"a 'VALID' window of {f} does not fit the {n} pixels along "
                               f"{'HW'[axis]}")
@@ -167,7 +177,7 @@ class _Compiler:
                 stream.shape = _Shape(kw["out_chan"] * s1, tuple(out), True)
             else:
                 norm = "none" if name == "SumPool" else (
-                    "edges" if kw.get("normalize_edges") and padding == "SAME" else "window")
+                    "edges" if kw.get("normalize_edges") and padding not in ("VALID", "CIRCULAR") else "window")
                 stream.layers.append(rules.avg_pool(window, strides, padding, norm))
                 stream.shape = _Shape(shape.channels, tuple(out), shape.gaussian)
                 self.pooled = True
@@ -184,7 +194,7 @@ class _Compiler:
             if shape.spatial:
                 stream.layers.append(rules.readout("flatten"))
                 h, w = shape.spatial
-                stream.shape = _Shape(shape.channels * h * w, (), False)
+                stream.shape = _Shape(shape.channels * (h or 1) * (w or 1), (), False)
             else:
                 stream.shape = _Shape(shape.channels, (), False)
             return
@@ -210,17 +220,20 @@ class _Compiler:
         stream.shape = _Shape(shape.channels, shape.spatial, False)
 
 
-def compile_network(spec, feature_shape: tuple, duals_of) -> rules.Network:
-    """The layer table of ``spec`` for inputs of ``feature_shape`` ((d,) or (C, H, W)).
+def compile_network(spec, feature_shape: tuple, duals_of, describe=None) -> rules.Network:
+    """The layer table of ``spec`` for inputs of ``feature_shape`` ((d,) or (C, H, W); H, W may be None for a
+    structure check, see ``check_structure``).
 
-    ``duals_of(node)`` gives an activation node its ``Dual`` and any other node None (``kernels.stax`` passes
-    its own); nodes are ``(name, kwargs, children)`` with every argument bound."""
+    Nodes are ``(name, kwargs, children, ...)`` with every argument bound. ``duals_of(node)`` gives an
+    activation node its ``Dual`` and any other node None; ``describe(stack)`` names the failing node in errors
+    from the list of nodes leading to it (``kernels.stax`` passes its own: the code written, and the module it
+    came from)."""
     if len(feature_shape) not in (1, 3):
         raise ArchitectureError(f"inputs must be vectors (N, d) or images (N, C, H, W), got feature shape "
                                 f"{tuple(feature_shape)}")
     shape = _Shape(feature_shape[0], tuple(feature_shape[1:]), False)
     root = _Stream([], shape)
-    compiler = _Compiler(duals_of)
+    compiler = _Compiler(duals_of, describe)
     streams = compiler.walk(spec, [root], "")
     if len(streams) != 1 or streams[0] is not root:
         raise ArchitectureError(f"the network ends in {len(streams)} branches: merge them with FanInSum() (a kernel "
@@ -231,6 +244,12 @@ def compile_network(spec, feature_shape: tuple, duals_of) -> rules.Network:
     layers = tuple(root.layers)
     full = compiler.pooled and len(feature_shape) == 3
     return rules.Network(layers, full, full and compiler.activation_after_pool)
+
+
+def check_structure(spec, image: bool, duals_of, describe=None):
+    """The checks of ``compile_network`` that do not need the input's sizes (Gaussian inputs, branches, the
+    kinds of input each layer takes), for vectors or images: errors before any data is seen."""
+    compile_network(spec, (1, None, None) if image else (1,), duals_of, describe)
 
 
 # ----------------------------------------------------------------------------------------------- reference tiles

@@ -27,7 +27,8 @@ Conventions (neural-tangents' ``stax`` 0.6.5, docs/conventions.md; per spatial a
 * activation: K ← E[φ(u)φ(v)], Θ ← Θ·E[φ'(u)φ'(v)] (``kernels.analytic.duals``), variances K_ii ← E[φ(u)²];
 * convolution (filter f, stride s): both pixels of a pair move together,
   K(p, q) ← (1/f) Σ_{i<f} K̃(p·s + i, q·s + i) per axis, K̃ zero-padded ('SAME': out ⌈n/s⌉, total pad
-  max((out − 1)s + f − n, 0), lo = total // 2) or wrapped ('CIRCULAR', same pads) or not ('VALID');
+  max((out − 1)s + f − n, 0), lo = total // 2; or explicit (lo, hi) pads) or wrapped ('CIRCULAR', SAME's
+  pads) or not ('VALID');
   'SAME' with an odd f and stride 1 is Arora et al.'s (2019) CNTK patch sum Σ_o K(p+o, q+o)/f²;
 * average pooling (window w, stride s): every pixel pair of the two windows,
   K(p, q) ← Σ_{i,j<w} K̃(p·s + i, q·s + j) / norm, norm = w² per axis, the counts of real pixels
@@ -65,7 +66,8 @@ class Layer:
     Dense and conv layers: ``w_std``, ``b_std`` (None: no bias), ``parameterization`` ('ntk' or 'standard'),
     ``fan_in`` (n_in: inputs per output unit, width or channels × filter area; only the 'standard' NTK reads
     it), ``trained=False`` for a frozen layer (its own NTK term is left out). Conv and avg_pool: ``window``
-    (fh, fw), ``strides`` (sh, sw), ``padding`` in PADDINGS; ``filter_size`` is f for a square f × f filter
+    (fh, fw), ``strides`` (sh, sw), ``padding`` in PADDINGS or explicit zero pads ((lo, hi), (lo, hi)) along
+    (H, W) (PyTorch's ``padding``); ``filter_size`` is f for a square f × f filter
     (0 otherwise). avg_pool: ``pool_norm`` in POOL_NORMS. Activations: ``dual``. Readouts: ``readout`` in
     READOUT_MODES ('' lets the network's layout decide: 'gap' on pixel pairs, 'flatten' on matching pixels).
     Branches: ``branches``, a tuple of layer tuples whose states are summed. Dropout: ``keep_rate``.
@@ -81,7 +83,7 @@ class Layer:
     dual: Dual | None = None
     window: tuple = ()
     strides: tuple = (1, 1)
-    padding: str = "SAME"
+    padding: str | tuple = "SAME"
     pool_norm: str = "window"
     readout: str = ""
     branches: tuple = ()
@@ -103,13 +105,17 @@ def dense(fan_in, w_std: float, b_std, parameterization: str, trained: bool = Tr
     return Layer("dense", fan_in, trained, float(w_std), None if b_std is None else float(b_std), parameterization)
 
 
+def _padding(padding):
+    return padding if isinstance(padding, str) else tuple(tuple(int(p) for p in pads) for pads in padding)
+
+
 def conv(fan_in, w_std: float, b_std, parameterization: str, filter_size: int | None = None, trained: bool = True,
-         *, window=None, strides=(1, 1), padding: str = "SAME") -> Layer:
+         *, window=None, strides=(1, 1), padding="SAME") -> Layer:
     """A conv row: ``filter_size`` f for an f × f filter, or ``window`` (fh, fw)."""
     window = (int(filter_size),) * 2 if window is None else tuple(int(f) for f in window)
     square = window[0] if window[0] == window[1] else 0
     return Layer("conv", fan_in, trained, float(w_std), None if b_std is None else float(b_std), parameterization,
-                 square, window=window, strides=tuple(int(s) for s in strides), padding=padding)
+                 square, window=window, strides=tuple(int(s) for s in strides), padding=_padding(padding))
 
 
 def activation(dual: Dual) -> Layer:
@@ -120,9 +126,9 @@ def readout(mode: str = "") -> Layer:
     return Layer("readout", readout=mode)
 
 
-def avg_pool(window, strides, padding: str, pool_norm: str = "window") -> Layer:
+def avg_pool(window, strides, padding, pool_norm: str = "window") -> Layer:
     return Layer("avg_pool", window=tuple(int(w) for w in window), strides=tuple(int(s) for s in strides),
-                 padding=padding, pool_norm=pool_norm)
+                 padding=_padding(padding), pool_norm=pool_norm)
 
 
 def branches(*layer_lists) -> Layer:
@@ -198,10 +204,19 @@ def fused_shape(network: Network):
 
 
 # ----------------------------------------------------------------------------------------------- geometry
-def window_geometry(size: int, window: int, stride: int, padding: str) -> tuple:
+def axis_padding(padding, axis: int):
+    """The padding of one spatial axis: a name (the same on every axis) or that axis' (lo, hi) zero pads."""
+    return padding if isinstance(padding, str) else tuple(padding[axis])
+
+
+def window_geometry(size: int, window: int, stride: int, padding) -> tuple:
     """(out, lo, hi) along one axis: output length and pads, as lax computes them ('SAME' and 'CIRCULAR':
     out = ⌈size/stride⌉, total pad max((out − 1)·stride + window − size, 0), lo = total // 2, the extra pixel at
-    the end; 'VALID': out = ⌊(size − window)/stride⌋ + 1, no pads)."""
+    the end; 'VALID': out = ⌊(size − window)/stride⌋ + 1, no pads; explicit zero pads (lo, hi), as PyTorch's
+    ``padding``: out = ⌊(size + lo + hi − window)/stride⌋ + 1)."""
+    if not isinstance(padding, str):
+        lo, hi = padding
+        return (size + lo + hi - window) // stride + 1, lo, hi
     if padding == "VALID":
         return (size - window) // stride + 1, 0, 0
     out = -(-size // stride)
@@ -234,10 +249,10 @@ def _pad(xp, a, axis: int, lo: int, hi: int, circular: bool):
     return xp.concat(pieces, axis=axis)
 
 
-def window_sum(a, axes: tuple, window: int, stride: int, padding: str):
+def window_sum(a, axes: tuple, window: int, stride: int, padding):
     """Σ_{i<window} ã[…, p·stride + i, …], the offset i shared by every axis in ``axes`` (ã: ``a`` padded on
     each of them as ``window_geometry`` says). One axis: a 1-D window sum; the two axes of a pixel pair: the
-    aligned sum of a convolution."""
+    aligned sum of a convolution. ``padding``: a name or this axis' (lo, hi)."""
     xp = get_namespace(a)
     out, lo, hi = window_geometry(a.shape[axes[0]], window, stride, padding)
     for axis in axes:
@@ -255,9 +270,9 @@ def window_sum(a, axes: tuple, window: int, stride: int, padding: str):
     return total
 
 
-def edge_counts(size: int, window: int, stride: int, padding: str) -> np.ndarray:
+def edge_counts(size: int, window: int, stride: int, padding) -> np.ndarray:
     """How many real (unpadded) pixels each output window covers along one axis."""
-    return window_sum(np.ones(size), (0,), window, stride, padding)
+    return window_sum(np.ones(size), (0,), window, stride, "SAME" if padding == "CIRCULAR" else padding)
 
 
 # ----------------------------------------------------------------------------------------------- variances
@@ -381,8 +396,8 @@ def patch_sum(a, axis_groups, filter_size: int):
 
 def _conv_sum(a, groups, window, strides, padding):
     """The convolution's aligned mean (1/(fh·fw)) Σ over the filter, one spatial direction after the other."""
-    for axes, f, s in zip(groups, window, strides):
-        a = window_sum(a, axes, f, s, padding)
+    for direction, (axes, f, s) in enumerate(zip(groups, window, strides)):
+        a = window_sum(a, axes, f, s, axis_padding(padding, direction))
     return a / float(window[0] * window[1])
 
 
@@ -416,16 +431,17 @@ def conv_rule(state, w_std: float, b_std, parameterization: str, fan_in, filter_
 def _pool(a, window, strides, padding: str, pool_norm: str):
     """Average (or sum) pooling of a pixel-pair array: a 1-D window sum on each of its four pixel axes."""
     xp = get_namespace(a)
-    for axes, w, s in zip(_PAIRS, window, strides):
+    for direction, (axes, w, s) in enumerate(zip(_PAIRS, window, strides)):
+        pad = axis_padding(padding, direction)
         for axis in axes:
             size = a.shape[axis]
-            a = window_sum(a, (axis,), w, s, padding)
+            a = window_sum(a, (axis,), w, s, pad)
             if pool_norm == "window":
                 a = a / float(w)
             elif pool_norm == "edges":
                 shape = [1] * a.ndim
                 shape[axis] = a.shape[axis]
-                counts = xp.asarray(edge_counts(size, w, s, padding), dtype=a.dtype, device=a.device)
+                counts = xp.asarray(edge_counts(size, w, s, pad), dtype=a.dtype, device=a.device)
                 a = a / xp.reshape(counts, tuple(shape))
     return a
 
