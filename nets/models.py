@@ -22,8 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kernels import ArgumentTypeError, check_choice, check_scalar, stax
+import kernels
+from kernels import ArgumentTypeError, check_choice, check_scalar
 
+stax = kernels.stax   # the stax layers, a public module of the kernels package (kernels.infinite_width reads them)
 ACTIVATIONS = ("relu", "erf", "tanh", "softplus", "gelu", "swish")
 
 
