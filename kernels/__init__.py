@@ -1,4 +1,5 @@
-"""lazykit kernels: analytic NNGP/NTK, empirical NTK, classic kernels, random features, solvers, estimators.
+"""lazykit kernels: analytic NNGP/NTK (fixed architectures, neural-tangents' ``stax`` layers, any torch module via
+``infinite_width``), empirical and Monte Carlo NTK, classic kernels, random features, solvers, estimators.
 
 Public names are imported lazily (``_lazykit.exports``), so ``import kernels`` stays cheap: torch loads only for
 the empirical NTK, scikit-learn only for the estimators and random features. Other packages (nets, compare)

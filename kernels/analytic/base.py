@@ -58,7 +58,8 @@ class AnalyticKernel(ParameterHolder):
     """Shared parameter handling, validation, the public nngp / ntk / kernels methods and the engine choice.
 
     Subclasses define ``network(*feature_shape)``, ``_reference_tiles(xp, network, x1, x2, symmetric,
-    want_ntk)`` (the rule chain's tile function), ``_block(x1)`` and ``_ndim`` (2: vectors, 4: images).
+    want_ntk)`` (the rule chain's tile function), ``_block(x1)`` and ``_ndim`` (2: vectors, 4: images, None: the
+    network says, as ``kernels.stax.StaxKernel``).
     """
 
     _param_names = ("depth", "activation", "w_std", "b_std", "parameterization", "width",
