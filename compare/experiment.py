@@ -87,13 +87,6 @@ class Figure:
 
 
 @dataclasses.dataclass(frozen=True)
-class Reference:
-    """Published numbers shown in a column beside ours: ``values[(model, method)]`` under ``title``."""
-    title: str
-    values: dict
-
-
-@dataclasses.dataclass(frozen=True)
 class GpuRun:
     """The run ``gpu-check`` makes of this experiment on a GPU: its preset, and the data set it needs."""
     preset: str = "quick"
@@ -112,7 +105,7 @@ class Experiment:
     field is a shared setting, fingerprinted in DIR/config.json so that results of other settings are refused.
     scale_field: "alpha" (lazy scale α) or "init_scale" (τ), stored under ``scale`` in results.jsonl.
     group_by: the columns that identify a group of seeds in the summary. figures: the report's plots.
-    notes: ``notes(rows) -> str`` printed under the summary table. reference: published numbers beside ours.
+    notes: ``notes(rows) -> str`` printed under the summary table.
     shared_work: ``shared_work(run) -> key``; runs with equal keys run in one task with one ``Memo``.
     gpu: what ``gpu-check`` runs (None: nothing).
     """
@@ -130,7 +123,6 @@ class Experiment:
     group_by: tuple = ("model", "method", "scale")
     figures: tuple = ()
     notes: Callable | None = None
-    reference: Reference | None = None
     shared_work: Callable | None = None
     gpu: GpuRun | None = None
 

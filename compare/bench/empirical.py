@@ -293,11 +293,10 @@ def main(argv=None):
         if threads < 1:
             parser.error(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device (use --device cpu, or all: the GPU when there is one)")
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [dev for dev in devices if dev == "cpu" or torch.cuda.is_available()]
-    if not devices:
-        print("no CUDA device visible to torch: nothing to benchmark for --device cuda")
-        return 0
     nt = None if args.skip_peer else _peers().nt_python()
     if nt is not None and not os.path.exists(nt):
         nt = None

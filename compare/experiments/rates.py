@@ -66,7 +66,9 @@ def run_one(run, memo=None) -> dict:
     for module, callbacks in ((lazy, (track,)), (linearized, ())):
         train(module, X_train, y_train, loss="mse", optimizer="gd", lr=lr, steps=p["steps"],
               seed=run.seed, callbacks=callbacks, quiet=True)
-    return {"n_train": len(X_train), "lr": lr, "t": lr * p["steps"], "weight_distance": sup[0],
+    return {"n_train": len(X_train), "lr": lr, "lambda_max": lam_max,
+            "lr_over_limit": lr * lam_max / (2 * len(X_train)),   # GD on ½‖f − y‖²/n is stable below 2n/λ_max
+            "t": lr * p["steps"], "weight_distance": sup[0],
             "param_distance": parameter_distance(lazy, linearized),
             "function_distance": function_distance(lazy, linearized, X_test)}
 

@@ -70,6 +70,35 @@ def test_vgg_is_its_stax_network_with_average_pools(rng):
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("make", [lambda: nets.VGG(11, width_factor=1 / 8, init="xavier", gain=1.3),
+                                  lambda: nets.VGG(11, width_factor=1 / 8)])
+def test_vgg_declares_the_init_it_draws(make):
+    # The declared W_std of every conv and of the head, against the std of the weights the net actually drew
+    # (times √fan_in): n weights estimate a normal's std to ±1/√(2n) relative (≥ 4608 weights here); 5 SE.
+    torch.manual_seed(1)
+    vgg = make()
+    kernel = infinite_width(vgg, max_pool="avg")
+    declared = [node[1] for node in _leaves(kernel.spec) if node[0] in ("Conv", "Dense")]
+    layers = [m for m in vgg.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(declared) == len(layers)
+    for kw, layer in zip(declared, layers):
+        w = layer.weight.detach().double()
+        fan_in = w[0].numel()
+        if isinstance(layer, nn.Linear) and vgg.init == "kaiming":     # PyTorch's default: uniform, var 1/(3 fan_in)
+            assert kw["W_std"] == pytest.approx(math.sqrt(1 / 3)) and kw["b_std"] == pytest.approx(
+                math.sqrt(1 / (3 * fan_in)))
+            continue
+        assert abs(float(w.std()) * math.sqrt(fan_in) / kw["W_std"] - 1) < 5 / math.sqrt(2 * w.numel())
+        assert kw["b_std"] == 0.0 and float(layer.bias.detach().abs().max()) == 0.0
+
+
+def _leaves(node):
+    if not node[2]:
+        yield node
+    for child in node[2]:
+        yield from _leaves(child)
+
+
 def test_resnet_identity_shortcuts_have_no_closed_form_and_say_where():
     # relu(f(x) + x) with x a post-ReLU (non-Gaussian) activation: neural-tangents refuses such a sum, and so
     # does lazykit, naming the block (the first identity block is blocks.0) and the Monte Carlo estimator.

@@ -6,17 +6,13 @@ recording stand-ins that note the ``device=`` they are asked for and then comput
 case) run for real on the CPU they were given.
 """
 import argparse
-import io
-import tarfile
 
 import pytest
-from PIL import Image
 
 import kernels
 from compare import experiments, options
-from compare.data import CIFAR10_CLASSES
 from compare.experiment import Config
-from compare.experiments import equivalence, table
+from compare.experiments import cifar_nets, equivalence, table
 from compare.sweep.memo import Memo
 
 
@@ -46,7 +42,7 @@ def _args(**kwargs):
     return argparse.Namespace(**{**defaults, **kwargs})
 
 
-@pytest.mark.parametrize("name", ["equivalence", "rates", "teacher-student", "table"])
+@pytest.mark.parametrize("name", ["equivalence", "rates", "teacher-student", "table", "alpha-sweep"])
 def test_auto_resolves_once_to_cuda_and_every_run_carries_it(name, monkeypatch):
     import torch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -88,34 +84,18 @@ def test_a_cuda_equivalence_run_asks_the_analytic_kernels_for_cuda(recorded):
     assert recorded["Convolutional"].devices == ["cuda"]
 
 
-def _tiny_cifar_archive(folder, per_class=6):
-    """A cifar10-jpeg.tar.gz look-alike: <top>/<split>/<class>/<n>.png, one flat colour per class."""
-    path = folder / "cifar10-jpeg.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
-        for split in ("train", "test"):
-            for label, name in enumerate(CIFAR10_CLASSES):
-                for i in range(per_class):
-                    image = Image.new("RGB", (32, 32), (20 * label, 30 * i, 100))
-                    blob = io.BytesIO()
-                    image.save(blob, format="PNG")
-                    info = tarfile.TarInfo(f"cifar10-jpeg/{split}/{name}/{i}.png")
-                    info.size = len(blob.getvalue())
-                    archive.addfile(info, io.BytesIO(blob.getvalue()))
-    return folder
-
-
-def test_a_cuda_table_run_asks_random_features_and_the_cntk_for_cuda(recorded, tmp_path):
+def test_a_cuda_table_run_asks_random_features_and_the_cntk_for_cuda(recorded, tiny_cifar):
     """The random-features row of a cuda run, end to end through run_one (it used to be pinned to the CPU)."""
     settings = {**table.PRESETS["quick"].settings, "models": [], "n_train": 12, "n_test": 12, "rff_features": 50,
                 "cntk_n_train": 4, "cntk_depth": 1}
-    config = Config("table", "cifar10", "quick", settings, "cuda", str(_tiny_cifar_archive(tmp_path)))
+    config = Config("table", "cifar10", "quick", settings, "cuda", str(tiny_cifar))
     runs = {run.method: run for run in table.plan(config)}
     row = table.run_one(runs["rff"])
     assert recorded["RandomFeaturesClassifier"].devices == ["cuda"]
     # each test image is a pixel-for-pixel copy of a training image of its class (same colours), so the fitted
     # ridge classifier (α = 1e-3) labels them as it labels its training set: measured 100%
     assert row["test_accuracy"] > 0.9 and row["n_train"] == 12
-    table.cntk_kernel(runs["ntk"])
+    cifar_nets.cntk_kernel(runs["ntk"])
     assert recorded["Convolutional"].devices == ["cuda"]
 
 
