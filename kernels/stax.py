@@ -260,6 +260,10 @@ def _layer(fn=None, *, dual=None):
     return build
 
 
+def __dir__():
+    return sorted(set(globals()) | set(NOT_PORTED))
+
+
 def __getattr__(name):
     if name in NOT_PORTED:
         raise AttributeError(f"neural-tangents' stax.{name} has no counterpart in kernels.stax; estimate the kernel "
@@ -534,3 +538,6 @@ def Activation(activation, negative_slope=0.01):
     """Any activation of ``kernels.FullyConnected``: a name in ``kernels.ACTIVATIONS`` (closed form or
     quadrature, exactly as there) or an elementwise callable on arrays (quadrature)."""
     duals.get_dual(activation, negative_slope)
+
+
+__all__ = ["StaxKernel", "PADDINGS", "DROPOUT_MODES", "NOT_PORTED"] + sorted(_FUNCTIONS)

@@ -284,3 +284,27 @@ def test_bad_inputs_are_named(rng):
         kernel.kernels(rng.standard_normal((2, 4)), rng.standard_normal((2, 5)))
     with pytest.raises(ValueError, match="x1 contains NaN or inf"):
         kernel.kernels(np.full((2, 4), np.nan))
+
+
+# neural-tangents 0.6.5 signatures (neural_tangents/_src/stax/{linear,elementwise,branching}.py, read from the
+# installed 0.6.5 in the peer venv): a port changes only the import
+NT_SIGNATURES = {
+    "Dense": "(out_dim, W_std=1.0, b_std=None, batch_axis=0, channel_axis=-1, parameterization='ntk', s=(1, 1))",
+    "Conv": "(out_chan, filter_shape, strides=None, padding='VALID', W_std=1.0, b_std=None, dimension_numbers=None, "
+            "parameterization='ntk', s=(1, 1))",
+    "AvgPool": "(window_shape, strides=None, padding='VALID', normalize_edges=False, batch_axis=0, channel_axis=-1)",
+    "SumPool": "(window_shape, strides=None, padding='VALID', batch_axis=0, channel_axis=-1)",
+    "GlobalAvgPool": "(batch_axis=0, channel_axis=-1)", "GlobalSumPool": "(batch_axis=0, channel_axis=-1)",
+    "Flatten": "(batch_axis=0, batch_axis_out=0)", "Identity": "()", "FanOut": "(num)", "FanInSum": "()",
+    "Dropout": "(rate, mode='train')", "Relu": "(do_stabilize=False)", "LeakyRelu": "(alpha, do_stabilize=False)",
+    "Abs": "(do_stabilize=False)", "ABRelu": "(a, b, do_stabilize=False)", "Erf": "(a=1.0, b=1.0, c=0.0)",
+    "Sigmoid_like": "()", "Gelu": "(approximate=False)", "Sin": "(a=1.0, b=1.0, c=0.0)", "Cos": "(a=1.0, b=1.0, c=0.0)",
+    "Rbf": "(gamma=1.0)", "Exp": "(a=1, b=1)", "Gaussian": "(a=1, b=-1)", "ElementwiseNumerical": "(fn, deg, df=None)",
+    "serial": "(*layers)", "parallel": "(*layers)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(NT_SIGNATURES))
+def test_signatures_are_neural_tangents(name):
+    import inspect
+    assert str(inspect.signature(getattr(stax, name))) == NT_SIGNATURES[name]
