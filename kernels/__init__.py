@@ -1,4 +1,5 @@
-"""lazykit kernels: analytic NNGP/NTK, empirical NTK, classic kernels, random features, solvers, estimators.
+"""lazykit kernels: analytic NNGP/NTK (fixed architectures, neural-tangents' ``stax`` layers, any torch module via
+``infinite_width``), empirical and Monte Carlo NTK, classic kernels, random features, solvers, estimators.
 
 Public names are imported lazily (``_lazykit.exports``), so ``import kernels`` stays cheap: torch loads only for
 the empirical NTK, scikit-learn only for the estimators and random features. Other packages (nets, compare)
@@ -9,8 +10,14 @@ from _lazykit.exports import lazy_exports
 _EXPORTS = {
     # analytic.py
     "FullyConnected": "analytic.networks", "Convolutional": "analytic.networks",
+    # stax.py (the module itself is public too: `from kernels import stax`)
+    "StaxKernel": "stax",
+    # from_torch.py: the infinite-width kernel of a torch module
+    "infinite_width": "from_torch", "NoAnalyticKernelError": "from_torch",
     # empirical/
     "empirical_ntk": "empirical",
+    "monte_carlo_kernel": "empirical.monte_carlo", "MonteCarloKernel": "empirical.monte_carlo",
+    "MonteCarloEstimate": "empirical.monte_carlo",
     # classic.py
     "RBF": "classic", "Laplace": "classic", "Polynomial": "classic",
     # features.py
@@ -45,6 +52,8 @@ _EXPORTS = {
     "naming_inputs": "estimators.base", "n_samples": "estimators.base",
 }
 
-__all__ = sorted(_EXPORTS)
+_MODULES = ("stax",)
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS) + list(_MODULES)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _MODULES)

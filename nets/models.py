@@ -8,6 +8,11 @@ empirical NTK and the output covariance at initialisation converge to the analyt
 `Dense` and `Conv` declare `structured_ntk()` (their forward is a plain linear map / convolution with scalar
 multipliers on weight and bias), so `kernels.empirical_ntk` takes its fast "structured" path for MLP and CNN.
 
+Every network here (and its layers) declares its infinite-width kernel with `stax_layer(read)`, the protocol of
+`kernels.infinite_width`: it returns the `kernels.stax` layer of the module as initialised (`read(name, init=)`
+converts a submodule). So `kernels.infinite_width(CNN(...))` is `kernels.Convolutional(...)` with the same
+arguments, and VGG / ResNet (without BatchNorm) get the kernel of the init they were drawn from.
+
 Nonlinearities are `torch.nn` modules (never functional calls), so `nets.diagnostics` can hook every ReLU.
 """
 import math
@@ -17,8 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+import kernels
 from kernels import ArgumentTypeError, check_choice, check_scalar
 
+stax = kernels.stax   # the stax layers, a public module of the kernels package (kernels.infinite_width reads them)
 ACTIVATIONS = ("relu", "erf", "tanh", "softplus", "gelu", "swish")
 
 
@@ -28,12 +35,18 @@ class Erf(nn.Module):
     def forward(self, x):
         return torch.special.erf(x)
 
+    def stax_layer(self, read):
+        return stax.Erf()
+
 
 class Softplus(nn.Module):
     """softplus(x) = log(1 + eˣ), exactly (torch's `nn.Softplus` switches to x above 20): `kernels`' 'softplus'."""
 
     def forward(self, x):
         return torch.logaddexp(x, torch.zeros_like(x))
+
+    def stax_layer(self, read):
+        return stax.Softplus()
 
 
 def activation_module(name):
@@ -146,6 +159,11 @@ class Dense(nn.Module):
             return ("linear", 1.0, 1.0)
         return ("linear", self.w_std / math.sqrt(self.fan_in), self.b_std)
 
+    def stax_layer(self, read):
+        """The layer's kernel (`kernels.infinite_width`): Dense with this layer's scales and parameterization."""
+        return stax.Dense(self.weight.shape[0], W_std=self.w_std, b_std=self.b_std,
+                          parameterization=self.parameterization)
+
     def forward(self, x):
         if self.parameterization == "standard":
             return F.linear(x, self.weight, self.bias)
@@ -191,6 +209,13 @@ class MLP(nn.Module):
                                                        allow_none="no readout bias")
         layers.append(Dense(fan_in, d_out, w_std, b_std, parameterization))
         self.layers = nn.Sequential(*layers)
+        self.activation = activation
+
+    def stax_layer(self, read):
+        """The kernel of `kernels.FullyConnected` with the same arguments (the activation by its lazykit name,
+        so the dual is the very one `FullyConnected` uses)."""
+        return stax.serial(*[read(f"layers.{i}") if isinstance(layer, Dense) else stax.Activation(self.activation)
+                             for i, layer in enumerate(self.layers)])
 
     def forward(self, x):
         return self.layers(x)
@@ -202,6 +227,7 @@ class Conv(nn.Module):
 
     def __init__(self, c_in, c_out, filter_size, w_std, b_std):
         super().__init__()
+        self.w_std, self.filter_size = w_std, filter_size
         self.scale = w_std / math.sqrt(c_in * filter_size ** 2)
         self.b_std, self.padding = (None if b_std == 0 else b_std), filter_size // 2   # b_std = 0: inert, dropped
         self.weight = nn.Parameter(torch.randn(c_out, c_in, filter_size, filter_size))
@@ -211,6 +237,11 @@ class Conv(nn.Module):
         """forward(x) == F.conv2d(x, ws·W, bs·b, stride 1, SAME padding, dilation 1): the structured-layer
         protocol of `kernels.empirical_ntk`."""
         return ("conv2d", self.scale, self.b_std, 1, self.padding, 1)
+
+    def stax_layer(self, read):
+        """The layer's kernel (`kernels.infinite_width`): a 'SAME' convolution in the ntk parameterization."""
+        f = self.filter_size
+        return stax.Conv(self.weight.shape[0], (f, f), padding="SAME", W_std=self.w_std, b_std=self.b_std)
 
     def forward(self, x):
         bias = None if self.bias is None else self.b_std * self.bias
@@ -247,6 +278,14 @@ class CNN(nn.Module):
         self.readout = readout
         fan_in = channels if readout == "gap" else channels * image_size[0] * image_size[1]
         self.head = Dense(fan_in, num_outputs, w_std, b_std, "ntk")
+        self.activation = activation
+
+    def stax_layer(self, read):
+        """The kernel of `kernels.Convolutional` with the same arguments."""
+        blocks = [read(f"features.{i}") if isinstance(layer, Conv) else stax.Activation(self.activation)
+                  for i, layer in enumerate(self.features)]
+        pool = stax.GlobalAvgPool() if self.readout == "gap" else stax.Flatten()
+        return stax.serial(*blocks, pool, read("head"))
 
     def forward(self, x):
         z = self.features(x)
@@ -260,6 +299,21 @@ def _norm(batch_norm, channels):
 
 def _scaled(channels, width_factor):
     return max(1, int(round(channels * width_factor)))
+
+
+def _declared_init(init, gain) -> dict:
+    """What `_initialize` draws, as `kernels.infinite_width` reads an init ('standard' parameterization, W_std =
+    weight std · √fan_in; zero biases that train, b_std = 0, not None: the 'standard' NTK counts them):
+    'kaiming' N(0, 2/fan_in) conv weights, W_std = √2 (the head keeps PyTorch's default, which infinite_width
+    knows); 'xavier' N(0, gain²·2/(fan_in + fan_out)) on convs and head, W_std = gain·√(2·fan_in/(fan_in + fan_out))
+    at the layer's own fans."""
+    def declared(layer):
+        shape = layer.weight.shape                       # (out, in[, kh, kw]): fans as torch.nn.init counts them
+        field = math.prod(shape[2:])
+        fan_in, fan_out = shape[1] * field, shape[0] * field
+        w_std = math.sqrt(2) if init == "kaiming" else gain * math.sqrt(2 * fan_in / (fan_in + fan_out))
+        return {"W_std": w_std, "b_std": None if layer.bias is None else 0.0, "parameterization": "standard"}
+    return {nn.Conv2d: declared, nn.Linear: declared} if init == "xavier" else {nn.Conv2d: declared}
 
 
 INITS = ("kaiming", "xavier")
@@ -326,6 +380,14 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(c_in, num_classes)
         _initialize(self, init, gain)
+        self.init, self.gain = init, gain
+
+    def stax_layer(self, read):
+        """features, flatten, the linear classifier, with the init they were drawn from (`_declared_init`).
+        Max-pools have no closed-form kernel: `kernels.infinite_width(vgg, max_pool="avg")` replaces them by 2×2
+        average pools, and says so in the kernel's name."""
+        init = _declared_init(self.init, self.gain)
+        return stax.serial(read("features", init=init), stax.Flatten(), read("classifier", init=init))
 
     def forward(self, x):
         return self.classifier(self.features(x).flatten(1))
@@ -344,6 +406,13 @@ class BasicBlock(nn.Module):
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=not batch_norm),
                                           _norm(batch_norm, c_out))
+
+    def stax_layer(self, read):
+        """relu2(conv2 ∘ relu1 ∘ conv1 (x) + shortcut(x)) as FanOut / parallel / FanInSum. The sum of an identity
+        shortcut adds the block's post-ReLU (non-Gaussian) input, which has no closed-form kernel after relu2
+        (neural-tangents refuses it too): only downsampling blocks, whose shortcut is a convolution, have one."""
+        main = stax.serial(read("conv1"), read("norm1"), read("relu1"), read("conv2"), read("norm2"))
+        return stax.serial(stax.FanOut(2), stax.parallel(main, read("shortcut")), stax.FanInSum(), read("relu2"))
 
     def forward(self, x):
         out = self.relu1(self.norm1(self.conv1(x)))
@@ -375,6 +444,13 @@ class ResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.classifier = nn.Linear(c_in, num_classes)
         _initialize(self, init, gain)
+        self.init, self.gain = init, gain
+
+    def stax_layer(self, read):
+        """stem, blocks, global average pool, the linear classifier, with the init they were drawn from."""
+        init = _declared_init(self.init, self.gain)
+        return stax.serial(read("stem", init=init), read("blocks", init=init), stax.GlobalAvgPool(),
+                           read("classifier", init=init))
 
     def forward(self, x):
         return self.classifier(self.blocks(self.stem(x)).mean(dim=(2, 3)))

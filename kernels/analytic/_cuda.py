@@ -259,16 +259,23 @@ def _conv_pair(network, state, conv, activation, pin):
     return k12, k11, k22, None if ntk is None else ntk_out
 
 
+FUSED_DUALS = ("relu", "leaky_relu", "abs", "step", "identity", "erf")   # the duals written in _DUALS
+
+
 def _closed_activation(first, second) -> bool:
     layer = first if first.kind == "activation" else second
-    return layer.dual.closed
+    return layer.dual.name in FUSED_DUALS
 
 
 def replacements(network):
     """The rule pairs this module fuses for ``network`` (a ``kernels.analytic.rules.Network``), for ``rules.run``:
-    [activation, Dense] always, [Conv, activation] on full pixel-pair tiles ('gap'), each where its activation
-    has a closed form (quadrature duals run the reference rules)."""
-    pairs = {("activation", "dense"): (_closed_activation, _fc_pair)}
-    if network.full_spatial:
-        pairs[("conv", "activation")] = (_closed_activation, _conv_pair)
-    return pairs
+    [activation, Dense] in fully connected networks, [Conv, activation] in convolutional ones on full pixel-pair
+    tiles ('gap'), each where its activation is one of FUSED_DUALS (quadrature and the other closed-form duals run
+    the reference rules). Only the shapes ``rules.fused_shape`` names are fused; every other network runs the
+    reference rules."""
+    shape = rules.fused_shape(network)
+    if shape == "fc":
+        return {("activation", "dense"): (_closed_activation, _fc_pair)}
+    if shape == "conv" and network.full_spatial:
+        return {("conv", "activation"): (_closed_activation, _conv_pair)}
+    return {}
