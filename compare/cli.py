@@ -7,8 +7,10 @@ prints the summary. Experiments come from the registry (:mod:`compare.experiment
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -83,14 +85,14 @@ def with_threads(run_one, threads: int, run, memo=None) -> dict:
         return run_one(run, memo)
 
 
-def choose_threads(args, out) -> int:
+def choose_threads(args, out, default: int) -> int:
     """--threads, else the count the rows already in ``out`` were computed with (so a resume with another --jobs
-    does not mix counts), else the cores shared out among --jobs workers."""
+    does not mix counts), else ``default`` (the cores shared out among --jobs workers, ``options.resolve_jobs``)."""
     if args.threads is None and args.resume:
         recorded = sweep.recorded_threads(out)
         if len(recorded) == 1:
             return recorded.pop()
-    return options.resolve_threads(args)
+    return args.threads if args.threads is not None else default
 
 
 def overridden_keys(args) -> set:
@@ -109,6 +111,32 @@ def with_data_identity(runs, config):
     return [run.replace(params={**run.params, "data_sha256": digest}) for run in runs]
 
 
+def resolved_execution(config, args) -> dict:
+    """How the sweep executes, as resolved once (kept in DIR/config.json beside the fingerprinted settings, and
+    printed by --dry-run): the devices of nets and kernels, local workers, torch threads per worker."""
+    return {"devices": config.devices, "jobs": config.jobs if args.backend == "loky" else None,
+            "threads": config.threads, "backend": args.backend, "scheduler": args.scheduler}
+
+
+def devices_notice(config):
+    """One line when the nets and the kernels run on different devices (None when they agree)."""
+    from kernels import Devices
+    return Devices(config.device, config.kernels_device).notice()
+
+
+def dry_run(experiment, config, runs, out: Path, resolved: dict) -> dict:
+    """What a run of this command would do, without running or writing anything: the resolved execution, the
+    number of runs (and how many are already finished in ``out``), the out folder, the preset's settings."""
+    done = 0
+    results = out / sweep.RESULTS
+    if results.is_file():
+        finished = {row.get("run_key") for row in sweep.read_results(results)}
+        done = sum(sweep.run_key(run.config()) in finished for run in runs)
+    return {"experiment": experiment.name, "dataset": config.dataset, "preset": config.preset, **resolved,
+            "runs": len(runs), "runs_finished": done, "out": str(out), "params": sweep.to_jsonable(config.params),
+            "notice": devices_notice(config)}
+
+
 def run_experiment(experiment, args) -> int:
     """Validate the options, plan the sweep, run it (resuming), write the report, print the summary.
 
@@ -125,20 +153,27 @@ def run_experiment(experiment, args) -> int:
             check_writable(args.gram_store, "--gram-store", directory=True)
         runs = with_data_identity(experiment.plan(config), config)
         sweep_config = experiment.sweep_config(runs)
-        if sizes:                            # what ran, once capped by the data (not part of the fingerprint)
-            sweep_config = {**sweep_config, "data_sizes": sizes}
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         out = Path(args.out or f"results/{experiment.name}-{args.dataset}-{args.preset}")
+        config = dataclasses.replace(config, threads=choose_threads(args, out, config.threads))
+        resolved = resolved_execution(config, args)
+        if sizes:                            # what ran, once capped by the data (beside the fingerprint)
+            resolved["data_sizes"] = sizes
+        if args.dry_run:
+            print(json.dumps(dry_run(experiment, config, runs, out, resolved), indent=2))
+            return 0
+        notice = devices_notice(config)
+        if notice:
+            print(notice, file=sys.stderr)
         start = time.perf_counter()
-        threads = choose_threads(args, out)
-        func = functools.partial(with_threads, experiment.run_one, threads)
+        func = functools.partial(with_threads, experiment.run_one, config.threads)
         if args.gram_store is not None:     # where the kernel matrices live, not part of the runs' identity
             func = functools.partial(grams.with_gram_store, func, args.gram_store)
-        rows = sweep.run_sweep(func, runs, out, sweep_config, jobs=args.jobs, backend=args.backend,
-                                scheduler=args.scheduler, resume=args.resume, device=config.device,
-                                progress=not args.quiet, desc=experiment.name, shared_work=experiment.shared_work,
-                                threads=threads)
+        rows = sweep.run_sweep(func, runs, out, sweep_config, jobs=config.jobs, backend=args.backend,
+                               scheduler=args.scheduler, resume=args.resume, device=config.device,
+                               progress=not args.quiet, desc=experiment.name, shared_work=experiment.shared_work,
+                               resolved=resolved, threads=config.threads)
     except (ValueError, ConnectionError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

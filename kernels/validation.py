@@ -91,9 +91,9 @@ def check_scalar(x, name: str, type, *, min_val=None, max_val=None, include_boun
                          f"got {include_boundaries!r}")
     if not isinstance(allow_inf, _BOOLS):
         raise ArgumentTypeError(f"`allow_inf` must be True or False, got {allow_inf!r}")
-    if not isinstance(allow_none, _BOOLS + (str,)):
-        raise ArgumentTypeError(f"`allow_none` must be True, False or a string saying what None means, got "
-                                f"{allow_none!r}")
+    if allow_none is not None and not isinstance(allow_none, _BOOLS + (str,)):
+        raise ArgumentTypeError(f"`allow_none` must be True, False (or None) or a string saying what None means, "
+                                f"got {allow_none!r}")
     for bound, bound_name in ((min_val, "min_val"), (max_val, "max_val")):
         if bound is not None and (isinstance(bound, _BOOLS) or not isinstance(bound, numbers.Real)):
             raise ArgumentTypeError(f"`{bound_name}` must be None or a number, got {bound!r}")

@@ -18,6 +18,7 @@ from torch.func import functional_call, jvp, vjp
 
 from kernels import check_scalar, empirical_ntk, to_numpy
 
+from nets.forward_ad import serialized
 from nets.lazy import Lazy, Linearized
 
 
@@ -189,7 +190,10 @@ def function_distance(f, g, X):
     (an empirical L²(ρ) norm; Theorem 2.2: ‖h_α − h̄_α‖ = O(1/α) at a fixed horizon)."""
     if not isinstance(f, nn.Module) or not isinstance(g, nn.Module):
         raise TypeError(f"f and g must be torch.nn.Module, got {type(f).__name__} and {type(g).__name__}")
-    out_f, out_g = f(_as_input(X, f, "X")), g(_as_input(X, g, "X"))
+    try:
+        out_f, out_g = f(_as_input(X, f, "X")), g(_as_input(X, g, "X"))
+    except RuntimeError as exc:          # torch's shape errors: X does not fit the modules
+        raise ValueError(f"X of shape {tuple(np.shape(X))} does not fit f and g: {str(exc).splitlines()[0]}") from None
     if out_f.shape != out_g.shape:
         raise ValueError(f"f and g must give outputs of the same shape on X, got {tuple(out_f.shape)} and "
                          f"{tuple(out_g.shape)}")
@@ -230,6 +234,7 @@ def _scaled(a, c):
     return {k: v * c for k, v in a.items()}
 
 
+@serialized
 def scale_criterion(module, X, y, iters=30, threshold=0.01, seed=0):
     """The paper's scale criterion κ_h(w₀) = ‖h(w₀) − y‖ · ‖D²h(w₀)‖ / ‖Dh(w₀)‖² at the module's current
     parameters (Chizat, Oyallon & Bach 2019, §2, Theorem 2.3: training is lazy when κ ≪ 1).

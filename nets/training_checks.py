@@ -9,7 +9,7 @@ from kernels import check_bool, check_choice, check_scalar, check_writable
 from nets.losses import LOSSES, prepare_targets
 
 OPTIMIZERS = ("gd", "sgd")
-LR_SCHEDULES = ("constant", "inverse", "adaptive")
+LR_SCHEDULES = ("constant", "inverse", "inverse_epoch", "adaptive")
 STOP_RULES = (None, "margin", "loss")
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kernels import check_choice
-
 from compare.data.catalog import (CIFAR10_ARCHIVE, CIFAR10_BATCHES, CIFAR10_BATCHES_DIR, CIFAR10_JPEG_ARCHIVE,
                                   DEBIAN_FASHION_MNIST_DIR, DEFAULT_DATA_DIRS, DOWNLOADS, ENV_DATA_DIR,
                                   FASHION_MNIST_FILES, IMAGE_DATASETS, DataNotFoundError)

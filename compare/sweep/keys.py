@@ -45,15 +45,11 @@ def fingerprint(value) -> str:
 # (what a sweep without them stored, so older results folders still resume); the experiments put the data's
 # content checksum (``data_sha256``, compare.data.content_sha256) in the configuration instead.
 LOCATION_KEYS = ("data_dir",)
-# What a sweep records beside its settings without it being part of them: ``data_sizes``, the sizes that ran
-# once capped by the data (a function of the settings and the data set), left out of fingerprints altogether.
-RECORD_ONLY_KEYS = ("data_sizes",)
 
 
 def identity(config: dict) -> dict:
-    """``config`` with its :data:`LOCATION_KEYS` set to None and its :data:`RECORD_ONLY_KEYS` left out: what run
-    keys and sweep fingerprints are made of."""
-    return {k: None if k in LOCATION_KEYS else v for k, v in config.items() if k not in RECORD_ONLY_KEYS}
+    """``config`` with its :data:`LOCATION_KEYS` set to None: what run keys and sweep fingerprints are made of."""
+    return {k: None if k in LOCATION_KEYS else v for k, v in config.items()}
 
 
 def run_key(config: dict) -> str:

@@ -58,7 +58,8 @@ class SweepInterrupted(KeyboardInterrupt):
 
 def run_sweep(func, runs, out_dir, sweep_config: dict, *, jobs: int = 1, backend: str = "loky",
               scheduler: str | None = None, resume: bool = True, device: str = "cpu",
-              progress: bool = True, desc: str = "runs", shared_work=None, threads: int | None = None) -> list[dict]:
+              progress: bool = True, desc: str = "runs", shared_work=None, resolved: dict | None = None,
+              threads: int | None = None) -> list[dict]:
     """Run ``func`` on every run not yet finished in ``out_dir``; return all rows of the sweep, in order.
 
     ``runs``: :class:`compare.sweep.run.Run` records or JSON-able dicts. ``func(run) -> dict`` (``func(run, memo)``
@@ -66,7 +67,8 @@ def run_sweep(func, runs, out_dir, sweep_config: dict, *, jobs: int = 1, backend
     ``run_key``, the run's flat configuration, ``seconds``, ``versions`` and ``device``, and is appended to
     DIR/results.jsonl as soon as its task finishes (in the calling process only, so there is a single writer).
     ``jobs`` workers run through joblib's ``loky`` backend; ``backend="dask"`` sends the tasks to the
-    dask.distributed scheduler at ``scheduler``.
+    dask.distributed scheduler at ``scheduler``. ``resolved`` (how the sweep executes: devices, jobs, threads) is
+    written to DIR/config.json beside the fingerprinted settings, not into the fingerprint.
 
     Interruptions lose at most the runs in progress: a loky task also writes each finished run's row to its own
     file in DIR/partial/ (merged on resume), and values the runs of a group share persist in DIR/memo/
@@ -91,7 +93,7 @@ def run_sweep(func, runs, out_dir, sweep_config: dict, *, jobs: int = 1, backend
         raise ValueError("runs is empty: the sweep has no run to do (check the preset's axes, e.g. seeds)")
     out = out_folder(out_dir)
     with FolderLock(out):
-        done = {row.get("run_key"): row for row in prepare(out, sweep_config, resume)}
+        done = {row.get("run_key"): row for row in prepare(out, sweep_config, resume, resolved)}
         if resume:
             _merge_partial(out, done)
         else:

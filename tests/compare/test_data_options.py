@@ -26,7 +26,7 @@ def test_sizes_beyond_a_scikit_learn_set_are_capped_noted_and_recorded(tmp_path,
     assert code == 0
     assert "note: n_test=99999999 capped to 450, all the test examples of digits" in err
     config = json.loads((out / "config.json").read_text())
-    assert config["config"]["data_sizes"] == {"n_train": 20, "n_test": 450, "probe": 5}
+    assert config["resolved"]["data_sizes"] == {"n_train": 20, "n_test": 450, "probe": 5}   # beside the fingerprint
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert {row["n_test"] for row in rows} == {450}
     # the record is not part of the fingerprint: the same command resumes

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import math
 import tempfile
 from pathlib import Path
 
@@ -74,7 +73,16 @@ def _option_cases(experiment) -> list:
     return cases
 
 
+# --set keys documented to take more than their presets' values show: the values that are then not refusals
+CLI_NOTES = {"lr": ("a number > 0 or 'kernel'", {"3"})}
+
+
 def _bad_values(key, examples) -> list:
+    note = CLI_NOTES.get(key)
+    return [(text, must and not (note and text in note[1])) for text, must in _raw_bad_values(key, examples)]
+
+
+def _raw_bad_values(key, examples) -> list:
     """(text, must) for a --set key from the preset values it takes (see the module docstring)."""
     allow_none = any(v is None for v in examples)
     examples = [v for v in examples if v is not None]

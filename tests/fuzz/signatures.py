@@ -45,7 +45,7 @@ from compare import data
 from nets.training import DivergenceError
 from tests.fuzz.harness import CALL_SECONDS, CallTimeout, names_any, nonfinite, time_limit
 
-FACES = {"kernels": kernels, "nets": nets, "compare.data": data}
+FACES = {"kernels": kernels, "kernels.stax": kernels.stax, "nets": nets, "compare.data": data}
 GOOD, MAY, MUST = "good", "may", "must"
 FAILURES = ("hang", "silent", "accepted", "unclear")
 OUTCOMES = ("finite result", "clear error") + FAILURES
@@ -73,6 +73,18 @@ SKIP = {
     "kernels.GramStore.missing_tiles": "no arguments",
     "kernels.GramStore.verify": "no arguments (tests/kernels/grams/test_store_damage.py)",
     "kernels.GramStore.as_dask": "no arguments",
+    "kernels.MonteCarloEstimate": "a record of estimates returned by MonteCarloKernel.estimate",
+    "kernels.NystromKRR": "the fitted model nystrom_krr returns (its predict is a hypothesis entry)",
+    "kernels.NystromKRR.predict": "needs a fitted NystromKRR (a hypothesis entry)",
+    "kernels.StaxKernel.network": "internal layer table (takes the input shape from the kernel itself)",
+    "kernels.stax.StaxKernel.network": "internal layer table (takes the input shape from the kernel itself)",
+    "nets.KernelStep": "a record of the step size kernel_step returns",
+    "nets.KernelStep.as_row": "no arguments",
+    "nets.CNN.stax_layer": "the protocol kernels.stax reads a network's description through",
+    "nets.MLP.stax_layer": "the protocol kernels.stax reads a network's description through",
+    "nets.VGG.stax_layer": "the protocol kernels.stax reads a network's description through",
+    "nets.ResNet.stax_layer": "the protocol kernels.stax reads a network's description through",
+    "kernels.Devices.as_dict": "no arguments", "kernels.Devices.notice": "no arguments",
 }
 
 # Where a parameter's documented type is not its default's: the values that are then not refusals.
@@ -83,7 +95,9 @@ PARAMETER_NOTES = {
     "gamma": ("None means 1/n_features", {"None"}),
     "random_state": ("a seed, a Generator or None (scikit-learn's convention)", {"None"}),
     "width_factor": ("a positive number multiplying the channel counts", {"2.5"}),
-    "allow_none": ("True, False, or a string saying what None means", {"yes"}),
+    "a": ("kernels.stax's scale parameters are numbers (neural-tangents' integer defaults)", {"2.5"}),
+    "b": ("kernels.stax's scale parameters are numbers (neural-tangents' integer defaults)", {"2.5"}),
+    "allow_none": ("True, False (None: False), or a string saying what None means", {"yes", "None"}),
     "t": ("None (converged) or a time; math.inf also means converged", {"inf", "None"}),
     "y_numbers": ("naming_inputs' flag", set()),
 }
@@ -319,6 +333,16 @@ def _gram():
     return kernels.RBF(0.5)(x)
 
 
+def _stax_spec():
+    from kernels import stax
+    return stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+
+
+def _cifar_parts():
+    images = np.zeros((2, 3, 32, 32), dtype=np.uint8)
+    return {"train": (images, np.array([0, 1])), "test": (images, np.array([1, 0]))}
+
+
 def _idx_file():
     path = _ROOT / "garbage.idx"
     path.write_bytes(b"\x00\x00\x08\x01" + b"\x00" * 3)     # a truncated IDX header
@@ -339,6 +363,14 @@ REQUIRED = {
     "t": lambda: 1.0, "alpha": lambda: 0.1, "n_centers": lambda: 2, "n": lambda: 3, "k": lambda: 1,
     "rng": _rng, "axes": lambda: (0,), "steps": lambda: [1], "index": lambda: (0, 0), "block": lambda: None,
     "alphas": lambda: [0.0, 0.1], "random_state": lambda: 0,
+    "nets": lambda: "cpu", "kernels": lambda: "cpu", "module_fn": lambda: lambda: nets.MLP(3, [4]).double(),
+    "n_samples": lambda: 2, "sample": lambda: 0, "spec": lambda: _stax_spec(), "image": lambda: False,
+    "step": lambda: 1, "lambda_max": lambda: 10.0, "batch_size": lambda: 6, "loss": lambda: "mse",
+    "lazy": lambda: nets.Lazy(_model(), 10.0), "linearized": lambda: nets.Linearized(nets.Lazy(_model(), 10.0)),
+    "folder": lambda: _ROOT / "batches", "parts": lambda: _cifar_parts(),
+    # kernels.stax layers
+    "out_dim": lambda: 8, "out_chan": lambda: 4, "filter_shape": lambda: (3, 3), "window_shape": lambda: (2, 2),
+    "rate": lambda: 0.5, "num": lambda: 2, "activation": lambda: "relu", "fn": lambda: np.tanh, "deg": lambda: 8,
     "device": lambda: "cpu", "n_train": lambda: 10, "n_test": lambda: 5, "classes": lambda: None,
     "value": lambda: "a:b", "blob": lambda: b"\x00\x00\x08\x01\x00\x00\x00\x02\x07\x09",
     "files": lambda: {}, "where": lambda: "here", "source": lambda: _ROOT / "absent-source",
@@ -376,6 +408,8 @@ REQUIRED_FOR = {
     "nets.CNN": {"in_channels": lambda: 1},
     "nets.KernelTracker": {"steps": lambda: [1]},
     "nets.after_training_kernel_regression": {"y_train": lambda: _rng().standard_normal(6)},
+    "nets.function_distance": {"f": _model, "g": _model},
+    "kernels.stax.ABRelu": {"a": lambda: 0.1, "b": lambda: 1.0},
     "kernels.EigenPath": {}, "kernels.EmpiricalNTK": {},
     "kernels.krr_solve": {}, "kernels.kernel_gradient_flow": {"y": lambda: _rng().standard_normal(6)},
     "kernels.to_device": {"a": _X},
@@ -409,7 +443,7 @@ def use(obj):
     transformers fit then transform, networks forward; anything else is the object itself."""
     if isinstance(obj, kernels.Convolutional):
         return obj.ntk(_images())
-    if isinstance(obj, (kernels.FullyConnected,)):
+    if isinstance(obj, (kernels.FullyConnected, kernels.StaxKernel, kernels.MonteCarloKernel)):
         return obj.kernels(_X())
     if hasattr(obj, "fit") and hasattr(obj, "predict"):
         y = np.arange(6) % 2 if "Classifier" in type(obj).__name__ else _rng().standard_normal(6)
@@ -465,7 +499,8 @@ def _kernel_matrix_problem(name, result):
     return None
 
 
-PSD_CHECKED = ("kernels.FullyConnected", "kernels.Convolutional", "kernels.RBF", "kernels.Laplace")
+PSD_CHECKED = ("kernels.FullyConnected", "kernels.Convolutional", "kernels.StaxKernel", "kernels.RBF",
+               "kernels.Laplace")
 
 
 def classify(name, call, names, kind, paths=()):

@@ -52,6 +52,47 @@ def test_blocks_render_the_figures_and_say_where_they_come_from():
     assert "17 s for the whole script" in blocks["nets-example"]
 
 
+def test_the_alpha_sweep_block_and_the_centred_reading():
+    """A record of the new runs: the quick alpha-sweep's accuracy and stability per α (a diverged α says so) with
+    its plot, the table's uncentred rows named, the default job's reading naming the centred and uncentred nets."""
+    figures = json.loads(json.dumps(FIGURES))
+    reading = figures["presets"]["equivalence"]["quick"]["reading"]
+    reading["uncentred_agreement"] = reading.pop("net_agreement")
+    figures["presets"]["alpha-sweep"] = {"quick": {
+        "wall_s": 130.0, "runs": 7, "command": "python -m compare alpha-sweep --preset quick",
+        "plot": "docs/alpha-sweep-quick.png",
+        "setup": {"model": "vgg11", "width_factor": 0.125, "n_train": 1000, "n_test": 500, "epochs": 10,
+                  "classes": [0, 1]},
+        "sweep": [{"alpha": 0.1, "diverged": True},
+                  {"alpha": 1.0, "test_accuracy": 0.83, "unchanged_activations_min": 0.539},
+                  {"alpha": 1e5, "test_accuracy": 0.782, "unchanged_activations_min": 1.0}]}}
+    figures["seeds"]["table"]["vgg11/net_uncentred"] = {"mean": 80.0, "std": None, "n": 1}
+    blocks = readme.render_blocks(figures)
+    sweep = blocks["alpha-sweep-quick"]
+    assert "α = 0.1: diverged; α = 1: 83.0% (53.9% of the least stable layer's gates kept); α = 100000: 78.2%" in sweep
+    assert "2.2 min wall time" in sweep and sweep.endswith("(docs/alpha-sweep-quick.png)")
+    assert "| `alpha-sweep` | 2.2 min | – | – |" in blocks["preset-times"]
+    assert "VGG-11 standard 83.0 ± 1.2%, uncentred 80.0%, random" in blocks["table-quick"]
+    assert blocks["table-quick"].endswith("The standard rows are centred as the authors train them, h(w) − h(w₀); "
+                                          "the uncentred ones are the plain h(w).")
+    assert "uncentred one (h(w₀) ≠ 0) is a different predictor (87.8% agreement)" in blocks["default-job-reading"]
+    assert set(blocks) <= set(readme.BLOCK_NAMES)
+
+
+def test_a_block_the_readme_lacks_is_named_and_left_out(tmp_path, capsys):
+    """main writes every block the README has markers for and names the others on stderr (the README's
+    author adds the markers); nothing else of the README changes."""
+    figures = json.loads(json.dumps(FIGURES))
+    figures["presets"]["alpha-sweep"] = {"quick": {"wall_s": 130.0, "runs": 1, "command": "c", "sweep": []}}
+    (tmp_path / "f.json").write_text(json.dumps(figures))
+    copy = tmp_path / "README.md"
+    copy.write_text("x\n<!-- bench-readme:rates-slopes -->\nold\n<!-- /bench-readme:rates-slopes -->\n")
+    assert readme.main(["--quick", "--only", "nets-example", "--out", str(tmp_path / "runs"), "--readme",
+                        str(copy), "--figures", str(tmp_path / "f.json")]) == 0
+    assert "has no <!-- bench-readme:alpha-sweep-quick -->" in capsys.readouterr().err
+    assert readme.read_blocks(copy.read_text())["rates-slopes"].startswith("Measured quick-preset slopes")
+
+
 def test_replace_rewrites_only_the_marked_blocks_and_is_idempotent():
     text = "intro\n<!-- bench-readme:a -->\nold a\n<!-- /bench-readme:a -->\nmiddle\n" \
            "<!-- bench-readme:b -->\nold b\nmore\n<!-- /bench-readme:b -->\nend\n"
@@ -67,7 +108,7 @@ def test_readme_holds_every_block_and_agrees_with_the_figures_file():
     """Every block the script writes has its markers in README.md; once docs/figures.json exists (the lead's
     run), the README's blocks are exactly what it renders, and --help's times come from the same file."""
     text = readme.README.read_text()
-    assert set(readme.read_blocks(text)) == set(BLOCKS)
+    assert set(BLOCKS) <= set(readme.read_blocks(text)) <= set(readme.BLOCK_NAMES)
     figures = readme.load_figures()
     if figures is None:
         assert not readme.FIGURES.exists()
@@ -120,3 +161,9 @@ def test_the_whole_quick_run_rewrites_every_block(tmp_path):
     assert set(readme.read_blocks((tmp_path / "README.md").read_text())) == set(BLOCKS)
     figures = json.loads((tmp_path / "f.json").read_text())
     assert set(readme.render_blocks(figures)) >= set(BLOCKS) - {"table-quick"}
+
+
+def test_every_registered_experiment_is_timed_by_bench_readme():
+    # one vocabulary: the registry names the experiments; bench readme times each of them (with a smoke variant)
+    from compare import experiments
+    assert sorted(readme.EXPERIMENTS) == sorted(experiments.names())

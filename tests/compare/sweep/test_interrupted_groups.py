@@ -114,11 +114,9 @@ def test_the_cli_resumes_with_the_recorded_thread_count(tmp_path):
     import argparse
     from compare import cli
     sweep.run_sweep(_nap, [{"x": 1}], tmp_path, {"experiment": "toy"}, progress=False, threads=3)
-    args = argparse.Namespace(threads=None, resume=True, jobs=1)
-    assert cli.choose_threads(args, tmp_path) == 3
-    args = argparse.Namespace(threads=None, resume=False, jobs=1)   # --no-resume starts afresh: the cores' share
-    assert cli.choose_threads(args, tmp_path) == cli.options.resolve_threads(args)
-    assert cli.choose_threads(argparse.Namespace(threads=5, resume=True, jobs=1), tmp_path) == 5
+    assert cli.choose_threads(argparse.Namespace(threads=None, resume=True), tmp_path, 7) == 3
+    assert cli.choose_threads(argparse.Namespace(threads=None, resume=False), tmp_path, 7) == 7   # --no-resume
+    assert cli.choose_threads(argparse.Namespace(threads=5, resume=True), tmp_path, 7) == 5
 
 
 def test_memo_persists_arrays_and_numbers_without_pickle(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("zarr")
 
-from kernels import RBF, FullyConnected, GramStore, gram, gram_in  # noqa: E402
+from kernels import RBF, FullyConnected, GramStore, cached_gram, gram  # noqa: E402
 from kernels.grams import store as store_module  # noqa: E402
 from kernels.grams.store import DamagedTileError, StoreDamageWarning, StoreWriteError  # noqa: E402
 from kernels.validation import UnwritablePathError  # noqa: E402
@@ -115,7 +115,7 @@ def test_store_on_a_file_or_unwritable_folder_is_refused_before_any_work(x, tmp_
     with pytest.raises(UnwritablePathError, match=r"`store` .* is a file, not a folder"):
         gram(RBF(), x, store=a_file, progress=False)
     with pytest.raises(UnwritablePathError, match=r"`directory` .* is a file"):
-        gram_in(a_file, RBF(), x)
+        cached_gram(a_file, RBF(), x)
     from kernels import validation
     monkeypatch.setattr(validation, "_probe_write", lambda folder: "Read-only file system")
     calls = []
