@@ -160,7 +160,7 @@ def split_source(name: str, n_train=None, n_test=None, data_dir=None, classes=No
     :func:`~compare.data.readers.write_cifar_batches`) gives the same ``load_split`` results as the full data
     set: load_split keeps the first images of each class of each split, which these are.
     """
-    check_choice(name, "name", IMAGE_DATASETS)            # the data sets read from files
+    check_choice(name, "name (a data set with files)", IMAGE_DATASETS)
     reader = _read_fashion_mnist if name == "fashion-mnist" else _read_cifar10
     parts, class_names, _, _ = reader(data_dir, _split_per_class(n_train, n_test, classes), None)
     if classes is not None:
