@@ -1,7 +1,7 @@
 """The signature campaign: calls generated from the public signatures themselves, not from known cases.
 
-The public callables are enumerated from the package faces (``kernels.__all__``, ``nets.__all__``,
-``compare.data.__all__``, and the public methods the project defines on those classes). For each one, a call
+The public callables are enumerated from the package faces (``kernels.__all__``, ``kernels.stax.__all__``,
+``nets.__all__``, ``compare.data.__all__``, and the public methods the project defines on those classes). For each one, a call
 starts from its defaults (``BASE`` shrinks a few sizes so a call takes milliseconds) with the required
 arguments built by name (``REQUIRED``), and then each parameter in turn is replaced by values derived from its
 default:

@@ -6,7 +6,7 @@ never a hang, a silent result, an accepted invalid value or an unclear error):
 * the hypothesis campaign (``entries_*.py``): hand-built cases per entry point, ``QUICK_EXAMPLES`` each
   (derandomized, so CI sees the same cases every time); ``--runslow`` adds ``LONG_EXAMPLES`` drawn afresh;
 * the signature campaign (``signatures.py``): calls derived from the signatures of every public callable of
-  ``kernels``, ``nets`` and ``compare.data`` (each parameter mutated from its default, each required array
+  ``kernels``, ``kernels.stax``, ``nets`` and ``compare.data`` (each parameter mutated from its default, each required array
   replaced by invalid, extreme and degenerate ones), with a per-call time limit; the default run takes a
   seeded sample of ``SIGNATURE_SAMPLE`` calls per entry point, ``--runslow`` all of them;
 * the CLI campaign (``cli_options.py``): bad values for every option and ``--set`` key of every experiment.
