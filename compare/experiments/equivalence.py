@@ -171,8 +171,9 @@ def _problem_key(run) -> dict:
     return {"problem": run.dataset, "seed": run.seed, **{k: run.params[k] for k in keys}}
 
 
-def _network(run, d_in, d_out):
-    """The network at w₀ for this seed (same w₀ for every method of the seed), on the run's device."""
+def _network(run, d_in, d_out, on_device: bool = True):
+    """The network at w₀ for this seed (same w₀ for every method of the seed), on the run's device (on the CPU
+    with ``on_device=False``: its kernel needs only its layers)."""
     from nets import CNN, MLP
     p = run.params
     with seeded_torch(run.seed):
@@ -180,18 +181,20 @@ def _network(run, d_in, d_out):
             net = CNN(in_channels=d_in, channels=p["channels"], depth=p["conv_depth"], num_outputs=d_out)
         else:
             net = MLP(d_in, p["widths"], d_out, activation="relu", bias=False, parameterization="ntk")
-    return net.to(device=run.device, dtype=_torch_dtype(run))
+    return net.to(device=run.device if on_device else "cpu", dtype=_torch_dtype(run))
 
 
-def analytic_kernel(run):
-    """The infinite-width kernel of the run's network, computing on the run's device in its dtype."""
-    from kernels import Convolutional, FullyConnected
+def analytic_kernel(run, d_in: int, d_out: int):
+    """The infinite-width kernel of the run's network, computing on the run's kernel device in its dtype: for
+    images the kernel of the very CNN it trains (``kernels.infinite_width``, equal to ``kernels.Convolutional``
+    with the same arguments), for vectors ``kernels.FullyConnected`` of the MLP's depth."""
+    import kernels
     p = run.params
     if run.model == "cnn":
-        return Convolutional(depth=p["conv_depth"], activation="relu", w_std=2 ** 0.5, b_std=0.0,
-                             filter_size=3, readout="gap", device=run.kernels_device, dtype=p["dtype"])
-    return FullyConnected(depth=len(p["widths"]), activation="relu", w_std=2 ** 0.5, b_std=0.0,
-                          parameterization="ntk", device=run.kernels_device, dtype=p["dtype"])
+        return kernels.infinite_width(_network(run, d_in, d_out, on_device=False), device=run.kernels_device,
+                                      dtype=p["dtype"])
+    return kernels.FullyConnected(depth=len(p["widths"]), activation="relu", w_std=2 ** 0.5, b_std=0.0,
+                                  parameterization="ntk", device=run.kernels_device, dtype=p["dtype"])
 
 
 def _flow(K_train, K_test, y, t):
@@ -310,8 +313,8 @@ def run_one(run, memo=None) -> dict:
     elif run.method == "empirical_ntk_krr":
         pred = _flow(ref["K_train"], ref["K_test"], y_train, None)
     else:
-        (nngp_train, nngp_test), (ntk_train, ntk_test) = kernel_matrices(analytic_kernel(run), X_train, X_test,
-                                                                         get=("nngp", "ntk"))
+        kernel = analytic_kernel(run, X_train.shape[1], y_train.shape[1])
+        (nngp_train, nngp_test), (ntk_train, ntk_test) = kernel_matrices(kernel, X_train, X_test, get=("nngp", "ntk"))
         pred = (_predict(ntk_train, ntk_test, y_train, ref["t"], loss) if run.method == "ntk"
                 else _flow(nngp_train, nngp_test, y_train, None))
     return {**row, **_scores(task, *pred, y_train, y_test, ref["predictions"][1], loss)}
