@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m compare", usage=USAGE,
         description="lazykit: lazy training vs kernel methods, side by side.",
         epilog="subcommands:\n"
-               + "".join(f"  {name:<17} experiment\n" for name in experiments.names())
+               + "".join(f"  {name:<17} {experiments.get(name).one_line}\n" for name in experiments.names())
                + f"  {'bench':<17} benchmarks: {', '.join(BENCHMARKS)}; `bench readme` reruns the README's figures\n"
                + f"  {'gpu-check':<17} run tests/gpu and the GPU benchmarks, print a table naming the card\n"
                + f"  {'data':<17} `data install fashion-mnist`, `data list`\n"

@@ -20,7 +20,7 @@ from compare.data import teacher_student_tensors
 from compare.experiment import Experiment, Figure, Preset
 from compare.sweep.run import Run
 from compare.seeding import seeded_torch
-from compare.present.summary import aggregate, metric_titles
+from compare.present.summary import aggregate, metric_titles, several_seeds
 
 PRESETS = {
     "quick": Preset("a CPU", dims=[2, 10], taus=[0.01, 0.1, 1.0, 10.0], m=50,
@@ -75,10 +75,11 @@ def plot_teacher_student(rows, path):
         return None
     plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for d in dims:
+    for i, d in enumerate(dims):
         x, mean, std = plots.series(groups, "net", "test_loss", d=d)
-        ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=f"d = {d}")
-    return plots.finish(plt, fig, ax, path, "initialisation scale τ", "test loss (mean ± std over seeds)",
+        ax.errorbar(x, mean, yerr=std, capsize=3, label=f"d = {d}", **plots.style(i))
+    return plots.finish(plt, fig, ax, path, "initialisation scale τ",
+                        "test loss" + (" (mean ± std over seeds)" if several_seeds(rows) else " (one seed)"),
                         "Teacher–student: large τ (lazy) generalises worse")
 
 
@@ -87,7 +88,8 @@ EXPERIMENT = Experiment(
     run_one=run_one, methods=("net",), metrics=metric_titles("test_loss", "train_loss"),
     axes=("d", "scale", "seed"), scale_field="init_scale", group_by=("model", "d", "method", "scale"),
     figures=(Figure("teacher_student.png", plot_teacher_student,
-                    "Test loss at the end of training against the initialisation scale τ, mean ± std over seeds: "
-                    "small τ learns the teacher's 3 directions, large τ trains lazily and generalises worse, "
+                    lambda rows: "Test loss at the end of training against the initialisation scale τ"
+                    + (", mean ± std over seeds" if several_seeds(rows) else ", one seed")
+                    + ": small τ learns the teacher's 3 directions, large τ trains lazily and generalises worse, "
                     "more so in high dimension."),),
 )
