@@ -1,6 +1,7 @@
-"""The README's figures, rerun: ``python -m compare bench readme [--seeds K] [--quick] [--only NAMES]``.
+"""The figures of README.md and the docs, rerun: ``python -m compare bench readme [--seeds K] [--quick] [--only JOBS]``.
 
-Every time and accuracy that README.md and ``python -m compare EXPERIMENT --help`` quote comes from here:
+Every time, accuracy and plot that README.md, the pages of docs/ and ``python -m compare EXPERIMENT --help``
+quote comes from here:
 
 - ``presets``: each experiment's quick preset run as a user runs it (``python -m compare EXPERIMENT``, a fresh
   process, so the wall time includes starting Python and importing torch); the default job is
@@ -9,12 +10,19 @@ Every time and accuracy that README.md and ``python -m compare EXPERIMENT --help
 - ``seeds``: the same output folders resumed with ``--seeds K`` (finished runs are kept, only new seeds run),
   so that figures which vary with the seed are given as mean ± std over K seeds: the quick ``table``
   accuracies and the quick ``rates`` slopes.
-- ``nets-example``: the README's nets example (the block that trains at α = 1 and 100), its output verbatim.
+- ``nets-example``: the nets example of the docs (the block that trains at α = 1 and 100), its output verbatim.
+- ``ntk-gap``: how far the empirical NTK of ``nets.CNN`` at finite width lies from ``kernels.Convolutional``,
+  for one initialisation and for the mean over several (:func:`ntk_gap`).
+- ``plots``: the report plots of each experiment's quick preset (reusing the ``presets`` job's runs when they
+  are there), copied into docs/figures/ with their captions.
 
 Results go to ``docs/figures.json`` (with the machine, date, load average and command), which the ``--help``
-texts read, and into README.md between ``<!-- bench-readme:NAME -->`` and ``<!-- /bench-readme:NAME -->``.
-``--quick`` shrinks every run (a smoke test, seconds) and writes beside ``--out`` instead, never into the
-repository's files unless ``--readme``/``--figures`` name them.
+texts read, and into every Markdown file of the repository's README.md and docs/ that holds a block's markers,
+``<!-- bench-readme:NAME -->`` and ``<!-- /bench-readme:NAME -->`` (a block may appear in several files; each
+block must appear somewhere). ``--render`` rewrites the blocks from docs/figures.json without running anything
+(after a code change that alters what a block shows, e.g. an experiment's one-line description). ``--quick``
+shrinks every run (a smoke test, seconds) and writes into a copy of README.md and docs/ under ``--out``, never
+into the repository's files unless ``--root``/``--figures`` name them.
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,9 +43,9 @@ from compare.data import CIFAR10_CLASSES
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
 FIGURES = REPO_ROOT / "docs" / "figures.json"
-EXPERIMENTS = ("equivalence", "teacher-student", "rates", "table")
+PLOTS_DIR = "docs/figures"            # the report plots, relative to the root holding README.md and docs/
 PRESETS = ("quick", "full", "paper")
-JOBS = ("presets", "seeds", "nets-example")
+JOBS = ("presets", "seeds", "nets-example", "ntk-gap", "plots")
 # --quick: overrides that make each quick preset a few-second smoke run (the figures then mean nothing)
 QUICK_SET = {
     "equivalence": ["n_train=40", "n_test=40", "steps=10", "probe=10", "scales=[1.0, 100.0]"],
@@ -44,7 +53,10 @@ QUICK_SET = {
     "rates": ["n_train=20", "n_test=20", "m=20", "steps=20", "scales=[1.0, 10.0, 100.0]"],
     "table": ["n_train=20", "n_test=20", "epochs=1", "models=['vgg11']", "rff_features=50"],
 }
-NETS_EXAMPLE_MARK = "for alpha in (1.0, 100.0):"   # identifies the README's nets example block
+NETS_EXAMPLE_MARK = "for alpha in (1.0, 100.0):"   # identifies the docs' nets example block
+# ntk-gap: nets.CNN against kernels.Convolutional (widths, initialisations, images of 3×SIZE×SIZE), and --quick's
+NTK_GAP = {"widths": (64, 256), "inits": 16, "images": 6, "size": 32, "depth": 2}
+NTK_GAP_QUICK = {"widths": (8,), "inits": 2, "images": 2, "size": 8, "depth": 2}
 BEGIN, END = "<!-- bench-readme:{name} -->", "<!-- /bench-readme:{name} -->"
 TABLE_ROWS = (("vgg11", "net", None, "VGG-11 standard"), ("vgg11", "lazy", 100.0, "lazy (α = 100)"),
               ("vgg11", "linearized", None, "linearized"), ("resnet18", "net", None, "ResNet-18 standard"),
@@ -73,16 +85,24 @@ def experiment_argv(experiment, preset, out, quick, extra=()):
                                                 else [experiment, "--preset", preset])
     argv += ["--out", str(out), *extra]
     if quick:
-        for item in QUICK_SET[experiment]:
+        for item in QUICK_SET.get(experiment, ()):
             argv += ["--set", item]
     return argv
+
+
+def experiment_names() -> list:
+    """The registered experiments, the default one (``python -m compare``) first."""
+    from compare import experiments
+    from compare.cli import DEFAULT_EXPERIMENT
+    names = experiments.names()
+    return [DEFAULT_EXPERIMENT] + [n for n in names if n != DEFAULT_EXPERIMENT]
 
 
 def measure_presets(out_dir: Path, presets, quick: bool, log) -> dict:
     """{experiment: {preset: {"wall_s", "runs", "command"} or {"skipped": why}}}, plus the default job's stdout."""
     from compare import data
     found = {}
-    for experiment in EXPERIMENTS:
+    for experiment in experiment_names():
         for preset in presets:
             entry = found.setdefault(experiment, {})
             if experiment == "table" and data.find("cifar10") is None:
@@ -177,20 +197,97 @@ def _mean_std(values) -> dict:
             "n": len(values)}
 
 
-def readme_block(readme_text: str, mark: str) -> str:
-    """The README's python block containing ``mark``."""
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme_text, flags=re.S) if mark in b]
+def doc_files(root: Path) -> list:
+    """The Markdown files whose figure blocks this script rewrites: README.md and docs/*.md under ``root``."""
+    return [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.is_file()]
+
+
+def doc_block(texts, mark: str) -> str:
+    """The one python block containing ``mark`` among the Markdown texts ``texts``."""
+    blocks = [b for text in texts for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if mark in b]
     if len(blocks) != 1:
-        raise ValueError(f"expected one python block containing {mark!r} in the README, found {len(blocks)}")
+        raise ValueError(f"expected one python block containing {mark!r} in README.md and docs/, found {len(blocks)}")
     return blocks[0]
 
 
-def measure_nets_example(readme_text: str, out_dir: Path, log) -> dict:
-    block = readme_block(readme_text, NETS_EXAMPLE_MARK)
-    log("running the README's nets example")
+def measure_nets_example(texts, out_dir: Path, log) -> dict:
+    block = doc_block(texts, NETS_EXAMPLE_MARK)
+    log("running the docs' nets example")
     out_dir.mkdir(parents=True, exist_ok=True)
     wall, stdout = run_command([sys.executable, "-c", block], cwd=out_dir, env=_env())
     return {"wall_s": round(wall, 1), "stdout": stdout.strip()}
+
+
+def ntk_gap(widths=NTK_GAP["widths"], inits=NTK_GAP["inits"], images=NTK_GAP["images"], size=NTK_GAP["size"],
+            depth=NTK_GAP["depth"], seed=0) -> dict:
+    """The empirical NTK of ``nets.CNN(3, channels=width, depth=depth)`` (ReLU, 'ntk' parameterization, GAP
+    readout, float64) against its infinite-width limit ``kernels.Convolutional(depth=depth)``, on ``images``
+    standard-normal images 3×size×size (``seed``): for each width, the relative Frobenius distance
+    ‖Θ̂ − Θ‖_F / ‖Θ‖_F of each of ``inits`` initialisations (torch seeds 0, 1, ...) and of their mean.
+    One init is off by O(1/√width) (the readout's random features); the mean over inits loses that spread and
+    keeps only the O(1/width) bias of the finite-width expectation."""
+    import numpy as np
+    import torch
+    from kernels import Convolutional, empirical_ntk
+    from nets import CNN
+    x = np.random.default_rng(seed).standard_normal((images, 3, size, size))
+    theta = Convolutional(depth=depth, readout="gap").ntk(x)
+    norm = np.linalg.norm(theta)
+    result = {"images": images, "size": size, "depth": depth, "inits": inits, "widths": {}}
+    for width in widths:
+        kernels, errors = [], []
+        for init in range(inits):
+            torch.manual_seed(init)
+            net = CNN(3, channels=width, depth=depth).double()
+            kernels.append(empirical_ntk(net, torch.from_numpy(x)))
+            errors.append(float(np.linalg.norm(kernels[-1] - theta) / norm))
+        mean = float(np.linalg.norm(np.mean(kernels, axis=0) - theta) / norm)
+        result["widths"][str(width)] = {"one_init": errors, "mean_of_inits": mean}
+    return result
+
+
+def measure_ntk_gap(quick: bool, log) -> dict:
+    settings = NTK_GAP_QUICK if quick else NTK_GAP
+    log(f"measuring the empirical-vs-analytic NTK gap of nets.CNN ({settings})")
+    start = time.perf_counter()
+    result = ntk_gap(**settings)
+    return {**result, "wall_s": round(time.perf_counter() - start, 1)}
+
+
+def measure_plots(out_dir: Path, root: Path, quick: bool, log) -> dict:
+    """{experiment: [{"file", "caption"}]}: the report plots of each experiment's quick preset, copied into
+    ``root``/docs/figures/ as EXPERIMENT-FILE.png. Runs the quick preset unless the ``presets`` job of this
+    call (or an earlier one into the same ``out_dir``) left its results there; experiments whose data is not
+    found are recorded as skipped."""
+    from compare import data, experiments, sweep
+    found = {}
+    (root / PLOTS_DIR).mkdir(parents=True, exist_ok=True)
+    for name in experiment_names():
+        experiment = experiments.get(name)
+        if not experiment.figures:
+            continue
+        dataset = experiment.default_dataset
+        if dataset in data.IMAGE_DATASETS and data.find(dataset) is None:
+            found[name] = {"skipped": f"{dataset} not found (python -m compare data install {dataset})"}
+            continue
+        out = out_dir / f"{name}-quick"
+        if not (out / sweep.RESULTS).is_file():
+            argv = experiment_argv(name, "quick", out, quick, ["--quiet"])
+            log(f"running {' '.join(argv[1:])}")
+            run_command(argv, env=_env())
+        rows = _rows(out)
+        scratch = out / "plots"
+        scratch.mkdir(exist_ok=True)
+        entries = []
+        for figure in experiment.figures:
+            path, caption = figure.render(rows, scratch)
+            if path is None:
+                continue
+            target = f"{PLOTS_DIR}/{name}-{figure.filename}"
+            shutil.copyfile(path, root / target)
+            entries.append({"file": target, "caption": caption})
+        found[name] = {"figures": entries, "runs": len(rows), "command": _shown(experiment_argv(name, "quick", out, False))}
+    return found
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -224,8 +321,9 @@ def render_blocks(figures: dict) -> dict:
                                  f"whole command:\n\n```\n{default['stdout']}\n```")
         blocks["default-job-reading"] = _reading_sentence(default["reading"])
     if presets:
+        from compare import experiments
         rows, whens = [], []
-        for experiment in EXPERIMENTS:
+        for experiment in experiment_names():
             cells = []
             for preset in PRESETS:
                 entry = presets.get(experiment, {}).get(preset)
@@ -233,9 +331,9 @@ def render_blocks(figures: dict) -> dict:
                 cells.append(_seconds(entry["wall_s"]) if measured else "–")
                 if measured and _when({**figures, **entry}) not in whens:
                     whens.append(_when({**figures, **entry}))
-            rows.append(f"| `{experiment}` | " + " | ".join(cells) + " |")
+            rows.append(f"| `{experiment}` | {experiments.get(experiment).one_line} | " + " | ".join(cells) + " |")
         blocks["preset-times"] = "\n".join([
-            "| experiment | quick | full | paper |", "|---|---|---|---|", *rows, "",
+            "| experiment | what it shows | quick | full | paper |", "|---|---|---|---|---|", *rows, "",
             f"Wall time of `python -m compare EXPERIMENT --preset NAME` (a fresh process, imports included), "
             f"measured by `python -m compare bench readme` on {'; '.join(whens) or _when(figures)}; – : not run there "
             f"(`--presets quick,full,paper` runs them; the `table` presets need CIFAR-10)."])
@@ -243,8 +341,8 @@ def render_blocks(figures: dict) -> dict:
     if seeds:
         slopes = seeds.get("rates_slopes", {})
         if slopes:
-            blocks["rates-slopes"] = ("Measured quick-preset slopes, mean ± std over "
-                                      f"{next(iter(slopes.values()))['n']} seeds: "
+            blocks["rates-slopes"] = ("Measured quick-preset slopes, "
+                                      f"{_over_seeds(next(iter(slopes.values()))['n'])}: "
                                       + ", ".join(_minus(_pm(slopes[f], digits=2)) for f in
                                                   ("weight_distance", "param_distance", "function_distance")
                                                   if f in slopes) + ".")
@@ -260,13 +358,55 @@ def render_blocks(figures: dict) -> dict:
             names = " vs ".join(CIFAR10_CLASSES[c] for c in classes) if classes else "all 10 classes"
             blocks["table-quick"] = (f"The quick `table` run (CPU; {names}, "
                                      f"{setup.get('n_train')}/{setup.get('n_test')} train/test images, width factor "
-                                     f"{setup.get('width_factor')}, {setup.get('epochs')} epochs; test accuracy, mean "
-                                     f"± std over {n} seeds; {_when({**figures, **seeds})}): " + ", ".join(parts) + ".")
+                                     f"{setup.get('width_factor')}, {setup.get('epochs')} epochs; test accuracy, "
+                                     f"{_over_seeds(n)}; {_when({**figures, **seeds})}): " + ", ".join(parts) + ".")
     nets = figures.get("nets_example")
     if nets:
         blocks["nets-example"] = (f"Output ({_when({**figures, **nets})}; the script sets one torch thread; "
                                   f"{_seconds(nets['wall_s'])} for the whole script):\n\n```\n{nets['stdout']}\n```")
+    gap = figures.get("ntk_gap")
+    if gap:
+        blocks["ntk-gap"] = _ntk_gap_table(gap, _when({**figures, **gap}))
+    plots = figures.get("plots")
+    if plots:
+        blocks["report-plots"] = _plots_markdown(plots, _when({**figures, **plots}))
     return blocks
+
+
+def _over_seeds(n: int) -> str:
+    """"mean ± std over n seeds", or "one seed" (no spread to show)."""
+    return "one seed" if n == 1 else f"mean ± std over {n} seeds"
+
+
+def _ntk_gap_table(gap: dict, when: str) -> str:
+    lines = ["| width | one init: min – max | one init: median | mean of the inits |", "|---|---|---|---|"]
+    for width, entry in gap["widths"].items():
+        one = sorted(entry["one_init"])
+        lines.append(f"| {width} | {100 * one[0]:.1f}% – {100 * one[-1]:.1f}% | "
+                     f"{100 * statistics.median(one):.1f}% | {100 * entry['mean_of_inits']:.1f}% |")
+    return "\n".join(lines + ["", (
+        f"‖Θ̂ − Θ‖_F / ‖Θ‖_F between the empirical NTK Θ̂ of `nets.CNN(3, channels=width, depth={gap['depth']})` "
+        f"(ReLU, 'ntk' parameterization, GAP readout, float64) and `kernels.Convolutional(depth={gap['depth']})`, "
+        f"on {gap['images']} standard-normal images 3×{gap['size']}×{gap['size']}, for each of {gap['inits']} "
+        f"initialisations and for their mean; measured by `python -m compare bench readme --only ntk-gap` on "
+        f"{when}.")])
+
+
+def _plots_markdown(plots: dict, when: str) -> str:
+    parts = []
+    for name, entry in plots.items():
+        if name == "when":
+            continue
+        parts.append(f"### `{name}`")
+        parts.append("")
+        if "skipped" in entry:
+            parts += [f"Not drawn: {entry['skipped']}.", ""]
+            continue
+        parts += [f"From `{entry['command']}` ({entry['runs']} runs).", ""]
+        for figure in entry["figures"]:
+            file = figure["file"].split("/", 1)[1] if figure["file"].startswith("docs/") else figure["file"]
+            parts += [f"![{name}: {Path(file).stem}]({file})", "", figure["caption"], ""]
+    return "\n".join(parts + [f"Drawn by `python -m compare bench readme --only plots` on {when}."])
 
 
 def _reading_sentence(reading) -> str:
@@ -292,7 +432,7 @@ def replace_blocks(text: str, blocks: dict) -> str:
         begin, end = BEGIN.format(name=name), END.format(name=name)
         pattern = re.compile(re.escape(begin) + r"\n.*?\n?" + re.escape(end), flags=re.S)
         if len(pattern.findall(text)) != 1:
-            raise ValueError(f"README must hold exactly one {begin} ... {end} pair for block {name!r}")
+            raise ValueError(f"the text must hold exactly one {begin} ... {end} pair for block {name!r}")
         text = pattern.sub(lambda _: f"{begin}\n{content}\n{end}", text)
     return text
 
@@ -322,6 +462,35 @@ def preset_time(experiment: str, preset: str, path=None) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ main
+def rewrite_blocks(root: Path, blocks: dict) -> list:
+    """Rewrite each block in every Markdown file of :func:`doc_files` that holds its markers; return the files
+    changed. A block that no file holds is an error (its markers were lost), and so is a file holding one twice."""
+    texts = {path: path.read_text() for path in doc_files(root)}
+    held = {name: [path for path, text in texts.items() if BEGIN.format(name=name) in text] for name in blocks}
+    lost = [name for name, paths in held.items() if not paths]
+    if lost:
+        raise ValueError(f"no file under {root} (README.md, docs/*.md) holds the markers of block(s) "
+                         f"{', '.join(lost)}: put {BEGIN.format(name=lost[0])} ... {END.format(name=lost[0])} back")
+    changed = []
+    for path, text in texts.items():
+        mine = {name: content for name, content in blocks.items() if path in held[name]}
+        new = replace_blocks(text, mine) if mine else text
+        if new != text:
+            path.write_text(new)
+            changed.append(path)
+    return changed
+
+
+def copy_docs(root: Path, target: Path) -> Path:
+    """A copy of ``root``'s README.md and docs/*.md in ``target`` (for --quick), kept when it exists already."""
+    for path in doc_files(root):
+        copy = target / path.relative_to(root)
+        if not copy.exists():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy)
+    return target
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m compare bench readme", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -331,35 +500,38 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default=",".join(JOBS), metavar="LIST",
                         help=f"jobs to rerun, comma-separated from {', '.join(JOBS)} (default all; the others "
                              "keep their recorded figures)")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rewrite the blocks from the figures file as they are")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: every experiment shrunk to seconds; writes into --out, not the repo")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="folder for the runs (default results/bench-readme[-quick])")
-    parser.add_argument("--readme", default=None, metavar="FILE",
-                        help="README to update (default README.md; with --quick a copy in --out)")
+    parser.add_argument("--root", default=None, metavar="DIR",
+                        help="folder holding the README.md and docs/ to update (default this checkout; with "
+                             "--quick a copy in --out)")
     parser.add_argument("--figures", default=None, metavar="FILE",
                         help="figures file (default docs/figures.json; with --quick one in --out)")
     args = parser.parse_args(argv)
-    jobs = [j.strip() for j in args.only.split(",") if j.strip()]
+    jobs = [] if args.render else [j.strip() for j in args.only.split(",") if j.strip()]
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     for value, valid, what in ((jobs, JOBS, "--only job"), (presets, PRESETS, "--presets entry")):
         bad = [v for v in value if v not in valid]
-        if bad or not value:
+        if bad or (not value and not args.render):
             parser.error(f"unknown {what} {bad or value!r}; valid: {', '.join(valid)}")
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     out = Path(args.out or f"results/bench-readme{'-quick' if args.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
-    readme = Path(args.readme) if args.readme else (out / "README.md" if args.quick else README)
+    root = Path(args.root) if args.root else (copy_docs(REPO_ROOT, out / "docs-copy") if args.quick else REPO_ROOT)
     figures_path = Path(args.figures) if args.figures else (out / "figures.json" if args.quick else FIGURES)
-    if args.quick and not readme.exists():
-        readme.write_text(README.read_text())
-    from compare.bench.harness import machine_info
     figures = load_figures(figures_path) or {}
-    when = {"date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}", "machine": machine_info(),
-            "machine_short": machine_info().split(";")[0], "load_average": os.getloadavg()[0], "quick": args.quick,
-            "command": "python -m compare bench readme " + " ".join(argv if argv is not None else sys.argv[1:])}
-    figures.update(when)   # the last run; each figure keeps the "when" of the run that measured it
+    if jobs:
+        from compare.bench.harness import machine_info
+        when = {"date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}", "machine": machine_info(),
+                "machine_short": machine_info().split(";")[0], "load_average": os.getloadavg()[0],
+                "quick": args.quick,
+                "command": "python -m compare bench readme " + " ".join(argv if argv is not None else sys.argv[1:])}
+        figures.update(when)   # the last run; each figure keeps the "when" of the run that measured it
 
     def log(message):
         print(message, file=sys.stderr, flush=True)
@@ -370,13 +542,19 @@ def main(argv=None) -> int:
     if "seeds" in jobs:
         figures["seeds"] = {**measure_seeds(out, args.seeds, args.quick, log), "when": when}
     if "nets-example" in jobs:
-        figures["nets_example"] = {**measure_nets_example(README.read_text(), out / "nets-example", log),
-                                   "when": when}
-    figures_path.parent.mkdir(parents=True, exist_ok=True)
-    figures_path.write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n")
+        texts = [path.read_text() for path in doc_files(root)]
+        figures["nets_example"] = {**measure_nets_example(texts, out / "nets-example", log), "when": when}
+    if "ntk-gap" in jobs:
+        figures["ntk_gap"] = {**measure_ntk_gap(args.quick, log), "when": when}
+    if "plots" in jobs:
+        figures["plots"] = {**measure_plots(out, root, args.quick, log), "when": when}
+    if jobs:
+        figures_path.parent.mkdir(parents=True, exist_ok=True)
+        figures_path.write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n")
     blocks = render_blocks(figures)
-    readme.write_text(replace_blocks(readme.read_text(), blocks))
-    print(f"figures: {figures_path}\nREADME blocks rewritten in {readme}: {', '.join(blocks)}")
+    changed = rewrite_blocks(root, blocks)
+    print(f"figures: {figures_path}\nblocks rendered: {', '.join(blocks)}\nfiles rewritten: "
+          + (", ".join(str(p) for p in changed) or "none (already up to date)"))
     return 0
 
 

@@ -20,7 +20,7 @@ network rows also give the fraction of ReLU activation patterns unchanged since 
 stability measure). Every row reports its train and test sizes and the seconds it took; kernel rows their
 depth too.
 
-Note: ../shared/data/cifar10-jpeg.tar.gz is a JPEG re-encoding of CIFAR-10; JPEG artefacts cost about 2–3
+Note: cifar10-jpeg.tar.gz is a JPEG re-encoding of CIFAR-10; JPEG artefacts cost about 2–3
 accuracy points against the original python batches, so compare with the paper's numbers with that in mind.
 The quick preset is a small CPU subset (1000 images of two classes, airplane vs automobile, nets at 1/8 of
 the width, 10 epochs): it shows the ordering (standard above lazy/linearized), not the paper's accuracies.

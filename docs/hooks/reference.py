@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import sys
+from pathlib import Path
 
 DIRECTIVE = re.compile(r"^<!-- reference: ([\w.]+) -->$", flags=re.M)
 
@@ -39,13 +41,15 @@ def _submodules(face):
     paths = getattr(face, "__path__", None)
     if paths is None:
         return [face.__name__]
-    return [face.__name__] + [f"{face.__name__}.{info.name}" for info in pkgutil.iter_modules(paths)]
+    return [face.__name__] + [f"{face.__name__}.{info.name}" for info in pkgutil.iter_modules(paths)
+                              if not info.name.startswith("_")]      # never __main__: importing it runs it
 
 
 def reference(face_name: str) -> str:
     """The Markdown that documents every name of ``face_name.__all__``."""
     face = importlib.import_module(face_name)
-    names = getattr(face, "__all__", None)
+    # a lazy face's table is in topic order (its __all__ is sorted by name)
+    names = list(getattr(face, "_EXPORTS", None) or getattr(face, "__all__", None) or ())
     if not names:
         raise LookupError(f"{face_name} has no __all__: nothing to document")
     groups: dict[str, list[str]] = {}
@@ -53,12 +57,25 @@ def reference(face_name: str) -> str:
         groups.setdefault(defining_module(face, name), []).append(name)
     parts = []
     for module, members in groups.items():
-        summary = (inspect.getdoc(importlib.import_module(module)) or "").split("\n\n", 1)[0].replace("\n", " ")
-        parts += [f"## `{module}`", "", summary, ""]
+        parts += [f"::: {module}", "    options:", f"      heading: \"{module}\"", "      members: false",
+                  "      heading_level: 2", ""]
         for name in members:
             parts += [f"::: {module}.{name}", "    options:", f"      heading: \"{face_name}.{name}\"",
                       f"      toc_label: \"{name}\"", "      heading_level: 3", ""]
     return "\n".join(parts)
+
+
+def on_config(config):
+    """Import the faces from the folders mkdocstrings reads (its python handler's ``paths``, relative to
+    mkdocs.yml), ahead of any installed copy, so that the page and the rendered docstrings describe one tree."""
+    root = Path(config.config_file_path).resolve().parent
+    plugin = config.plugins.get("mkdocstrings")
+    handler = ((plugin.config.get("handlers") or {}).get("python") or {}) if plugin is not None else {}
+    for path in reversed(handler.get("paths") or ["."]):
+        folder = str((root / path).resolve())
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    return config
 
 
 def on_page_markdown(markdown, page, config, files):
