@@ -224,8 +224,8 @@ def ntk_gap(widths=NTK_GAP["widths"], inits=NTK_GAP["inits"], images=NTK_GAP["im
     readout, float64) against its infinite-width limit ``kernels.Convolutional(depth=depth)``, on ``images``
     standard-normal images 3×size×size (``seed``): for each width, the relative Frobenius distance
     ‖Θ̂ − Θ‖_F / ‖Θ‖_F of each of ``inits`` initialisations (torch seeds 0, 1, ...) and of their mean.
-    One init is off by O(1/√width) (the readout's random features); the mean over inits loses that spread and
-    keeps only the O(1/width) bias of the finite-width expectation."""
+    One init is off by O(1/√width) (the readout's random features); the mean over inits loses that spread as
+    their number grows, converging to the finite-width expectation, O(1/width) from the limit."""
     import numpy as np
     import torch
     from kernels import Convolutional, empirical_ntk
