@@ -45,6 +45,7 @@ README = REPO_ROOT / "README.md"
 FIGURES = REPO_ROOT / "docs" / "figures.json"
 PLOTS_DIR = "docs/figures"            # the report plots, relative to the root holding README.md and docs/
 PRESETS = ("quick", "full", "paper")
+DEFAULT_EXPERIMENT = "equivalence"    # what `python -m compare` runs: compare.cli's (which imports this module's --help times)
 JOBS = ("presets", "seeds", "nets-example", "ntk-gap", "plots")
 # --quick: overrides that make each quick preset a few-second smoke run (the figures then mean nothing)
 QUICK_SET = {
@@ -93,7 +94,6 @@ def experiment_argv(experiment, preset, out, quick, extra=()):
 def experiment_names() -> list:
     """The registered experiments, the default one (``python -m compare``) first."""
     from compare import experiments
-    from compare.cli import DEFAULT_EXPERIMENT
     names = experiments.names()
     return [DEFAULT_EXPERIMENT] + [n for n in names if n != DEFAULT_EXPERIMENT]
 

@@ -70,6 +70,11 @@ def test_blocks_render_the_figures_and_say_where_they_come_from():
     assert "Not drawn: cifar10 not found." in blocks["report-plots"]
 
 
+def test_the_default_experiment_is_the_command_lines():
+    from compare.cli import DEFAULT_EXPERIMENT
+    assert readme.DEFAULT_EXPERIMENT == DEFAULT_EXPERIMENT and readme.experiment_names()[0] == DEFAULT_EXPERIMENT
+
+
 def test_one_seed_shows_no_spread():
     """With one seed there is no std: the blocks say "one seed" and print no ±."""
     one = json.loads(json.dumps(FIGURES))
