@@ -122,9 +122,14 @@ def _missing_requirement(block) -> str | None:
     if need == "cuda":
         from kernels import gpu_available
         return None if gpu_available() else "needs a GPU that CuPy sees"
-    module, _, name = need.rpartition(".")
+    try:                                      # a module (kernels.stax as a subpackage) ...
+        importlib.import_module(need)
+        return None
+    except ImportError:
+        pass
+    module, _, name = need.rpartition(".")    # ... or a name of one
     try:
-        found = hasattr(importlib.import_module(module), name) if module else importlib.util.find_spec(name)
+        found = bool(module) and hasattr(importlib.import_module(module), name)
     except ImportError:
         found = False
     return None if found else f"needs {need}, which this installation lacks"
@@ -365,7 +370,48 @@ def test_the_convention_finds_the_blocks_it_should():
     data_blocks = [b for b in by_page["data.md"] if _data(b)]
     assert len(data_blocks) == 1 and _data(data_blocks[0]) == ["cifar10", "fashion-mnist"]
     assert [b for b in BLOCKS if _kind(b) == "signature" and "nets.CNN(" in b.code]
-    assert any(b.marker == ("requires", "kernels.stax") for b in by_page["README.md"])
+
+
+def test_markers_outputs_and_figures_are_read_from_a_page(tmp_path):
+    """A synthetic page: each marker is read from the line before its fence, a text block after a python block
+    is its output (and no block of its own), a block inside bench-readme markers is a figure."""
+    page = tmp_path / "page.md"
+    page.write_text(textwrap.dedent("""\
+        <!-- requires: kernels.no_such_name -->
+        ```python
+        print(1)
+        ```
+
+        ```text
+        1
+        ```
+
+        <!-- skip: a reason -->
+        ```bash
+        pip install nothing
+        ```
+
+        - a list item holding a block:
+
+          ```python
+          x = 1
+          ```
+
+        <!-- bench-readme:b -->
+        ```
+        figure
+        ```
+        <!-- /bench-readme:b -->
+        ```yaml
+        a: 1
+        ```
+        """))
+    blocks = parse(page)
+    assert [(_kind(b), b.line) for b in blocks] == [("python", 2), ("shell", 11), ("python", 17), ("figure", 22),
+                                                   ("other", 26)]
+    assert blocks[0].output == "1\n" and blocks[0].marker == ("requires", "kernels.no_such_name")
+    assert _skip_reason(blocks[0]) == "needs kernels.no_such_name, which this installation lacks"
+    assert _skip_reason(blocks[1]) == "a reason" and blocks[2].code == "x = 1\n" and blocks[2].marker is None
 
 
 def test_output_matching_and_signature_parsing():
