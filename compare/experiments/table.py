@@ -24,7 +24,7 @@ Note: cifar10-jpeg.tar.gz is a JPEG re-encoding of CIFAR-10; JPEG artefacts cost
 accuracy points against the original python batches, so compare with the paper's numbers with that in mind.
 The quick preset is a small CPU subset (1000 images of two classes, airplane vs automobile, nets at 1/8 of
 the width, 10 epochs): it shows the ordering (standard above lazy/linearized), not the paper's accuracies.
-Its accuracies, mean ± std over seeds, are in README.md and docs/figures.json, measured by
+Its accuracies, mean ± std over seeds, are in docs/compare.md and docs/figures.json, measured by
 ``python -m compare bench readme``. ResNet-18 trains at η₀ = 0.002: at 0.01 its lazy and linearized runs blow up.
 Its CNTK rows run on a subset (100 training, 100 test images): the GAP kernel needs every pixel pair,
 (32·32)² numbers per image pair, and the compiled CPU loop (``kernels.analytic._cpu``) takes about 10–15 ms
