@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -90,6 +91,32 @@ def with_data_identity(runs, config):
     return [run.replace(params={**run.params, "data_sha256": digest}) for run in runs]
 
 
+def resolved_execution(config, args) -> dict:
+    """How the sweep executes, as resolved once (kept in DIR/config.json beside the fingerprinted settings, and
+    printed by --dry-run): the devices of nets and kernels, local workers, torch threads per worker."""
+    return {"devices": config.devices, "jobs": config.jobs if args.backend == "loky" else None,
+            "threads": config.threads, "backend": args.backend, "scheduler": args.scheduler}
+
+
+def devices_notice(config):
+    """One line when the nets and the kernels run on different devices (None when they agree)."""
+    from kernels import Devices
+    return Devices(config.device, config.kernels_device).notice()
+
+
+def dry_run(experiment, config, runs, out: Path, resolved: dict) -> dict:
+    """What a run of this command would do, without running or writing anything: the resolved execution, the
+    number of runs (and how many are already finished in ``out``), the out folder, the preset's settings."""
+    done = 0
+    results = out / sweep.RESULTS
+    if results.is_file():
+        finished = {row.get("run_key") for row in sweep.read_results(results)}
+        done = sum(sweep.run_key(run.config()) in finished for run in runs)
+    return {"experiment": experiment.name, "dataset": config.dataset, "preset": config.preset, **resolved,
+            "runs": len(runs), "runs_finished": done, "out": str(out), "params": sweep.to_jsonable(config.params),
+            "notice": devices_notice(config)}
+
+
 def run_experiment(experiment, args) -> int:
     """Validate the options, plan the sweep, run it (resuming), write the report, print the summary.
 
@@ -104,13 +131,21 @@ def run_experiment(experiment, args) -> int:
         runs = with_data_identity(experiment.plan(config), config)
         sweep_config = experiment.sweep_config(runs)
         out = Path(args.out or f"results/{experiment.name}-{args.dataset}-{args.preset}")
+        resolved = resolved_execution(config, args)
+        if args.dry_run:
+            print(json.dumps(dry_run(experiment, config, runs, out, resolved), indent=2))
+            return 0
+        notice = devices_notice(config)
+        if notice:
+            print(notice, file=sys.stderr)
         start = time.perf_counter()
-        func = functools.partial(with_threads, experiment.run_one, options.resolve_threads(args))
+        func = functools.partial(with_threads, experiment.run_one, config.threads)
         if args.gram_store is not None:     # where the kernel matrices live, not part of the runs' identity
             func = functools.partial(grams.with_gram_store, func, args.gram_store)
-        rows = sweep.run_sweep(func, runs, out, sweep_config, jobs=args.jobs, backend=args.backend,
-                                scheduler=args.scheduler, resume=args.resume, device=config.device,
-                                progress=not args.quiet, desc=experiment.name, shared_work=experiment.shared_work)
+        rows = sweep.run_sweep(func, runs, out, sweep_config, jobs=config.jobs, backend=args.backend,
+                               scheduler=args.scheduler, resume=args.resume, device=config.device,
+                               progress=not args.quiet, desc=experiment.name, shared_work=experiment.shared_work,
+                               resolved=resolved)
     except (ValueError, ConnectionError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

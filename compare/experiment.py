@@ -44,13 +44,31 @@ class Preset:
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The resolved command line that ``plan`` expands: the preset's settings with ``--set``/``--seeds``
-    applied (``params``), and the device already resolved to "cpu" or "cuda"."""
+    applied (``params``), the devices already resolved to "cpu" or "cuda" (``device`` for the torch networks,
+    ``kernel_device`` for the kernels: ``kernels.resolve_devices``; None: the same), the local workers and the
+    torch threads of each (``compare.options.resolve_jobs``)."""
     experiment: str
     dataset: str
     preset: str
     params: dict
     device: str
     data_dir: str | None = None
+    kernel_device: str | None = None
+    jobs: int = 1                      # local worker processes
+    threads: int = 1                   # torch threads per worker
+
+    @property
+    def kernels_device(self) -> str:
+        return self.kernel_device or self.device
+
+    @property
+    def devices(self) -> dict:
+        return {"nets": self.device, "kernels": self.kernels_device}
+
+    def run_devices(self) -> dict:
+        """The keyword arguments that put a ``Run`` on these devices."""
+        return {"device": self.device,
+                "kernel_device": self.kernel_device if self.kernels_device != self.device else None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +84,6 @@ class Figure:
         path = self.draw(rows, Path(out_dir) / self.filename)
         caption = self.caption(rows) if callable(self.caption) else self.caption
         return path, caption
-
-
-@dataclasses.dataclass(frozen=True)
-class Reference:
-    """Published numbers shown in a column beside ours: ``values[(model, method)]`` under ``title``."""
-    title: str
-    values: dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +106,7 @@ class Experiment:
     field is a shared setting, fingerprinted in DIR/config.json so that results of other settings are refused.
     scale_field: "alpha" (lazy scale α) or "init_scale" (τ), stored under ``scale`` in results.jsonl.
     group_by: the columns that identify a group of seeds in the summary. figures: the report's plots.
-    notes: ``notes(rows) -> str`` printed under the summary table. reference: published numbers beside ours.
+    notes: ``notes(rows) -> str`` printed under the summary table.
     shared_work: ``shared_work(run) -> key``; runs with equal keys run in one task with one ``Memo``.
     gpu: what ``gpu-check`` runs (None: nothing).
     """
@@ -113,7 +124,6 @@ class Experiment:
     group_by: tuple = ("model", "method", "scale")
     figures: tuple = ()
     notes: Callable | None = None
-    reference: Reference | None = None
     shared_work: Callable | None = None
     gpu: GpuRun | None = None
 

@@ -2,7 +2,7 @@
 
 ``kernel_matrices(kernel, x_train, x_test, get)`` returns (K(x_train, x_train), K(x_test, x_train)) for the
 outputs in ``get``. Inside ``with_gram_store(run_one, DIR, run, memo)`` (what the command line wraps each run in
-when given ``--gram-store DIR``) both matrices go through ``kernels.grams.tiles.gram_in``: a store per kernel and
+when given ``--gram-store DIR``) both matrices go through ``kernels.grams.tiles.cached_gram``: a store per kernel and
 data under DIR, resumed when a run was interrupted, shared by every run (and every rerun) that needs the same
 matrix, and computed on the sweep's dask cluster, one task per tile, when the run itself is a dask task
 (``--backend dask``). The directory is where the matrices live, not what a run computes, so it is not part of
@@ -39,8 +39,8 @@ def kernel_matrices(kernel, x_train, x_test, get="ntk"):
             return tuple(both[name] for name in names)
         pairs = tuple(zip(compute(x_train), compute(x_test, x_train)))
     else:
-        from kernels import gram_in
-        stores = [gram_in(directory, kernel, *xs, get=names) for xs in ((x_train,), (x_test, x_train))]
+        from kernels import cached_gram
+        stores = [cached_gram(directory, kernel, *xs, get=names) for xs in ((x_train,), (x_test, x_train))]
         stores = [s if isinstance(s, tuple) else (s,) for s in stores]
         device = _device(kernel, x_train)
         pairs = tuple((to_device(train.to_numpy(), device), to_device(test.to_numpy(), device))

@@ -1,20 +1,23 @@
 """The options of ``python -m compare EXPERIMENT`` and their resolution into a :class:`compare.experiment.Config`.
 
 The options are the same for every experiment; their help text names the experiment's data sets and presets
-(with the hardware each preset is meant for and its wall time as ``python -m compare bench readme`` measured it). The device is resolved here, once: "auto" becomes "cuda" when torch sees
-a GPU, else "cpu", and every run of the sweep carries the result.
+(with the hardware each preset is meant for and its wall time as ``python -m compare bench readme`` measured it).
+
+Everything a run depends on is resolved here, once, at the edge: the devices (``kernels.resolve_devices``: the
+nets where torch sees a GPU, the kernels where CuPy does; every run carries both), the number of local workers
+(``--jobs``, -1 = one per core) and the torch threads per worker (``--threads``, default: the cores shared out
+among those workers). ``--dry-run`` prints the result as one JSON object.
 """
 from __future__ import annotations
 
 import argparse
 import os
 
-from kernels import check_choice
+from kernels import DEVICES, check_choice, resolve_devices
 
 from compare.experiment import Config, Experiment
 from compare.overrides import parse_override
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
@@ -53,6 +56,9 @@ def build_parser(experiment: Experiment) -> argparse.ArgumentParser:
                         help="keep the kernel rows' Gram matrices in resumable stores under DIR (kernels.gram; "
                              "shared by runs and reruns; with --backend dask their tiles run on the cluster)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="resolve every option and print the configuration (devices, jobs, threads, runs, out "
+                             "folder) as one JSON object; run and write nothing")
     return parser
 
 
@@ -82,28 +88,31 @@ def resolve_preset(presets: dict, args) -> dict:
     return settings
 
 
-def resolve_device(device: str) -> str:
-    """"auto" → "cuda" when torch sees a GPU, else "cpu"; "cuda" without one is an error."""
-    import torch
-    check_choice(device, "device", DEVICES)
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but torch sees no CUDA GPU; use --device cpu or auto")
-    return device
-
-
-def resolve_threads(args) -> int:
-    """--threads, else the CPU cores shared out among --jobs workers (at least 1)."""
-    if args.threads is None:
-        return max(1, (os.cpu_count() or 1) // max(1, args.jobs))
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    return args.threads
+def resolve_jobs(args) -> tuple:
+    """(local worker processes, torch threads per worker), decided together: ``--jobs -1`` is one worker per
+    core, and each worker's threads default to the cores shared out among the workers (at least 1), so
+    workers × threads never exceeds the cores unless ``--threads`` asks for it."""
+    jobs, threads = args.jobs, args.threads
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0 or jobs < -1:
+        raise ValueError(f"--jobs must be a positive integer or -1 (all cores), got {jobs!r}")
+    cores = os.cpu_count() or 1
+    workers = cores if jobs == -1 else jobs
+    if threads is None:
+        return workers, max(1, cores // workers)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads!r}")
+    return workers, threads
 
 
 def resolve(experiment: Experiment, args) -> Config:
     """The :class:`Config` the options describe (a bad name or value: ValueError naming it)."""
     check_choice(args.dataset, "dataset", experiment.datasets)
     params = resolve_preset(experiment.presets, args)
-    return Config(experiment.name, args.dataset, args.preset, params, resolve_device(args.device), args.data_dir)
+    check_choice(args.device, "device", DEVICES)
+    try:
+        devices = resolve_devices(args.device)
+    except ValueError as exc:
+        raise ValueError(f"--device {args.device}: {exc}") from None
+    jobs, threads = resolve_jobs(args)
+    return Config(experiment.name, args.dataset, args.preset, params, devices.nets, args.data_dir,
+                  kernel_device=devices.kernels, jobs=jobs, threads=threads)

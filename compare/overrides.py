@@ -20,6 +20,8 @@ MAY_BE_EMPTY = ("models", "cntk_readouts")
 # string keys checked here (other string keys, e.g. table's models, are checked by their experiment's plan,
 # which also runs before anything is written)
 CHOICES = {"dtype": ("float32", "float64"), "activation": ("relu", "erf", "tanh")}
+# keys that take a number > 0 as well as the strings their presets give (lr: a number or "kernel")
+NUMBER_OR_CHOICE = ("lr", "lrs")
 
 
 def _kind(value):
@@ -83,6 +85,8 @@ def check_override(key: str, value, presets: dict):
     is_list = any(isinstance(v, (list, tuple)) for v in examples)
     items = [x for v in examples for x in (v if isinstance(v, (list, tuple)) else [v])]
     kinds = {_kind(x) for x in items} or {_kind(value)}
+    if key in NUMBER_OR_CHOICE:
+        kinds |= {"number"}
     numeric = [x for x in items if _kind(x) in ("int", "number")]
     floor = 0 if any(x == 0 for x in numeric) else 1
     choices = tuple(dict.fromkeys(list(CHOICES.get(key, ())) + [x for x in items if isinstance(x, str)]))
@@ -99,7 +103,7 @@ def check_override(key: str, value, presets: dict):
     if problem:
         raise ValueError(f"--set {key}={value!r}: {key} must be {problem}"
                          + (" or None" if allow_none else "") + f", got {_kind(value)} {value!r}")
-    return float(value) if "number" in kinds and not isinstance(value, bool) else value
+    return float(value) if "number" in kinds and _kind(value) in ("int", "number") else value
 
 
 def parse_override(item: str, presets: dict):

@@ -1,4 +1,5 @@
-"""lazykit kernels: analytic NNGP/NTK, empirical NTK, classic kernels, random features, solvers, estimators.
+"""lazykit kernels: analytic NNGP/NTK (fixed architectures, neural-tangents' ``stax`` layers, any torch module via
+``infinite_width``), empirical and Monte Carlo NTK, classic kernels, random features, solvers, estimators.
 
 Public names are imported lazily (``_lazykit.exports``), so ``import kernels`` stays cheap: torch loads only for
 the empirical NTK, scikit-learn only for the estimators and random features. Other packages (nets, compare)
@@ -9,8 +10,14 @@ from _lazykit.exports import lazy_exports
 _EXPORTS = {
     # analytic.py
     "FullyConnected": "analytic.networks", "Convolutional": "analytic.networks",
+    # stax.py (the module itself is public too: `from kernels import stax`)
+    "StaxKernel": "stax",
+    # from_torch.py: the infinite-width kernel of a torch module
+    "infinite_width": "from_torch", "NoAnalyticKernelError": "from_torch",
     # empirical/
     "empirical_ntk": "empirical",
+    "monte_carlo_kernel": "empirical.monte_carlo", "MonteCarloKernel": "empirical.monte_carlo",
+    "MonteCarloEstimate": "empirical.monte_carlo",
     # classic.py
     "RBF": "classic", "Laplace": "classic", "Polynomial": "classic",
     # features.py
@@ -23,20 +30,30 @@ _EXPORTS = {
     # feature_estimators.py
     "RandomFeaturesRegressor": "estimators.random_features", "RandomFeaturesClassifier": "estimators.random_features",
     # gram_tiles.py, gram_store.py, gram_solvers.py
-    "gram": "grams.tiles", "gram_in": "grams.tiles", "EmpiricalNTK": "empirical.kernel", "GramStore": "grams.store",
+    "gram": "grams.tiles", "cached_gram": "grams.tiles", "EmpiricalNTK": "empirical.kernel", "GramStore": "grams.store",
     "StoreMismatchError": "grams.store", "StoreNotFoundError": "grams.store",
     "solve_stored": "solve.stored", "available_memory": "solve.stored",
+    # analytic/rates.py: the fused CPU loops' arithmetic rates on this machine (the CPU floor benchmark)
+    "cpu_operation_rates": "analytic.rates",
+    # errors and warnings users catch
+    "KernelOverflowError": "validation", "ArgumentTypeError": "validation", "ConvergenceWarning": "solve.stored",
+    "NystromKRR": "solve.ridge",
+    # vocabularies (defined once)
+    "DEVICES": "backend", "RESOLVED_DEVICES": "backend", "READOUTS": "analytic.networks", "ACTIVATIONS": "analytic.duals",
     # backend.py
-    "resolve_device": "backend", "gpu_available": "backend", "to_numpy": "backend", "to_device": "backend",
+    "resolve_device": "backend", "resolve_devices": "backend", "Devices": "backend", "gpu_available": "backend", "to_numpy": "backend", "to_device": "backend",
     "device_of": "backend",
-    # loss_flow.py
-    "kernel_gradient_flow": "solve.flow", "loss_derivatives": "solve.flow",
+    # solve/flow.py (and the one vocabulary of losses)
+    "kernel_gradient_flow": "solve.flow", "loss_derivatives": "solve.flow", "LOSSES": "solve.flow",
+    "MARGIN_LOSSES": "solve.flow",
     # validation.py
     "check_scalar": "validation", "check_choice": "validation", "check_array": "validation",
     # estimators/base.py: what nets' estimators share with the kernel ones
     "naming_inputs": "estimators.base", "n_samples": "estimators.base",
 }
 
-__all__ = sorted(_EXPORTS)
+_MODULES = ("stax",)
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS) + list(_MODULES)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _MODULES)

@@ -1,5 +1,9 @@
 """Array backend: choose the namespace and device, hand arrays to and from torch (checks: ``kernels.validation``).
 
+Device policy (docs/conventions.md, *Devices*): kernels compute where CuPy sees a GPU (``resolve_device``), nets
+where torch does; ``resolve_devices`` decides both at once for code that runs the two (the experiments), and
+each component receives its own resolved device.
+
 Array code in lazykit is written once against an array namespace ``xp`` (the Python array API standard,
 through ``array-api-compat``): NumPy on the CPU, CuPy on the GPU. Tests run the same functions under
 ``array-api-strict`` to prove they use only the standard API.
@@ -10,6 +14,7 @@ Torch tensors cross over zero-copy through DLPack with their dtype preserved.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
@@ -18,6 +23,7 @@ import array_api_compat
 import numpy as np
 
 DEVICES = ("auto", "cpu", "cuda")
+RESOLVED_DEVICES = ("cpu", "cuda")          # what "auto" becomes
 FLOAT_DTYPES = ("float32", "float64")
 
 
@@ -55,6 +61,56 @@ def resolve_device(device="auto") -> str:
     return device
 
 
+def torch_gpu_available() -> bool:
+    """True when torch is installed and sees a CUDA GPU (imports torch: the nets' side of a device choice)."""
+    try:
+        import torch   # imported here: most kernel code never needs torch (1.5 s to import on 2 cores)
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+@dataclasses.dataclass(frozen=True)
+class Devices:
+    """Where each component computes: ``nets`` on torch's device, ``kernels`` on CuPy's ("cpu" or "cuda")."""
+
+    nets: str
+    kernels: str
+
+    def notice(self) -> str | None:
+        """One line when the components run on different devices (None when they agree)."""
+        if self.nets == self.kernels:
+            return None
+        why = ("torch sees a GPU but CuPy is not installed or sees none" if self.nets == "cuda" else
+               "CuPy sees a GPU but torch does not (a CPU build of torch?)")
+        return (f"device auto: nets on {self.nets} (torch), kernels on {self.kernels} (CuPy): {why}; "
+                "install both GPU builds to run everything on the GPU")
+
+    def as_dict(self) -> dict:
+        return {"nets": self.nets, "kernels": self.kernels}
+
+
+def resolve_devices(device="auto") -> Devices:
+    """The device policy, in one place: "auto" puts the nets where torch sees a GPU and the kernels where CuPy
+    does, each independently (the default PyPI torch is a CUDA build, CuPy an extra); "cpu" puts both on the
+    CPU; "cuda" needs both, and names the one missing (never a silent fallback)."""
+    if not isinstance(device, str) or device.lower() not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
+    device = device.lower()
+    if device == "cpu":
+        return Devices("cpu", "cpu")
+    torch_gpu, cupy_gpu = torch_gpu_available(), gpu_available()
+    if device == "auto":
+        return Devices("cuda" if torch_gpu else "cpu", "cuda" if cupy_gpu else "cpu")
+    missing = [what for what, ok in (("torch (the nets) sees no CUDA GPU: install a CUDA build of torch", torch_gpu),
+                                     ("CuPy (the kernels) is not installed or sees no GPU: pip install "
+                                      "cupy-cuda13x[ctk] (or cupy-cuda12x[ctk])", cupy_gpu)) if not ok]
+    if missing:
+        raise ValueError("device 'cuda' was requested but " + "; and ".join(missing)
+                         + "; or use device 'auto' (each part on the GPU where it can) or 'cpu'")
+    return Devices("cuda", "cuda")
+
+
 def get_namespace(*arrays):
     """The array-API namespace shared by ``arrays`` (NumPy, CuPy, array-api-strict, ...)."""
     return array_api_compat.array_namespace(*arrays)
@@ -69,7 +125,7 @@ def device_of(x) -> str:
 
 def default_dtype(device: str) -> str:
     """float64 on the CPU, float32 on the GPU."""
-    return "float32" if resolve_device(device) == "cuda" else "float64"
+    return "float64" if device == "cpu" else ("float32" if resolve_device(device) == "cuda" else "float64")
 
 
 def resolve_dtype(dtype, device: str, name: str = "dtype") -> str:
@@ -135,8 +191,8 @@ def to_numpy(a) -> np.ndarray:
 
 
 def to_device(a, device: str):
-    """Move a NumPy/CuPy array to the resolved ``device`` ("cpu" or "cuda")."""
-    device = resolve_device(device)
+    """Move a NumPy/CuPy array to ``device`` ("cpu", "cuda" or "auto")."""
+    device = device if device == "cpu" else resolve_device(device)
     if device == "cuda":
         import cupy   # optional: resolve_device has checked that it imports
         return cupy.asarray(a)

@@ -8,8 +8,17 @@ _EXPORTS = {
     "Lazy": "lazy", "Linearized": "lazy",
     # training.py
     "train": "training", "History": "training", "DivergenceError": "training", "random_crop_flip": "training",
+    # gates.py
+    "FrozenGates": "gates", "unchanged_gates_per_layer": "gates",
+    # step_size.py
+    "ntk_lambda_max": "step_size", "kernel_step": "step_size", "stability_limit": "step_size",
+    "loss_curvature": "step_size", "KernelStep": "step_size", "CURVATURES": "step_size",
     # trained_kernel.py
     "KernelTracker": "trained_kernel", "after_training_kernel_regression": "trained_kernel",
+    # diagnostics.py
+    "relative_weight_change": "diagnostics", "ntk_drift": "diagnostics",
+    "unchanged_activation_fraction": "diagnostics", "parameter_distance": "diagnostics",
+    "function_distance": "diagnostics", "scale_criterion": "diagnostics",
     # estimators.py
     "LazyNetRegressor": "estimators", "LazyNetClassifier": "estimators",
 }

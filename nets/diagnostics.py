@@ -18,6 +18,7 @@ from torch.func import functional_call, jvp, vjp
 
 from kernels import check_scalar, empirical_ntk, to_numpy
 
+from nets.forward_ad import serialized
 from nets.lazy import Lazy, Linearized
 
 
@@ -203,6 +204,7 @@ def _scaled(a, c):
     return {k: v * c for k, v in a.items()}
 
 
+@serialized
 def scale_criterion(module, X, y, iters=30, threshold=0.01, seed=0):
     """The paper's scale criterion κ_h(w₀) = ‖h(w₀) − y‖ · ‖D²h(w₀)‖ / ‖Dh(w₀)‖² at the module's current
     parameters (Chizat, Oyallon & Bach 2019, §2, Theorem 2.3: training is lazy when κ ≪ 1).

@@ -19,6 +19,7 @@ from kernels import check_choice, check_scalar, n_samples, naming_inputs
 
 from nets.lazy import Lazy, Linearized
 from nets.models import MLP, TwoLayer
+from nets.step_size import kernel_step, loss_curvature, ntk_lambda_max
 from nets.training import train
 
 ARCHS = ("mlp", "two_layer")
@@ -47,7 +48,8 @@ class _LazyNet(BaseEstimator):
 
     def __init__(self, scale=1.0, arch="mlp", width=256, depth=1, activation="relu", linearized=False,
                  optimizer="gd", lr=1.0, momentum=0.0, batch_size=None, epochs=200, lr_schedule="constant",
-                 lr_decay=0.0, weight_decay=0.0, dtype="float64", device="cpu", random_state=None, verbose=False):
+                 lr_decay=0.0, weight_decay=0.0, dtype="float64", device="cpu", random_state=None, verbose=False,
+                 lr_factor=0.5):
         self.scale = scale
         self.arch = arch
         self.width = width
@@ -66,6 +68,7 @@ class _LazyNet(BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.lr_factor = lr_factor
 
     def _network(self, d_in, d_out):
         check_choice(self.arch, "arch", ARCHS)
@@ -90,7 +93,16 @@ class _LazyNet(BaseEstimator):
         module = Lazy(net, self.scale)
         if self.linearized:
             module = Linearized(module)
-        self.history_ = train(module, self._inputs(X), targets, loss=loss, optimizer=self.optimizer, lr=self.lr,
+        inputs = self._inputs(X)
+        lr = self.lr
+        if isinstance(lr, str):
+            check_choice(lr, "lr", ("kernel",))
+            batch = len(X) if self.batch_size is None else min(int(self.batch_size), len(X))
+            # the α² of the lazy NTK and the loss's 1/α² cancel: the network's own λ_max sets the limit
+            self.step_ = kernel_step(ntk_lambda_max(net, inputs[:batch], seed=seed), batch, float(self.momentum),
+                                     loss_curvature(loss), lr_factor=self.lr_factor)
+            lr = self.step_.lr
+        self.history_ = train(module, inputs, targets, loss=loss, optimizer=self.optimizer, lr=lr,
                               momentum=self.momentum, batch_size=self.batch_size, epochs=self.epochs,
                               lr_schedule=self.lr_schedule, lr_decay=self.lr_decay, weight_decay=self.weight_decay,
                               seed=seed, quiet=not self.verbose)
@@ -122,11 +134,14 @@ class LazyNetRegressor(RegressorMixin, _LazyNet):
         (`TwoLayer`, `width` units, symmetrised initialisation when `width` is even).
     activation : 'relu', 'erf' or 'tanh'.  linearized : train the exact linearization instead.
     optimizer, lr, momentum, batch_size, epochs, lr_schedule, lr_decay, weight_decay : passed to `nets.train`
-        (loss 'mse', i.e. (1/2n)·Σ‖f(x_i) − y_i‖² on standardised targets, divided by α²).
+        (loss 'mse', i.e. (1/2n)·Σ‖f(x_i) − y_i‖² on standardised targets, divided by α²). lr='kernel':
+        `lr_factor` (default 0.5) times the stability limit 2(1 + momentum)·B/(c·λ_max) of the network's NTK at
+        init on the first batch of B inputs (`nets.step_size`); the step used is in `step_`.
     dtype : 'float64' (default) or 'float32'.  device : torch device.  random_state : seeds the initialisation
         and the minibatch order.  verbose : show a progress bar.
 
-    Attributes: `module_` (the trained torch module), `history_` (`nets.History`), `n_features_in_`,
+    Attributes: `module_` (the trained torch module), `history_` (`nets.History`), `step_` (with lr='kernel':
+    the `nets.KernelStep` — lr, λ_max, limit, ratio), `n_features_in_`,
     `single_output_` (y was 1-D, so predictions are too), `x_mean_`, `x_scale_`, `y_mean_`, `y_scale_`.
     """
 

@@ -14,6 +14,8 @@ from torch.func import functional_call, jvp
 
 from kernels import check_scalar
 
+from nets.forward_ad import FORWARD_AD
+
 
 def _frozen_copy(model):
     frozen = copy.deepcopy(model)
@@ -117,5 +119,6 @@ class Linearized(nn.Module):
         def at(params):
             return functional_call(self.model_at_init, params, (x,))
 
-        output, directional = jvp(at, (primals,), (tangents,))
+        with FORWARD_AD:
+            output, directional = jvp(at, (primals,), (tangents,))
         return output + directional

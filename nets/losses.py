@@ -19,8 +19,7 @@ Under `Lazy` every loss is multiplied by `loss_scale` = 1/α² by `nets.train` (
 import torch
 from torch.nn import functional as F
 
-MARGIN_LOSSES = ("hinge", "quadratic_hinge", "softhinge", "logistic")
-LOSSES = ("mse", "cross_entropy") + MARGIN_LOSSES
+from kernels import LOSSES, MARGIN_LOSSES   # one vocabulary: the kernel flows take the same losses
 
 
 def prepare_targets(y, loss, dtype):

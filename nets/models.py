@@ -8,6 +8,11 @@ empirical NTK and the output covariance at initialisation converge to the analyt
 `Dense` and `Conv` declare `structured_ntk()` (their forward is a plain linear map / convolution with scalar
 multipliers on weight and bias), so `kernels.empirical_ntk` takes its fast "structured" path for MLP and CNN.
 
+Every network here (and its layers) declares its infinite-width kernel with `stax_layer(read)`, the protocol of
+`kernels.infinite_width`: it returns the `kernels.stax` layer of the module as initialised (`read(name, init=)`
+converts a submodule). So `kernels.infinite_width(CNN(...))` is `kernels.Convolutional(...)` with the same
+arguments, and VGG / ResNet (without BatchNorm) get the kernel of the init they were drawn from.
+
 Nonlinearities are `torch.nn` modules (never functional calls), so `nets.diagnostics` can hook every ReLU.
 """
 import math
@@ -17,9 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kernels import check_choice, check_scalar
-from kernels.validation import ArgumentTypeError
+import kernels
+from kernels import ArgumentTypeError, check_choice, check_scalar
 
+stax = kernels.stax   # the stax layers, a public module of the kernels package (kernels.infinite_width reads them)
 ACTIVATIONS = ("relu", "erf", "tanh", "softplus", "gelu", "swish")
 
 
@@ -29,12 +35,18 @@ class Erf(nn.Module):
     def forward(self, x):
         return torch.special.erf(x)
 
+    def stax_layer(self, read):
+        return stax.Erf()
+
 
 class Softplus(nn.Module):
     """softplus(x) = log(1 + eˣ), exactly (torch's `nn.Softplus` switches to x above 20): `kernels`' 'softplus'."""
 
     def forward(self, x):
         return torch.logaddexp(x, torch.zeros_like(x))
+
+    def stax_layer(self, read):
+        return stax.Softplus()
 
 
 def activation_module(name):
@@ -49,24 +61,35 @@ class TwoLayer(nn.Module):
     """The paper's two-layer model  h(w)(x) = (1/m) · Σ_j b_j · σ(a_j·x + c_j),  w = (a_j, b_j[, c_j])_{j≤m}.
 
     Source: Chizat, Oyallon & Bach, "On Lazy Training in Differentiable Programming" (NeurIPS 2019,
-    arXiv:1812.07956), §3, and the authors' public experiment code (Julia, `twonet_square`): a ReLU student
-    with the 1/m normalisation, input weights drawn uniformly on the sphere of radius τ (`init_scale`), output
-    weights +τ for the first half of the units and −τ for the second half. With `bias`, (a_j, c_j) is drawn
-    jointly on the sphere of radius τ in ℝ^{d+1} (the paper appends a constant 1 to x instead).
+    arXiv:1812.07956), §3. Two initialisations of scale τ (`init_scale`):
+
+    - init='sphere' (lazykit's, the default): input weights uniform on the sphere of radius τ, output weights
+      +τ for the first half of the units and −τ for the second half. With `bias`, (a_j, c_j) is drawn jointly
+      on the sphere of radius τ in ℝ^{d+1} (the paper appends a constant 1 to x instead).
+    - init='gaussian' (the authors' code: `GDfor2NN` in their notebook lazy.ipynb, called by
+      shallow-nn/test_vs_scale.jl): every entry of a_j, b_j (and c_j) drawn from N(0, τ²).
+
+    `normalize=False` drops the 1/m, as `GDfor2NN` does (its output is Σ_j b_j·relu(a_j·x)).
     `symmetric=True` is the paper's symmetrised initialisation: for j > m/2, a_j = a_{j−m/2}, c_j = c_{j−m/2}
-    and b_j = −b_{j−m/2}, so h(w₀) = 0 up to rounding (m must be even); the units move apart in training.
+    and b_j = −b_{j−m/2} (with 'gaussian', b_j = |b_j| for j ≤ m/2 first, as the authors do), so h(w₀) = 0 up to
+    rounding (m must be even); the units move apart in training.
     For a ReLU, scaling w₀ by τ scales h(w₀) by τ² (positive homogeneity of degree 2), so τ plays the role of
     the lazy scale α = τ² of the paper's §3. Output shape (N, 1).
     """
 
-    def __init__(self, d, m, activation="relu", bias=False, init_scale=1.0, symmetric=False):
+    def __init__(self, d, m, activation="relu", bias=False, init_scale=1.0, symmetric=False, init="sphere",
+                 normalize=True):
         super().__init__()
         self.d, self.m = check_scalar(d, "d", int, min_val=1), check_scalar(m, "m", int, min_val=1)
         if symmetric and m % 2:
             raise ValueError(f"symmetric=True pairs units, so m must be even, got m={m}")
         # τ ≤ 1e15: the output scales as τ², which must stay far inside float32 (3.4e38) for training
         check_scalar(init_scale, "init_scale", float, min_val=0, max_val=1e15, include_boundaries="right")
+        check_choice(init, "init", ("sphere", "gaussian"))
+        if not isinstance(normalize, bool):
+            raise TypeError(f"normalize must be True (the 1/m of the paper's model) or False, got {normalize!r}")
         self.init_scale, self.symmetric, self.activation = float(init_scale), bool(symmetric), activation
+        self.init, self.normalize = init, normalize
         self.a = nn.Parameter(torch.empty(m, d))
         self.b = nn.Parameter(torch.empty(m))
         self.c = nn.Parameter(torch.empty(m)) if bias else None
@@ -79,17 +102,26 @@ class TwoLayer(nn.Module):
         tau, m = self.init_scale, self.m
         drawn = m // 2 if self.symmetric else m
         inner = torch.randn(drawn, self.d + (self.c is not None), dtype=self.a.dtype)
-        inner *= tau / inner.norm(dim=1, keepdim=True)
+        if self.init == "sphere":
+            inner *= tau / inner.norm(dim=1, keepdim=True)
+            outer = torch.full((drawn,), tau, dtype=self.b.dtype)
+            if not self.symmetric:
+                outer[(m + 1) // 2:] = -tau
+        else:
+            inner *= tau
+            outer = tau * torch.randn(drawn, dtype=self.b.dtype)
+            if self.symmetric:
+                outer = outer.abs()
         if self.symmetric:
-            inner = torch.cat([inner, inner])
+            inner, outer = torch.cat([inner, inner]), torch.cat([outer, -outer])
         self.a.copy_(inner[:, :self.d])
         if self.c is not None:
             self.c.copy_(inner[:, self.d])
-        self.b.fill_(tau)
-        self.b[(m + 1) // 2:] = -tau
+        self.b.copy_(outer)
 
     def forward(self, x):
-        return (self.sigma(F.linear(x, self.a, self.c)) @ self.b / self.m).unsqueeze(-1)
+        out = self.sigma(F.linear(x, self.a, self.c)) @ self.b
+        return (out / self.m if self.normalize else out).unsqueeze(-1)
 
 
 class Dense(nn.Module):
@@ -126,6 +158,11 @@ class Dense(nn.Module):
         if self.parameterization == "standard":
             return ("linear", 1.0, 1.0)
         return ("linear", self.w_std / math.sqrt(self.fan_in), self.b_std)
+
+    def stax_layer(self, read):
+        """The layer's kernel (`kernels.infinite_width`): Dense with this layer's scales and parameterization."""
+        return stax.Dense(self.weight.shape[0], W_std=self.w_std, b_std=self.b_std,
+                          parameterization=self.parameterization)
 
     def forward(self, x):
         if self.parameterization == "standard":
@@ -172,6 +209,13 @@ class MLP(nn.Module):
                                                        allow_none="no readout bias")
         layers.append(Dense(fan_in, d_out, w_std, b_std, parameterization))
         self.layers = nn.Sequential(*layers)
+        self.activation = activation
+
+    def stax_layer(self, read):
+        """The kernel of `kernels.FullyConnected` with the same arguments (the activation by its lazykit name,
+        so the dual is the very one `FullyConnected` uses)."""
+        return stax.serial(*[read(f"layers.{i}") if isinstance(layer, Dense) else stax.Activation(self.activation)
+                             for i, layer in enumerate(self.layers)])
 
     def forward(self, x):
         return self.layers(x)
@@ -183,6 +227,7 @@ class Conv(nn.Module):
 
     def __init__(self, c_in, c_out, filter_size, w_std, b_std):
         super().__init__()
+        self.w_std, self.filter_size = w_std, filter_size
         self.scale = w_std / math.sqrt(c_in * filter_size ** 2)
         self.b_std, self.padding = (None if b_std == 0 else b_std), filter_size // 2   # b_std = 0: inert, dropped
         self.weight = nn.Parameter(torch.randn(c_out, c_in, filter_size, filter_size))
@@ -192,6 +237,11 @@ class Conv(nn.Module):
         """forward(x) == F.conv2d(x, ws·W, bs·b, stride 1, SAME padding, dilation 1): the structured-layer
         protocol of `kernels.empirical_ntk`."""
         return ("conv2d", self.scale, self.b_std, 1, self.padding, 1)
+
+    def stax_layer(self, read):
+        """The layer's kernel (`kernels.infinite_width`): a 'SAME' convolution in the ntk parameterization."""
+        f = self.filter_size
+        return stax.Conv(self.weight.shape[0], (f, f), padding="SAME", W_std=self.w_std, b_std=self.b_std)
 
     def forward(self, x):
         bias = None if self.bias is None else self.b_std * self.bias
@@ -228,6 +278,14 @@ class CNN(nn.Module):
         self.readout = readout
         fan_in = channels if readout == "gap" else channels * image_size[0] * image_size[1]
         self.head = Dense(fan_in, num_outputs, w_std, b_std, "ntk")
+        self.activation = activation
+
+    def stax_layer(self, read):
+        """The kernel of `kernels.Convolutional` with the same arguments."""
+        blocks = [read(f"features.{i}") if isinstance(layer, Conv) else stax.Activation(self.activation)
+                  for i, layer in enumerate(self.features)]
+        pool = stax.GlobalAvgPool() if self.readout == "gap" else stax.Flatten()
+        return stax.serial(*blocks, pool, read("head"))
 
     def forward(self, x):
         z = self.features(x)
@@ -243,11 +301,42 @@ def _scaled(channels, width_factor):
     return max(1, int(round(channels * width_factor)))
 
 
-def _kaiming_init(network):
-    """Kaiming-normal (fan-in, ReLU gain) weights and zero biases for every nn.Conv2d of `network`."""
+def _declared_init(init, gain) -> dict:
+    """What `_initialize` draws, as `kernels.infinite_width` reads an init ('standard' parameterization, W_std =
+    weight std · √fan_in; zero biases that train, b_std = 0, not None: the 'standard' NTK counts them):
+    'kaiming' N(0, 2/fan_in) conv weights, W_std = √2 (the head keeps PyTorch's default, which infinite_width
+    knows); 'xavier' N(0, gain²·2/(fan_in + fan_out)) on convs and head, W_std = gain·√(2·fan_in/(fan_in + fan_out))
+    at the layer's own fans."""
+    def declared(layer):
+        shape = layer.weight.shape                       # (out, in[, kh, kw]): fans as torch.nn.init counts them
+        field = math.prod(shape[2:])
+        fan_in, fan_out = shape[1] * field, shape[0] * field
+        w_std = math.sqrt(2) if init == "kaiming" else gain * math.sqrt(2 * fan_in / (fan_in + fan_out))
+        return {"W_std": w_std, "b_std": None if layer.bias is None else 0.0, "parameterization": "standard"}
+    return {nn.Conv2d: declared, nn.Linear: declared} if init == "xavier" else {nn.Conv2d: declared}
+
+
+INITS = ("kaiming", "xavier")
+
+
+def _initialize(network, init, gain):
+    """Initialise every nn.Conv2d (and, for 'xavier', the nn.Linear head) of `network`; biases zero.
+
+    'kaiming': Kaiming-normal conv weights, std = √2/√fan_in (He et al. 2015; fan_in = C_in·k²), the head left at
+    PyTorch's nn.Linear default. 'xavier': the authors' init (lazy-training-CNN, cnn/train.py; the paper's §3:
+    "biases are initialized with 0 and all other weights with normal Xavier initialization"): Xavier-normal
+    std = gain·√(2/(fan_in + fan_out)) on every conv and on the head (Glorot & Bengio 2010), gain 1 as their
+    script.sh runs it. The NTK at init is much smaller under 'xavier': λ_max 145× smaller for VGG-11 and 408× for
+    ResNet-18 at width 1/8 on 128 CIFAR-10 images.
+    """
+    check_choice(init, "init", INITS)
+    gain = check_scalar(gain, "gain", float, min_val=0, include_boundaries="neither")
     for module in network.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        if isinstance(module, nn.Conv2d) or (init == "xavier" and isinstance(module, nn.Linear)):
+            if init == "xavier":
+                nn.init.xavier_normal_(module.weight, gain=gain)
+            elif isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
@@ -272,10 +361,12 @@ class VGG(nn.Module):
 
     As in the paper's CIFAR-10 experiments (Chizat, Oyallon & Bach 2019, §3): optional BatchNorm
     (`batch_norm=False` removes it), channel counts multiplied by `width_factor`, a final linear layer to
-    `num_classes`. Standard PyTorch parameterization, Kaiming-normal (fan-in, ReLU gain) conv weights.
+    `num_classes`. Standard PyTorch parameterization; `init` 'kaiming' (Kaiming-normal conv weights, the default)
+    or 'xavier' (Xavier-normal with `gain` on convs and head, the authors' choice), zero biases (`_initialize`).
     """
 
-    def __init__(self, depth=11, width_factor=1, batch_norm=False, num_classes=10, in_channels=3):
+    def __init__(self, depth=11, width_factor=1, batch_norm=False, num_classes=10, in_channels=3, init="kaiming",
+                 gain=1.0):
         super().__init__()
         _check_cifar_args(depth, _VGG_CONFIGS, width_factor, num_classes, in_channels, "VGG")
         layers, c_in = [], in_channels
@@ -288,7 +379,15 @@ class VGG(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(c_in, num_classes)
-        _kaiming_init(self)
+        _initialize(self, init, gain)
+        self.init, self.gain = init, gain
+
+    def stax_layer(self, read):
+        """features, flatten, the linear classifier, with the init they were drawn from (`_declared_init`).
+        Max-pools have no closed-form kernel: `kernels.infinite_width(vgg, max_pool="avg")` replaces them by 2×2
+        average pools, and says so in the kernel's name."""
+        init = _declared_init(self.init, self.gain)
+        return stax.serial(read("features", init=init), stax.Flatten(), read("classifier", init=init))
 
     def forward(self, x):
         return self.classifier(self.features(x).flatten(1))
@@ -308,6 +407,13 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=not batch_norm),
                                           _norm(batch_norm, c_out))
 
+    def stax_layer(self, read):
+        """relu2(conv2 ∘ relu1 ∘ conv1 (x) + shortcut(x)) as FanOut / parallel / FanInSum. The sum of an identity
+        shortcut adds the block's post-ReLU (non-Gaussian) input, which has no closed-form kernel after relu2
+        (neural-tangents refuses it too): only downsampling blocks, whose shortcut is a convolution, have one."""
+        main = stax.serial(read("conv1"), read("norm1"), read("relu1"), read("conv2"), read("norm2"))
+        return stax.serial(stax.FanOut(2), stax.parallel(main, read("shortcut")), stax.FanInSum(), read("relu2"))
+
     def forward(self, x):
         out = self.relu1(self.norm1(self.conv1(x)))
         return self.relu2(self.norm2(self.conv2(out)) + self.shortcut(x))
@@ -319,9 +425,11 @@ _RESNET_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 class ResNet(nn.Module):
     """CIFAR ResNet (He et al. 2016, the 32×32 variant: 3×3 stem, no stem max-pool, four stages of BasicBlocks
     with 64·k, 128·k, 256·k, 512·k channels, k = `width_factor`, global average pool, linear layer to
-    `num_classes`), with optional BatchNorm as in the paper's CIFAR-10 experiments (§3)."""
+    `num_classes`), with optional BatchNorm as in the paper's CIFAR-10 experiments (§3); `init` and `gain` as
+    in `VGG`."""
 
-    def __init__(self, depth=18, width_factor=1, batch_norm=False, num_classes=10, in_channels=3):
+    def __init__(self, depth=18, width_factor=1, batch_norm=False, num_classes=10, in_channels=3, init="kaiming",
+                 gain=1.0):
         super().__init__()
         _check_cifar_args(depth, _RESNET_BLOCKS, width_factor, num_classes, in_channels, "ResNet")
         c = _scaled(64, width_factor)
@@ -335,7 +443,14 @@ class ResNet(nn.Module):
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.classifier = nn.Linear(c_in, num_classes)
-        _kaiming_init(self)
+        _initialize(self, init, gain)
+        self.init, self.gain = init, gain
+
+    def stax_layer(self, read):
+        """stem, blocks, global average pool, the linear classifier, with the init they were drawn from."""
+        init = _declared_init(self.init, self.gain)
+        return stax.serial(read("stem", init=init), read("blocks", init=init), stax.GlobalAvgPool(),
+                           read("classifier", init=init))
 
     def forward(self, x):
         return self.classifier(self.blocks(self.stem(x)).mean(dim=(2, 3)))

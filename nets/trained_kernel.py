@@ -93,12 +93,19 @@ class KernelTracker:
 
     def __call__(self, step, module, history):
         if step in self.record_at:
-            kernel = trained_kernel(module, self.probe, layers=self.layers)
-            self.steps.append(step)
-            self.kernels.append(kernel)
-            self.changes.append(float(np.linalg.norm(kernel - self.kernels[0])) / self._norm0)
-            self.effective_ranks.append(effective_rank(kernel))
+            self.record(step, module)
         return False
+
+    def record(self, step, module):
+        """Record Θ at `step` now (e.g. at the step where a stop rule ended training); a step already recorded
+        is left as it is."""
+        if step in self.steps:
+            return
+        kernel = trained_kernel(module, self.probe, layers=self.layers)
+        self.steps.append(step)
+        self.kernels.append(kernel)
+        self.changes.append(float(np.linalg.norm(kernel - self.kernels[0])) / self._norm0)
+        self.effective_ranks.append(effective_rank(kernel))
 
 
 def after_training_kernel_regression(module, X_train, y_train, X_test, layers="all", ridge=0.0):

@@ -97,10 +97,12 @@ def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentu
     sharpness `beta`, 'logistic'); margin losses take ±1 labels, or integer labels for C ≥ 2 outputs
     (one-vs-rest). optimizer 'gd' takes full-batch steps (`batch_size` must be None); 'sgd' takes minibatches of
     `batch_size` drawn without replacement from a fresh permutation each epoch. Both use `torch.optim.SGD` with
-    `momentum` and `weight_decay`. lr_schedule 'inverse' uses η_t = lr / (1 + lr_decay·t) at step t (the paper's
-    schedule); 'constant' uses lr; 'adaptive' (full-batch 'gd', no momentum or weight decay) starts at lr and
-    multiplies the step by `lr_growth` after each step that does not increase the loss, and by `lr_shrink`
-    with a retry from the same point when a trial step increases it (or makes it NaN), never below lr.
+    `momentum` and `weight_decay`. lr_schedule 'inverse' uses η_t = lr / (1 + lr_decay·t) at step t; 'inverse_epoch'
+    η = lr / (1 + lr_decay·e) during epoch e = 0, 1, ... of ⌈n/batch_size⌉ steps (the authors' CNN schedule,
+    lr_decay = 1/3; for full-batch 'gd' an epoch is one step); 'constant' uses lr; 'adaptive' (full-batch 'gd', no
+    momentum or weight decay) starts at lr and multiplies the step by `lr_growth` after each step that does not
+    increase the loss, and by `lr_shrink` with a retry from the same point when a trial step increases it (or
+    makes it NaN), never below lr.
 
     Limits (training ends at the first one reached; `History.stop_reason` says which): `steps` or `epochs`
     (at most one), `flow_time` (the time Σ lr of the gradient flow; the last step is shortened to land on it),
@@ -199,8 +201,7 @@ def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentu
                     index, xb = None, X
                 if augment is not None:
                     xb = augment(xb, torch.Generator(device=device).manual_seed(_subseed(opts.seed, 1, t)))
-                step_lr = next_lr if opts.adaptive else (
-                    opts.lr / (1.0 + opts.lr_decay * t) if lr_schedule == "inverse" else opts.lr)
+                step_lr = next_lr if opts.adaptive else _scheduled_lr(opts, t, epoch)
                 if opts.flow_time is not None:
                     step_lr = min(step_lr, opts.flow_time - history.flow_time)
                 output, risk = pending if pending is not None else run.evaluate(xb, y, index)
@@ -245,6 +246,16 @@ def train(module, X, y, *, loss="mse", beta=1.0, optimizer="gd", lr=0.1, momentu
         history.wall_time += time.perf_counter() - began
         began = time.perf_counter()
     return history
+
+
+def _scheduled_lr(opts, t, epoch):
+    """η at step t of epoch `epoch`: lr/(1 + lr_decay·t) ('inverse'), lr/(1 + lr_decay·epoch) ('inverse_epoch',
+    constant within an epoch), lr ('constant')."""
+    if opts.lr_schedule == "inverse":
+        return opts.lr / (1.0 + opts.lr_decay * t)
+    if opts.lr_schedule == "inverse_epoch":
+        return opts.lr / (1.0 + opts.lr_decay * epoch)
+    return opts.lr
 
 
 def _limit_reached(t, total, history, opts, elapsed):

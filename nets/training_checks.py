@@ -8,7 +8,7 @@ from kernels import check_choice, check_scalar
 from nets.losses import LOSSES, prepare_targets
 
 OPTIMIZERS = ("gd", "sgd")
-LR_SCHEDULES = ("constant", "inverse", "adaptive")
+LR_SCHEDULES = ("constant", "inverse", "inverse_epoch", "adaptive")
 STOP_RULES = (None, "margin", "loss")
 
 

@@ -84,3 +84,44 @@ def test_no_import_circle_inside_a_package(package):
 def test_analytic_and_its_cuda_path_share_rules_without_a_circle():
     assert "kernels.analytic.networks" not in GRAPH["kernels.analytic._cuda"]
     assert "kernels.analytic.networks" not in GRAPH["kernels.analytic.rules"] and "kernels.analytic._cuda" not in GRAPH["kernels.analytic.rules"]
+
+
+def _cross_package_imports(name: str):
+    """(line, what) of each import in module ``name`` that reaches into another lazykit package below the
+    package face: ``from kernels.x import y``, ``import kernels.x``, or ``from kernels import x`` of a module x."""
+    package = name.split(".")[0]
+    tree = ast.parse(MODULES[name].read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                if top in LAYER and top not in (package, "_lazykit") and alias.name != top:
+                    yield node.lineno, f"import {alias.name}"
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            top = node.module.split(".")[0]
+            if top not in LAYER or top in (package, "_lazykit"):
+                continue
+            if node.module != top:
+                yield node.lineno, f"from {node.module} import ..."
+            for alias in node.names:
+                if f"{top}.{alias.name}" in MODULES:
+                    yield node.lineno, f"from {top} import {alias.name} (a module)"
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if not m.startswith("_lazykit")))
+def test_other_packages_are_imported_through_their_face(name):
+    # README: other packages import what they use from the package (`from kernels import krr_solve`), never its
+    # modules, so a module can move inside its package without breaking another package
+    found = [f"line {line}: {what}" for line, what in _cross_package_imports(name)]
+    assert not found, f"{name} reaches into another package's modules: {'; '.join(found)}"
+
+
+def test_the_face_check_sees_a_reach_in():
+    # the check must be able to fail: a made-up module reaching into kernels' modules is caught
+    source = "from kernels.analytic import rules\nimport kernels.backend\nfrom kernels import backend\n"
+    MODULES["compare._probe"] = type("P", (), {"read_text": lambda self: source})()
+    try:
+        assert [what for _, what in _cross_package_imports("compare._probe")] == [
+            "from kernels.analytic import ...", "import kernels.backend", "from kernels import backend (a module)"]
+    finally:
+        del MODULES["compare._probe"]

@@ -21,7 +21,9 @@ class Benchmark:
 BENCHMARKS = {b.name: b for b in (
     Benchmark("analytic", "compare.bench.analytic", "analytic NNGP/NTK vs neural-tangents stax",
               ("--device", "cuda", "--quick")),
-    Benchmark("empirical", "compare.bench.empirical", "empirical NTK vs torch.func Jacobian contraction"),
+    # gpu-check gives a benchmark 15% of its 480 s budget (72 s): the --quick sizes, as for analytic
+    Benchmark("empirical", "compare.bench.empirical", "empirical NTK vs torch.func Jacobian contraction",
+              ("--device", "cuda", "--quick")),
     Benchmark("solvers", "compare.bench.solvers", "KRR / ridge path / random features vs scikit-learn",
               ("--device", "cuda", "--sizes", "2000", "5000", "--features", "1000", "4000")),
     Benchmark("gram", "compare.bench.gram", "Fashion-MNIST NTK regression end to end vs KernelRidge", None),

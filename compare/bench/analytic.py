@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from compare.bench import cpu_floor, harness, peers
+from compare.bench import harness, peers
 
 # gpu-check's run (its budget gives a benchmark about 70 s): the GPU cases at the --quick sizes
 FC_CONFIG = dict(kind="fc", depth=3, activation="relu", w_std=2 ** 0.5, b_std=0.0)
@@ -112,6 +112,7 @@ def _cpu_rows(args, rng) -> list:
 
 def _fused_table(args, rng) -> list:
     """Fused CPU loop vs the NumPy reference vs neural-tangents, and the conv case's arithmetic floor."""
+    from compare.bench import cpu_floor     # numba, as the fused loops: only where they are measured (CPU)
     threads = os.cpu_count() or 1
     rate = cpu_floor.rates(args.repeats)
     n_img = 4 if args.quick else args.fused_images

@@ -102,8 +102,7 @@ def bench_mlp(device, repeats, nt, sizes=None):
     import numpy as np
     import torch
     from compare.bench.harness import format_seconds, format_table, measure
-    from kernels import backend
-    from kernels import empirical_ntk
+    from kernels import empirical_ntk, to_numpy
     sizes = sizes or MLP
     n, d, width = sizes["n"], sizes["d"], sizes["width"]
     net = mlp_model(d, width, device)
@@ -117,8 +116,8 @@ def bench_mlp(device, repeats, nt, sizes=None):
         "matmul floor (same shapes)": floor_fn,
     }
     times = {name: measure(fn, repeats=repeats, sync=sync).median for name, fn in runs.items()}
-    reference = backend.to_numpy(tutorial_ntk(net, x, x)[:, :, 0, 0])
-    ours = backend.to_numpy(empirical_ntk(net, x, method="structured"))
+    reference = to_numpy(tutorial_ntk(net, x, x)[:, :, 0, 0])
+    ours = to_numpy(empirical_ntk(net, x, method="structured"))
     agreement = float(np.abs(ours - reference).max() / np.abs(reference).max())
     base, floor = times["torch.func tutorial (vmap(jacrev) + einsum)"], times["matmul floor (same shapes)"]
     if nt is not None and device == "cpu":
@@ -294,11 +293,10 @@ def main(argv=None):
         if threads < 1:
             parser.error(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device (use --device cpu, or all: the GPU when there is one)")
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [dev for dev in devices if dev == "cpu" or torch.cuda.is_available()]
-    if not devices:
-        print("no CUDA device visible to torch: nothing to benchmark for --device cuda")
-        return 0
     nt = None if args.skip_peer else _peers().nt_python()
     if nt is not None and not os.path.exists(nt):
         nt = None

@@ -71,6 +71,12 @@ Cases (name [data]: what it checks; numbers 1-7 are the ones the issue requires)
 * fc_activation_zoo_c [fc]: Cos (= Sin with c + pi/2), Gaussian(a, b) = a e^{b x^2}, Exp(a, b) = a e^{b x}
 * fc_dropout_train [fc]: Dropout(rate = KEEP rate 0.8, 'train'): same-input diagonal x 1/rate, x1 vs x2
   unchanged
+* dense_on_images_gap [img8]: Dense on images acts per pixel pair (a 1x1 conv); GAP
+* activation_after_gap [img8]: GAP keeps the kernel Gaussian: an activation may follow, on the mean of the
+  pixel-pair variances
+* dropout_on_images_then_pool_relu [img8]: Dropout on pixel pairs (same image, same pixel x 1/rate), AvgPool then
+  Relu (pixel-pair variances)
+* fc_standard_s [fc]: 'standard' with s: n_in = width / s[0], output width out_dim * s[1] (48, read as 48/4)
 """
 from __future__ import annotations
 
@@ -311,6 +317,24 @@ def _cases():
         dense(W_std=1.3, b_std=0.1), relu(), L("Dropout", rate=0.8, mode="train"),
         readout()),
         "Dropout(rate = KEEP rate 0.8, 'train'): same-input diagonal x 1/rate, x1 vs x2 unchanged")
+    add("dense_on_images_gap", "img8", serial(
+        conv(padding="SAME", W_std=1.4, b_std=0.1), relu(),
+        dense(W_std=1.3, b_std=0.1), relu(),                               # Dense on images: per pixel, over channels
+        gap(), readout()),
+        "Dense on images acts per pixel pair (a 1x1 conv); GAP")
+    add("activation_after_gap", "img8", serial(
+        conv(padding="SAME", W_std=1.4, b_std=0.1), gap(),
+        L("Erf"), readout()),
+        "GAP keeps the kernel Gaussian: an activation may follow, on the mean of the pixel-pair variances")
+    add("dropout_on_images_then_pool_relu", "img8", serial(
+        conv(padding="SAME", W_std=1.4, b_std=0.1), relu(), L("Dropout", rate=0.7, mode="train"),
+        conv(padding="SAME", W_std=1.3), L("AvgPool", window_shape=[2, 2], strides=[2, 2]), relu(),
+        gap(), readout()),
+        "Dropout on pixel pairs (same image, same pixel x 1/rate), AvgPool then Relu (pixel-pair variances)")
+    add("fc_standard_s", "fc", serial(
+        dense(16, W_std=1.4, b_std=0.1, parameterization="standard", s=[2, 3]), relu(),
+        dense(1, W_std=1.1, b_std=0.1, parameterization="standard", s=[4, 1])),
+        "'standard' with s: n_in = width / s[0], output width out_dim * s[1] (48, read as 48/4)")
     return c
 
 

@@ -13,13 +13,16 @@ quote comes from here:
 - ``nets-example``: the nets example of the docs (the block that trains at α = 1 and 100), its output verbatim.
 - ``ntk-gap``: how far the empirical NTK of ``nets.CNN`` at finite width lies from ``kernels.Convolutional``,
   for one initialisation and for the mean over several (:func:`ntk_gap`).
+- the quick ``alpha-sweep`` (CIFAR-10, in ``presets``) gives the README its plot of accuracy and stability
+  against α, copied to ``docs/alpha-sweep-quick.png``, and the figures of its ``alpha-sweep-quick`` block.
 - ``plots``: the report plots of each experiment's quick preset (reusing the ``presets`` job's runs when they
   are there), copied into docs/figures/ with their captions.
 
 Results go to ``docs/figures.json`` (with the machine, date, load average and command), which the ``--help``
 texts read, and into every Markdown file of the repository's README.md and docs/ that holds a block's markers,
 ``<!-- bench-readme:NAME -->`` and ``<!-- /bench-readme:NAME -->`` (a block may appear in several files; each
-block must appear somewhere). ``--render`` rewrites the blocks from docs/figures.json without running anything
+block should appear somewhere: one that no file holds is named on stderr and left out; ``BLOCK_NAMES``).
+``--render`` rewrites the blocks from docs/figures.json without running anything
 (after a code change that alters what a block shows, e.g. an experiment's one-line description). ``--quick``
 shrinks every run (a smoke test, seconds) and writes into a copy of README.md and docs/ under ``--out``, never
 into the repository's files unless ``--root``/``--figures`` name them.
@@ -39,28 +42,37 @@ import time
 from pathlib import Path
 
 from compare.data import CIFAR10_CLASSES
+from compare.experiment import PRESET_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
 FIGURES = REPO_ROOT / "docs" / "figures.json"
 PLOTS_DIR = "docs/figures"            # the report plots, relative to the root holding README.md and docs/
-PRESETS = ("quick", "full", "paper")
+CIFAR_EXPERIMENTS = ("table", "alpha-sweep")
+ALPHA_SWEEP_PLOT = "docs/alpha-sweep-quick.png"   # relative to the root, like PLOTS_DIR
+BLOCK_NAMES = ("preset-times", "default-job", "default-job-reading", "table-quick", "rates-slopes", "nets-example",
+               "alpha-sweep-quick", "ntk-gap", "report-plots")
 DEFAULT_EXPERIMENT = "equivalence"    # what `python -m compare` runs: compare.cli's (which imports this module's --help times)
 JOBS = ("presets", "seeds", "nets-example", "ntk-gap", "plots")
-# --quick: overrides that make each quick preset a few-second smoke run (the figures then mean nothing)
+# --quick: overrides that make each quick preset a few-second smoke run (the figures then mean nothing); one entry
+# per registered experiment (tests/compare/bench/test_readme.py holds the two lists together)
 QUICK_SET = {
     "equivalence": ["n_train=40", "n_test=40", "steps=10", "probe=10", "scales=[1.0, 100.0]"],
     "teacher-student": ["n_train=20", "n_test=20", "steps=20", "dims=[2]", "taus=[0.1, 10.0]", "seeds=1"],
     "rates": ["n_train=20", "n_test=20", "m=20", "steps=20", "scales=[1.0, 10.0, 100.0]"],
     "table": ["n_train=20", "n_test=20", "epochs=1", "models=['vgg11']", "rff_features=50"],
+    "alpha-sweep": ["n_train=20", "n_test=20", "epochs=1", "width_factor=0.0625", "scales=[1.0, 100000.0]",
+                    "rff_features=50", "power_iterations=5"],
 }
+EXPERIMENTS = tuple(QUICK_SET)
 NETS_EXAMPLE_MARK = "for alpha in (1.0, 100.0):"   # identifies the docs' nets example block
 # ntk-gap: nets.CNN against kernels.Convolutional (widths, initialisations, images of 3×SIZE×SIZE), and --quick's
 NTK_GAP = {"widths": (64, 256), "inits": 16, "images": 6, "size": 32, "depth": 2}
 NTK_GAP_QUICK = {"widths": (8,), "inits": 2, "images": 2, "size": 8, "depth": 2}
 BEGIN, END = "<!-- bench-readme:{name} -->", "<!-- /bench-readme:{name} -->"
-TABLE_ROWS = (("vgg11", "net", None, "VGG-11 standard"), ("vgg11", "lazy", 100.0, "lazy (α = 100)"),
-              ("vgg11", "linearized", None, "linearized"), ("resnet18", "net", None, "ResNet-18 standard"),
+TABLE_ROWS = (("vgg11", "net", None, "VGG-11 standard"), ("vgg11", "net_uncentred", None, "uncentred"),
+              ("vgg11", "lazy", 100.0, "lazy (α = 100)"), ("vgg11", "linearized", None, "linearized"),
+              ("resnet18", "net", None, "ResNet-18 standard"), ("resnet18", "net_uncentred", None, "uncentred"),
               ("resnet18", "lazy", 100.0, "lazy (α = 100)"), ("resnet18", "linearized", None, "linearized"),
               ("fourier", "rff", None, "random Fourier features"))
 
@@ -98,18 +110,19 @@ def experiment_names() -> list:
     return [DEFAULT_EXPERIMENT] + [n for n in names if n != DEFAULT_EXPERIMENT]
 
 
-def measure_presets(out_dir: Path, presets, quick: bool, log) -> dict:
-    """{experiment: {preset: {"wall_s", "runs", "command"} or {"skipped": why}}}, plus the default job's stdout."""
+def measure_presets(out_dir: Path, presets, quick: bool, log, root: Path = REPO_ROOT) -> dict:
+    """{experiment: {preset: {"wall_s", "runs", "command"} or {"skipped": why}}}, plus the default job's stdout
+    and the quick alpha-sweep's points (its plot copied to ``root``/docs/alpha-sweep-quick.png)."""
     from compare import data
     found = {}
     for experiment in experiment_names():
         for preset in presets:
             entry = found.setdefault(experiment, {})
-            if experiment == "table" and data.find("cifar10") is None:
+            if experiment in CIFAR_EXPERIMENTS and data.find("cifar10") is None:
                 entry[preset] = {"skipped": "CIFAR-10 not found (python -m compare data install cifar10)"}
                 continue
-            if experiment == "table" and preset != "quick" and not _torch_sees_gpu():
-                entry[preset] = {"skipped": "the full and paper table presets are for a GPU (hours on a CPU)"}
+            if experiment in CIFAR_EXPERIMENTS and preset != "quick" and not _torch_sees_gpu():
+                entry[preset] = {"skipped": f"the full and paper {experiment} presets are for a GPU (hours on a CPU)"}
                 continue
             out = out_dir / f"{experiment}-{preset}"
             argv = experiment_argv(experiment, preset, out, quick, ["--no-resume"])
@@ -121,7 +134,33 @@ def measure_presets(out_dir: Path, presets, quick: bool, log) -> dict:
                 shown = stdout.strip().replace(str(out / "report.md"), "results/equivalence-digits-quick/report.md")
                 entry[preset]["stdout"] = "\n".join(line.rstrip() for line in shown.splitlines())
                 entry[preset]["reading"] = default_job_reading(rows)
+            if experiment == "alpha-sweep" and preset == "quick":
+                entry[preset]["sweep"] = alpha_sweep_points(rows)
+                entry[preset]["setup"] = {k: rows[0].get(k) for k in ("n_train", "n_test", "width_factor",
+                                                                      "epochs", "classes", "model")}
+                plot = out / "alpha_sweep.png"
+                if plot.exists():
+                    (root / ALPHA_SWEEP_PLOT).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(plot, root / ALPHA_SWEEP_PLOT)
+                    entry[preset]["plot"] = ALPHA_SWEEP_PLOT
     return found
+
+
+def alpha_sweep_points(rows) -> list:
+    """Per α of the quick alpha-sweep's network rows: test and frozen-gates accuracy, gates unchanged (mean and
+    least stable layer), or the word for a row that diverged or collapsed."""
+    points = []
+    for r in sorted((r for r in rows if r.get("method") == "lazy"), key=lambda r: r["scale"]):
+        point = {"alpha": r["scale"]}
+        for field in ("test_accuracy", "frozen_gates_accuracy", "unchanged_activations",
+                      "unchanged_activations_min", "lr_over_limit"):
+            if isinstance(r.get(field), (int, float)):
+                point[field] = r[field]
+        for flag in ("diverged", "collapsed"):
+            if r.get(flag):
+                point[flag] = True
+        points.append(point)
+    return points
 
 
 def _torch_sees_gpu() -> bool:
@@ -150,9 +189,13 @@ def default_job_reading(rows) -> dict:
                 return r[field]
         return None
     scales = sorted({r["scale"] for r in rows if r["method"] == "lazy"})
-    return {"agreement": {str(a): pick("lazy", a, "agreement") for a in scales},
-            "weight_change": {str(a): pick("lazy", a, "weight_change") for a in scales},
-            "net_agreement": pick("net", None, "agreement")}
+    reading = {"agreement": {str(a): pick("lazy", a, "agreement") for a in scales},
+               "weight_change": {str(a): pick("lazy", a, "weight_change") for a in scales}}
+    if any(r["method"] == "net_uncentred" for r in rows):   # the standard row centred, the uncentred one beside it
+        reading["uncentred_agreement"] = pick("net_uncentred", None, "agreement")
+    else:
+        reading["net_agreement"] = pick("net", None, "agreement")
+    return reading
 
 
 def measure_seeds(out_dir: Path, seeds: int, quick: bool, log) -> dict:
@@ -325,7 +368,7 @@ def render_blocks(figures: dict) -> dict:
         rows, whens = [], []
         for experiment in experiment_names():
             cells = []
-            for preset in PRESETS:
+            for preset in PRESET_NAMES:
                 entry = presets.get(experiment, {}).get(preset)
                 measured = entry is not None and "wall_s" in entry
                 cells.append(_seconds(entry["wall_s"]) if measured else "–")
@@ -336,7 +379,7 @@ def render_blocks(figures: dict) -> dict:
             "| experiment | what it shows | quick | full | paper |", "|---|---|---|---|---|", *rows, "",
             f"Wall time of `python -m compare EXPERIMENT --preset NAME` (a fresh process, imports included), "
             f"measured by `python -m compare bench readme` on {'; '.join(whens) or _when(figures)}; – : not run there "
-            f"(`--presets quick,full,paper` runs them; the `table` presets need CIFAR-10)."])
+            f"(`--presets quick,full,paper` runs them; the `table` and `alpha-sweep` presets need CIFAR-10)."])
     seeds = figures.get("seeds")
     if seeds:
         slopes = seeds.get("rates_slopes", {})
@@ -356,10 +399,16 @@ def render_blocks(figures: dict) -> dict:
                      if f"{m}/{meth}" in table]
             classes = setup.get("classes")
             names = " vs ".join(CIFAR10_CLASSES[c] for c in classes) if classes else "all 10 classes"
+            centred = (" The standard rows are centred as the authors train them, h(w) − h(w₀); the uncentred "
+                       "ones are the plain h(w)." if any("net_uncentred" in key for key in table) else "")
             blocks["table-quick"] = (f"The quick `table` run (CPU; {names}, "
                                      f"{setup.get('n_train')}/{setup.get('n_test')} train/test images, width factor "
                                      f"{setup.get('width_factor')}, {setup.get('epochs')} epochs; test accuracy, "
-                                     f"{_over_seeds(n)}; {_when({**figures, **seeds})}): " + ", ".join(parts) + ".")
+                                     f"{_over_seeds(n)}; {_when({**figures, **seeds})}): " + ", ".join(parts) + "."
+                                     + centred)
+    sweep = presets.get("alpha-sweep", {}).get("quick", {})
+    if "sweep" in sweep:
+        blocks["alpha-sweep-quick"] = _alpha_sweep_sentence(sweep, _when({**figures, **sweep}))
     nets = figures.get("nets_example")
     if nets:
         blocks["nets-example"] = (f"Output ({_when({**figures, **nets})}; the script sets one torch thread; "
@@ -371,6 +420,27 @@ def render_blocks(figures: dict) -> dict:
     if plots:
         blocks["report-plots"] = _plots_markdown(plots, _when({**figures, **plots}))
     return blocks
+
+
+def _alpha_sweep_sentence(entry, when) -> str:
+    setup = entry.get("setup", {})
+    classes = setup.get("classes")
+    names = " vs ".join(CIFAR10_CLASSES[c] for c in classes) if classes else "all 10 classes"
+
+    def cell(point):
+        alpha = f"α = {point['alpha']:g}"
+        for flag in ("diverged", "collapsed"):
+            if point.get(flag):
+                return f"{alpha}: {flag}"
+        text = f"{alpha}: {100 * point['test_accuracy']:.1f}%"
+        if "unchanged_activations_min" in point:
+            text += f" ({100 * point['unchanged_activations_min']:.1f}% of the least stable layer's gates kept)"
+        return text
+    plot = f"\n\n![accuracy and stability of activations against α]({entry['plot']})" if entry.get("plot") else ""
+    return (f"The quick `alpha-sweep` ({setup.get('model', 'vgg11')} at width factor {setup.get('width_factor')}, "
+            f"{names}, {setup.get('n_train')}/{setup.get('n_test')} train/test images, {setup.get('epochs')} "
+            f"epochs; {_seconds(entry['wall_s'])} wall time; {when}), test accuracy per α: "
+            + "; ".join(cell(p) for p in entry["sweep"]) + "." + plot)
 
 
 def _over_seeds(n: int) -> str:
@@ -422,8 +492,13 @@ def _reading_sentence(reading) -> str:
             + ", ".join(f"{pct(s)} of the test digits at α = {float(s):g}" for s in shown)
             + f"), while its weight change falls like 1/α ({change[low]:.2g} at α = {float(low):g} → "
               f"{change[high]:.2g} at α = {float(high):g}) and its NTK drift with it; the linearized net follows "
-              f"the flow exactly. The normally scaled, uncentred net (h(w₀) ≠ 0) is a different predictor "
-              f"({100 * reading['net_agreement']:.1f}% agreement).")
+              f"the flow exactly. " + (
+                  f"The normally scaled, uncentred net (h(w₀) ≠ 0) is a different predictor "
+                  f"({100 * reading['net_agreement']:.1f}% agreement)." if "net_agreement" in reading else
+                  f"The standard net is centred as the authors train it (it is the lazy net at α = 1); the "
+                  f"uncentred one (h(w₀) ≠ 0) is a different predictor "
+                  f"({100 * reading['uncentred_agreement']:.1f}% agreement). Every network row trains to the same "
+                  f"train loss; the line under the table says what the gap is on digits."))
 
 
 def replace_blocks(text: str, blocks: dict) -> str:
@@ -462,15 +537,15 @@ def preset_time(experiment: str, preset: str, path=None) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ main
-def rewrite_blocks(root: Path, blocks: dict) -> list:
+def rewrite_blocks(root: Path, blocks: dict, log=None) -> list:
     """Rewrite each block in every Markdown file of :func:`doc_files` that holds its markers; return the files
-    changed. A block that no file holds is an error (its markers were lost), and so is a file holding one twice."""
+    changed. A block that no file holds is named through ``log`` and left out (its author adds the markers; the
+    figures stay in docs/figures.json); a file holding one block twice is an error."""
     texts = {path: path.read_text() for path in doc_files(root)}
     held = {name: [path for path, text in texts.items() if BEGIN.format(name=name) in text] for name in blocks}
-    lost = [name for name, paths in held.items() if not paths]
-    if lost:
-        raise ValueError(f"no file under {root} (README.md, docs/*.md) holds the markers of block(s) "
-                         f"{', '.join(lost)}: put {BEGIN.format(name=lost[0])} ... {END.format(name=lost[0])} back")
+    for name in [name for name, paths in held.items() if not paths]:
+        (log or print)(f"no file under {root} (README.md, docs/*.md) has a {BEGIN.format(name=name)} ... "
+                       f"{END.format(name=name)} block: {name!r} left out")
     changed = []
     for path, text in texts.items():
         mine = {name: content for name, content in blocks.items() if path in held[name]}
@@ -514,7 +589,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     jobs = [] if args.render else [j.strip() for j in args.only.split(",") if j.strip()]
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    for value, valid, what in ((jobs, JOBS, "--only job"), (presets, PRESETS, "--presets entry")):
+    for value, valid, what in ((jobs, JOBS, "--only job"), (presets, PRESET_NAMES, "--presets entry")):
         bad = [v for v in value if v not in valid]
         if bad or (not value and not args.render):
             parser.error(f"unknown {what} {bad or value!r}; valid: {', '.join(valid)}")
@@ -536,7 +611,7 @@ def main(argv=None) -> int:
     def log(message):
         print(message, file=sys.stderr, flush=True)
     if "presets" in jobs:   # only the presets run now are replaced
-        for experiment, entries in measure_presets(out, presets, args.quick, log).items():
+        for experiment, entries in measure_presets(out, presets, args.quick, log, root).items():
             for preset, entry in entries.items():
                 figures.setdefault("presets", {}).setdefault(experiment, {})[preset] = {**entry, "when": when}
     if "seeds" in jobs:
@@ -552,7 +627,7 @@ def main(argv=None) -> int:
         figures_path.parent.mkdir(parents=True, exist_ok=True)
         figures_path.write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n")
     blocks = render_blocks(figures)
-    changed = rewrite_blocks(root, blocks)
+    changed = rewrite_blocks(root, blocks, log)
     print(f"figures: {figures_path}\nblocks rendered: {', '.join(blocks)}\nfiles rewritten: "
           + (", ".join(str(p) for p in changed) or "none (already up to date)"))
     return 0

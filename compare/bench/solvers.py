@@ -77,8 +77,7 @@ def _relative_difference(a, reference) -> float:
 def krr_table(sizes, n_targets, alpha, repeats, device):
     from sklearn.kernel_ridge import KernelRidge
 
-    from kernels import RBF, backend
-    from kernels import EigenPath, krr_solve
+    from kernels import RBF, EigenPath, krr_solve, to_numpy
     rng = np.random.default_rng(0)
     krr_rows, path_rows = [], []
     alphas = np.logspace(-4, 1, 20)
@@ -108,7 +107,7 @@ def krr_table(sizes, n_targets, alpha, repeats, device):
         krr_rows.append([n, n_targets, f"{alpha:g}", str(peer), str(ours), str(in_place),
                          ratio(peer.median, ours.median), ratio(peer.median, in_place.median), format_seconds(gpu),
                          ratio(peer.median, gpu), f"{difference:.1e}"])
-        coefs = backend.to_numpy(path())
+        coefs = to_numpy(path())
         path_error = max(_relative_difference(c, krr_solve(K, Y, a)) for a, c in zip(alphas[::6], coefs[::6]))
         path_rows.append([n, len(alphas), str(path_time), str(ours), f"{path_time.median / ours.median:.1f}×",
                           f"{path_time.median / peer.median:.1f}×", format_seconds(20 * peer.median),

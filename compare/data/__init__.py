@@ -47,10 +47,10 @@ from compare.data.cli import describe, main
 from compare.data.identity import content_sha256
 from compare.data.install import (check_fashion_mnist, download, fashion_mnist_files, idx_sha256, install,
                                   install_fashion_mnist_from, sha256_file)
-from compare.data.loading import load, load_split
+from compare.data.loading import load, load_split, split_source
 from compare.data.locate import find, locate, search_dirs, split_dirs
 from compare.data.preprocess import first_per_class, standardize_train_test, stratified_indices
-from compare.data.readers import read_cifar_batches, read_idx, read_image_archive
+from compare.data.readers import read_cifar_batches, read_idx, read_image_archive, write_cifar_batches
 from compare.data.synthetic import teacher_student, teacher_student_tensors, uniform_sphere
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "CorruptDataError", "DataNotFoundError", "Dataset", "cache_folder", "check_fashion_mnist", "content_sha256",
     "describe", "download", "fashion_mnist_files", "find", "first_per_class", "idx_sha256", "install",
     "install_fashion_mnist_from", "load", "load_split", "locate", "main", "read_cifar_batches", "read_idx",
-    "read_image_archive", "read_image_archive_cached", "search_dirs", "sha256_file", "split_dirs",
+    "read_image_archive", "read_image_archive_cached", "search_dirs", "sha256_file", "split_dirs", "split_source",
     "standardize_train_test", "stratified_indices", "teacher_student", "teacher_student_tensors", "uniform_sphere",
+    "write_cifar_batches",
 ]

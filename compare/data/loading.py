@@ -142,13 +142,38 @@ def _read_cifar10(data_dir, per_class, cache_dir):
     return parts, CIFAR10_CLASSES, str(path), {}
 
 
+def _split_per_class(n_train, n_test, classes):
+    """The ``first_per_class`` of :func:`load_split` on an image data set: the sizes shared out among the kept
+    classes, rounded up (None: all images)."""
+    n_kept = len(classes) if classes else 10
+    return -(-max(n_train or 0, n_test or 0) // n_kept) or None
+
+
+def split_source(name: str, n_train=None, n_test=None, data_dir=None, classes=None) -> dict:
+    """The source images :func:`load_split` draws from for these sizes and ``classes``, for every seed: {"train":
+    (images uint8, labels), "test": (...)}, labels as in the source (not relabelled), in the source's order.
+
+    Image data sets only. A data folder holding just these images in the same order (for CIFAR-10,
+    :func:`~compare.data.readers.write_cifar_batches`) gives the same ``load_split`` results as the full data
+    set: load_split keeps the first images of each class of each split, which these are.
+    """
+    check_choice(name, "data set with files", IMAGE_DATASETS)
+    reader = _read_fashion_mnist if name == "fashion-mnist" else _read_cifar10
+    parts, class_names, _, _ = reader(data_dir, _split_per_class(n_train, n_test, classes), None)
+    if classes is not None:
+        X, y = parts["train"]
+        kept = [class_names.index(c) for c in _keep_classes(X[:0], y[:0], class_names, classes, "classification",
+                                                            name)[2]]
+        parts = {split: (X[np.isin(y, kept)], y[np.isin(y, kept)]) for split, (X, y) in parts.items()}
+    return parts
+
+
 def load_split(name: str, n_train=None, n_test=None, seed: int = 0, data_dir=None, classes=None, **kwargs) -> Dataset:
     """:func:`load` for an experiment: sizes larger than a scikit-learn set holds are capped at what it has
     (None), and an image archive is decoded only as far as the sizes need (``first_per_class`` = the sizes
     shared out among the kept classes, rounded up)."""
     if name in IMAGE_DATASETS:
-        n_kept = len(classes) if classes else 10
-        kwargs["first_per_class"] = -(-max(n_train or 0, n_test or 0) // n_kept) or None
+        kwargs["first_per_class"] = _split_per_class(n_train, n_test, classes)
     elif name in SKLEARN_DATASETS:
         full = load(name, seed=seed)
         n_train = None if n_train is None or n_train >= full.n_train else n_train

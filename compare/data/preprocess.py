@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.validation import check_scalar
+from kernels import check_scalar
 
 def standardize_train_test(train: np.ndarray, test: np.ndarray, axes: tuple):
     """Return ((train − μ)/σ, (test − μ)/σ, μ, σ) with μ, σ the mean and standard deviation of ``train`` over

@@ -117,6 +117,27 @@ def read_cifar_batches(path, split: str):
     return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
+def write_cifar_batches(folder, parts: dict) -> Path:
+    """Write ``parts`` ({"train": (images (N, 3, 32, 32) uint8, labels), "test": (...)}) as a CIFAR-10 python
+    batches folder ``folder`` (created): the train images in order over data_batch_1..5, the test images in
+    test_batch, each a pickle of {"data": N×3072 uint8, "labels": [N ints]} as the canonical files (protocol 4:
+    bytes stored as they are, not inflated by protocol 2's latin-1 text). :func:`read_cifar_batches` reads back
+    the same arrays in the same order."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, names in CIFAR10_BATCHES.items():
+        images, labels = parts[split]
+        images, labels = np.asarray(images), np.asarray(labels)
+        if images.dtype != np.uint8 or images.shape[1:] != (3, 32, 32) or labels.shape != (len(images),):
+            raise ValueError(f"parts[{split!r}] must be (N, 3, 32, 32) uint8 images and N labels, got "
+                             f"{images.dtype}{images.shape} and {labels.shape}")
+        for name, chunk in zip(names, np.array_split(np.arange(len(images)), len(names))):
+            batch = {"batch_label": f"{split} {name}", "data": images[chunk].reshape(len(chunk), -1),
+                     "labels": [int(v) for v in labels[chunk]]}
+            (folder / name).write_bytes(pickle.dumps(batch, protocol=4))
+    return folder
+
+
 def _open_tar(path):
     try:
         return tarfile.open(path)  # transparent gzip / bz2 / xz

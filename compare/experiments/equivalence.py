@@ -4,7 +4,9 @@ For each seed, one network at initialisation w₀ (an MLP in the 'ntk' parameter
 CNN for images) is trained by full-batch gradient descent on the loss (1/2n)·‖f(X) − y‖² (one-hot targets
 for classification) in these ways, each from the same w₀:
 
-- ``net``         the network itself, normally scaled (output h(w), loss R(h)),
+- ``net``         the network normally scaled and centred as the authors train it, h(w) − h(w₀) (which is
+                  ``lazy`` at α = 1; with ``--set centre_net=False`` the plain h(w), and no ``net_uncentred``),
+- ``net_uncentred`` the network itself, h(w) (h(w₀) ≠ 0: a different predictor from the start),
 - ``lazy``        the paper's lazy model h_α = α·(h(w) − h(w₀)) on R(h_α)/α², for each α of the grid,
 - ``linearized``  its exact linearization h̄ = Dh(w₀)(w − w₀) (the same for every α once the loss is divided
                   by α², so it is run once),
@@ -31,7 +33,13 @@ df/dt = −K∇ℓ(f)/n of ``kernels.solve.flow`` to the same time t (``empirica
 limits, are left out), and ``train_loss`` is that loss.
 
 The analytic kernels are scalar (at infinite width the output blocks decouple: Θ_oo' = δ_oo'·Θ).
-The learning rate is lr = lr_factor·n/λ_max(Θ₀) (stable gradient descent needs lr < 2n/λ_max).
+The learning rate is lr = lr_factor·n/λ_max(Θ₀) (stable gradient descent needs lr < 2n/(c·λ_max), c = 1 for the
+squared loss, ½ for cross-entropy: ``nets.step_size``); every network row records lambda_max and lr/limit.
+Like with like (``match_loss``, every preset): every network row trains until its training loss reaches that of
+the empirical-NTK flow at t = lr·steps (the loss the linearized net reaches), at most ``max_steps`` steps, so rows
+differ by what they learnt, not by how far they got; ``steps_taken`` and ``stop_reason`` say where each stopped
+("loss": reached; "steps": the cap). The summary line under the table says what the gap between non-lazy (small
+α) and lazy (large α) training is on this data; the large gap of CNNs on CIFAR-10 is shown by ``alpha-sweep``.
 Metrics: test accuracy (classification) or test MSE (regression, targets standardised on the training
 set), final training loss, ``agreement`` = fraction of test points where the prediction agrees with the
 empirical-NTK predictor (same arg-max class; for regression |f − f_ref| ≤ 0.1, i.e. a tenth of the target's
@@ -47,7 +55,7 @@ import numpy as np
 import scipy.linalg
 
 from compare.present import plots
-from kernels import check_choice
+from kernels import LOSSES, check_choice
 from compare.data import IMAGE_DATASETS, load_split
 from compare.experiment import Experiment, Figure, Preset
 from compare.grams import kernel_matrices
@@ -64,27 +72,29 @@ PRESETS = {
     "quick": Preset("a CPU (digits)", n_train=300, n_test=500, widths=[64],
                     channels=32, conv_depth=2, image_classes=[0, 1],
                     scales=[0.1, 1.0, 10.0, 100.0, 1000.0], steps=300, lr_factor=1.0, probe=100, seeds=1,
-                    dtype="float64", analytic=True, loss="mse", after_kernels=False),
+                    dtype="float64", analytic=True, loss="mse", after_kernels=False, centre_net=True,
+                    match_loss=True, max_steps=3000),
     "full": Preset("a CPU (digits)", n_train=600, n_test=450,
                    widths=[512], channels=64, conv_depth=2, image_classes=None,
                    scales=[0.01, 0.1, 1.0, 10.0, 100.0, 1000.0], steps=1000, lr_factor=1.0, probe=200, seeds=3,
-                   dtype="float64", analytic=True, loss="mse", after_kernels=True),
+                   dtype="float64", analytic=True, loss="mse", after_kernels=True, centre_net=True,
+                   match_loss=True, max_steps=4000),
     "paper": Preset("a GPU or a patient CPU (the 10⁴×10⁴ multi-output kernel eigendecomposition dominates)",
                     n_train=1000, n_test=450, widths=[1024], channels=128,
                     conv_depth=3, image_classes=None,
                     scales=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0], steps=3000,
                     lr_factor=1.0, probe=200, seeds=5, dtype="float64", analytic=True, loss="mse",
-                    after_kernels=True),
+                    after_kernels=True, centre_net=True, match_loss=True, max_steps=12000),
 }
-NET_METHODS = ("net", "lazy", "linearized")
+NET_METHODS = ("net", "net_uncentred", "lazy", "linearized")
 KERNEL_METHODS = ("empirical_ntk", "empirical_ntk_krr", "ntk", "nngp")
 AFTER_METHODS = ("after_kernel", "after_kernel_last")   # per α, with the kernel of the trained lazy net
 SQUARED_LOSS_ONLY = ("empirical_ntk_krr", "nngp")        # t = ∞ limits of the squared loss
-LOSSES = ("mse", "cross_entropy", "hinge", "quadratic_hinge", "softhinge", "logistic")
 
 
 # settings added after equivalence results were first kept: at these values the runs are the older ones
-ADDED_SETTINGS = {"loss": "mse", "after_kernels": False}
+ADDED_SETTINGS = {"loss": "mse", "after_kernels": False, "centre_net": False, "match_loss": False,
+                  "max_steps": None}
 
 
 def plan(config) -> list:
@@ -93,21 +103,29 @@ def plan(config) -> list:
     params["data_dir"] = config.data_dir
     model = "cnn" if config.dataset in IMAGE_DATASETS else "mlp"
     # the analytic convolutional kernels need every pixel pair: only on a GPU for image data sets
-    analytic = params["analytic"] and (model == "mlp" or config.device == "cuda")
+    analytic = params["analytic"] and (model == "mlp" or config.kernels_device == "cuda")
     check_choice(params["loss"], "loss (--set loss=)", LOSSES)
     check_choice(params["after_kernels"], "after_kernels (--set after_kernels=)", (True, False))
+    check_choice(params["centre_net"], "centre_net (--set centre_net=)", (True, False))
+    check_choice(params["match_loss"], "match_loss (--set match_loss=)", (True, False))
+    if params["match_loss"] and (params["max_steps"] is None or params["max_steps"] < params["steps"]):
+        raise ValueError(f"--set max_steps must be >= steps ({params['steps']}) with match_loss=True, "
+                         f"got {params['max_steps']!r}")
+    if not params["match_loss"]:
+        params["max_steps"] = None     # only a loss target reads it: a fixed-steps run is the same whatever it is
     methods = [m for m in NET_METHODS + KERNEL_METHODS if (analytic or m not in ("ntk", "nngp"))
-               and (params["loss"] == "mse" or m not in SQUARED_LOSS_ONLY)]
+               and (params["loss"] == "mse" or m not in SQUARED_LOSS_ONLY)
+               and (params["centre_net"] or m != "net_uncentred")]
     runs = []
     for seed in range(config.params["seeds"]):
         for method in methods:
             if method != "lazy":
-                runs.append(Run("equivalence", config.dataset, model, method, seed, device=config.device,
+                runs.append(Run("equivalence", config.dataset, model, method, seed, **config.run_devices(),
                                 params=params, defaults=ADDED_SETTINGS))
                 continue
             for alpha in config.params["scales"]:   # each α's after-kernel runs next to its lazy run (one memo)
                 after = AFTER_METHODS if params["after_kernels"] else ()
-                runs += [Run("equivalence", config.dataset, model, m, seed, alpha=alpha, device=config.device,
+                runs += [Run("equivalence", config.dataset, model, m, seed, alpha=alpha, **config.run_devices(),
                              params=params, defaults=ADDED_SETTINGS) for m in ("lazy",) + after]
     return runs
 
@@ -171,9 +189,9 @@ def analytic_kernel(run):
     p = run.params
     if run.model == "cnn":
         return Convolutional(depth=p["conv_depth"], activation="relu", w_std=2 ** 0.5, b_std=0.0,
-                             filter_size=3, readout="gap", device=run.device, dtype=p["dtype"])
+                             filter_size=3, readout="gap", device=run.kernels_device, dtype=p["dtype"])
     return FullyConnected(depth=len(p["widths"]), activation="relu", w_std=2 ** 0.5, b_std=0.0,
-                          parameterization="ntk", device=run.device, dtype=p["dtype"])
+                          parameterization="ntk", device=run.kernels_device, dtype=p["dtype"])
 
 
 def _flow(K_train, K_test, y, t):
@@ -243,7 +261,19 @@ def _reference(run, memo):
     lr = run.params["lr_factor"] * X_train.shape[0] / lam_max
     t = lr * run.params["steps"]
     predictions = _predict(K_train, K_test, y_train, t, run.params["loss"])
-    return dict(K_train=K_train, K_test=K_test, lr=lr, t=t, predictions=predictions)
+    target = _train_loss(predictions[0], y_train, run.params["loss"])
+    return dict(K_train=K_train, K_test=K_test, lr=lr, t=t, predictions=predictions, lambda_max=lam_max,
+                target_loss=target)
+
+
+def _step_row(run, ref, n) -> dict:
+    """λ_max of Θ₀, and for the losses of known curvature the GD limit 2n/(c·λ_max) and lr/limit."""
+    from nets import CURVATURES, stability_limit
+    row = {"lambda_max": ref["lambda_max"]}
+    if run.params["loss"] in CURVATURES:
+        limit = stability_limit(ref["lambda_max"], n, 0.0, CURVATURES[run.params["loss"]])
+        row.update(lr_limit=limit, lr_over_limit=ref["lr"] / limit)
+    return row
 
 
 def _scores(task, pred_train, pred_test, y_train, y_test, ref_test, loss="mse") -> dict:
@@ -266,11 +296,14 @@ def run_one(run, memo=None) -> dict:
     ref = memo.get({"reference": shared_work(run)}, lambda: _reference(run, memo))
     loss = run.params["loss"]
     row = {"n_train": len(X_train), "n_test": len(X_test), "t": ref["t"], "lr": ref["lr"], "loss": loss}
+    if run.method in NET_METHODS:
+        row.update(_step_row(run, ref, len(X_train)))
     if run.method in AFTER_METHODS:
         return {**row, **_after_kernel(run, memo, task, X_train, y_train, X_test, y_test, ref)}
     if run.method not in KERNEL_METHODS:
-        trained = (memo.get({"trained": run.config()}, lambda: _train_net(run, X_train, y_train, ref))
-                   if run.method == "lazy" else _train_net(run, X_train, y_train, ref))   # lazy: reused per α
+        same = _same_training(run)   # lazy: reused per α (by its after-kernel runs); a centred net is lazy at α = 1
+        trained = (memo.get({"trained": same.config()}, lambda: _train_net(same, X_train, y_train, ref))
+                   if same.method == "lazy" else _train_net(run, X_train, y_train, ref))
         return {**row, **_net_row(run, trained, task, X_train, y_train, X_test, y_test, ref)}
     if run.method == "empirical_ntk":
         pred = ref["predictions"]
@@ -284,6 +317,14 @@ def run_one(run, memo=None) -> dict:
     return {**row, **_scores(task, *pred, y_train, y_test, ref["predictions"][1], loss)}
 
 
+def _same_training(run):
+    """The run whose training this run's is: a centred ``net`` is ``lazy`` at α = 1 (the same model, loss and
+    steps); every other run is itself."""
+    if run.method == "net" and run.params.get("centre_net"):
+        return dataclasses.replace(run, method="lazy", alpha=1.0)
+    return run
+
+
 def _train_net(run, X_train, y_train, ref) -> dict:
     """Train the run's module (the net, Lazy at α, or the linearized net) with a kernel tracker on the probe
     inputs at half and all of the steps; {"module", "initial", "tracker"} or {"error"} when it diverged."""
@@ -293,24 +334,30 @@ def _train_net(run, X_train, y_train, ref) -> dict:
     d_in, d_out = X_train.shape[1], y_train.shape[1]
     net = _network(run, d_in, d_out)
     method = "lazy" if run.method in AFTER_METHODS else run.method
-    module = {"net": lambda: net, "lazy": lambda: Lazy(net, run.alpha),
+    module = {"net": lambda: net, "net_uncentred": lambda: net, "lazy": lambda: Lazy(net, run.alpha),
               "linearized": lambda: Linearized(Lazy(net, 1.0))}[method]()
-    initial = _network(run, d_in, d_out) if method == "net" else None   # Lazy/Linearized carry their w₀
+    uncentred = method == "net_uncentred" or (method == "net" and not run.params.get("centre_net"))
+    initial = _network(run, d_in, d_out) if uncentred else None   # Lazy/Linearized carry their w₀
     X_tr = torch.as_tensor(X_train, device=run.device)
     steps = run.params["steps"]
     tracker = KernelTracker(module, X_tr[: run.params["probe"]], steps=[max(1, steps // 2), steps])
+    limits = (dict(steps=run.params["max_steps"], stop="loss", loss_threshold=ref["target_loss"])
+              if run.params.get("match_loss") else dict(steps=steps))
     try:
-        train(module, X_tr, torch.as_tensor(_targets(y_train, run.params["loss"]), device=run.device),
-              loss=run.params["loss"], optimizer="gd", lr=ref["lr"], steps=steps, seed=run.seed,
-              callbacks=tracker if method != "linearized" else (), quiet=True)
+        history = train(module, X_tr, torch.as_tensor(_targets(y_train, run.params["loss"]), device=run.device),
+                        loss=run.params["loss"], optimizer="gd", lr=ref["lr"], seed=run.seed,
+                        callbacks=tracker if method != "linearized" else (), quiet=True, **limits)
     except DivergenceError as exc:
         return {"error": str(exc)}
-    return {"module": module, "initial": initial, "tracker": tracker}
+    if method != "linearized":
+        tracker.record(len(history.steps), module)   # the drift where training stopped
+    return {"module": module, "initial": initial, "tracker": tracker,
+            "stopped": {"steps_taken": len(history.steps), "stop_reason": history.stop_reason}}
 
 
 def _net_row(run, trained, task, X_train, y_train, X_test, y_test, ref) -> dict:
     import torch
-    from nets import diagnostics
+    from nets import relative_weight_change
     if "error" in trained:
         return {"diverged": True, "error": trained["error"]}
     module, tracker = trained["module"], trained["tracker"]
@@ -318,9 +365,12 @@ def _net_row(run, trained, task, X_train, y_train, X_test, y_test, ref) -> dict:
     with torch.no_grad():
         pred_train, pred_test = (module(x).cpu().numpy() for x in (X_tr, X_te))
     row = _scores(task, pred_train, pred_test, y_train, y_test, ref["predictions"][1], run.params["loss"])
-    row["weight_change"] = diagnostics.relative_weight_change(module, trained["initial"])
+    row["weight_change"] = relative_weight_change(module, trained["initial"])
+    row.update(trained["stopped"])
     if run.method != "linearized":   # the linearized model's tangent kernel never moves
-        row["ntk_drift_half"], row["ntk_drift"] = tracker.changes[1], tracker.changes[-1]
+        half = max(1, run.params["steps"] // 2)   # at half the nominal steps, where training got that far
+        drift = dict(zip(tracker.steps, tracker.changes))
+        row["ntk_drift_half"], row["ntk_drift"] = drift.get(half), tracker.changes[-1]
         row["effective_rank"] = tracker.effective_ranks[-1]
     return row
 
@@ -347,6 +397,42 @@ def _performance(rows) -> str:
 COINCIDE_NOTE = ("linearized = empirical_ntk: the linearized net follows the empirical-NTK gradient flow exactly "
                  "(up to the step size of gradient descent), so their lines coincide; the staggered markers show "
                  "both.")
+
+
+def summary_line(rows) -> str:
+    """What the gap between non-lazy and lazy training is on this data (the smallest and largest α of the lazy
+    rows, mean over seeds, and the two standard rows), the rows that stopped before the common train loss, and
+    which experiment shows the large CNN gap."""
+    metric = _performance(rows)
+    groups = aggregate(rows, ["model", "method", "scale"], EXPERIMENT.methods, [metric, "train_loss"])
+    lazy = sorted((g for g in groups if g["method"] == "lazy" and metric in g), key=lambda g: g["scale"])
+    if len(lazy) < 2:
+        return ""
+    percent = metric == "test_accuracy"
+
+    def value(g):
+        mean = g[metric][0]
+        return f"{100 * mean:.1f}%" if percent else f"{mean:.3g}"
+    lo, hi = lazy[0], lazy[-1]
+    gap = (lo[metric][0] - hi[metric][0]) * (100 if percent else 1)
+    dataset = next((r.get("dataset") for r in rows if r.get("dataset")), "this data")
+    what = "test accuracy" if percent else "test MSE"
+    unit = " points" if percent else ""
+    text = (f"On {dataset}, non-lazy training (α = {lo['scale']:g}) reaches {value(lo)} {what} and lazy training "
+            f"(α = {hi['scale']:g}) {value(hi)}: a gap of {f'{gap:+.1f}' if percent else f'{gap:+.3g}'}{unit}")
+    matched = [r for r in rows if r.get("stop_reason")]
+    if matched and all(r["stop_reason"] == "loss" for r in matched if r.get("method") == "lazy"):
+        text += ", every lazy row at the same train loss"
+    standard = {g["method"]: g for g in groups if g["method"] in ("net", "net_uncentred") and metric in g}
+    if "net" in standard and "net_uncentred" in standard:
+        text += (f"; the standard net gets {value(standard['net'])} centred (as the authors train it) and "
+                 f"{value(standard['net_uncentred'])} uncentred")
+    short = [r["method"] + ("" if r.get("scale") is None else f" α = {r['scale']:g}")
+             for r in matched if r["stop_reason"] != "loss"]
+    if short:
+        text += f". Stopped at max_steps before the common train loss: {', '.join(short)}"
+    return (text + ". The large gap of convolutional nets (CIFAR-10) is shown by `python -m compare alpha-sweep` "
+            "and `python -m compare table`.")
 
 
 def _draw_performance(rows, path):
@@ -382,8 +468,9 @@ EXPERIMENT = Experiment(
     name="equivalence", summary=__doc__, datasets=DATASETS, presets=PRESETS, plan=plan, run_one=run_one,
     methods=NET_METHODS + KERNEL_METHODS + AFTER_METHODS,
     metrics={**metric_titles("test_accuracy", "test_mse", "train_loss", "agreement", "weight_change", "ntk_drift"),
-             "effective_rank": "eff. rank Θ_T"},
+             "effective_rank": "eff. rank Θ_T", "steps_taken": "steps", "lr_over_limit": "lr/limit"},
     percent=("test_accuracy", "agreement"), axes=("method", "scale", "seed"), shared_work=shared_work,
+    notes=summary_line,
     figures=(
         Figure("accuracy.png", _draw_performance,
                lambda rows: "Test performance of each method against the lazy scale α. Dashed lines: the "

@@ -38,7 +38,7 @@ EXPECTED_SLOPES = {"weight_distance": -1, "param_distance": -2, "function_distan
 
 def plan(config) -> list:
     params = {k: v for k, v in config.params.items() if k not in ("seeds", "scales")}
-    return [Run("rates", config.dataset, "two_layer", "lazy", seed, alpha=alpha, device=config.device,
+    return [Run("rates", config.dataset, "two_layer", "lazy", seed, alpha=alpha, **config.run_devices(),
                 params=params)
             for seed in range(config.params["seeds"]) for alpha in config.params["scales"]]
 
@@ -48,7 +48,7 @@ def run_one(run, memo=None) -> dict:
     import torch
     from kernels import empirical_ntk
     from kernels import to_numpy
-    from nets import Lazy, Linearized, TwoLayer, diagnostics, train
+    from nets import Lazy, Linearized, TwoLayer, function_distance, parameter_distance, relative_weight_change, train
     p = run.params
     _, X_train, X_test, y_train = teacher_student_tensors(p["n_train"], p["n_test"], p["d"], run.seed, run.device)
     with seeded_torch(run.seed):
@@ -61,14 +61,16 @@ def run_one(run, memo=None) -> dict:
     sup = [0.0]
 
     def track(step, module, history):
-        sup[0] = max(sup[0], diagnostics.relative_weight_change(module))
+        sup[0] = max(sup[0], relative_weight_change(module))
 
     for module, callbacks in ((lazy, (track,)), (linearized, ())):
         train(module, X_train, y_train, loss="mse", optimizer="gd", lr=lr, steps=p["steps"],
               seed=run.seed, callbacks=callbacks, quiet=True)
-    return {"n_train": len(X_train), "lr": lr, "t": lr * p["steps"], "weight_distance": sup[0],
-            "param_distance": diagnostics.parameter_distance(lazy, linearized),
-            "function_distance": diagnostics.function_distance(lazy, linearized, X_test)}
+    return {"n_train": len(X_train), "lr": lr, "lambda_max": lam_max,
+            "lr_over_limit": lr * lam_max / (2 * len(X_train)),   # GD on ½‖f − y‖²/n is stable below 2n/λ_max
+            "t": lr * p["steps"], "weight_distance": sup[0],
+            "param_distance": parameter_distance(lazy, linearized),
+            "function_distance": function_distance(lazy, linearized, X_test)}
 
 
 def slopes(rows) -> dict:

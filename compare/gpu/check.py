@@ -1,7 +1,7 @@
 """``python -m compare gpu-check``: the GPU tests, the GPU benchmarks, then a short table naming the card.
 
 Made for a bare GPU machine that has CuPy, PyTorch and scikit-learn, no network and only this checkout
-(docs/devices.md, *The GPU check*).
+(docs/gpu.md, *The GPU check*).
 Two steps: ``--prepare DIR`` where the package registries are reachable writes an offline bundle (wheels of
 what the machine lacks, the CIFAR-10 archive, a manifest; see ``compare.gpu.bundle``); on the GPU machine
 ``--bundle DIR`` installs from it with ``pip install --no-index`` and runs everything. Steps, each a
@@ -25,6 +25,7 @@ import dataclasses
 import importlib
 import importlib.util
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -45,6 +46,7 @@ MIN_STEP_S = 10.0
 NO_GPU = "no GPU: CuPy not installed or sees no device"
 PACKAGES = ("numpy", "scipy", "sklearn", "torch", "cupy", "array_api_compat", "PIL", "pytest")
 REQUIRED = ("numpy", "scipy", "sklearn", "torch", "array_api_compat")  # lazykit itself does not run without
+PYPI_NAMES = {"sklearn": "scikit-learn", "array_api_compat": "array-api-compat", "PIL": "pillow"}
 EXPERIMENTS_OUT = REPO_ROOT / "results" / "gpu-check"  # results/ is git-ignored
 DATA_NAMES = {"cifar10": ("CIFAR-10", "cifar10-jpeg.tar.gz"), "fashion-mnist": ("Fashion-MNIST", "its IDX files")}
 
@@ -82,8 +84,13 @@ class Step:
         return self.outcome == "ok" or self.skipped
 
 
-def plan(data_dir=None) -> list:
-    """The steps gpu-check runs, in order (nothing is run here)."""
+def plan(data_dir=None, before_install: bool = False) -> list:
+    """The steps gpu-check runs, in order (nothing is run here).
+
+    The experiments come from compare's registry, which imports lazykit's dependencies: ``before_install`` (a
+    dry run with ``--bundle``, whose install would bring them) lists them as planned after the install when that
+    import fails; otherwise the failure is a FAILED step, never a silent skip.
+    """
     python = sys.executable
     steps = [Step("tests/gpu", [python, "-m", "pytest", "tests/gpu", "-m", "gpu", "-q", "-p", "no:cacheprovider"],
                   "tests")]
@@ -95,8 +102,11 @@ def plan(data_dir=None) -> list:
         from compare import experiments
         declared = [experiments.get(name) for name in experiments.names()]
     except ImportError as err:
-        return steps + [Step("experiments", [], "experiment").skip(
-            f"lazykit's dependencies are not installed yet ({err})")]
+        if before_install:
+            return steps + [Step("experiments", [], "experiment").skip(
+                f"lazykit's dependencies are not installed yet ({err})")]
+        return steps + [Step("experiments", [], "experiment",
+                             outcome=f"FAILED (the experiment registry does not import: {err})")]
     for experiment in declared:
         if experiment.gpu is not None:
             steps.append(experiment_step(experiment, data_dir))
@@ -120,6 +130,32 @@ def experiment_step(experiment, data_dir=None) -> Step:
         step.skip(f"no {title} under " + (str(data_dir) if data_dir is not None else
                             "the default data folders") + f" (copy {files} into data/ and pass --data-dir data)")
     return step
+
+
+def missing_advice(missing: list) -> str:
+    """What to do about lazykit's dependencies (import names) missing on this machine: the bundle's own
+    requirements arrive with ``--bundle``; the image's packages only when the bundle was prepared with them
+    (``--add``); PyTorch is installed for the machine's CUDA, never bundled."""
+    pypi = [PYPI_NAMES.get(name, name) for name in missing]
+    bundled = {_canonical(r) for r in gpu_bundle.REQUIREMENTS}
+    own = [p for p in pypi if _canonical(p) in bundled]
+    image = [p for p in pypi if p not in own and p != "torch"]
+    parts = [f"lazykit needs these packages, which are not installed here: {', '.join(missing)}."]
+    if own:
+        parts.append(f"The bundle brings {', '.join(own)}: run with `--bundle DIR`.")
+    if image:
+        parts.append(f"The GPU image is expected to have {', '.join(image)}, so a bundle holds them only when "
+                     "prepared with them: where the package registries are reachable run `python -m compare "
+                     f"gpu-check --prepare DIR --add {' '.join(image)}`, copy DIR here and run with `--bundle DIR`.")
+    if "torch" in pypi:
+        parts.append("PyTorch is not bundled (its CUDA builds are gigabytes): install the build for this "
+                     "machine's CUDA (README, Install).")
+    return " ".join(parts)
+
+
+def _canonical(requirement: str) -> str:
+    """The normalised project name of a requirement (PEP 503; without packaging, which may not be installed)."""
+    return re.sub(r"[-_.]+", "-", re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement).group(1)).lower()
 
 
 def versions() -> dict:
@@ -212,7 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="install from the bundle in DIR offline first, then run; its data/ is the default "
                              "--data-dir")
     bundle.add_argument("--python-version", default=None, metavar="X.Y",
-                        help="with --prepare: the GPU machine's Python (default: this one's)")
+                        help="with --prepare: only the wheels for this Python (default: every Python lazykit "
+                             f"supports, {', '.join(gpu_bundle.SUPPORTED_PYTHONS)})")
+    bundle.add_argument("--add", nargs="+", default=(), metavar="REQUIREMENT",
+                        help="with --prepare: also bundle these, e.g. `--add scipy scikit-learn` for a GPU machine "
+                             "whose image lacks them")
     bundle.add_argument("--wheel-source", default=None, metavar="DIR",
                         help="with --prepare: take the wheels from this local folder instead of the registries")
     return parser
@@ -240,6 +280,11 @@ def main(argv=None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"bundle {args.bundle}: {gpu_bundle.describe(manifest)}", flush=True)
+        try:
+            gpu_bundle.check_python(manifest)
+        except gpu_bundle.BundleError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         pins = EXPERIMENTS_OUT / "installed-constraints.txt"   # results/ is git-ignored
         pins.parent.mkdir(parents=True, exist_ok=True)
         pins.write_text("".join(f"{pin}\n" for pin in gpu_bundle.installed_pins()))
@@ -247,9 +292,9 @@ def main(argv=None) -> int:
                        "install")
         data_dir = data_dir or gpu_bundle.data_dir(args.bundle, manifest)
     if args.dry_run:
-        for step in ([install] if install else []) + plan(data_dir):
+        for step in ([install] if install else []) + plan(data_dir, before_install=install is not None):
             limit = SHARES[step.kind] * args.budget
-            note = f"   # {step.outcome}" if step.skipped else f"   # limit {limit:.0f} s"
+            note = f"   # {step.outcome}" if step.outcome != "not run" else f"   # limit {limit:.0f} s"
             print(step.command + note)
         return 0
 
@@ -263,8 +308,7 @@ def main(argv=None) -> int:
             return 1
     missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
     if missing:
-        print(f"error: lazykit needs these packages, which are not installed here: {', '.join(missing)}"
-              " (bring them with `--prepare DIR` / `--bundle DIR`)", file=sys.stderr)
+        print(f"error: {missing_advice(missing)}", file=sys.stderr)
         return 1
     gpu = gpu_name()
     if gpu is None:
@@ -273,13 +317,13 @@ def main(argv=None) -> int:
         return 1
     steps = plan(data_dir)     # after the install: the experiment registry needs lazykit's dependencies
     found_versions = versions()
-    if found_versions["pytest"] is None:
-        steps[0].skip("pytest is not installed")
+    if found_versions["pytest"] is None:    # the GPU tests are the heart of the check: a failure, not a skip
+        steps[0].outcome = f"FAILED ({missing_advice(['pytest'])})"
     if data_dir is not None:
         env["LAZYKIT_DATA_DIR"] = data_dir
     for step in steps:
         left = deadline - time.perf_counter()
-        if step.skipped:
+        if step.outcome != "not run":     # decided while planning: skipped, or failed before it could run
             continue
         if left < MIN_STEP_S:
             step.skip("no time left in --budget")
@@ -294,19 +338,52 @@ def main(argv=None) -> int:
     return 0 if all(s.passed for s in steps) else 1
 
 
+def gpu_data(data_dir=None) -> tuple:
+    """(CIFAR-10 images the GPU experiments draw from, as ``compare.data.split_source`` gives them, or None;
+    a note on what was or was not found). Several experiments share one set: the first images of each class,
+    as many as the largest of them needs, of the union of their classes (each ``load_split`` then reads the
+    same images as from the full data set)."""
+    from compare import experiments
+    from compare.data import CIFAR10_CLASSES, find, split_source
+    needs = []
+    for name in experiments.names():
+        experiment = experiments.get(name)
+        if experiment.gpu is None:
+            continue
+        dataset = experiment.gpu.dataset or experiment.default_dataset
+        if dataset != "cifar10":
+            raise gpu_bundle.BundleError(f"experiment {name!r} runs on {dataset!r} on the GPU, which the bundle "
+                                         "cannot carry yet (only CIFAR-10)")
+        needs.append((name, experiment.presets[experiment.gpu.preset].settings))
+    if not needs:
+        return None, "no experiment declares a GPU run"
+    if find("cifar10", data_dir) is None:
+        where = data_dir if data_dir is not None else "the default data folders"
+        return None, (f"no CIFAR-10 under {where} (pass --data-dir DIR, a folder holding cifar10-jpeg.tar.gz or "
+                      f"the CIFAR-10 python batches): the {', '.join(n for n, _ in needs)} step will be skipped")
+    # load_split reads the first ⌈max(n_train, n_test) / classes⌉ images of each kept class (None: all)
+    per_class = [-(-max(p.get("n_train") or 0, p.get("n_test") or 0) // len(p.get("classes") or range(10))) or None
+                 for _, p in needs]
+    classes = sorted({CIFAR10_CLASSES.index(c) if isinstance(c, str) else int(c)
+                      for _, p in needs for c in p.get("classes") or range(10)})
+    most = None if None in per_class else max(per_class)
+    parts = split_source("cifar10", None if most is None else most * len(classes), None, data_dir,
+                         classes if len(classes) < 10 else None)
+    count = sum(len(y) for _, y in parts.values())
+    return parts, f"{count} CIFAR-10 images for {', '.join(n for n, _ in needs)}"
+
+
 def _prepare(args, data_dir) -> int:
-    from compare.data import find
-    found = find("cifar10", data_dir)
-    archive = found[0] if found is not None and str(found[0]).endswith(gpu_bundle.CIFAR_ARCHIVE) else None
     try:
-        manifest = gpu_bundle.prepare(args.prepare, cifar_archive=archive, python_version=args.python_version,
-                                      wheel_source=args.wheel_source)
+        parts, note = gpu_data(data_dir)
+        manifest = gpu_bundle.prepare(
+            args.prepare, python_versions=None if args.python_version is None else (args.python_version,),
+            extra_requirements=tuple(args.add), wheel_source=args.wheel_source, cifar10=parts)
     except gpu_bundle.BundleError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {args.prepare}: {gpu_bundle.describe(manifest)}")
-    if archive is None:
-        print(f"note: no {gpu_bundle.CIFAR_ARCHIVE} found (pass --data-dir); the table step will be skipped")
+    print(("" if parts is not None else "note: ") + note)
     print(f"next: copy the checkout with {args.prepare} to the GPU machine and run "
           f"`python -m compare gpu-check --bundle {args.prepare}` there")
     return 0

@@ -112,7 +112,7 @@ def finish(plt, fig, ax, path, xlabel, ylabel, title, log_y=True, legend=None) -
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, **(legend or {}))
+    ax.legend(**{"fontsize": 8, **(legend or {})})
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

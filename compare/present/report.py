@@ -2,7 +2,7 @@
 
 What the report shows comes from the experiment's declaration (:class:`compare.experiment.Experiment`): the
 grouping, metrics and method order of the summary (:mod:`compare.present.summary`), the notes under it, the figures
-(PNG, beside report.md) and any published reference column. ``experiment`` may be given as the declaration
+(PNG, beside report.md). ``experiment`` may be given as the declaration
 or by name; rows that do not say which experiment they come from are laid out with every registered
 experiment's metrics and methods.
 """
@@ -26,7 +26,6 @@ class Layout:
     percent: tuple
     group_by: tuple = ("model", "method", "scale")
     scale_label: str = "α"
-    reference: object = None
 
 
 def layout_of(rows, experiment=None):

@@ -2,7 +2,7 @@
 
 Rows are the JSON objects of DIR/results.jsonl. Runs that differ only in ``seed`` are pooled and shown as
 mean ± standard deviation (sample std, ddof = 1; a single seed shows no ±). What to group by, which metrics to
-show (in which order, which of them in %), the order of methods and any published reference column come from
+show (in which order, which of them in %) and the order of methods come from
 the experiment's declaration (:class:`compare.experiment.Experiment`), passed here as ``layout``.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ TITLES = {
     "agreement": "agreement",
     "weight_change": "weight change",
     "ntk_drift": "NTK drift",
-    "unchanged_activations": "unchanged ReLU",
+    "unchanged_activations": "unchanged gates",
     "weight_distance": "sup‖w_α−w₀‖/‖w₀‖",
     "param_distance": "‖w_α−w̄_α‖",
     "function_distance": "‖h_α−h̄_α‖",
@@ -67,6 +67,7 @@ def aggregate(rows, keys, methods=(), metrics=()) -> list[dict]:
         entry = dict(zip(keys, key))
         entry["runs"] = len(members)
         entry["diverged"] = sum(bool(m.get("diverged")) for m in members)
+        entry["collapsed"] = sum(bool(m.get("collapsed")) for m in members)
         for field in metrics:
             values = [m[field] for m in members
                       if isinstance(m.get(field), (int, float)) and not isinstance(m.get(field), bool)]
@@ -116,9 +117,9 @@ def format_metric(value, percent: bool) -> str:
 def summary_table(rows, layout) -> tuple[list[str], list[list[str]]]:
     """(headers, body) of the summary: one line per group (``layout.group_by``), metrics as mean ± std.
 
-    Fractions (``layout.percent``) are shown in %; runs whose training diverged have no metrics (shown as
-    "diverged", and left out of the means when only some seeds diverged). A ``layout.reference`` adds its
-    published numbers in a last column where they exist.
+    Fractions (``layout.percent``) are shown in %; runs whose training diverged, or whose predictions collapsed
+    to one class, have no accuracy (shown as "diverged" / "collapsed", and left out of the means when only some
+    seeds did).
     """
     keys = list(layout.group_by)
     groups = aggregate(rows, keys, layout.methods, layout.metrics)
@@ -128,12 +129,8 @@ def summary_table(rows, layout) -> tuple[list[str], list[list[str]]]:
     body = []
     for g in groups:
         line = ["–" if g[k] is None else f"{g[k]:g}" if isinstance(g[k], float) else str(g[k]) for k in keys]
-        blank = "diverged" if g["diverged"] == g["runs"] else "–"
+        blank = ("diverged" if g["diverged"] == g["runs"] else
+                 "collapsed" if g["collapsed"] + g["diverged"] == g["runs"] and g["collapsed"] else "–")
         line += [blank if g.get(f) is None else format_metric(g[f], f in layout.percent) for f in fields]
         body.append(line + [str(g["runs"])])
-    if layout.reference is not None:
-        headers.append(layout.reference.title)
-        for g, line in zip(groups, body):
-            value = layout.reference.values.get((g.get("model"), g.get("method")))
-            line.append("–" if value is None else f"{value:.1f}")
     return headers, body

@@ -137,17 +137,20 @@ def append_row(path, row: dict) -> None:
                                    "resume") from None
 
 
-def prepare(out_dir, sweep_config: dict, resume: bool = True) -> list[dict]:
+def prepare(out_dir, sweep_config: dict, resume: bool = True, resolved: dict | None = None) -> list[dict]:
     """Make ``out_dir`` ready for a sweep and return the rows already finished there.
 
     - No results yet: write DIR/config.json.
-    - Results from the same configuration (same fingerprint): keep them (resume) and drop a torn last line.
+    - Results from the same configuration (same fingerprint): keep them (resume) and drop a torn last line;
+      config.json's ``resolved`` (how this sweep executes: devices, jobs, threads) is brought up to date.
     - Results from a different configuration: ConfigMismatchError, nothing touched.
     - ``resume=False``: the old results.jsonl and config.json are renamed with a timestamp (never deleted).
     """
     out = out_folder(out_dir)
     results, config_path = out / RESULTS, out / CONFIG
     wanted = {"fingerprint": fingerprint(identity(sweep_config)), "config": to_jsonable(sweep_config)}
+    if resolved is not None:
+        wanted["resolved"] = to_jsonable(resolved)
     if results.exists() and not results.is_file():
         raise ResultsFileError(f"{results} is not a file (a directory?); move it away, or pass another --out")
     if results.exists() and results.stat().st_size > 0:
@@ -163,17 +166,24 @@ def prepare(out_dir, sweep_config: dict, resume: bool = True) -> list[dict]:
         else:
             rows = read_results(results)
             drop_torn_tail(results)
+            if resolved is not None and stored.get("resolved") != wanted["resolved"]:
+                _write_config(config_path, {**stored, "resolved": wanted["resolved"]})
             return rows
     elif config_path.exists() and not config_path.is_file():
         raise ResultsFileError(f"{config_path} is not a file (a directory?); move it away, or pass another --out")
+    _write_config(config_path, wanted)
+    return []
+
+
+def _write_config(config_path: Path, content: dict) -> None:
+    """Write config.json atomically (a temporary file, then a rename)."""
     try:
         tmp = config_path.with_name(CONFIG + ".tmp")
-        tmp.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, config_path)
     except OSError as exc:
         raise ResultsFileError(f"cannot write {config_path} ({exc.strerror}); check the permissions and free "
                                "space of that folder, or pass another --out") from None
-    return []
 
 
 def out_folder(out_dir) -> Path:

@@ -21,7 +21,7 @@ class SweepInterrupted(KeyboardInterrupt):
 
 def run_sweep(func, runs, out_dir, sweep_config: dict, *, jobs: int = 1, backend: str = "loky",
               scheduler: str | None = None, resume: bool = True, device: str = "cpu",
-              progress: bool = True, desc: str = "runs", shared_work=None) -> list[dict]:
+              progress: bool = True, desc: str = "runs", shared_work=None, resolved: dict | None = None) -> list[dict]:
     """Run ``func`` on every run not yet finished in ``out_dir``; return all rows of the sweep, in order.
 
     ``runs``: :class:`compare.sweep.run.Run` records or JSON-able dicts. ``func(run) -> dict`` (``func(run, memo)``
@@ -29,7 +29,8 @@ def run_sweep(func, runs, out_dir, sweep_config: dict, *, jobs: int = 1, backend
     ``run_key``, the run's flat configuration, ``seconds``, ``versions`` and ``device``, and is appended to
     DIR/results.jsonl as soon as its task finishes (in the calling process only, so there is a single writer).
     ``jobs`` workers run through joblib's ``loky`` backend; ``backend="dask"`` sends the tasks to the
-    dask.distributed scheduler at ``scheduler``.
+    dask.distributed scheduler at ``scheduler``. ``resolved`` (how the sweep executes: devices, jobs, threads) is
+    written to DIR/config.json beside the fingerprinted settings, not into the fingerprint.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -48,7 +49,7 @@ def run_sweep(func, runs, out_dir, sweep_config: dict, *, jobs: int = 1, backend
         raise ValueError("runs is empty: the sweep has no run to do (check the preset's axes, e.g. seeds)")
     out = out_folder(out_dir)
     with FolderLock(out):
-        done = {row.get("run_key"): row for row in prepare(out, sweep_config, resume)}
+        done = {row.get("run_key"): row for row in prepare(out, sweep_config, resume, resolved)}
         todo = [run for run, k in zip(runs, keys) if k not in done]
         results = out / RESULTS
         meta = {"versions": library_versions(), "device": describe_device(device)}

@@ -390,3 +390,33 @@ def fc_tile(k, t, n_cols, v1, v2, pin, params):
         for m in range(n_cols):
             k[base + m] = kr[m]
             t[base + m] = tr[m]
+
+
+# ----------------------------------------------------------------------------------------------- rates
+# The arithmetic the loops above are made of, one operation kind per loop, for measuring this machine's rates
+# (kernels.analytic.rates: the yardstick of the CPU floor benchmark).
+_CHAIN = 8          # multiply-adds per element in the add/mul loop
+
+
+@numba.njit(cache=True, **_JIT)
+def multiply_add_loop(a, b, c, out, reps):
+    for _ in range(reps):
+        for m in range(a.shape[0]):
+            x, y, z = a[m], b[m], c[m]
+            for _ in range(_CHAIN):
+                x = x * y + z
+            out[m] = x
+
+
+@numba.njit(cache=True, **_JIT)
+def sqrt_loop(a, out, reps):
+    for _ in range(reps):
+        for m in range(a.shape[0]):
+            out[m] = math.sqrt(a[m])
+
+
+@numba.njit(cache=True, **_JIT)
+def theta_loop(s, k, out, reps):
+    for _ in range(reps):
+        for m in range(s.shape[0]):
+            out[m] = _theta(s[m], k[m])

@@ -5,7 +5,10 @@ The loops (``kernels.analytic._cpu``) cover two shapes of network, checked by ``
 
 * fully connected: Dense, then any number of [activation, Dense] (activations with a closed form, each layer with
   its own scales, parameterization and trained flag);
-* convolutional: ``depth`` × [Conv, activation] with one odd filter size, the readout, then Dense.
+* convolutional: ``depth`` × [Conv, activation] with one odd filter size ('SAME', stride 1), the readout, then
+  Dense.
+
+(``kernels.analytic.rules.fused_shape`` names these shapes; every other network runs the reference rules.)
 
 Inputs arrive in float64 (``kernels.analytic._numerics`` decides the working precision); outputs are float64.
 """
@@ -26,16 +29,19 @@ def unsupported(network: rules.Network, image: bool):
     acts = [layer for layer in network.layers if layer.kind == "activation"]
     for layer in acts:
         if layer.dual.name not in _cpu.ACTIVATION_CODES:
-            return f"activation {layer.dual.name!r} has no closed-form dual (quadrature runs in the reference path)"
-    kinds = [layer.kind for layer in network.layers]
+            if not layer.dual.closed:
+                return (f"activation {layer.dual.name!r} has no closed-form dual (quadrature runs in the "
+                        "reference path)")
+            return (f"activation {layer.dual.name!r} is not one of the fused loops' duals "
+                    f"({', '.join(_cpu.ACTIVATION_CODES)}); the reference rules run it")
+    shape = rules.fused_shape(network)
     if not image:
-        if kinds != ["dense"] + ["activation", "dense"] * len(acts):
+        if shape != "fc":
             return "the fused fully connected loop needs Dense, then [activation, Dense] blocks"
         return None
-    if kinds != ["conv", "activation"] * len(acts) + ["readout", "dense"]:
-        return "the fused convolutional loop needs [Conv, activation] blocks, the readout, then Dense"
-    if len({layer.filter_size for layer in network.layers if layer.kind == "conv"}) > 1:
-        return "the fused convolutional loop needs one filter size for every conv layer"
+    if shape != "conv":
+        return ("the fused convolutional loop needs [Conv, activation] blocks with one square odd 'SAME' stride-1 "
+                "filter, the readout ('gap' or 'flatten'), then Dense")
     return None
 
 

@@ -2,6 +2,7 @@
 
 * ``fc_block``: one fused ElementwiseKernel per hidden layer — the activation's dual followed by the next
   Dense rule — so a layer reads (k12, Θ) once and writes them once.
+* ``activation_variance``: the variances after an activation, ``dual(v, v, v)`` (one ElementwiseKernel).
 * ``conv_block``: one RawKernel per conv layer over a tile of image pairs (B1 × B2 pairs, all pixel pairs):
   patch sum of K and Θ, the affine rule, then the activation's dual. With ``x2=None`` only tiles on or
   above the diagonal are launched (K(x, z) = K(z, x)).
@@ -22,6 +23,22 @@ s = k11·k22 − k12² must be exactly 0. NVRTC contracts ``a*b - c*d`` into an 
 Math API reference of both intrinsics): two identical correctly rounded products, whose difference is 0 (the
 rest of the kernel keeps its FMAs).
 
+No underflow in float32. CuPy compiles with ``-ftz=true``, so a float32 product below FLT_MIN ≈ 1.2e-38 is
+0 on the GPU. The duals multiply two variances: √(k11·k22) and s = k11·k22 − k12² vanish once the variances
+fall below ≈ 1e-19 (erf with w_std = 0.5 at depth 40; |x| ≈ 1e-15 with a bias or the 'standard'
+parameterization, which the CPU's input rescaling does not cover), snapping k12 to ±0 or θ to 0: all
+off-diagonal NNGP entries exactly 0, the NTK 7–25% off. Each dual therefore works on k11·4^(−m1), k22·4^(−m2),
+k12·2^(−m1−m2), with m = ⌊log2(k)/2⌋ (``lazykit_half_exponent``), so its products lie near [1, 16), and restores
+the result's degree (ReLU family: ×2^(m1+m2); step: degree 0; erf rescales its clamp bound only, its other
+terms are sums with 1). Powers of two are exact, so wherever the unscaled formulas did not underflow the
+ReLU family's and step's results are bitwise unchanged (measured on 4000 entries with k in [1e-15, 1e15], both
+dtypes; θ = 0 on a pinned diagonal included: k12 = k11 = k22 get the same exponent), and erf's differ in the
+last bit of a few NTK factors (k11·k22 − k12² is now contracted into an FMA without sharing k11·k22).
+√k11·√k22 was the other candidate: it keeps the bound but not s (the ReLU family and step still flush it), and
+√k·√k ≠ k (k = 2), so a pinned diagonal would lose θ = 0. The variances after an activation are computed from
+the same source (``activation_variance``: ``dual(v, v, v)``) rather than by CuPy ufuncs, which flush v² too.
+New kernels inherit this by calling ``dual`` from ``_dual_source``. Tests: tests/cuda_host/test_underflow.py.
+
 Outputs are allocated in C order (``cupy.empty(shape)``), the order the kernels write; ``empty_like``
 would copy the layout of a permuted input view.
 """
@@ -34,9 +51,12 @@ import numpy
 
 from kernels.analytic import rules
 
-# Dual activations in CUDA: the same formulas as kernels.analytic.duals (closed forms only).
+# Dual activations in CUDA: the same formulas as kernels.analytic.duals (closed forms only), evaluated on
+# k11·4^(−m1), k22·4^(−m2), k12·2^(−m1−m2) (exact power-of-two rescaling, module docstring).
 _DUALS = {
     "abrelu": """
+    int m1 = lazykit_half_exponent(k11), m2 = lazykit_half_exponent(k22);
+    k11 = ldexp(k11, -2 * m1); k22 = ldexp(k22, -2 * m2); k12 = ldexp(k12, -(m1 + m2));
     T bound = sqrt(lazykit_mul_rn(k11, k22));
     T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
     k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
@@ -45,23 +65,26 @@ _DUALS = {
     T th = atan2(s, k12);
     T cs = (T(1) + slope * slope) / T(2 * LAZYKIT_PI), cc = T(2) * slope / T(2 * LAZYKIT_PI);
     dot = cs * (T(LAZYKIT_PI) - th) + cc * th;
-    nngp = (cs - cc) * s + k12 * dot;""",
+    nngp = ldexp((cs - cc) * s + k12 * dot, m1 + m2);   // degree one in k12, √k11, √k22""",
     "step": """
+    int m1 = lazykit_half_exponent(k11), m2 = lazykit_half_exponent(k22);
+    k11 = ldexp(k11, -2 * m1); k22 = ldexp(k22, -2 * m2); k12 = ldexp(k12, -(m1 + m2));
     T bound = sqrt(lazykit_mul_rn(k11, k22));
     T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
     k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
     T s = lazykit_mul_rn(k11, k22) - lazykit_mul_rn(k12, k12);
     s = s > T(0) ? sqrt(s) : T(0);
-    nngp = (T(LAZYKIT_PI) - atan2(s, k12)) / T(2 * LAZYKIT_PI);
+    nngp = (T(LAZYKIT_PI) - atan2(s, k12)) / T(2 * LAZYKIT_PI);   // degree zero: nothing to restore
     dot = T(0);""",
     "identity": """
     nngp = k12;
     dot = T(1);""",
     "erf": """
-    T bound = sqrt(k11 * k22);
+    int m1 = lazykit_half_exponent(k11), m2 = lazykit_half_exponent(k22);
+    T bound = ldexp(sqrt(ldexp(k11, -2 * m1) * ldexp(k22, -2 * m2)), m1 + m2);   // √(k11·k22), no underflow
     T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
     k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
-    T gap = k11 * k22 - k12 * k12;
+    T gap = k11 * k22 - k12 * k12;     // may flush to 0 only where it is below FLT_MIN, beside 1 in dot
     gap = gap > T(0) ? gap : T(0);
     T r = T(2) * k12 / (sqrt(T(1) + T(2) * k11) * sqrt(T(1) + T(2) * k22));
     nngp = T(2 / LAZYKIT_PI) * asin(r > T(1) ? T(1) : (r < T(-1) ? T(-1) : r));
@@ -75,6 +98,10 @@ def _dual_source(name: str) -> str:
             # products never fused into an FMA: s is exactly 0 where k12 = k11 = k22 (module docstring)
             "__device__ inline float lazykit_mul_rn(float a, float b) { return __fmul_rn(a, b); }\n"
             "__device__ inline double lazykit_mul_rn(double a, double b) { return __dmul_rn(a, b); }\n"
+            # m = floor(log2(v) / 2), so v·4^(−m) lies in [1, 4); 0 for 0, a (flushed) denormal, inf and NaN
+            "template <typename T> __device__ inline int lazykit_half_exponent(T v) {\n"
+            "  if (!(v > T(0)) || !isfinite(v)) return 0;\n"
+            "  int e = ilogb(v); return (e - (e < 0)) / 2; }\n"
             "template <typename T> __device__ void dual(T k12, T k11, T k22, T slope, T &nngp, T &dot) {"
             + body + "\n}\n")
 
@@ -92,6 +119,13 @@ def _fc_kernel(name: str):
         k12_out = k;
         """,
         f"lazykit_fc_block_{name}", preamble=_dual_source(name))
+
+
+@functools.lru_cache(maxsize=None)
+def _variance_kernel(name: str):
+    return cupy.ElementwiseKernel(
+        "T v, T slope", "T out", "T n, f; dual(v, v, v, slope, n, f); out = n;", f"lazykit_variance_{name}",
+        preamble=_dual_source(name))
 
 
 _CONV_SOURCE = r"""
@@ -141,6 +175,10 @@ def _conv_module(name: str):
                           name_expressions=("conv_block<float>", "conv_block<double>"))
 
 
+# every compiled-kernel cache of this module (the host tests clear them when they swap ``cupy``)
+COMPILED = (_fc_kernel, _variance_kernel, _conv_module)
+
+
 def _scalars(layer, dtype):
     """(w², b², n_in, the 'standard' NTK's bias term, standard?, trained?) of a Dense or Conv layer, in ``dtype``."""
     b2, bias = layer.bias_terms
@@ -150,6 +188,13 @@ def _scalars(layer, dtype):
 
 def _kernel_name(dual) -> str:
     return dual.name if dual.name in _DUALS else "abrelu"
+
+
+def activation_variance(activation, v):
+    """E[φ(u)²] for u ~ N(0, v) from the dual source, ``dual(v, v, v)`` (CuPy): the variances after an activation
+    in the same arithmetic as its cross terms. Reference: ``rules.activation_variance`` (whose CuPy ufuncs flush
+    v² to zero below FLT_MIN in float32)."""
+    return _variance_kernel(_kernel_name(activation.dual))(v, v.dtype.type(activation.dual.slope))
 
 
 def fc_block(activation, dense, k12, ntk, k11, k22):
@@ -193,7 +238,7 @@ def _fc_pair(network, state, activation, dense, pin):
     """Replaces [activation, Dense] in ``rules.run``: one fused kernel, diagonals by the reference rules."""
     k12, k11, k22, ntk = state
     k12, ntk_out = fc_block(activation, dense, k12, cupy.zeros_like(k12) if ntk is None else ntk, k11, k22)
-    k11, k22 = (rules.affine_variance(rules.activation_variance(v, activation.dual), dense.w_std, dense.b_std)
+    k11, k22 = (rules.affine_variance(activation_variance(activation, v), dense.w_std, dense.b_std)
                 for v in (k11, k22))
     return k12, k11, k22, None if ntk is None else ntk_out
 
@@ -210,20 +255,27 @@ def _conv_pair(network, state, conv, activation, pin):
     k11, k22 = (rules.affine_variance(v, conv.w_std, conv.b_std) for v in (k11, k22))
     k12, ntk_out = conv_block(conv, activation, k12, ntk_in, cupy.reshape(k11, (b1, h, w)),
                               cupy.reshape(k22, (b2, h, w)), pin)
-    k11, k22 = (rules.activation_variance(v, activation.dual) for v in (k11, k22))
+    k11, k22 = (activation_variance(activation, v) for v in (k11, k22))
     return k12, k11, k22, None if ntk is None else ntk_out
+
+
+FUSED_DUALS = ("relu", "leaky_relu", "abs", "step", "identity", "erf")   # the duals written in _DUALS
 
 
 def _closed_activation(first, second) -> bool:
     layer = first if first.kind == "activation" else second
-    return layer.dual.closed
+    return layer.dual.name in FUSED_DUALS
 
 
 def replacements(network):
     """The rule pairs this module fuses for ``network`` (a ``kernels.analytic.rules.Network``), for ``rules.run``:
-    [activation, Dense] always, [Conv, activation] on full pixel-pair tiles ('gap'), each where its activation
-    has a closed form (quadrature duals run the reference rules)."""
-    pairs = {("activation", "dense"): (_closed_activation, _fc_pair)}
-    if network.full_spatial:
-        pairs[("conv", "activation")] = (_closed_activation, _conv_pair)
-    return pairs
+    [activation, Dense] in fully connected networks, [Conv, activation] in convolutional ones on full pixel-pair
+    tiles ('gap'), each where its activation is one of FUSED_DUALS (quadrature and the other closed-form duals run
+    the reference rules). Only the shapes ``rules.fused_shape`` names are fused; every other network runs the
+    reference rules."""
+    shape = rules.fused_shape(network)
+    if shape == "fc":
+        return {("activation", "dense"): (_closed_activation, _fc_pair)}
+    if shape == "conv" and network.full_spatial:
+        return {("conv", "activation"): (_closed_activation, _conv_pair)}
+    return {}

@@ -58,7 +58,8 @@ class AnalyticKernel(ParameterHolder):
     """Shared parameter handling, validation, the public nngp / ntk / kernels methods and the engine choice.
 
     Subclasses define ``network(*feature_shape)``, ``_reference_tiles(xp, network, x1, x2, symmetric,
-    want_ntk)`` (the rule chain's tile function), ``_block(x1)`` and ``_ndim`` (2: vectors, 4: images).
+    want_ntk)`` (the rule chain's tile function), ``_block(x1)`` and ``_ndim`` (2: vectors, 4: images, None: the
+    network says, as ``kernels.stax.StaxKernel``).
     """
 
     _param_names = ("depth", "activation", "w_std", "b_std", "parameterization", "width",
@@ -117,8 +118,8 @@ class AnalyticKernel(ParameterHolder):
         return tuple(self._compute(x1, x2, (True, True)))
 
     # engine choice
-    def _fused_unavailable(self, xp, network):
-        """Why the fused CPU loops cannot compute this kernel (None when they can)."""
+    def _fused_unavailable(self, xp, network, image: bool):
+        """Why the fused CPU loops cannot compute this kernel on vectors or on images (None when they can)."""
         if self.cpu_impl == "reference":
             return "cpu_impl='reference'"
         if not xp.__name__.endswith("numpy"):
@@ -128,10 +129,10 @@ class AnalyticKernel(ParameterHolder):
         except ImportError:
             return "numba is not installed"
         from kernels.analytic import _cpu_drivers   # compiles (once, then cached) on first use
-        return _cpu_drivers.unsupported(network, self._ndim == 4)
+        return _cpu_drivers.unsupported(network, image)
 
-    def _use_fused(self, xp, network) -> bool:
-        reason = self._fused_unavailable(xp, network)
+    def _use_fused(self, xp, network, image: bool) -> bool:
+        reason = self._fused_unavailable(xp, network, image)
         if reason is not None and self.cpu_impl == "fused":
             raise ValueError(f"cpu_impl='fused' cannot run: {reason}; use cpu_impl='auto' or 'reference'")
         return reason is None
@@ -141,7 +142,7 @@ class AnalyticKernel(ParameterHolder):
         was_torch = backend.is_torch(x1)
         x1 = check_array(x1, "x1", ndim=self._ndim, device=self.device, dtype=self.dtype)
         if x2 is not None:
-            x2 = check_array(x2, "x2", ndim=self._ndim, device=backend.device_of(x1))
+            x2 = check_array(x2, "x2", ndim=x1.ndim, device=backend.device_of(x1))
             if x2.dtype != x1.dtype:
                 x2 = backend.get_namespace(x2).astype(x2, x1.dtype)
             if tuple(x2.shape[1:]) != tuple(x1.shape[1:]):
@@ -158,14 +159,22 @@ class AnalyticKernel(ParameterHolder):
         out_dtype = x1.dtype
         x1, x2, exponent = _numerics.rescaled(network.homogeneous, x1, x2)
         x1, x2 = _numerics.working_inputs(xp, x1, x2)
-        owner = f"{type(self).__name__}(activation={self.activation!r})"
-        _numerics.check_input_range(xp, x1, x2, owner)
+        _numerics.check_input_range(xp, x1, x2, self._owner())
         outs = _numerics.restored(self._engine(xp, network, x1, x2, want, out_dtype), exponent)
+        depth, w_std = self._depth_and_scale(network)
         for out, name in zip(outs, [n for n, w in zip(("NNGP", "NTK"), want) if w]):
-            _numerics.check_overflow(xp, out, name, size, repr(self), self.depth, float(self.w_std))
+            _numerics.check_overflow(xp, out, name, size, repr(self), depth, w_std)
         if was_torch:
             outs = [backend.to_torch(o) for o in outs]
         return outs
+
+    def _owner(self) -> str:
+        """The kernel as input-range errors name it."""
+        return f"{type(self).__name__}(activation={self.activation!r})"
+
+    def _depth_and_scale(self, network) -> tuple:
+        """(layers, weight scale) as overflow errors report them."""
+        return self.depth, float(self.w_std)
 
     def _engine(self, xp, network, x1, x2, want, out_dtype):
         """The outputs in ``out_dtype`` from the fused CPU loops or the reference tiles (CUDA kernels on CuPy)."""
@@ -173,7 +182,7 @@ class AnalyticKernel(ParameterHolder):
         xb = x1 if symmetric else x2
         # CuPy queues on one stream and other namespaces are reference paths: threads only for NumPy
         n_jobs = (self.n_jobs or (os.cpu_count() or 1)) if xp.__name__.endswith("numpy") else 1
-        if self._use_fused(xp, network):
+        if self._use_fused(xp, network, x1.ndim == 4):
             from kernels.analytic import _cpu_drivers
             if x1.ndim == 4:
                 return [o.astype(out_dtype, copy=False) for o in

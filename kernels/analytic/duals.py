@@ -70,10 +70,13 @@ class Dual:
     ntk: Callable
     slope: float = 0.0
     closed: bool = True
+    params: tuple = ()
 
     def both(self, k12, k11, k22):
         if self.name in ("relu", "leaky_relu", "abs"):
             return _abrelu_both(self.slope, k12, k11, k22)
+        if self.name == "abrelu":
+            return _abrelu_both(self.params[0], k12, k11, k22, self.params[1])
         return self.nngp(k12, k11, k22), self.ntk(k12, k11, k22)
 
 
@@ -107,20 +110,20 @@ def _angle(k12, k11, k22):
     return k12, s, xp.atan2(s, k12)
 
 
-def _abrelu_coefficients(a: float) -> tuple:
-    """(c₊, c₋) = ((1 + a²)/2π, 2a/2π) of the ABReLU duals with negative slope a."""
-    return (1.0 + a * a) / (2 * math.pi), 2 * a / (2 * math.pi)
+def _abrelu_coefficients(a: float, b: float = 1.0) -> tuple:
+    """(c₊, c₋) = ((a² + b²)/2π, 2ab/2π) of the duals of φ(x) = a·min(x, 0) + b·max(x, 0)."""
+    return (a * a + b * b) / (2 * math.pi), 2 * a * b / (2 * math.pi)
 
 
-def _abrelu_both(a: float, k12, k11, k22):
+def _abrelu_both(a: float, k12, k11, k22, b: float = 1.0):
     """Both ABReLU duals from one (s, θ), with (c₊, c₋) from ``_abrelu_coefficients``:
     E[φ'φ'] = c₊(π − θ) + c₋θ and E[φφ] = (c₊ − c₋)·s + k12·E[φ'φ']."""
-    c_same, c_cross = _abrelu_coefficients(a)
+    c_same, c_cross = _abrelu_coefficients(a, b)
     k12, s, th = _angle(k12, k11, k22)
     th *= c_cross - c_same
     th += c_same * math.pi          # th now holds E[φ'φ']
     s *= c_same - c_cross
-    if a == 0.0:                    # ReLU: k12 is no longer needed, reuse its buffer
+    if a == 0.0 and b == 1.0:       # ReLU: k12 is no longer needed, reuse its buffer
         k12 *= th
         k12 += s
         return k12, th
@@ -128,9 +131,9 @@ def _abrelu_both(a: float, k12, k11, k22):
     return s, th
 
 
-def _abrelu(slope: float) -> tuple:
-    """(nngp, ntk) of φ(x) = slope·min(x, 0) + max(x, 0), from the module docstring's closed form."""
-    c_same, c_cross = _abrelu_coefficients(float(slope))
+def _abrelu(slope: float, b: float = 1.0) -> tuple:
+    """(nngp, ntk) of φ(x) = slope·min(x, 0) + b·max(x, 0), from the module docstring's closed form."""
+    c_same, c_cross = _abrelu_coefficients(float(slope), float(b))
 
     def nngp(k12, k11, k22):
         k12, s, th = _angle(k12, k11, k22)
@@ -302,6 +305,138 @@ def _quadrature(fn: Callable, derivative: Callable) -> tuple:
     return nngp, ntk
 
 
+# ------------------------------------------------------------------------------------------ neural-tangents' forms
+# The closed forms of neural-tangents 0.6.5 stax (``_src/stax/elementwise.py``), with S = k11 + k22 and
+# P = k11·k22; each is E[φ(u)φ(v)] and E[φ'(u)φ'(v)] of the named φ (tests/kernels/analytic/test_duals_stax.py
+# checks them by Monte Carlo, tests/kernels/test_stax.py against neural-tangents itself).
+def abrelu(a: float, b: float) -> Dual:
+    """φ(x) = a·min(x, 0) + b·max(x, 0) (ABRelu): the ReLU family's dual with c₊ = (a² + b²)/2π, c₋ = 2ab/2π.
+    The named members keep their names (and fused engines): b = 1 is 'leaky_relu' with slope a ('relu' at
+    a = 0, 'abs' at −1, 'identity' at 1)."""
+    a, b = float(a), float(b)
+    if b == 1.0:
+        if a == 1.0:
+            return Dual("identity", _identity_nngp, _identity_ntk, slope=1.0)
+        named = {0.0: "relu", -1.0: "abs"}.get(a, "leaky_relu")
+        return Dual(named, *_abrelu(a), slope=a)
+    return Dual("abrelu", *_abrelu(a, b), slope=a, params=(a, b))
+
+
+def scaled_erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Dual:
+    """φ(x) = a·erf(b·x) + c: K ← a²·erf_dual(b²K) + c², E[φ'φ'] = a²b²·erf_ntk(b²K) (plain 'erf' at (1, 1, 0))."""
+    a, b, c = float(a), float(b), float(c)
+    if (a, b, c) == (1.0, 1.0, 0.0):
+        return Dual("erf", _erf_nngp, _erf_ntk)
+    b2 = b * b
+
+    def nngp(k12, k11, k22):
+        return a * a * _erf_nngp(b2 * k12, b2 * k11, b2 * k22) + c * c
+
+    def ntk(k12, k11, k22):
+        return a * a * b2 * _erf_ntk(b2 * k12, b2 * k11, b2 * k22)
+
+    return Dual("scaled_erf", nngp, ntk, params=(a, b, c))
+
+
+def _gelu_terms(k12, k11, k22):
+    """(k12 clamped, P = k11·k22, P⁺ = (k11 + 1)(k22 + 1), Δ² = P⁺ − k12², Δ, φ = atan2(k12, Δ)); Δ² ≥ 1 + S."""
+    xp = get_namespace(k12)
+    k12 = clamp_correlation(k12, k11, k22)
+    p, p_plus = k11 * k22, (k11 + 1) * (k22 + 1)
+    delta2 = p_plus - k12 * k12
+    delta = xp.sqrt(delta2)
+    return k12, p, p_plus, delta2, delta, xp.atan2(k12, delta)
+
+
+def _gelu_exact_nngp(k12, k11, k22):
+    """E[gelu(u) gelu(v)] for gelu(x) = x·Φ(x): [(k12² + P·Δ²)/(P⁺·Δ) + k12·φ]/2π + k12/4."""
+    k12, p, p_plus, delta2, delta, phi = _gelu_terms(k12, k11, k22)
+    return ((k12 * k12 + p * delta2) / (p_plus * delta) + k12 * phi) / (2 * math.pi) + k12 / 4
+
+
+def _gelu_exact_ntk(k12, k11, k22):
+    """E[gelu'(u) gelu'(v)] = [1/Δ² + (1 − P)/P⁺ + 1]·k12/(2πΔ) + 1/4 + φ/2π."""
+    k12, p, p_plus, delta2, delta, phi = _gelu_terms(k12, k11, k22)
+    return (1 / delta2 + (1 - p) / p_plus + 1) * k12 / (2 * math.pi * delta) + 0.25 + phi / (2 * math.pi)
+
+
+def gelu_exact() -> Dual:
+    """GELU x·Φ(x) in closed form (neural-tangents' Gelu; the name 'gelu' stays lazykit's quadrature dual)."""
+    return Dual("gelu_exact", _gelu_exact_nngp, _gelu_exact_ntk)
+
+
+def sine(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Dual:
+    """φ(x) = a·sin(b·x + c): K ← a²/2·(s₁ − s₂), E[φ'φ'] = a²b²/2·(s₁ + s₂), s₁ = e^{b²(k12 − S/2)},
+    s₂ = e^{−b²(k12 + S/2)}·cos 2c (Cos(a, b, c) is Sin(a, b, c + π/2))."""
+    a, b, c = float(a), float(b), float(c)
+    xp_exp = lambda x: get_namespace(x).exp(x)   # noqa: E731
+    cos2c = math.cos(2 * c)
+
+    def terms(k12, k11, k22):
+        half = (k11 + k22) / 2
+        return xp_exp(b * b * (k12 - half)), xp_exp(-b * b * (k12 + half)) * cos2c
+
+    def nngp(k12, k11, k22):
+        s1, s2 = terms(k12, k11, k22)
+        return a * a / 2 * (s1 - s2)
+
+    def ntk(k12, k11, k22):
+        s1, s2 = terms(k12, k11, k22)
+        return a * a * b * b / 2 * (s1 + s2)
+
+    return Dual("sine", nngp, ntk, params=(a, b, c))
+
+
+def rbf(gamma: float = 1.0) -> Dual:
+    """neural-tangents' Rbf: K ← e^{γ(2k12 − k11 − k22)}, E[φ'φ'] = 2γ·K_new."""
+    gamma = float(gamma)
+
+    def nngp(k12, k11, k22):
+        return get_namespace(k12).exp(gamma * (2 * k12 - k11 - k22))
+
+    def ntk(k12, k11, k22):
+        return 2 * gamma * nngp(k12, k11, k22)
+
+    return Dual("rbf", nngp, ntk, params=(gamma,))
+
+
+def exponential(a: float = 1.0, b: float = 1.0) -> Dual:
+    """φ(x) = a·e^{b·x}: K ← a²·e^{b²(S/2 + k12)}, E[φ'φ'] = b²·K_new."""
+    a, b = float(a), float(b)
+
+    def nngp(k12, k11, k22):
+        return a * a * get_namespace(k12).exp(b * b * ((k11 + k22) / 2 + k12))
+
+    def ntk(k12, k11, k22):
+        return b * b * nngp(k12, k11, k22)
+
+    return Dual("exp", nngp, ntk, params=(a, b))
+
+
+def numerical(fn: Callable, derivative: Callable | None = None) -> Dual:
+    """The quadrature dual of an elementwise callable ``fn`` (its derivative given, or a 5-point difference)."""
+    return Dual(getattr(fn, "__name__", "callable"),
+                *_quadrature(fn, derivative or numerical_derivative(fn)), closed=False)
+
+
+def gaussian(a: float = 1.0, b: float = -1.0) -> Dual:
+    """φ(x) = a·e^{b·x²}: with D = √max((1 − 2b·k11)(1 − 2b·k22) − 4b²k12², 0), K ← a²/D, E[φ'φ'] = 4a²b²k12/D³."""
+    a, b = float(a), float(b)
+
+    def det(k12, k11, k22):
+        xp = get_namespace(k12)
+        return xp.sqrt(xp.clip((1 - 2 * b * k11) * (1 - 2 * b * k22) - 4 * b * b * k12 * k12, min=0.0))
+
+    def nngp(k12, k11, k22):
+        return a * a / det(k12, k11, k22)
+
+    def ntk(k12, k11, k22):
+        d = det(k12, k11, k22)
+        return 4 * a * a * b * b * k12 / (d * d * d)
+
+    return Dual("gaussian", nngp, ntk, params=(a, b))
+
+
 # ------------------------------------------------------------------------------------------ lookup
 def get_dual(activation, negative_slope: float = 0.01) -> Dual:
     """The dual of ``activation`` (a name in ``ACTIVATIONS`` or an elementwise callable on arrays)."""
@@ -309,8 +444,7 @@ def get_dual(activation, negative_slope: float = 0.01) -> Dual:
     # never silently ignored
     check_scalar(negative_slope, "negative_slope", float, min_val=-1e150, max_val=1e150, include_boundaries="neither")
     if callable(activation):
-        nngp, ntk = _quadrature(activation, numerical_derivative(activation))
-        return Dual(getattr(activation, "__name__", "callable"), nngp, ntk, closed=False)
+        return numerical(activation)
     check_choice(activation, "activation", ACTIVATIONS)   # or a callable, handled above
     if activation == "leaky_relu":
         return Dual("leaky_relu", *_abrelu(negative_slope), slope=float(negative_slope))

@@ -142,7 +142,7 @@ class Convolutional(AnalyticKernel):
                                   layer in self._trained), rules.activation(self._dual)]
             fan_in = (self.width or 0) * area
         n_chan = channels if self.depth == 0 else (self.width or 0)
-        layers += [rules.readout(), rules.dense(n_chan * (1 if full else height * width), self.w_std, self.b_std,
+        layers += [rules.readout("gap" if full else "flatten"), rules.dense(n_chan * (1 if full else height * width), self.w_std, self.b_std,
                                                 self.parameterization, self.depth + 1 in self._trained)]
         return rules.Network(tuple(layers), full)
 

@@ -48,13 +48,16 @@ class ArrayEstimator(BaseEstimator):
     """Validation shared by all estimators: host arrays through scikit-learn, device arrays by hand."""
 
     def _compute_device(self):
-        return backend.resolve_device(self.device)
+        """The device resolved by ``fit`` (``device_``): "auto" is resolved once per fit, not per call."""
+        return self.device_
 
     def _validate_X(self, X, reset: bool, y=None, classifier: bool = False):
         """Validated (X on the compute device, y on the host) with scikit-learn's checks and messages.
 
-        ``reset=True`` (fit) also validates y, which is then required.
+        ``reset=True`` (fit) also validates y, which is then required, and resolves ``device`` into ``device_``.
         """
+        if reset:
+            self.device_ = backend.resolve_device(self.device)
         device = self._compute_device()
         dtype = backend.default_dtype(device)
         _check_array_like(X, "X")

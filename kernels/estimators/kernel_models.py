@@ -34,7 +34,8 @@ from kernels import backend, validation
 from kernels.analytic.networks import Convolutional, FullyConnected
 from kernels.classic import resolve_kernel
 from kernels.estimators.base import ArrayEstimator, Classifier, Regressor
-from kernels.solve.ridge import EigenPath, check_alpha, check_time, krr_solve
+from kernels.analytic.base import AnalyticKernel
+from kernels.solve.ridge import EigenPath, check_alpha, check_time, solve_checked
 
 ARCHITECTURES = ("fc", "conv")
 NTK_KERNELS = ("ntk", "nngp")
@@ -60,19 +61,19 @@ class _KernelModel(ArrayEstimator):
         if self.gram_store is not None:
             self._fit_stored(X, Y, alpha, t)
             return
-        K = self._gram(X, None)
-        self.dual_coef_ = (krr_solve(K, Y, alpha, overwrite_K=True) if t is None
-                           else EigenPath(K).dual_coef(Y, alpha=alpha, t=t))
+        K = self._gram(X, None)   # checked here once: finite, symmetric by construction, on X's device
+        self.dual_coef_ = (solve_checked(K, Y, alpha, overwrite_K=True) if t is None
+                           else EigenPath(K, checked=True).dual_coef(Y, alpha=alpha, t=t))
 
     def _fit_stored(self, X, Y, alpha, t):
         """K(X, X) into a store under ``gram_store`` (resumed when already there), then the stored solvers."""
         from kernels.solve.stored import solve_stored
-        from kernels.grams.tiles import gram_in
+        from kernels.grams.tiles import cached_gram
         if self.memory is not None:
             raise ValueError("memory and gram_store are two ways of keeping Gram matrices; pass only one")
         if not isinstance(self.gram_store, (str, os.PathLike)):
             raise TypeError(f"gram_store must be None or a directory path, got {type(self.gram_store).__name__}")
-        store = gram_in(self.gram_store, self.kernel_, X)
+        store = cached_gram(self.gram_store, self.kernel_, X)
         Y_host = backend.to_numpy(Y)
         if t is None:
             solution = solve_stored(store, Y_host, alpha)
@@ -97,13 +98,16 @@ class _KernelModel(ArrayEstimator):
                                                                 None if x2 is None else host(x2), device), device)
         except validation.KernelOverflowError as exc:
             raise validation.KernelOverflowError(f"X is out of range for this estimator's kernel: {exc}") from None
-        xp = backend.get_namespace(K)
-        if not bool(xp.all(xp.isfinite(K))):
-            raise validation.KernelOverflowError(
-                f"the kernel {self.kernel_!r} returned NaN or inf on the finite X (largest |X| = "
-                f"{float(xp.max(xp.abs(x1))):.3g}): its values left the {K.dtype} range; rescale X (e.g. "
-                "standardise it) or change the kernel's parameters")
-        return validation.check_array(K, "K", dtype=x1.dtype)
+        # lazykit's analytic kernels check their own output for overflow; any other kernel is checked here, once
+        checks_itself = isinstance(getattr(self.kernel_, "kernel", self.kernel_), AnalyticKernel)
+        if not checks_itself:
+            xp = backend.get_namespace(K)
+            if not bool(xp.all(xp.isfinite(K))):
+                raise validation.KernelOverflowError(
+                    f"the kernel {self.kernel_!r} returned NaN or inf on the finite X (largest |X| = "
+                    f"{float(xp.max(xp.abs(x1))):.3g}): its values left the {K.dtype} range; rescale X (e.g. "
+                    "standardise it) or change the kernel's parameters")
+        return validation.check_array(K, "K", dtype=x1.dtype, ensure_all_finite=False)
 
     def _outputs(self, X):
         if self.gram_store is None:

@@ -234,8 +234,9 @@ def gram(kernel, x1, x2=None, *, tile=4096, store=None, client=None, progress=Tr
     return results if len(outputs.names) > 1 else results[0]
 
 
-def gram_in(directory, kernel, x1, x2=None, *, tile=4096, progress=False, get=None):
-    """``gram`` into a store named by what it holds, ``directory/gram-<fingerprint>.zarr``, made or resumed.
+def cached_gram(directory, kernel, x1, x2=None, *, tile=4096, progress=False, get=None):
+    """``gram`` cached on disk: into a store named by what it holds, ``directory/gram-<fingerprint>.zarr``, made
+    or resumed (a call with the same kernel, outputs, tile and inputs finds its store again).
 
     The fingerprint covers the kernel's identity, the outputs and both inputs' checksums, so different kernels
     or data get different stores in one directory and a rerun finds its own. Called from inside a dask task

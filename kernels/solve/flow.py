@@ -31,6 +31,7 @@ import scipy.special
 from kernels import backend
 from kernels.validation import check_array, check_choice, check_scalar
 
+# the losses lazykit trains nets on (nets.train) and flows kernel predictors on: defined here once
 MARGIN_LOSSES = ("hinge", "quadratic_hinge", "softhinge", "logistic")
 LOSSES = ("mse", "cross_entropy") + MARGIN_LOSSES
 METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA", "euler")

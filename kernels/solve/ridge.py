@@ -183,7 +183,12 @@ def krr_solve(K, y, alpha: float = 0.0, *, overwrite_K: bool = False):
         from kernels.solve.stored import solve_stored
         return solve_stored(K, y, alpha).coef
     K, y = _check_gram(K, y)
-    alpha = check_alpha(alpha)
+    return solve_checked(K, y, check_alpha(alpha), overwrite_K)
+
+
+def solve_checked(K, y, alpha: float, overwrite_K: bool = False):
+    """``krr_solve`` on arguments already checked (a finite symmetric K, y of matching rows on K's device, α ≥ 0):
+    the inner path of callers that validated them once (the estimators)."""
     xp = backend.get_namespace(K)
     rcond = _rcond(K)
     if array_api_compat.is_numpy_namespace(xp):
@@ -235,10 +240,12 @@ class EigenPath:
     (numerical null space or negative rounding) get g = 0: the pseudo-inverse, never NaN.
     """
 
-    def __init__(self, K):
+    def __init__(self, K, *, checked: bool = False):
+        """``checked=True``: K is known finite and symmetric (a caller validated it), so it is not scanned again."""
         if _is_gram_store(K):   # a stored Gram matrix is read into memory, in float64
             K = K.to_numpy(dtype=np.float64)
-        K = check_symmetric(check_array(K, "K", ndim=2))
+        if not checked:
+            K = check_symmetric(check_array(K, "K", ndim=2))
         self.xp = backend.get_namespace(K)
         self.n = K.shape[0]
         self.eigenvalues, self.eigenvectors = _eigh(K, self.xp)

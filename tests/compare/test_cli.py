@@ -93,3 +93,24 @@ def test_zero_threads_is_refused(tmp_path, capsys):
     assert main(["rates", "--threads", "0", "--out", str(tmp_path), "--quiet"]) == 2
     assert "--threads must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_dry_run_prints_the_resolved_configuration_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    out = tmp_path / "never-created"
+    assert main(["rates", "--dry-run", "--jobs", "-1", "--device", "cpu", "--out", str(out), "--seeds", "2"]) == 0
+    printed = json.loads(capsys.readouterr().out)          # one JSON object, nothing else on stdout
+    assert printed["devices"] == {"nets": "cpu", "kernels": "cpu"}
+    assert (printed["jobs"], printed["threads"]) == (8, 1)   # -1: one worker per core, one thread each
+    scales = len(experiments.get("rates").presets["quick"].settings["scales"])
+    assert printed["runs"] == 2 * scales and printed["runs_finished"] == 0 and printed["out"] == str(out)
+    assert not out.exists()
+
+
+def test_a_real_run_records_the_resolved_execution_in_config_json(tmp_path):
+    assert main(["rates", "--out", str(tmp_path), "--quiet", "--threads", "1", "--device", "cpu",
+                 "--set", "scales=[1.0, 10.0]", "--set", "steps=20"]) == 0
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored["resolved"]["devices"] == {"nets": "cpu", "kernels": "cpu"}
+    assert (stored["resolved"]["jobs"], stored["resolved"]["threads"]) == (1, 1)
+    assert "resolved" not in stored["config"]                # how it ran is not part of the sweep's identity

@@ -38,11 +38,17 @@ def host(build_dir, monkeypatch):
     stand_in = host_cuda.HostCuPy(build_dir)
     monkeypatch.setattr(_analytic_cuda, "cupy", stand_in)
     monkeypatch.setattr(_numerics, "uses_cuda_kernels", lambda xp: True)
-    for cached in (_analytic_cuda._fc_kernel, _analytic_cuda._conv_module):
+    for cached in _analytic_cuda.COMPILED:
         cached.cache_clear()
     yield stand_in
-    for cached in (_analytic_cuda._fc_kernel, _analytic_cuda._conv_module):
+    for cached in _analytic_cuda.COMPILED:
         cached.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def harness():
+    """The host_cuda module itself (its helpers), for tests that also take ``host``."""
+    return host_cuda
 
 
 @pytest.fixture(scope="session")

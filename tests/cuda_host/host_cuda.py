@@ -19,13 +19,17 @@ The GPU code has two halves, and each is checked here without a driver:
   as products the compiler may not fuse) and calls it once per (block, thread), serially, with the
   argument buffer packed as ``cuLaunchKernel`` receives it. Before the call the packed size of every
   argument is checked against ``sizeof`` of the kernel's parameter, so an int64 passed for an ``int`` fails.
+  A launch whose floating-point arguments are float32 runs with flush-to-zero and denormals-are-zero set in
+  the MXCSR (restored after it), as ``-ftz=true`` makes the GPU's single precision; float64 keeps its
+  denormals, as on the GPU (:func:`flushes_denormals`). NumPy between launches keeps denormals: lazykit's CUDA
+  chains evaluate every dual in a kernel, so no float32 product of two small numbers happens outside one.
   ElementwiseKernel launches follow CuPy's ``__call__``: broadcasting, dtype resolution through the
   kernel's own ``_decide_params_type``, C-ordered outputs, CuPy's dimension reduction, block size 128 and a
   grid-stride loop; the shim supplies ``CArray``/``CIndexer`` with CuPy's memory layout.
 
 What the host run cannot show: kernels using shared memory, barriers, warp intrinsics or atomics (none in
 lazykit; the host build refuses such a source, which must then be modelled here or listed as GPU-only in
-docs/devices.md), and the exact GPU
+docs/gpu.md), and the exact GPU
 rounding of transcendental functions. FMA contraction, which NVRTC applies by default (``--fmad=true``),
 is imitated: on a CPU with FMA the host build (``-O2``) uses ``-mfma -ffp-contract=fast`` unless the options say
 ``--fmad=false``, so code that needs an uncontracted product fails here as on the GPU (GCC and NVVM may
@@ -52,6 +56,7 @@ SHIM = r"""
 #include <cstring>
 #include <type_traits>
 #include <utility>
+#include <xmmintrin.h>
 struct dim3 { unsigned int x, y, z; };
 extern "C" { dim3 threadIdx, blockIdx, blockDim, gridDim; }
 #define __global__
@@ -59,6 +64,7 @@ extern "C" { dim3 threadIdx, blockIdx, blockDim, gridDim; }
 #define __host__
 #define __forceinline__ inline
 using std::sqrt; using std::atan2; using std::asin; using std::erf; using std::exp; using std::fabs;
+using std::ilogb; using std::ldexp; using std::isfinite;
 // CUDA's round-to-nearest products are never fused into an FMA; volatile keeps GCC from fusing them too.
 inline double __dmul_rn(double a, double b) { volatile double r = a * b; return r; }
 inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
@@ -108,12 +114,19 @@ static int lazykit_sizes(void (*)(A...), std::size_t* out) {
   std::memcpy(out, s, sizeof...(A) * sizeof(std::size_t));
   return static_cast<int>(sizeof...(A));
 }
-extern "C" void lazykit_host_launch(dim3 grid, dim3 block, void** args) { lazykit_launch(&KERNEL, grid, block, args); }
+// ftz: flush-to-zero and denormals-are-zero (MXCSR bits 15 and 6) for this launch only, as -ftz=true makes the
+// GPU's single-precision arithmetic; the caller's mode is restored after it.
+extern "C" void lazykit_host_launch(dim3 grid, dim3 block, void** args, int ftz) {
+  unsigned int saved = _mm_getcsr();
+  if (ftz) _mm_setcsr(saved | 0x8040u);
+  lazykit_launch(&KERNEL, grid, block, args);
+  _mm_setcsr(saved);
+}
 extern "C" int lazykit_host_sizes(std::size_t* out) { return lazykit_sizes(&KERNEL, out); }
 """
 
 
-# What a serial host launch cannot honour: such a kernel must be modelled here or listed as GPU-only (docs/devices.md).
+# What a serial host launch cannot honour: such a kernel must be modelled here or listed as GPU-only (docs/gpu.md).
 NOT_MODELLED = re.compile(r"__shared__|__syncthreads|__syncwarp|__shfl|__ballot|__any_sync|__all_sync|"
                           r"\batomic[A-Z]\w*\(|cooperative_groups")
 
@@ -165,7 +178,10 @@ class _HostFunction:
         sizes = (ctypes.c_size_t * 64)()
         self.param_sizes = list(sizes[:self.lib.lazykit_host_sizes(sizes)])
 
-    def launch(self, grid, block, packed: list) -> None:
+    def launch(self, grid, block, packed: list, dtypes) -> None:
+        """Launch over ``grid`` × ``block`` with the ``packed`` arguments, whose NumPy ``dtypes`` decide the
+        denormal mode (:func:`flushes_denormals`)."""
+        ftz = flushes_denormals(dtypes)
         if len(packed) != len(self.param_sizes):
             raise TypeError(f"{self.kernel}: {len(packed)} arguments for {len(self.param_sizes)} parameters")
         for k, (value, size) in enumerate(zip(packed, self.param_sizes)):
@@ -175,10 +191,25 @@ class _HostFunction:
         grid, block = (tuple(v) + (1,) * (3 - len(v)) for v in (grid, block))
         pointers = (ctypes.c_void_p * len(packed))(*[ctypes.addressof(v) for v in packed])
         self.host.launches.append((self.kernel, grid, block))
-        self.lib.lazykit_host_launch(Dim3(*grid), Dim3(*block), pointers)
+        self.lib.lazykit_host_launch(Dim3(*grid), Dim3(*block), pointers, int(ftz))
 
 
-def _scalar(value):
+def flushes_denormals(dtypes) -> bool:
+    """Whether a launch with arguments of these dtypes runs with flush-to-zero (FTZ/DAZ) on the host.
+
+    CuPy compiles every kernel with ``-ftz=true``, which flushes single-precision denormal inputs and results to
+    zero on the GPU; double precision keeps its denormals. The host's MXCSR mode covers both widths at once, so a
+    launch whose floating-point arguments are all float32 runs with FTZ and DAZ set, one with float64 arguments
+    without, and one mixing the two is refused (its float32 half would flush on the GPU, its float64 half not).
+    """
+    kinds = {np.dtype(d) for d in dtypes if np.dtype(d).kind == "f"}
+    if kinds - {np.dtype(np.float32), np.dtype(np.float64)} or len(kinds) > 1:
+        raise NotImplementedError(f"a launch with floating-point arguments of dtypes {sorted(map(str, kinds))}: "
+                                  "the host models flush-to-zero per launch, for float32 or float64 alone")
+    return kinds == {np.dtype(np.float32)}
+
+
+def _kernel_scalar(value):
     """A kernel scalar as CuPy packs it: NumPy scalars keep their dtype; Python bool/int/float become
     bool/int64/float64."""
     if isinstance(value, (bool, np.bool_)):
@@ -189,6 +220,12 @@ def _scalar(value):
         value = np.float64(value)
     if not isinstance(value, np.generic):
         raise TypeError(f"unsupported kernel argument {type(value).__name__}")
+    return value
+
+
+def _scalar(value):
+    """The bytes of a kernel scalar (:func:`_kernel_scalar`) as the argument buffer holds them."""
+    value = _kernel_scalar(value)
     return (ctypes.c_char * value.dtype.itemsize).from_buffer_copy(value.tobytes())
 
 
@@ -215,7 +252,8 @@ class HostRawModule:
                 raise NotImplementedError("dynamic shared memory is not modelled on the host")
             packed = [(ctypes.c_void_p * 1)(a.ctypes.data) if isinstance(a, np.ndarray) else _scalar(a)
                       for a in args]
-            fn.launch(grid, block, packed)
+            fn.launch(grid, block, packed, [a.dtype if isinstance(a, np.ndarray) else _kernel_scalar(a).dtype
+                                            for a in args])
 
         return call
 
@@ -318,7 +356,8 @@ class HostElementwiseKernel:
             fn = _HostFunction(self.host, code, real.name, options)
             packed = [_pack_carray(a) if isinstance(a, np.ndarray) else _scalar(a) for a in inout]
             block = min(128, size)
-            fn.launch(((size + 127) // 128,), (block,), packed + [_pack_cindexer(shape)])
+            fn.launch(((size + 127) // 128,), (block,), packed + [_pack_cindexer(shape)],
+                      [a.dtype for a in inout])
         return tuple(outs) if len(outs) > 1 else outs[0]
 
 
@@ -403,6 +442,18 @@ def ptx_float64_ops(ptx: str) -> list:
     """Double-precision instructions in PTX (arithmetic or conversions on .f64), one line each."""
     return [line.strip() for line in ptx.splitlines() if re.search(r"\.f64\b", line)
             and not line.strip().startswith(("//", ".", "ld.param", "st.param"))]
+
+
+def assert_zeros_only_where_orthogonal(k, x1, x2=None, what="kernel"):
+    """Exactly-zero entries of the (n1, n2) kernel ``k`` only where the inputs are orthogonal (x1_i·x2_j = 0 in
+    float64, flattened): elsewhere a zero is the symptom of an underflow (a cross term flushed to 0), which the
+    finite-value check of ``kernels.analytic._numerics.check_overflow`` cannot see."""
+    a = np.reshape(np.asarray(x1, np.float64), (len(x1), -1))
+    b = a if x2 is None else np.reshape(np.asarray(x2, np.float64), (len(x2), -1))
+    zero = np.asarray(k) == 0
+    unexplained = zero & (a @ b.T != 0)
+    assert not unexplained.any(), (f"{what}: {int(unexplained.sum())} of {unexplained.size} entries are exactly 0 "
+                                   f"where the inputs are not orthogonal, e.g. {np.argwhere(unexplained)[:3].tolist()}")
 
 
 def temp_dir(tmp_path_factory):

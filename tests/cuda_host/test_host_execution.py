@@ -130,6 +130,8 @@ def test_pinned_diagonal_is_theta_zero_exactly(host, activation, slope, dtype):
     k = np.random.default_rng(4).uniform(0.3, 3.0, (16, 16)).astype(dtype)
     nngp, ntk = _analytic_cuda.fc_block(network.layers[1], network.layers[2], k, np.zeros_like(k), k, k)
     np.testing.assert_array_equal(nngp, _theta_zero_dual(k, slope, dtype))
+    np.testing.assert_array_equal(_analytic_cuda.activation_variance(network.layers[1], k),
+                                  _theta_zero_dual(k, slope, dtype))      # the variances: the same θ = 0
 
     conv = Convolutional(1, activation, 1.0, 0.0, 1, "gap", negative_slope=0.5).network(1, 3, 2)
     var = np.random.default_rng(5).uniform(0.3, 3.0, (2, 3, 2)).astype(dtype)     # (B, H, W) variances
@@ -138,6 +140,34 @@ def test_pinned_diagonal_is_theta_zero_exactly(host, activation, slope, dtype):
     flat = nngp.reshape(2, 2, 6, 6)
     pinned = np.stack([np.diag(flat[i, i]) for i in range(2)])                  # (i, i, p, p) entries
     np.testing.assert_array_equal(pinned, _theta_zero_dual(var.reshape(2, 6), slope, dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("activation", CLOSED)
+def test_activation_variance_matches_reference(host, activation, dtype):
+    # the variances after an activation come from the dual source too, dual(v, v, v)
+    from kernels.analytic import _cuda as _analytic_cuda
+    layer = FullyConnected(1, activation, negative_slope=0.2).network(3).layers[1]
+    v = np.random.default_rng(6).uniform(0.05, 20.0, (5, 1))
+    got = _analytic_cuda.activation_variance(layer, v.astype(dtype))
+    _close(got, rules.activation_variance(v, layer.dual), dtype)
+
+
+def test_host_launch_flushes_float32_denormals_as_the_gpu(host):
+    # CuPy compiles with -ftz=true: float32 denormal results and operands become 0 on the GPU, float64 ones stay
+    source = ("template <typename T> __global__ void product(const T* a, const T* b, T* out) {\n"
+              "  out[threadIdx.x] = a[threadIdx.x] * b[threadIdx.x]; }\n")
+    module = host.RawModule(code=source, name_expressions=("product<float>", "product<double>"))
+    for dtype, a, b, want in (("float", [1e-20, 1e-40, 2e-19], [1e-20, 1.0, 2e-19],
+                               [0.0, 0.0, np.float32(2e-19) * np.float32(2e-19)]),
+                              ("double", [1e-160, 1e-310], [1e-160, 1.0], [1e-320, 1e-310])):
+        t = np.float32 if dtype == "float" else np.float64
+        a, b, out = np.array(a, t), np.array(b, t), np.full(len(a), np.nan, t)
+        module.get_function(f"product<{dtype}>")((1,), (len(a),), (a, b, out))
+        np.testing.assert_array_equal(out, np.array(want, t))   # 1e-20², 1e-40 as an operand: flushed; 4e-38 is normal
+    assert np.float32(1e-20) * np.float32(1e-20) > 0             # the caller's mode is restored after the launch
+    with pytest.raises(NotImplementedError, match="float32 or float64 alone"):
+        module.get_function("product<float>")((1,), (1,), (np.ones(1, np.float32), np.ones(1), np.ones(1)))
 
 
 def test_a_kernel_with_barriers_is_refused_not_run_wrongly(host):

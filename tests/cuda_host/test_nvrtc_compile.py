@@ -29,7 +29,7 @@ def sources(nvrtc, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(_analytic_cuda, "cupy", host)
     mp.setattr(_numerics, "uses_cuda_kernels", lambda xp: True)
-    for cached in (_analytic_cuda._fc_kernel, _analytic_cuda._conv_module):
+    for cached in _analytic_cuda.COMPILED:
         cached.cache_clear()
     rng = np.random.default_rng(0)
     try:
@@ -41,7 +41,7 @@ def sources(nvrtc, tmp_path_factory):
                     rng.standard_normal((3, 2, 3, 3)))
     finally:
         mp.undo()
-        for cached in (_analytic_cuda._fc_kernel, _analytic_cuda._conv_module):
+        for cached in _analytic_cuda.COMPILED:
             cached.cache_clear()
     unique = {}
     for entry in host.sources:
@@ -50,9 +50,13 @@ def sources(nvrtc, tmp_path_factory):
 
 
 def test_every_launch_variant_is_recorded(sources):
-    elementwise = [s for s in sources if s["kind"] == "ElementwiseKernel"]
+    elementwise = [s for s in sources if s["kind"] == "ElementwiseKernel" and "fc_block" in s["name"]]
+    variances = [s for s in sources if s["kind"] == "ElementwiseKernel" and "variance" in s["name"]]
     raw = [s for s in sources if s["kind"] == "RawModule"]
     assert len(elementwise) == len(FAMILIES) * 2 * LAYOUTS            # families × dtypes × layouts
+    # the variances after each activation (FC and conv alike): contiguous arrays, which CuPy reduces to 1-D
+    assert len(variances) == len(FAMILIES) * 2
+    assert len(elementwise) + len(variances) + len(raw) == len(sources)
     assert sorted(s["name"] for s in raw) == ["conv_block<float>,conv_block<double>"] * len(FAMILIES)
     ndims = {re.search(r"CIndexer<(\d)", s["code"]).group(1) for s in elementwise}
     assert ndims == {"1", "2"}
@@ -76,7 +80,9 @@ def test_compiles_and_float32_stays_float32(nvrtc, sources, arch):
             assert nvrtc.ptx_float64_ops(body) == [], f"{entry['name']} ({name}) uses float64 in float32"
         if entry["kind"] == "ElementwiseKernel" and not is_float:
             assert nvrtc.ptx_float64_ops(ptx), "the float64 scan sees nothing in a float64 kernel"
-        if "atan2(s, k12)" in entry["code"]:                   # the dual families that form s (abrelu, step)
+        # the dual families that form s (abrelu, step), where k12 is a cross term (a variance kernel's
+        # dual(v, v, v) may share its two identical products)
+        if "atan2(s, k12)" in entry["code"] and "variance" not in entry["name"]:
             for name, width in needs_product.items():     # s = k11·k22 − k12² from two unfused products
                 body = functions.get(name, ptx)
                 assert PRODUCT.findall(body).count(width) >= 2, f"{name}: no mul.rn.f{width} for s"

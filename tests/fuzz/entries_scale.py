@@ -1,4 +1,4 @@
-"""Fuzz cases for the Gram-matrix exports (``gram``, ``gram_in``, ``GramStore``, ``solve_stored``, ``EmpiricalNTK``)
+"""Fuzz cases for the Gram-matrix exports (``gram``, ``cached_gram``, ``GramStore``, ``solve_stored``, ``EmpiricalNTK``)
 and the kernel gradient flow (``kernel_gradient_flow``, ``loss_derivatives``)."""
 from __future__ import annotations
 
@@ -56,14 +56,14 @@ def gram(case):
     return lambda: kernels.gram(kernel, x1, x2, tile=tile, store=path, client=client, progress=progress, get=get)
 
 
-@entry("gram_in")
-def gram_in(case):
+@entry("cached_gram")
+def cached_gram(case):
     kernel = _kernel(case)
     n, d = shape2(case)
     x = array(case, "x1", (n, d))
     tile = case.arg("tile", (2, 64), reject=(0, True, 1.5))
     directory = _ROOT / f"dir{next(_COUNTER)}"
-    return lambda: kernels.gram_in(directory, kernel, x, tile=tile).to_numpy()
+    return lambda: kernels.cached_gram(directory, kernel, x, tile=tile).to_numpy()
 
 
 @entry("gram.resume")

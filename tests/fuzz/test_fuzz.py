@@ -46,7 +46,7 @@ def test_entry_point_long(name, data):
 
 
 # every public name of kernels, nets and compare that takes arguments must have a fuzz entry
-CAMPAIGN_API = ("gram", "gram_in", "GramStore", "solve_stored", "EmpiricalNTK", "kernel_gradient_flow",
+CAMPAIGN_API = ("gram", "cached_gram", "GramStore", "solve_stored", "EmpiricalNTK", "kernel_gradient_flow",
                 "loss_derivatives", "to_device", "FullyConnected", "Convolutional", "empirical_ntk", "RBF", "Laplace", "Polynomial",
                 "RandomFourierFeatures", "ArcCosineFeatures", "NTKFeatures", "NTKRegressor", "NTKClassifier",
                 "KernelRegressor", "KernelClassifier", "RandomFeaturesRegressor", "RandomFeaturesClassifier",

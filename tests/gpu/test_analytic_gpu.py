@@ -104,3 +104,106 @@ def test_pinned_diagonal_is_theta_zero_exactly_on_gpu(activation, slope, dtype):
     t = np.dtype(dtype).type
     want = k * (((t(1) + t(slope) * t(slope)) / t(2 * np.pi)) * t(np.pi))
     np.testing.assert_array_equal(cupy.asnumpy(nngp), want)
+
+
+# ----------------------------------------------------------------------------------------------- float32 range
+@pytest.mark.parametrize("make, scale", [
+    (lambda: FullyConnected(50, "erf", 0.5, 0.0), 1.0),            # ordered phase: variances near 1e-25
+    (lambda: FullyConnected(3, "erf", 1.3, 0.0), 1e-15),           # |x| ≈ 1e-15: variances near 1e-30
+    (lambda: FullyConnected(3, "step", 1.3, 0.0), 1e-15),
+    (lambda: FullyConnected(3, "relu", 1.3, 1e-15), 1e-15),
+    (lambda: FullyConnected(3, "relu", 1.3, 0.0, "standard", width=64), 1e-15),
+    (lambda: Convolutional(34, "erf", 0.5, 0.0, 3, "gap", width=16), 1.0),
+])
+def test_float32_underflow_on_the_gpu(make, scale):
+    # the products of two variances fall below FLT_MIN; CuPy compiles with -ftz=true, so without the duals'
+    # power-of-two rescaling the cross terms were flushed to 0 (tests/cuda_host/test_underflow.py models it).
+    # Against the float64 CPU kernel, within the float32 chain's rounding: 2e-7 a layer (that file's docstring)
+    rng = np.random.default_rng(5)
+    kernel = make()
+    shape = (7, 5) if isinstance(kernel, FullyConnected) else (3, 2, 3, 3)
+    x = (scale * rng.standard_normal(shape)).astype(np.float32)
+    want = kernel.kernels(x)
+    got = kernel.kernels(cupy.asarray(x))
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    for g, w in zip(got, want):
+        g = cupy.asnumpy(g)
+        assert g.dtype == np.float32 and not np.any((g == 0) & (flat @ flat.T != 0))
+        np.testing.assert_allclose(g, w, rtol=max(2e-5, kernel.depth * 2e-7), atol=0)
+
+
+# ----------------------------------------------------------------------------------------------- near duplicates
+def _near_duplicates(shape, rng):
+    base = rng.standard_normal(shape)
+    return np.concatenate([base, base + 1e-9 * rng.standard_normal(shape)])   # pairs of rows 1e-9 apart
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf", "step"])
+@pytest.mark.parametrize("conv", [False, True])
+def test_near_duplicate_inputs_on_the_gpu_equal_the_cpu_rules(activation, conv):
+    # rows 1e-9 apart: 1 − ρ ≈ 5e-19, far inside the correlation clamp's 16·eps, so every path sets θ = 0 for
+    # them; the CUDA kernels evaluate the same rules as the CPU reference chain (cpu_impl='reference'), so
+    # float64 agrees to rounding, 1e-10 of the largest entry (the host runs of tests/cuda_host measured 1e-16)
+    rng = np.random.default_rng(6)
+    x = _near_duplicates((3, 2, 5, 5) if conv else (6, 8), rng)
+    make = ((lambda impl: Convolutional(2, activation, 1.4, 0.1, 3, "gap", cpu_impl=impl)) if conv else
+            (lambda impl: FullyConnected(3, activation, 1.4, 0.1, cpu_impl=impl)))
+    want = make("reference").kernels(x)
+    got = make("reference").kernels(cupy.asarray(x))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(cupy.asnumpy(g), w, rtol=0, atol=1e-10 * np.abs(w).max())
+    if activation != "step":
+        # against the default CPU path (compiled loops, another rounding order): θ of a near-duplicate pair is
+        # resolved to √(32·eps) ≈ 8e-8 rad a layer (kernels.analytic.duals.clamp_correlation), which moves the
+        # ReLU NTK factor (π − θ)/2π by ≤ 3e-8 relative a layer: 1e-7 over three layers (host: 2.2e-9). Step
+        # is left out: its angle map amplifies that rounding (fused and reference CPU paths differ by 2e-3)
+        fused = make("auto").kernels(x)
+        for g, w in zip(got, fused):
+            np.testing.assert_allclose(cupy.asnumpy(g), w, rtol=0, atol=1e-7 * np.abs(w).max())
+        # float32 on the GPU (the rows round to exact duplicates) against float64 on the CPU: 1e-4 as above
+        for g, w in zip(make("auto").kernels(cupy.asarray(x, dtype=cupy.float32)), fused):
+            np.testing.assert_allclose(cupy.asnumpy(g), w, rtol=0, atol=1e-4 * np.abs(w).max())
+
+
+# ----------------------------------------------------------------------------------------------- quadrature on CuPy
+def test_gelu_quadrature_dual_on_cupy_equals_numpy():
+    # gelu has no closed form: its dual is the polar Gauss–Legendre rule of kernels.analytic.duals, whose erf is
+    # cupyx.scipy.special.erf on CuPy and scipy.special.erf on NumPy (both within a few ulp): the same nodes and
+    # weights, so the kernels agree to 1e-11 of the largest entry
+    rng = np.random.default_rng(7)
+    x1, x2 = rng.standard_normal((12, 4)), rng.standard_normal((5, 4))
+    kernel = FullyConnected(2, "gelu", 1.2, 0.1, block_size=8)
+    for xs in ((x1,), (x1, x2)):
+        for g, w in zip(kernel.kernels(*(cupy.asarray(x) for x in xs)), kernel.kernels(*xs)):
+            assert isinstance(g, cupy.ndarray)
+            np.testing.assert_allclose(cupy.asnumpy(g), w, rtol=0, atol=1e-11 * np.abs(w).max())
+
+
+# ----------------------------------------------------------------------------------------------- diagonal pins
+def test_pin_fast_paths_write_into_cupy_arrays():
+    # rules.pin_diagonal writes through a strided view (k12.reshape(-1)[::n + 1]) and pin_conv through fancy
+    # indexing: on CuPy both must write into k12 itself, as the NumPy paths do (compared bitwise with loops)
+    from kernels.analytic import rules
+    rng = np.random.default_rng(8)
+    k12, k11 = rng.standard_normal((6, 6)), rng.standard_normal(6)
+    want = k12.copy()
+    want[np.arange(6), np.arange(6)] = k11
+    got = rules.pin_diagonal(cupy, cupy.asarray(k12), cupy.asarray(k11))
+    np.testing.assert_array_equal(cupy.asnumpy(got), want)
+    strided = cupy.asarray(np.asfortranarray(k12))                 # not C-contiguous: the mask path
+    np.testing.assert_array_equal(cupy.asnumpy(rules.pin_diagonal(cupy, strided, cupy.asarray(k11))), want)
+    b, h, w = 3, 2, 4
+    tile, var = rng.standard_normal((b, b, h, w, h, w)), rng.standard_normal((b, h, w))
+    expected = tile.copy()
+    for i in range(b):
+        for y in range(h):
+            for xx in range(w):
+                expected[i, i, y, xx, y, xx] = var[i, y, xx]
+    state = (cupy.asarray(tile), cupy.asarray(var.reshape(b, 1, h, w, 1, 1)), None, None)
+    np.testing.assert_array_equal(cupy.asnumpy(rules.pin_conv(cupy, state, True)[0]), expected)
+    flat, fvar = rng.standard_normal((b, b, h, w)), rng.standard_normal((b, 1, h, w))
+    expected_flat = flat.copy()
+    for i in range(b):
+        expected_flat[i, i] = fvar[i, 0]
+    state = (cupy.asarray(flat), cupy.asarray(fvar), None, None)
+    np.testing.assert_array_equal(cupy.asnumpy(rules.pin_conv(cupy, state, False)[0]), expected_flat)

@@ -119,3 +119,23 @@ def test_gpu_input_validation_messages(data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         KernelRegressor().fit(cupy.asarray(X), cupy.asarray(Y[:, 0]))
+
+
+def test_float32_gpu_fit_at_a_tiny_ridge_agrees_or_warns():
+    # device='auto' fits in float32 on the GPU. At α = 1e-6 the RBF Gram of 2000 points in 5-d has
+    # cond(K + αI) ≈ 5e8 (measured on the CPU: eigenvalues 5e-10 .. 5e2) > 1/eps32 ≈ 1.7e7, so float32 cannot
+    # resolve the float64 solution: the fit must say so (GramWarning: pivots below n·eps32, eigen pseudo-inverse)
+    # or else agree with the float64 CPU fit as a well-posed one does (1e-3, the α = 0.1 test above). A silent
+    # float32 fit far from the float64 one is the failure. (NumPy float32 on the CPU warns, and its predictions
+    # then differ from the float64 fit by 90%: the pseudo-inverse drops the noise the α = 1e-6 fit interpolates.)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((2200, 5))
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 1] ** 2 + 0.1 * rng.standard_normal(2200)
+    cpu = KernelRegressor(alpha=1e-6, device="cpu").fit(X[:2000], y[:2000]).predict(X[2000:])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = KernelRegressor(alpha=1e-6).fit(X[:2000], y[:2000])
+        gpu = model.predict(X[2000:])
+    assert model.dual_coef_.dtype == cupy.float32 and np.all(np.isfinite(gpu))
+    if not any(issubclass(w.category, GramWarning) for w in caught):
+        assert _rel(gpu, cpu) < 1e-3, f"float32 GPU fit differs from float64 by {_rel(gpu, cpu):.2g}, no GramWarning"

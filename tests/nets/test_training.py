@@ -185,7 +185,7 @@ def test_random_crop_flip_without_padding_only_mirrors():
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(loss="huber"), ValueError, "unknown loss 'huber'; valid: mse, cross_entropy, hinge"),
     (dict(optimizer="adam"), ValueError, "unknown optimizer 'adam'; valid: gd, sgd"),
-    (dict(lr_schedule="cosine"), ValueError, "unknown lr_schedule 'cosine'; valid: constant, inverse, adaptive"),
+    (dict(lr_schedule="cosine"), ValueError, "unknown lr_schedule 'cosine'; valid: constant, inverse, inverse_epoch, adaptive"),
     (dict(lr=0.0), ValueError, "lr"),
     (dict(lr=math.nan), ValueError, "lr"),
     (dict(momentum=1.0), ValueError, "momentum"),

@@ -26,3 +26,17 @@ def test_teacher_student_seeding():
     assert not np.array_equal(a.X_train, c.X_train)
     with pytest.raises(ValueError, match="d must be an int >= 2"):
         data.teacher_student(d=1)
+
+
+def test_the_authors_teacher_has_random_signs():
+    """teacher_signs='random' (test_vs_scale.jl: w2 = sign(randn(3))): f*(x) = Σ_j s_j relu(θ_j·x), s_j = ±1; the
+    same directions θ_j as 'ones' for the seed (drawn first), the inputs unchanged."""
+    ones = data.teacher_student(n_train=40, n_test=20, d=5, seed=3)
+    signed = data.teacher_student(n_train=40, n_test=20, d=5, seed=3, teacher_signs="random")
+    s, theta = signed.info["teacher_output_weights"], signed.info["teacher_weights"]
+    assert set(np.abs(s)) == {1.0}
+    np.testing.assert_array_equal(theta, ones.info["teacher_weights"])
+    np.testing.assert_array_equal(signed.X_train, ones.X_train)
+    np.testing.assert_allclose(signed.y_train, np.maximum(signed.X_train @ theta.T, 0.0) @ s, rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="teacher_signs"):
+        data.teacher_student(teacher_signs="mixed")

@@ -7,25 +7,48 @@ needs_cifar = pytest.mark.data("cifar10")   # skipped, saying how to get it, whe
 
 
 @needs_cifar
-def test_table_random_features_row_and_paper_column(tmp_path, rows_of):
+def test_table_random_features_row_and_the_data_caveat(tmp_path, rows_of):
     """Only the random-features row (no nets): airplane vs automobile, 1000/500 images, 2000 Fourier features.
-    Measured 79.0% test accuracy; chance is 50%, so > 65% shows the features learn."""
+    Measured 79.0% test accuracy; chance is 50%, so > 65% shows the features learn. The report says the data
+    is a JPEG copy of CIFAR-10 and quotes no published number as if it were comparable."""
     assert main(["table", "--out", str(tmp_path), "--quiet", "--threads", "1", "--set", "models=[]",
                  "--set", "cntk_readouts=[]"]) == 0
     by, _ = rows_of(tmp_path)
     assert by[("rff", None)]["test_accuracy"] > 0.65
-    assert "paper acc %" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "JPEG copy of CIFAR-10" in report and "paper acc" not in report
 
 
 @needs_cifar
-def test_table_standard_vgg_beats_its_lazy_counterpart(tmp_path, rows_of):
-    """Quick table preset for VGG-11 (width 1/8, 10 epochs, airplane vs automobile): measured standard 85.6%,
-    lazy (α = 100) 71.4%, linearized 75.4% — the paper's ordering, on a CPU in ~20 s."""
+def test_table_vgg_rows_at_their_stable_step(tmp_path, rows_of):
+    """Quick table preset for VGG-11 (width 1/8, 10 epochs, airplane vs automobile), every row at 0.2 of the
+    stability limit of the NTK at init (lr 1.4e-3): measured standard 79.8% (uncentred 80.0%), lazy (α = 100)
+    78.2%, linearized 78.0%. At lr = 0.01, 1.1× the limit, the lazy row fell to 71%: at a stable step the gap on
+    this small two-class split is within the noise of 500 test images (± 1.8 points), so the test asserts what
+    is robust: every row learns (> 70%, chance 50%) and the lazy net matches its Taylor model to 3 points."""
     assert main(["table", "--out", str(tmp_path), "--quiet", "--set", "models=['vgg11']",
                  "--set", "cntk_readouts=[]"]) == 0
-    by, _ = rows_of(tmp_path)
-    assert by[("net", None)]["test_accuracy"] > by[("lazy", 100.0)]["test_accuracy"] + 0.05
-    assert by[("net", None)]["test_accuracy"] > by[("linearized", None)]["test_accuracy"]
+    by, rows = rows_of(tmp_path)
+    assert all(r["lr_over_limit"] == pytest.approx(0.2, rel=1e-12) for r in rows if r["method"] != "rff")
+    assert all(r["test_accuracy"] > 0.7 for r in rows)
+    assert abs(by[("lazy", 100.0)]["test_accuracy"] - by[("linearized", None)]["test_accuracy"]) <= 0.03
+
+
+@pytest.mark.slow
+@needs_cifar
+def test_table_resnet_lazy_and_linearized_train_at_their_stable_step(tmp_path, rows_of):
+    """ResNet-18 (quick preset): at lr = 0.002, twice its NTK's limit, its lazy and linearized rows stayed at
+    chance (54% and 50%). At 0.2 of the limit (lr 1.9e-4, λ_max = 1.02e6 on 128 images): measured lazy 73.6%,
+    linearized 74.0%, standard 74.0% (uncentred 72.2%); both above 65% and within 3 points of each other, the
+    standard rows at the same stable lr."""
+    assert main(["table", "--out", str(tmp_path), "--quiet", "--set", "models=['resnet18']",
+                 "--set", "cntk_readouts=[]"]) == 0
+    by, rows = rows_of(tmp_path)
+    lazy, linearized = by[("lazy", 100.0)]["test_accuracy"], by[("linearized", None)]["test_accuracy"]
+    assert lazy > 0.65 and linearized > 0.65 and abs(lazy - linearized) <= 0.03
+    for method in ("net", "net_uncentred"):
+        assert by[(method, None)]["lr_over_limit"] < 1 and by[(method, None)]["test_accuracy"] > 0.65
+    assert "below its stability limit" in (tmp_path / "report.md").read_text()
 
 
 @needs_cifar

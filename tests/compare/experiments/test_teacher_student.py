@@ -54,3 +54,28 @@ def test_teacher_student_with_two_jobs_and_on_dask(tmp_path):
                   for d in ("loky", "dask"))
     assert [s for s, _ in loky] == [0.1, 10.0]
     np.testing.assert_allclose([v for _, v in loky], [v for _, v in dask], rtol=1e-9)
+
+
+def test_the_authors_preset_is_test_vs_scale_jl(tmp_path):
+    """--preset authors: τ = 10^(−2.2 … 1) step 0.1 (33 values), d = 100, n = 1000/1000, m = 50, 10⁴ steps,
+    10 trials, step min(10, 0.1/τ²). A shrunk run (d = 10, 100 points, 300 steps, τ ∈ {0.01, 1}): each row carries
+    the best test loss over training (≤ the final one: the final loss is one of the losses minimised over) and κ
+    at init, which falls like 1/τ² for this 2-homogeneous student (κ·τ² equal to 1e-6 relative across τ: the
+    residual ‖y‖ and the normalised derivative directions do not depend on τ)."""
+    from compare import experiments
+    settings = experiments.get("teacher-student").presets["authors"].settings
+    assert len(settings["taus"]) == 33 and settings["taus"][0] == pytest.approx(10 ** -2.2)
+    assert settings["taus"][-1] == pytest.approx(10.0)
+    assert (settings["dims"], settings["n_train"], settings["n_test"], settings["m"], settings["steps"],
+            settings["seeds"]) == ([100], 1000, 1000, 50, 10000, 10)
+    out = tmp_path / "authors"
+    assert main(["teacher-student", "--preset", "authors", "--out", str(out), "--quiet", "--threads", "1",
+                 "--seeds", "1", "--set", "dims=[10]", "--set", "taus=[0.01, 1.0]", "--set", "n_train=100",
+                 "--set", "n_test=100", "--set", "steps=300"]) == 0
+    rows = {r["scale"]: r for r in sweep.read_results(out / "results.jsonl")}
+    assert rows[0.01]["lr"] == 10.0 and rows[1.0]["lr"] == pytest.approx(0.1)
+    for row in rows.values():
+        assert row["best_test_loss"] <= row["test_loss"] and row["protocol"] == "authors"
+    assert rows[0.01]["kappa"] * 0.01 ** 2 == pytest.approx(rows[1.0]["kappa"], rel=1e-6)
+    for name in ("teacher_student.png", "teacher_student_kappa.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -71,7 +71,44 @@ def test_missing_lazykit_dependency_is_named(monkeypatch, capsys):
     monkeypatch.setattr(gpu_check.importlib.util, "find_spec",
                         lambda name: None if name == "array_api_compat" else real_find_spec(name))
     assert gpu_check.main([]) == 1
-    assert "not installed here: array_api_compat" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not installed here: array_api_compat" in err and "The bundle brings array-api-compat" in err
+
+
+def test_missing_image_packages_get_advice_that_works():
+    # scipy and scikit-learn belong to the GPU image: the bundle holds them only when prepared with --add
+    advice = gpu_check.missing_advice(["scipy", "sklearn", "torch"])
+    assert "`python -m compare gpu-check --prepare DIR --add scipy scikit-learn`" in advice
+    assert "PyTorch is not bundled" in advice and "The bundle brings" not in advice
+    args = gpu_check.build_parser().parse_args(["--prepare", "b", "--add", "scipy", "scikit-learn"])
+    assert args.add == ["scipy", "scikit-learn"]          # the option the advice names exists
+
+
+def test_an_experiment_registry_that_does_not_import_fails_the_check(monkeypatch, capsys):
+    # only a dry run before the bundle's install may defer the experiments; a real run reports a failure
+    import compare
+    monkeypatch.setitem(sys.modules, "compare.experiments", None)        # import raises ImportError
+    monkeypatch.delattr(compare, "experiments")
+    deferred = gpu_check.plan(before_install=True)[-1]
+    assert deferred.skipped and "not installed yet" in deferred.outcome
+    failed = gpu_check.plan()[-1]
+    assert failed.outcome.startswith("FAILED (the experiment registry does not import") and not failed.passed
+    monkeypatch.setattr(gpu_check, "gpu_name", lambda: "Fake H100")
+    monkeypatch.setattr(gpu_check, "versions", lambda: dict.fromkeys(gpu_check.PACKAGES, "1.0"))
+    monkeypatch.setattr(gpu_check, "run_step", lambda step, limit, env: setattr(step, "outcome", "ok"))
+    assert gpu_check.main([]) == 1
+    assert "FAILED (the experiment registry does not import" in capsys.readouterr().out
+
+
+def test_without_pytest_the_tests_step_fails(monkeypatch, capsys):
+    monkeypatch.setattr(gpu_check, "gpu_name", lambda: "Fake H100")
+    monkeypatch.setattr(gpu_check, "versions", lambda: {**dict.fromkeys(gpu_check.PACKAGES, "1.0"), "pytest": None})
+    monkeypatch.setattr(gpu_check, "plan", lambda data_dir=None: [
+        gpu_check.Step("tests/gpu", [sys.executable, "-c", "raise SystemExit('must not run')"], "tests")])
+    assert gpu_check.main([]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED (lazykit needs these packages, which are not installed here: pytest" in out
+    assert "must not run" not in out
 
 
 def _step(name, code, kind="bench"):

@@ -39,11 +39,16 @@ def test_summary_table_formats_percent_and_dashes():
     assert "| mlp | net | – |" in format_table(headers, body, style="compact")
 
 
-def test_paper_numbers_sit_beside_ours():
+def test_diverged_and_collapsed_rows_show_no_accuracy():
+    """A group whose seeds all collapsed to one class (or diverged) prints the word, not a number; one that
+    only partly did keeps the mean of the others."""
     rows = [{"model": "vgg11", "method": "net", "scale": None, "seed": 0, "test_accuracy": 0.5},
-            {"model": "vgg11", "method": "lazy", "scale": 100.0, "seed": 0, "test_accuracy": 0.3}]
+            {"model": "vgg11", "method": "net", "scale": None, "seed": 1, "collapsed": True},
+            {"model": "vgg11", "method": "lazy", "scale": 100.0, "seed": 0, "collapsed": True},
+            {"model": "vgg11", "method": "linearized", "scale": None, "seed": 0, "diverged": True}]
     headers, body = report.summary_table(rows, "table")
-    assert headers[-1] == "paper acc %" and body[0][-1] == "89.7" and body[1][-1] == "–"
+    column = headers.index("test acc %")
+    assert [line[column] for line in body] == ["50.0", "collapsed", "diverged"]
 
 
 def test_loglog_slope_of_a_power_law_is_exact():

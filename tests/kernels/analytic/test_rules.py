@@ -95,7 +95,7 @@ def test_unknown_layer_kind_is_refused():
 # ----------------------------------------------------------------------------------------------- fused pairs
 @pytest.fixture
 def cuda_module(monkeypatch):
-    """kernels.analytic._cuda imported with a NumPy stand-in for CuPy, its two raw kernels replaced by their
+    """kernels.analytic._cuda imported with a NumPy stand-in for CuPy, its compiled kernels replaced by their
     NumPy references: what is left is the orchestration (diagonals, pins, fan-ins) that the pair replacements
     add around the kernels, which must reproduce the reference chain exactly."""
     fake = types.ModuleType("cupy")
@@ -127,6 +127,9 @@ def cuda_module(monkeypatch):
 
     monkeypatch.setattr(module, "fc_block", fc_block)
     monkeypatch.setattr(module, "conv_block", conv_block)
+    # the variances after an activation: a third compiled kernel, replaced by its NumPy reference too
+    monkeypatch.setattr(module, "activation_variance", lambda activation, v: rules.activation_variance(
+        v, activation.dual))
     yield module
     sys.modules.pop("kernels.analytic._cuda", None)
 

@@ -219,3 +219,24 @@ def test_ridgeless_fit_on_duplicates_is_finite(rng):
         model = NTKClassifier(alpha=0.0).fit(X, y)
     assert np.all(np.isfinite(model.decision_function(X)))
     assert model.score(X, y) == 1.0  # consistent duplicates: the min-norm interpolant fits every label
+
+
+def test_fit_resolves_the_device_once_and_scans_the_gram_once(monkeypatch):
+    # validation once: "auto" is resolved in fit (device_) and the n×n Gram is checked for finiteness by one
+    # owner (the analytic kernel's overflow check), not again by the estimator and the solver
+    from kernels import backend, validation
+    from kernels.analytic import _numerics
+    resolved, scans = [], []
+    real_resolve, real_finite, real_overflow = backend.resolve_device, validation.check_finite, _numerics.check_overflow
+    monkeypatch.setattr(backend, "resolve_device", lambda *a, **k: resolved.append(a) or real_resolve(*a, **k))
+    monkeypatch.setattr(validation, "check_finite",
+                        lambda x, name: (scans.append(x.shape) if x.shape == (60, 60) else None) or real_finite(x, name))
+    monkeypatch.setattr(_numerics, "check_overflow",
+                        lambda xp, out, *a: (scans.append(out.shape) if out.shape == (60, 60) else None)
+                        or real_overflow(xp, out, *a))
+    X = np.random.default_rng(0).standard_normal((60, 4))
+    model = NTKRegressor(device="auto").fit(X, X[:, 0])
+    model.predict(X[:5])
+    assert model.device_ == "cpu"
+    assert len(resolved) <= 2          # fit: the estimator's device_, and X's placement on it
+    assert scans == [(60, 60)]         # the training Gram, scanned once

@@ -16,7 +16,7 @@ zarr = pytest.importorskip("zarr")
 distributed = pytest.importorskip("distributed")
 
 from kernels import RBF, EmpiricalNTK, FullyConnected, GramStore, gram  # noqa: E402
-from kernels.grams.tiles import gram_in  # noqa: E402
+from kernels.grams.tiles import cached_gram  # noqa: E402
 from kernels.grams.store import StoreMismatchError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -349,21 +349,21 @@ def test_a_worker_killed_mid_tile_is_retried_on_a_one_gpu_per_worker_cluster(tmp
     assert set().union(*devices.values()) <= {"0", "1"} and len(devices) >= 2   # in more than one process
 
 
-# ----------------------------------------------------------------------------------------------- gram_in
+# ----------------------------------------------------------------------------------------------- cached_gram
 def test_gram_in_names_stores_by_content_and_finds_them_again(x, tmp_path):
     counting = CountingKernel()
-    first = gram_in(tmp_path, counting, x, tile=10)
+    first = cached_gram(tmp_path, counting, x, tile=10)
     assert counting.calls == 10
-    again = gram_in(tmp_path, counting, x, tile=10)
+    again = cached_gram(tmp_path, counting, x, tile=10)
     assert counting.calls == 10 and again.path == first.path             # found, nothing recomputed
-    other = gram_in(tmp_path, FullyConnected(depth=2), x, tile=10)
+    other = cached_gram(tmp_path, FullyConnected(depth=2), x, tile=10)
     assert other.path != first.path and len(list(tmp_path.iterdir())) == 2
     assert np.array_equal(other.to_numpy(), gram(FullyConnected(depth=2), x, tile=10, progress=False))
 
 
 def _gram_in_task(directory, x):
     """A sweep run: what an experiment's run function does on a dask worker."""
-    store = gram_in(directory, FullyConnected(depth=2), x, tile=10)
+    store = cached_gram(directory, FullyConnected(depth=2), x, tile=10)
     return store.to_numpy()
 
 
