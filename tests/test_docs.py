@@ -62,7 +62,7 @@ def test_the_site_builds_strict_with_every_page(site):
     assert len(pages) >= 20
 
 
-@pytest.mark.parametrize("face", ["kernels", "nets", "compare.sweep", "compare.data"])
+@pytest.mark.parametrize("face", ["kernels", "kernels.stax", "nets", "compare.sweep", "compare.data"])
 def test_the_reference_documents_every_public_name_of_a_face(site, face):
     """Each name a face exports has its own entry (the hook docs/hooks/reference.py expands the face), with its
     docstring rendered."""
