@@ -62,7 +62,7 @@ from compare.grams import kernel_matrices
 from compare.sweep.memo import Memo
 from compare.sweep.run import Run
 from compare.seeding import seeded_torch
-from compare.present.summary import aggregate, metric_titles
+from compare.present.summary import aggregate, metric_titles, several_seeds
 
 DATASETS = ("digits", "breast_cancer", "diabetes", "fashion-mnist", "cifar10")
 AGREEMENT_TOLERANCE = 0.1   # regression: |f − f_ref| within a tenth of the standardised target's std
@@ -396,6 +396,12 @@ def _performance(rows) -> str:
     return "test_accuracy" if any("test_accuracy" in r for r in rows) else "test_mse"
 
 
+# the caption's word for two α-free lines that lie on top of each other (the legend says so too)
+COINCIDE_NOTE = ("linearized = empirical_ntk: the linearized net follows the empirical-NTK gradient flow exactly "
+                 "(up to the step size of gradient descent), so their lines coincide; the staggered markers show "
+                 "both.")
+
+
 def summary_line(rows) -> str:
     """What the gap between non-lazy and lazy training is on this data (the smallest and largest α of the lazy
     rows, mean over seeds, and the two standard rows), the rows that stopped before the common train loss, and
@@ -470,15 +476,16 @@ EXPERIMENT = Experiment(
     notes=summary_line,
     figures=(
         Figure("accuracy.png", _draw_performance,
-               "Test performance of each method against the lazy scale α. Dashed lines: the normally trained "
-               "net, the linearized net and the kernel predictors, which do not depend on α (bands: ± std over "
-               "seeds)."),
+               lambda rows: "Test performance of each method against the lazy scale α. Dashed lines: the "
+               "normally trained net, the linearized net and the kernel predictors, which do not depend on α"
+               + (" (bands: ± std over seeds)" if several_seeds(rows) else "") + ". " + COINCIDE_NOTE),
         Figure("agreement.png",
                lambda rows, path: plots.plot_vs_scale(rows, "agreement", path, "agreement %",
                                                       "agreement with the empirical-NTK predictor", percent=True,
                                                       methods=EXPERIMENT.methods),
                "Fraction of test points on which a method's prediction agrees with the empirical-NTK "
-               "gradient-flow predictor at the matching training time. Lazy training approaches 100% as α grows."),
+               "gradient-flow predictor at the matching training time. Lazy training approaches 100% as α grows. "
+               "empirical_ntk is the reference itself (100% by definition). " + COINCIDE_NOTE),
         Figure("weight_change.png",
                lambda rows, path: plots.plot_vs_scale(rows, "weight_change", path, "‖w_T − w₀‖ / ‖w₀‖",
                                                       "relative weight change", methods=EXPERIMENT.methods),
