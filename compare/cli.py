@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m compare", usage=USAGE,
         description="lazykit: lazy training vs kernel methods, side by side.",
         epilog="subcommands:\n"
-               + "".join(f"  {name:<17} experiment\n" for name in experiments.names())
-               + f"  {'bench':<17} benchmarks: {', '.join(BENCHMARKS)}; `bench readme` reruns the README's figures\n"
+               + "".join(f"  {name:<17} {experiments.get(name).one_line}\n" for name in experiments.names())
+               + f"  {'bench':<17} benchmarks: {', '.join(BENCHMARKS)}; `bench readme` reruns the figures of README.md and the docs\n"
                + f"  {'gpu-check':<17} run tests/gpu and the GPU benchmarks, print a table naming the card\n"
                + f"  {'data':<17} `data install fashion-mnist`, `data list`\n"
                + "\nRun `python -m compare SUBCOMMAND --help` for a subcommand's options.",

@@ -110,7 +110,8 @@ class GpuRun:
 class Experiment:
     """The declaration of one experiment (see the module docstring).
 
-    name: the command-line name. summary: the report's introduction (the module docstring).
+    name: the command-line name. summary: the report's introduction (the module docstring), whose first line
+    ("NAME: what it shows") is the one-line description of ``--help``.
     datasets: valid ``--dataset`` values, the first the default. presets: {name: Preset}.
     plan, run_one: see the module docstring. methods: the order of methods in tables and plots.
     metrics: {row field: column title} of the summary table, in column order; percent: those shown in %.
@@ -147,6 +148,13 @@ class Experiment:
         if self.scale_field not in ("alpha", "init_scale"):
             raise ValueError(f"experiment {self.name!r}: scale_field must be 'alpha' or 'init_scale', "
                              f"got {self.scale_field!r}")
+
+    @property
+    def one_line(self) -> str:
+        """What the experiment shows, in one line: the summary's first line without a leading "NAME: " (what
+        ``python -m compare --help`` and README.md's table of experiments print)."""
+        first = self.summary.strip().splitlines()[0].strip() if self.summary.strip() else self.name
+        return first[len(self.name) + 1:].strip() if first.startswith(f"{self.name}:") else first
 
     @property
     def default_dataset(self) -> str:

@@ -16,7 +16,7 @@ import numbers
 
 # list keys that may be empty: `table --set models=[]` runs only the kernel and random-features rows,
 # `table --set cntk_readouts=[]` drops the CNTK rows
-MAY_BE_EMPTY = ("models", "cntk_readouts")
+MAY_BE_EMPTY = ("models", "cntk_readouts", "trained_kernels")
 # string keys checked here (other string keys, e.g. table's models, are checked by their experiment's plan,
 # which also runs before anything is written)
 CHOICES = {"dtype": ("float32", "float64"), "activation": ("relu", "erf", "tanh")}

@@ -249,7 +249,7 @@ def scale_criterion(module, X, y, iters=30, threshold=0.01, seed=0):
       `iters` alternating power iterations u ← H_z u / ‖H_z u‖ with z = D²h[u, u] (H_z the Hessian of
       w ↦ ⟨z, h(w)⟩, applied by a vjp of a jvp); the largest ‖D²h[u, u]‖_F met is returned, a lower bound.
     Random starting vectors come from `seed`. Returns a `ScaleCriterion` (its `.lazy` is κ < `threshold`, a
-    rule of thumb for "κ ≪ 1": on the README's digits example κ = 0.055 still let 5% of the ReLU patterns flip
+    rule of thumb for "κ ≪ 1": on the digits example of docs/nets.md κ = 0.055 still let 5% of the ReLU patterns flip
     and the weights move by 10%, while κ = 5e-4 kept 99.96% of them; print it for a verdict).
     """
     check_scalar(iters, "iters", int, min_val=1)

@@ -3,7 +3,7 @@
 Each benchmark is declared here once, as a ``Benchmark`` record (the way experiments are declared): its module
 exposes ``main(argv: list[str]) -> int`` and prints a Markdown table; ``gpu_args`` are the arguments
 ``python -m compare gpu-check`` runs it with on a GPU (None: a CPU-only benchmark, listed as skipped there).
-``bench readme`` is not a speed benchmark: it reruns every figure that README.md and --help quote.
+``bench readme`` is not a speed benchmark: it reruns every figure that README.md, the docs and --help quote.
 """
 from __future__ import annotations
 
@@ -29,5 +29,5 @@ BENCHMARKS = {b.name: b for b in (
     Benchmark("gram", "compare.bench.gram", "Fashion-MNIST NTK regression end to end vs KernelRidge", None),
 )}
 FIGURE_SCRIPTS = {b.name: b for b in (
-    Benchmark("readme", "compare.bench.readme", "reruns every figure README.md and --help quote", None),
+    Benchmark("readme", "compare.bench.readme", "reruns every figure README.md, the docs and --help quote", None),
 )}

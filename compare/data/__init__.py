@@ -22,7 +22,7 @@ What ``load`` does, in order:
 Where data files are looked for (first match wins): the ``data_dir`` argument (``--data-dir``), else the
 folders in the environment variable ``LAZYKIT_DATA_DIR`` (either may name several, ``os.pathsep``-separated,
 searched in order) — either of these alone, so a wrong folder is an error,
-never a silent fallback — else ``<checkout>/data`` (git-ignored) and ``<checkout>/../shared/data``, and for
+never a silent fallback — else ``<checkout>/data`` (git-ignored) and a ``shared/data`` folder beside the checkout, and for
 Fashion-MNIST the Debian package's ``/usr/share/datasets/fashion-mnist``. Decoded image archives are cached in
 ``cache_dir``, else ``LAZYKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/lazykit`` (``~/.cache/lazykit``).
 

@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     listing = commands.add_parser("list", help="the data sets and where each is found now")
     listing.add_argument("--data-dir", default=None, metavar="DIR", help=f"folders to search, in order, "
                          f"separated by {os.pathsep!r} (default: ${ENV_DATA_DIR}, else <checkout>/data and "
-                         f"<checkout>/../shared/data)")
+                         f"a shared/data folder beside the checkout)")
     installing = commands.add_parser("install", help=f"get one of: {', '.join(DOWNLOADS)}")
     installing.add_argument("name", metavar="NAME", help=f"one of: {', '.join(DOWNLOADS)}")
     installing.add_argument("--data-dir", default=None, metavar="DIR",

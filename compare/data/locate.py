@@ -25,7 +25,7 @@ def split_dirs(value) -> list:
 def search_dirs(data_dir=None) -> list:
     """Folders searched for data files, in order: those of ``data_dir`` alone if given, else those of
     ``$LAZYKIT_DATA_DIR`` alone if set (each may name several folders, ``os.pathsep``-separated), else
-    ``<checkout>/data`` and ``<checkout>/../shared/data``."""
+    ``<checkout>/data`` and a ``shared/data`` folder beside the checkout (``DEFAULT_DATA_DIRS``)."""
     if data_dir is not None:
         dirs = split_dirs(data_dir)
         if not dirs:

@@ -41,19 +41,21 @@ _AUTHORS = dict(init="xavier", gain=1.0, loss="mse_mean", lr_schedule="inverse_e
 PRESETS = {
     "quick": Preset("a CPU", models=["vgg11"], width_factor=0.125, n_train=1000, n_test=500, classes=[0, 1],
                     epochs=10, scales=[1.0, 10.0, 100.0, 1e3, 1e4, 1e5], lrs=["kernel"], dtype="auto",
-                    n_stability=None, frozen_gates_pool="gather", cntk_readouts=[], cntk_n_train=0,
+                    n_stability=None, frozen_gates_pool="gather", cntk_readouts=[], trained_kernels=["ntk", "nngp"],
+                    cntk_n_train=0,
                     cntk_n_test=None, rff_features=2000, seeds=1, **_AUTHORS),
     "full": Preset("one GPU", models=["vgg11", "resnet18"], width_factor=0.5, n_train=10000, n_test=2000,
                    classes=None, epochs=30, scales=[0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6],
                    lrs=["kernel"], dtype="auto", n_stability=None, frozen_gates_pool="gather",
-                   cntk_readouts=["flatten"], cntk_n_train=2000, cntk_n_test=None, rff_features=20000, seeds=1,
+                   cntk_readouts=["flatten"], trained_kernels=["ntk", "nngp"], cntk_n_train=2000, cntk_n_test=None,
+                   rff_features=20000, seeds=1,
                    **_AUTHORS),
     "paper": Preset("GPUs (48 runs of 100 epochs of VGG-11 in float64)", models=["vgg11"], width_factor=1.0,
                     n_train=None, n_test=None, classes=None, epochs=100,
                     scales=[0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7],
                     lrs=[1.0, 0.1, 0.01, 0.001], dtype="float64", n_stability=None, frozen_gates_pool="authors",
-                    cntk_readouts=["gap", "flatten"], cntk_n_train=5000, cntk_n_test=None, rff_features=40000,
-                    seeds=1, **_AUTHORS),
+                    cntk_readouts=["gap", "flatten"], trained_kernels=["ntk", "nngp"], cntk_n_train=5000,
+                    cntk_n_test=None, rff_features=40000, seeds=1, **_AUTHORS),
 }
 
 

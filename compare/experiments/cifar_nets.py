@@ -226,21 +226,32 @@ def train_row(run, ds, memo, per_epoch=False) -> dict:
 
 # ---------------------------------------------------------------------------------------------- kernel rows
 CNTK_NAMES = {"gap": "gap", "flatten": "v"}   # model-name suffix of each CNTK readout (Arora et al.'s names)
-KERNEL_METHODS = ("ntk", "rff")
+KERNEL_METHODS = ("ntk", "nngp", "rff")
+TRAINED_KERNELS = ("ntk", "nngp")
+# the trained architectures whose infinite-width kernel exists in closed form, and the row's model name: VGG with
+# each 2×2 max-pool replaced by an average pool (max-pool has no closed form); ResNet has none (its identity
+# shortcuts add a post-ReLU input that a ReLU follows: not Gaussian, refused by neural-tangents too)
+INFINITE_WIDTH = {"vgg11": "vgg11_avgpool"}
+NO_CLOSED_FORM = {"resnet18": "ResNet-18 has no closed-form infinite-width kernel (its identity shortcuts add a "
+                              "post-ReLU, non-Gaussian input, and a ReLU follows the sum): no kernel row"}
 
 
 def kernel_runs(config, make) -> list:
     """The kernel rows beside the networks, each ``make(model, method)`` (a Run): ``ntk`` — the analytic CNTK of
     depth ``cntk_depth`` for each readout in ``cntk_readouts`` (models ``cntk{depth}_gap``, ``cntk{depth}_v``) when
-    ``cntk_n_train`` > 0 — and ``rff``, random Fourier features of the pixels (model ``fourier``). The one place
-    that lists them: kernels of other architectures (e.g. the infinite-width limits of the trained VGG/ResNet) are
-    added here as ``make(model, method)`` with a method of KERNEL_METHODS and a branch in ``kernel_row``."""
+    ``cntk_n_train`` > 0; for each trained model with a closed-form limit (``INFINITE_WIDTH``) and each kernel in
+    ``trained_kernels`` ('ntk', 'nngp'), the infinite-width kernel of that very network (its widths, its init;
+    ``kernels.infinite_width``) on the same images as the CNTK rows (model ``vgg11_avgpool``); and ``rff``, random
+    Fourier features of the pixels (model ``fourier``). The one place that lists them."""
     from kernels import READOUTS
     p = config.params
     runs = []
     for readout in p["cntk_readouts"] if p["cntk_n_train"] else ():
         suffix = CNTK_NAMES[check_choice(readout, "cntk readout", READOUTS)]
         runs.append(make(f"cntk{p['cntk_depth']}_{suffix}", "ntk"))
+    for kind in p.get("trained_kernels", ()) if p["cntk_n_train"] else ():
+        check_choice(kind, "trained_kernels entry", TRAINED_KERNELS)
+        runs += [make(INFINITE_WIDTH[model], kind) for model in p["models"] if model in INFINITE_WIDTH]
     if p.get("rff_features"):
         runs.append(make("fourier", "rff"))
     return runs
@@ -248,7 +259,33 @@ def kernel_runs(config, make) -> list:
 
 def kernel_row(run, ds) -> dict:
     """The metrics of a kernel row (``kernel_runs``)."""
-    return _cntk(run, ds) if run.method == "ntk" else _random_features(run, ds)
+    if run.method == "rff":
+        return _random_features(run, ds)
+    trained = run.model in INFINITE_WIDTH.values()
+    kernel = trained_kernel(run, int(ds.n_classes)) if trained else cntk_kernel(run)
+    return _kernel_regression(run, ds, kernel, run.method, {} if trained else {"depth": run.params["cntk_depth"]})
+
+
+def trained_kernel(run, n_classes):
+    """The infinite-width kernel (NNGP and NTK) of the network a ``vgg11`` row trains: the same widths and init,
+    each max-pool replaced by an average pool (said in the kernel's name), float64, on the run's kernel device."""
+    from kernels import infinite_width
+    model = next(name for name, row in INFINITE_WIDTH.items() if row == run.model)
+    return infinite_width(network(run.replace(model=model), n_classes), max_pool="avg", dtype="float64",
+                          device=run.kernels_device)
+
+
+def kernel_notes(rows) -> str:
+    """Which kernel row is which: the trained architectures' infinite-width kernels, and the trained models that
+    have none (a sentence each, for the report)."""
+    models = {row.get("model") for row in rows}
+    parts = []
+    if models & set(INFINITE_WIDTH.values()):
+        parts.append("vgg11_avgpool rows: the infinite-width NTK and NNGP of the very VGG-11 trained (its widths and "
+                     "init), with each max-pool replaced by an average pool (max-pool has no closed form), ridgeless "
+                     "regression on the CNTK rows' images; cntk rows: the CNTK of a plain conv stack.")
+    parts += [why + "." for model, why in NO_CLOSED_FORM.items() if model in models]
+    return "".join(" " + part for part in parts)
 
 
 def _one_hot(y, n_classes):
@@ -276,18 +313,19 @@ def random_features_classifier(run):
                                     alpha=run.params["rff_alpha"], random_state=run.seed, device=run.kernels_device)
 
 
-def _cntk(run, ds) -> dict:
-    """Ridgeless kernel regression with the CNTK on one-hot targets; the solve runs where the kernel is."""
+def _kernel_regression(run, ds, kernel, get: str, extra: dict) -> dict:
+    """Ridgeless kernel regression with ``kernel``'s ``get`` output ('ntk' or 'nngp') on one-hot targets, on the
+    first ``cntk_n_train`` training and ``cntk_n_test`` test images; the solve runs where the kernel is."""
     from kernels import device_of, krr_solve, to_device, to_numpy
     from compare.grams import kernel_matrices
     p = run.params
     n = min(p["cntk_n_train"], ds.n_train)
     m = ds.n_test if p.get("cntk_n_test") is None else min(p["cntk_n_test"], ds.n_test)
     X_train, X_test = ds.X_train[:n].astype(np.float64), ds.X_test[:m].astype(np.float64)
-    K_train, K_test = kernel_matrices(cntk_kernel(run), X_train, X_test, get="ntk")
+    K_train, K_test = kernel_matrices(kernel, X_train, X_test, get=get)
     targets = to_device(_one_hot(ds.y_train[:n], int(ds.n_classes)), device_of(K_train))
     coef = krr_solve(K_train, targets, 0.0)
-    return {**score(to_numpy(K_test @ coef), ds.y_test[:m]), "n_train": n, "n_test": m, "depth": p["cntk_depth"]}
+    return {**score(to_numpy(K_test @ coef), ds.y_test[:m]), "n_train": n, "n_test": m, **extra}
 
 
 def _random_features(run, ds) -> dict:

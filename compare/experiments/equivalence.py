@@ -62,7 +62,7 @@ from compare.grams import kernel_matrices
 from compare.sweep.memo import Memo
 from compare.sweep.run import Run
 from compare.seeding import seeded_torch
-from compare.present.summary import aggregate, metric_titles
+from compare.present.summary import aggregate, metric_titles, several_seeds
 
 DATASETS = ("digits", "breast_cancer", "diabetes", "fashion-mnist", "cifar10")
 AGREEMENT_TOLERANCE = 0.1   # regression: |f − f_ref| within a tenth of the standardised target's std
@@ -171,8 +171,9 @@ def _problem_key(run) -> dict:
     return {"problem": run.dataset, "seed": run.seed, **{k: run.params[k] for k in keys}}
 
 
-def _network(run, d_in, d_out):
-    """The network at w₀ for this seed (same w₀ for every method of the seed), on the run's device."""
+def _network(run, d_in, d_out, on_device: bool = True):
+    """The network at w₀ for this seed (same w₀ for every method of the seed), on the run's device (on the CPU
+    with ``on_device=False``: its kernel needs only its layers)."""
     from nets import CNN, MLP
     p = run.params
     with seeded_torch(run.seed):
@@ -180,18 +181,20 @@ def _network(run, d_in, d_out):
             net = CNN(in_channels=d_in, channels=p["channels"], depth=p["conv_depth"], num_outputs=d_out)
         else:
             net = MLP(d_in, p["widths"], d_out, activation="relu", bias=False, parameterization="ntk")
-    return net.to(device=run.device, dtype=_torch_dtype(run))
+    return net.to(device=run.device if on_device else "cpu", dtype=_torch_dtype(run))
 
 
-def analytic_kernel(run):
-    """The infinite-width kernel of the run's network, computing on the run's device in its dtype."""
-    from kernels import Convolutional, FullyConnected
+def analytic_kernel(run, d_in: int, d_out: int):
+    """The infinite-width kernel of the run's network, computing on the run's kernel device in its dtype: for
+    images the kernel of the very CNN it trains (``kernels.infinite_width``, equal to ``kernels.Convolutional``
+    with the same arguments), for vectors ``kernels.FullyConnected`` of the MLP's depth."""
+    import kernels
     p = run.params
     if run.model == "cnn":
-        return Convolutional(depth=p["conv_depth"], activation="relu", w_std=2 ** 0.5, b_std=0.0,
-                             filter_size=3, readout="gap", device=run.kernels_device, dtype=p["dtype"])
-    return FullyConnected(depth=len(p["widths"]), activation="relu", w_std=2 ** 0.5, b_std=0.0,
-                          parameterization="ntk", device=run.kernels_device, dtype=p["dtype"])
+        return kernels.infinite_width(_network(run, d_in, d_out, on_device=False), device=run.kernels_device,
+                                      dtype=p["dtype"])
+    return kernels.FullyConnected(depth=len(p["widths"]), activation="relu", w_std=2 ** 0.5, b_std=0.0,
+                                  parameterization="ntk", device=run.kernels_device, dtype=p["dtype"])
 
 
 def _flow(K_train, K_test, y, t):
@@ -311,8 +314,8 @@ def run_one(run, memo=None) -> dict:
     elif run.method == "empirical_ntk_krr":
         pred = _flow(ref["K_train"], ref["K_test"], y_train, None)
     else:
-        (nngp_train, nngp_test), (ntk_train, ntk_test) = kernel_matrices(analytic_kernel(run), X_train, X_test,
-                                                                         get=("nngp", "ntk"))
+        kernel = analytic_kernel(run, X_train.shape[1], y_train.shape[1])
+        (nngp_train, nngp_test), (ntk_train, ntk_test) = kernel_matrices(kernel, X_train, X_test, get=("nngp", "ntk"))
         pred = (_predict(ntk_train, ntk_test, y_train, ref["t"], loss) if run.method == "ntk"
                 else _flow(nngp_train, nngp_test, y_train, None))
     return {**row, **_scores(task, *pred, y_train, y_test, ref["predictions"][1], loss)}
@@ -394,6 +397,12 @@ def _performance(rows) -> str:
     return "test_accuracy" if any("test_accuracy" in r for r in rows) else "test_mse"
 
 
+# the caption's word for two α-free lines that lie on top of each other (the legend says so too)
+COINCIDE_NOTE = ("linearized = empirical_ntk: the linearized net follows the empirical-NTK gradient flow exactly "
+                 "(up to the step size of gradient descent), so their lines coincide; the staggered markers show "
+                 "both.")
+
+
 def summary_line(rows) -> str:
     """What the gap between non-lazy and lazy training is on this data (the smallest and largest α of the lazy
     rows, mean over seeds, and the two standard rows), the rows that stopped before the common train loss, and
@@ -468,15 +477,16 @@ EXPERIMENT = Experiment(
     notes=summary_line,
     figures=(
         Figure("accuracy.png", _draw_performance,
-               "Test performance of each method against the lazy scale α. Dashed lines: the normally trained "
-               "net, the linearized net and the kernel predictors, which do not depend on α (bands: ± std over "
-               "seeds)."),
+               lambda rows: "Test performance of each method against the lazy scale α. Dashed lines: the "
+               "normally trained net, the linearized net and the kernel predictors, which do not depend on α"
+               + (" (bands: ± std over seeds)" if several_seeds(rows) else "") + ". " + COINCIDE_NOTE),
         Figure("agreement.png",
                lambda rows, path: plots.plot_vs_scale(rows, "agreement", path, "agreement %",
                                                       "agreement with the empirical-NTK predictor", percent=True,
                                                       methods=EXPERIMENT.methods),
                "Fraction of test points on which a method's prediction agrees with the empirical-NTK "
-               "gradient-flow predictor at the matching training time. Lazy training approaches 100% as α grows."),
+               "gradient-flow predictor at the matching training time. Lazy training approaches 100% as α grows. "
+               "empirical_ntk is the reference itself (100% by definition). " + COINCIDE_NOTE),
         Figure("weight_change.png",
                lambda rows, path: plots.plot_vs_scale(rows, "weight_change", path, "‖w_T − w₀‖ / ‖w₀‖",
                                                       "relative weight change", methods=EXPERIMENT.methods),

@@ -97,12 +97,12 @@ def plot_rates(rows, path):
         return None
     plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for field, slope in fitted.items():
+    for i, (field, slope) in enumerate(fitted.items()):
         x, mean, std = plots.series(groups, "lazy", field)
         expected = EXPECTED_SLOPES[field]
-        line = ax.errorbar(x, mean, yerr=std, marker="o", capsize=3,
-                           label=f"{TITLES[field]}: slope {slope:.2f} (theory {expected})")
-        ax.plot(x, mean[0] * (x / x[0]) ** expected, ls=":", color=line[0].get_color(), alpha=0.6)
+        ax.errorbar(x, mean, yerr=std, capsize=3, label=f"{TITLES[field]}: slope {slope:.2f} (theory {expected})",
+                    **plots.style(i))
+        ax.plot(x, mean[0] * (x / x[0]) ** expected, ls=":", color=plots.style(i)["color"], alpha=0.6)
     return plots.finish(plt, fig, ax, path, "lazy scale α", "distance at the end of training",
                         "Theorem 2.2: distances vs α (dotted: theoretical slopes)")
 

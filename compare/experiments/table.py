@@ -52,18 +52,18 @@ PRESETS = {
     "quick": Preset("a CPU", models=["vgg11", "resnet18"], width_factor=0.125, n_train=1000, n_test=500,
                     classes=[0, 1], epochs=10, init="kaiming", loss="cross_entropy", lr_schedule="inverse",
                     lr_decay=1e-3, dtype="float32", lazy_scale=100.0, n_stability=100, cntk_depth=3,
-                    cntk_readouts=["gap", "flatten"], cntk_n_train=100, cntk_n_test=100, rff_features=2000,
-                    seeds=1, **_COMMON),
+                    cntk_readouts=["gap", "flatten"], trained_kernels=["ntk", "nngp"], cntk_n_train=100,
+                    cntk_n_test=100, rff_features=2000, seeds=1, **_COMMON),
     "full": Preset("one GPU", models=["vgg11", "resnet18"], width_factor=1.0, n_train=10000, n_test=2000,
                    classes=None, epochs=40, init="kaiming", loss="cross_entropy", lr_schedule="inverse",
                    lr_decay=1e-4, dtype="float32", lazy_scale=100.0, n_stability=1000, cntk_depth=5,
-                   cntk_readouts=["gap", "flatten"], cntk_n_train=2000, cntk_n_test=None, rff_features=20000,
-                   seeds=1, **_COMMON),
+                   cntk_readouts=["gap", "flatten"], trained_kernels=["ntk", "nngp"], cntk_n_train=2000,
+                   cntk_n_test=None, rff_features=20000, seeds=1, **_COMMON),
     "paper": Preset("one GPU (the CNTK rows dominate)", models=["vgg11", "resnet18"], width_factor=1.0,
                     n_train=None, n_test=None, classes=None, epochs=100, init="xavier", loss="mse_mean",
                     lr_schedule="inverse_epoch", lr_decay=1 / 3, dtype="auto", lazy_scale=1e4, n_stability=None,
-                    cntk_depth=5, cntk_readouts=["gap", "flatten"], cntk_n_train=5000, cntk_n_test=None,
-                    rff_features=40000, seeds=1, **_COMMON),
+                    cntk_depth=5, cntk_readouts=["gap", "flatten"], trained_kernels=["ntk", "nngp"],
+                    cntk_n_train=5000, cntk_n_test=None, rff_features=40000, seeds=1, **_COMMON),
 }
 
 
@@ -103,7 +103,7 @@ def run_one(run, memo=None) -> dict:
 
 
 def notes(rows) -> str:
-    return (cifar_nets.limit_notes(rows) + " net is centred (h(w) − h(w₀)) as the authors train it; net_uncentred "
+    return (cifar_nets.limit_notes(rows) + cifar_nets.kernel_notes(rows) + " net is centred (h(w) − h(w₀)) as the authors train it; net_uncentred "
             "is the plain h(w). frozen-gates acc is the authors' \"linearized\" accuracy; linearized is the Taylor "
             "model. The data is a JPEG copy of CIFAR-10 (2–3 points below the original).")
 

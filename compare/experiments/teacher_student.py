@@ -36,7 +36,7 @@ from compare.data import teacher_student_tensors
 from compare.experiment import Experiment, Figure, Preset, learning_rate
 from compare.sweep.run import Run
 from compare.seeding import seeded_torch
-from compare.present.summary import aggregate, metric_titles
+from compare.present.summary import aggregate, metric_titles, several_seeds
 
 PROTOCOLS = ("lazykit", "authors")
 AUTHORS_TAUS = [round(10 ** (-2.2 + 0.1 * k), 10) for k in range(33)]   # 10 .^ (-2.2:0.1:1)
@@ -131,7 +131,7 @@ def _draw(rows, path, x_field):
         return None
     plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for protocol, d in curves:
+    for i, (protocol, d) in enumerate(curves):
         pts = sorted((g for g in groups if (g["protocol"], g["d"]) == (protocol, d) and "test_loss" in g
                       and (x_field == "scale" or "kappa" in g)),
                      key=lambda g: g["scale"] if x_field == "scale" else g["kappa"][0])
@@ -139,12 +139,14 @@ def _draw(rows, path, x_field):
         end = np.array([g["test_loss"][0] for g in pts])
         err = np.array([g["test_loss"][1] or 0.0 for g in pts])
         label = f"d = {d}" + ("" if len({c[0] for c in curves}) == 1 and protocol == "lazykit" else f", {protocol}")
-        line = ax.errorbar(x, end, yerr=err, marker="o", capsize=3, label=f"{label}: end of training")
+        ax.errorbar(x, end, yerr=err, capsize=3, label=f"{label}: end of training", **plots.style(i))
         bests = [(xi, g["best_test_loss"][0]) for xi, g in zip(x, pts) if "best_test_loss" in g]
         if bests:
-            ax.plot(*zip(*bests), "s--", color=line[0].get_color(), alpha=0.7, label=f"{label}: best over training")
+            ax.plot(*zip(*bests), alpha=0.7, label=f"{label}: best over training",
+                    **plots.style(i, scaled=False))
     xlabel = "initialisation scale τ" if x_field == "scale" else "scale criterion κ at init (nets.diagnostics)"
-    return plots.finish(plt, fig, ax, path, xlabel, "test loss (mean ± std over seeds)",
+    return plots.finish(plt, fig, ax, path, xlabel,
+                        "test loss" + (" (mean ± std over seeds)" if several_seeds(rows) else " (one seed)"),
                         "Teacher–student: large τ (lazy) generalises worse")
 
 
@@ -165,8 +167,9 @@ EXPERIMENT = Experiment(
              "kappa": "κ at init"},
     axes=("d", "scale", "seed"), scale_field="init_scale", group_by=("model", "d", "method", "scale"),
     figures=(Figure("teacher_student.png", plot_teacher_student,
-                    "Test loss at the end of training (solid) and the best over training (dashed) against the "
-                    "initialisation scale τ, mean ± std over seeds: small τ learns the teacher's 3 directions, "
+                    lambda rows: "Test loss at the end of training (solid) and the best over training (dashed) "
+                    "against the initialisation scale τ" + (", mean ± std over seeds" if several_seeds(rows) else
+                                                            ", one seed") + ": small τ learns the teacher's 3 directions, "
                     "large τ trains lazily and generalises worse, more so in high dimension."),
              Figure("teacher_student_kappa.png", plot_vs_kappa,
                     "The same against the scale criterion κ at init (Theorem 2.3: lazy when κ ≪ 1), the common "

@@ -1,7 +1,7 @@
 """The offline bundle of ``python -m compare gpu-check``: wheels, the data of the GPU experiments, a manifest.
 
-A GPU machine we are lent has CUDA, CuPy, PyTorch, scikit-learn, pytest and tqdm, no network, and only the
-checkout. ``gpu-check --prepare DIR``, run where the package registries are reachable, writes DIR:
+Made for a GPU machine that has CUDA, CuPy, PyTorch, scikit-learn, pytest and tqdm, but no network and only
+the checkout. ``gpu-check --prepare DIR``, run where the package registries are reachable, writes DIR:
 
 * ``wheels/``: :data:`REQUIREMENTS` and their dependencies beyond the GPU image (:data:`BASELINE`), for every
   Python the project supports (:data:`SUPPORTED_PYTHONS`; ``--python-version X.Y``: that one only) on

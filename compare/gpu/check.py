@@ -1,7 +1,7 @@
 """``python -m compare gpu-check``: the GPU tests, the GPU benchmarks, then a short table naming the card.
 
 Made for a bare GPU machine that has CuPy, PyTorch and scikit-learn, no network and only this checkout
-(README, *GPU check*).
+(docs/gpu.md, *The GPU check*).
 Two steps: ``--prepare DIR`` where the package registries are reachable writes an offline bundle (wheels of
 what the machine lacks, the CIFAR-10 archive, a manifest; see ``compare.gpu.bundle``); on the GPU machine
 ``--bundle DIR`` installs from it with ``pip install --no-index`` and runs everything. Steps, each a

@@ -14,6 +14,7 @@ from pathlib import Path
 from compare import experiments
 from compare.present.summary import aggregate as _aggregate
 from compare.present.summary import fit_loglog_slope, summary_table as _summary_table  # noqa: F401  (public API)
+from compare.present.summary import spread_phrase
 from compare.present.tables import format_table
 
 
@@ -68,7 +69,7 @@ def write_report(out_dir, experiment, rows, sweep_config: dict, intro: str = "")
     if intro:
         parts += [intro.strip(), ""]
     parts += ["## Configuration", "", "```", *(f"{k}: {v}" for k, v in sorted(sweep_config.items())), "```", "",
-              f"{len(rows)} runs; metrics are mean ± std over seeds"
+              f"{len(rows)} runs; metrics: {spread_phrase(rows, list(layout.group_by))}"
               + (f" ({', '.join(percent)} in %)." if percent else "."), "",
               "## Summary", "", format_table(headers, body, style="compact"), ""]
     notes = getattr(layout, "notes", None)

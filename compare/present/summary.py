@@ -78,6 +78,22 @@ def aggregate(rows, keys, methods=(), metrics=()) -> list[dict]:
     return out
 
 
+def several_seeds(rows) -> bool:
+    """Whether the rows hold two seeds or more: only then is there a spread (± std) to show."""
+    return len({row.get("seed") for row in rows}) >= 2
+
+
+def spread_phrase(rows, keys) -> str:
+    """How a table of these rows, grouped by ``keys``, pools seeds: "mean ± std over K seeds" when every group
+    has K ≥ 2 runs, "one seed: no ± std" when every group has one, else a word on each (the seeds column)."""
+    counts = {g["runs"] for g in aggregate(rows, keys)}
+    if counts == {1} or not counts:
+        return "one seed: no ± std"
+    if len(counts) == 1 and min(counts) >= 2:
+        return f"mean ± std over {counts.pop()} seeds"
+    return "mean ± std over the seeds of each row (the seeds column; no ± std where it is 1)"
+
+
 def fit_loglog_slope(x, y) -> float:
     """Least-squares slope of log y against log x (points with y <= 0 are left out)."""
     x, y = np.asarray(x, float), np.asarray(y, float)

@@ -16,6 +16,17 @@ def test_help_lists_subcommands():
         assert name in out.stdout
 
 
+def test_help_describes_each_experiment_in_one_line():
+    """Each experiment's line is the first line of its summary without the name (not just "experiment")."""
+    lines = subprocess.run([sys.executable, "-m", "compare", "--help"], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    for name in experiments.names():
+        (line,) = [line for line in lines if line.split()[:1] == [name]]
+        described = line.split(None, 1)[1]
+        assert described == experiments.get(name).one_line and len(described.split()) >= 5
+    assert experiments.get("rates").one_line.startswith("Theorem 2.2 of the paper")
+
+
 def test_unknown_experiment_lists_valid_names(capsys):
     assert main(["no-such-experiment"]) == 2
     err = capsys.readouterr().err

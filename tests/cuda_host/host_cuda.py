@@ -28,8 +28,8 @@ The GPU code has two halves, and each is checked here without a driver:
   grid-stride loop; the shim supplies ``CArray``/``CIndexer`` with CuPy's memory layout.
 
 What the host run cannot show: kernels using shared memory, barriers, warp intrinsics or atomics (none in
-lazykit; the host build refuses such a source, which must then be modelled here or listed as GPU-only in the
-README), and the exact GPU
+lazykit; the host build refuses such a source, which must then be modelled here or listed as GPU-only in
+docs/gpu.md), and the exact GPU
 rounding of transcendental functions. FMA contraction, which NVRTC applies by default (``--fmad=true``),
 is imitated: on a CPU with FMA the host build (``-O2``) uses ``-mfma -ffp-contract=fast`` unless the options say
 ``--fmad=false``, so code that needs an uncontracted product fails here as on the GPU (GCC and NVVM may
@@ -126,7 +126,7 @@ extern "C" int lazykit_host_sizes(std::size_t* out) { return lazykit_sizes(&KERN
 """
 
 
-# What a serial host launch cannot honour: such a kernel must be modelled here or listed as GPU-only (README).
+# What a serial host launch cannot honour: such a kernel must be modelled here or listed as GPU-only (docs/gpu.md).
 NOT_MODELLED = re.compile(r"__shared__|__syncthreads|__syncwarp|__shfl|__ballot|__any_sync|__all_sync|"
                           r"\batomic[A-Z]\w*\(|cooperative_groups")
 

@@ -64,7 +64,7 @@ def test_thread_map_calls_every_item_and_raises(n_jobs):
 
 
 def test_dtype_policy_as_the_readme_states(rng):
-    """README "Devices and dtypes": kernel functions keep a float input's dtype (float32 in → float32 out),
+    """docs/devices.md: kernel functions keep a float input's dtype (float32 in → float32 out),
     refuse integers unless dtype= asks for a cast; the estimators cast everything to float64 on the CPU."""
     from kernels import RBF, FullyConnected, KernelRegressor
     x = rng.standard_normal((6, 3))

@@ -30,7 +30,7 @@ class Recorder:
 @pytest.fixture
 def recorded(monkeypatch):
     stand_ins = {name: Recorder(getattr(kernels, name))
-                 for name in ("FullyConnected", "Convolutional", "RandomFeaturesClassifier")}
+                 for name in ("FullyConnected", "Convolutional", "RandomFeaturesClassifier", "infinite_width")}
     for name, stand_in in stand_ins.items():
         monkeypatch.setattr(kernels, name, stand_in)
     return stand_ins
@@ -80,8 +80,8 @@ def test_a_cuda_equivalence_run_asks_the_analytic_kernels_for_cuda(recorded):
     assert recorded["FullyConnected"].devices == ["cuda", "cpu", "cuda", "cpu"]
     image_run = next(r for r in equivalence.plan(Config("equivalence", "cifar10", "quick", settings, "cuda"))
                      if r.method == "ntk")
-    equivalence.analytic_kernel(image_run)
-    assert recorded["Convolutional"].devices == ["cuda"]
+    kernel = equivalence.analytic_kernel(image_run, 3, 2)    # the kernel of the very CNN the run trains
+    assert recorded["infinite_width"].devices == ["cuda"] and "infinite_width(CNN)" in kernel.name
 
 
 def test_a_cuda_table_run_asks_random_features_and_the_cntk_for_cuda(recorded, tiny_cifar):
@@ -126,7 +126,7 @@ def test_a_gpu_workstation_without_cupy_runs_the_real_kernels_on_the_cpu(monkeyp
         memo = Memo()   # the reference Θ₀ is torch's (it would need the GPU): the CPU twin's, handed over
         memo.get(equivalence._problem_key(cuda), lambda: equivalence._problem(cpu))
         memo.get({"reference": equivalence.shared_work(cuda)}, lambda: equivalence._reference(cpu, memo))
-        kernel = equivalence.analytic_kernel(cuda)
+        kernel = equivalence.analytic_kernel(cuda, 64, 10)
         assert isinstance(kernel, kernels.FullyConnected) and kernel.device == "cpu"
         assert equivalence.run_one(cuda, memo) == equivalence.run_one(cpu)
 

@@ -89,3 +89,27 @@ def test_teacher_student_report(tmp_path):
     assert headers[:4] == ["model", "d", "method", "τ"]
     report.write_report(tmp_path, "teacher-student", rows, {})
     _valid_png(tmp_path / "teacher_student.png")
+
+
+def test_report_shows_a_spread_only_with_two_seeds_or_more(tmp_path):
+    """One seed has no standard deviation: the report says so and prints no ±; two seeds give mean ± std."""
+    one = [r for r in equivalence_rows() if r["seed"] == 0]
+    text = report.write_report(tmp_path / "one", "equivalence", one, {}).read_text()
+    assert "metrics: one seed: no ± std" in text and "±" not in text.split("## Summary", 1)[1].split("## Plots")[0]
+    assert "bands: ± std" not in text
+    text = report.write_report(tmp_path / "two", "equivalence", equivalence_rows(), {}).read_text()
+    assert "metrics: mean ± std over 2 seeds" in text and "81.0 ± 1.4" in text and "bands: ± std over seeds" in text
+    mixed = equivalence_rows() + [{**one[0], "seed": 2}]       # the net row has 3 seeds, the others 2
+    assert "the seeds of each row" in report.write_report(tmp_path / "mixed", "equivalence", mixed, {}).read_text()
+
+
+def test_coinciding_alpha_free_lines_are_named_and_every_method_has_its_own_style():
+    """linearized and empirical_ntk reach the same accuracy by construction: the legend names the pair; lines
+    0.2% of the y range apart or more are distinct. The ten first curves differ in colour and marker."""
+    from compare.present import plots
+    levels = {"net": 86.7, "linearized": 95.3, "empirical_ntk": 95.3, "ntk": 97.8, "nngp": 98.2}
+    assert plots.coinciding(levels, span=20.0) == [["linearized", "empirical_ntk"]]
+    assert plots.coinciding({"a": 1.0, "b": 1.05}, span=20.0) == []          # 0.25% of the range apart
+    styles = [plots.style(i) for i in range(10)]
+    assert len({s["color"] for s in styles}) == 10 and len({s["marker"] for s in styles}) == 10
+    assert plots.style(3)["linestyle"] == "-" and plots.style(3, scaled=False)["linestyle"] != "-"

@@ -40,7 +40,7 @@ def test_duplicate_rows_deep(activation, dtype, rng):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", ["erf", "relu", "abs"])
 def test_near_duplicates_psd_tolerance(activation, dtype, rng):
-    """The promise in the README: λ_min ≥ −depth·√eps(float64)·λ_max for near-identical inputs (rows 1e-9 apart,
+    """The promise in docs/analytic.md (Numerics): λ_min ≥ −depth·√eps(float64)·λ_max for near-identical inputs (rows 1e-9 apart,
     where k12 ≈ √(k11·k22) and the angle θ = atan2(√(k11k22 − k12²), k12) carries a √eps rounding error);
     float32 on the CPU is accumulated in float64, so it meets the same bound plus its final rounding n·eps32.
     Measured worst cases at depth 100: −4.7·√eps (ReLU NTK), −0.6·√eps (erf NTK) in float64."""
