@@ -14,53 +14,45 @@ Inputs arrive in float64 (``kernels.analytic._numerics`` decides the working pre
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from kernels import backend
-from kernels.analytic import _cpu, rules
-
-
-def _code(layer) -> float:
-    return float(_cpu.ACTIVATION_CODES[layer.dual.name])
+from kernels.analytic import _cpu, _image_program, rules
 
 
 def unsupported(network: rules.Network, image: bool):
-    """Why the fused loops cannot run ``network`` (None when they can)."""
-    acts = [layer for layer in network.layers if layer.kind == "activation"]
-    for layer in acts:
-        if layer.dual.name not in _cpu.ACTIVATION_CODES:
-            if not layer.dual.closed:
-                return (f"activation {layer.dual.name!r} has no closed-form dual (quadrature runs in the "
-                        "reference path)")
-            return (f"activation {layer.dual.name!r} is not one of the fused loops' duals "
-                    f"({', '.join(_cpu.ACTIVATION_CODES)}); the reference rules run it")
-    shape = rules.fused_shape(network)
-    if not image:
-        if shape != "fc":
+    """Why the fused loops cannot run ``network`` (None when they can): ``fc_tile`` on vectors,
+    ``image_pairs`` on images."""
+    if image:
+        if rules.fused_shape(network) != "conv":
+            return ("the fused image loop runs Conv/AvgPool/SumPool (not 'CIRCULAR'), Dense, activations, Dropout "
+                    "and FanOut/parallel/FanInSum up to one GlobalAvgPool/GlobalSumPool/Flatten")
+        layers = network.layers[:[layer.kind for layer in network.layers].index("readout")]
+    else:
+        if rules.fused_shape(network) != "fc":
             return "the fused fully connected loop needs Dense, then [activation, Dense] blocks"
-        return None
-    if shape != "conv":
-        return ("the fused convolutional loop needs [Conv, activation] blocks with one square odd 'SAME' stride-1 "
-                "filter, the readout ('gap' or 'flatten'), then Dense")
+        layers = network.layers
+    try:
+        for layer in rules.walk(layers):
+            if layer.kind == "activation":
+                _image_program.dual_columns(layer.dual)
+    except _image_program.Unsupported as why:
+        return str(why)
     return None
 
 
 def _affine_row(layer, area: int = 1) -> list:
-    """The affine part of a parameter row (SCALE, SHIFT, FAN, ON_NTK, ON_STD, NTK_BIAS) of a Dense or Conv layer
-    (``area`` = f²: a conv layer's patch sum is a sum, its mean's 1/f² goes into SCALE and FAN)."""
-    b2, ntk_bias = layer.bias_terms
-    standard = layer.parameterization == "standard"
-    on = 1.0 if layer.trained else 0.0
-    return [layer.w_std ** 2 / area, b2, layer.fan_in / area, 0.0 if standard else on, on if standard else 0.0,
-            ntk_bias]
+    return _image_program.affine_columns(layer, area)
 
 
 def fc_params(network: rules.Network) -> np.ndarray:
     """(depth + 1, N_FIELDS): row l holds Dense layer l and, for l ≥ 1, the activation before it."""
-    rows, dual = [], [0.0, 0.0]
+    rows, dual = [], [0.0] * 6
     for layer in network.layers:
         if layer.kind == "activation":
-            dual = [_code(layer), float(layer.dual.slope)]
+            dual = _image_program.dual_columns(layer.dual)
         else:
             rows.append(dual + _affine_row(layer))
     return np.array(rows, dtype=np.float64)
@@ -70,7 +62,7 @@ def conv_params(network: rules.Network) -> np.ndarray:
     """(max(depth, 1), N_FIELDS): row l holds conv layer l and the activation after it (depth 0: one unused row)."""
     rows, layers = [], network.layers
     for conv, act in zip(layers[0:-2:2], layers[1:-2:2]):
-        rows.append([_code(act), float(act.dual.slope)] + _affine_row(conv, conv.filter_size ** 2))
+        rows.append(_image_program.dual_columns(act.dual) + _affine_row(conv, conv.filter_size ** 2))
     return np.array(rows or [[0.0] * _cpu.N_FIELDS], dtype=np.float64)
 
 
@@ -149,3 +141,77 @@ def conv_kernels(network: rules.Network, x1, x2, want: tuple, n_jobs: int, block
 
     backend.thread_map(work, range(0, n_pairs, chunk), n_jobs)
     return [o for o in outs if o is not None]
+
+
+def _chunks(n_items: int, n_jobs: int, block_size) -> int:
+    """Items per chunk: a multiple of LANES (``block_size``² when given), a few chunks per thread."""
+    chunk = block_size ** 2 if block_size else min(4096, -(-n_items // (4 * n_jobs)))
+    return -(-max(chunk, 1) // _cpu.LANES) * _cpu.LANES
+
+
+def image_kernels(network: rules.Network, x1, x2, want: tuple, n_jobs: int, block_size=None) -> list:
+    """The wanted (NNGP, NTK) of an image network on NumPy by ``_cpu.image_pairs``: the same-image pairs of x1
+    (and x2) first, which record the pixel variances at every activation, then the other pairs, in chunks on
+    ``n_jobs`` threads; then the rows after the readout by the reference rules (on vectors). With x2 None only
+    the pairs i <= j are computed (and mirrored), and the same-image pairs are the diagonal."""
+    program = _image_program.compile_program(network, tuple(x1.shape[1:]))
+    symmetric = x2 is None
+    a = np.ascontiguousarray(x1, dtype=np.float64)
+    b = a if symmetric else np.ascontiguousarray(x2, dtype=np.float64)
+    n1, n2 = a.shape[0], b.shape[0]
+    tail_variances = any(layer.kind in ("activation", "dropout", "branches") for layer in program.tail)
+    n_var = int(program.var_off[-1])
+
+    def run(x, y, ii, jj, same, masks, var_x, var_y, out_k, out_t):
+        need_y, need_x = masks
+        _cpu.image_pairs(x, y, ii, jj, same, want[1], program.ops, program.prm, program.phase_ops,
+                         program.phase_res, need_y, need_x, program.var_off, var_x, var_y, program.buf_res,
+                         program.buf_pixels, program.buf_doff, program.delta_off, program.axis_ptr, program.axis_ent,
+                         program.factors, program.n_slots, program.margin, out_k, out_t)
+
+    def same_pairs(x, output: bool):
+        """(readout K, Θ of each image with itself, its variances): pairs (i, i) in chunks."""
+        n = x.shape[0]
+        var = np.zeros((n, max(n_var, 1)))
+        k, t = np.zeros(n), np.zeros(n)
+        masks = program.masks(output, True)
+        chunk = _chunks(n, n_jobs, None)
+
+        def work(i0):
+            idx = np.arange(i0, min(i0 + chunk, n))
+            out_k, out_t = np.empty(idx.size), np.empty(idx.size)
+            run(x, x, idx, idx, True, masks, var, var, out_k, out_t)
+            k[idx], t[idx] = out_k, out_t
+
+        backend.thread_map(work, range(0, n, chunk), n_jobs)
+        return k / program.readout_norm, t / program.readout_norm, var
+
+    k_1, t_1, var1 = same_pairs(a, symmetric or tail_variances)
+    k_2, t_2, var2 = (k_1, t_1, var1) if symmetric else same_pairs(b, tail_variances)
+    k12, t12 = np.empty((n1, n2)), np.empty((n1, n2))
+    if symmetric:
+        k12[np.arange(n1), np.arange(n1)], t12[np.arange(n1), np.arange(n1)] = k_1, t_1
+        rows, cols = np.triu_indices(n1, 1)
+    else:
+        rows, cols = (g.ravel() for g in np.meshgrid(np.arange(n1), np.arange(n2), indexing="ij"))
+    n_pairs = rows.size
+    chunk = _chunks(n_pairs, n_jobs, block_size)
+    masks = program.masks(True, False)
+
+    def work(p0):
+        ii, jj = rows[p0:p0 + chunk], cols[p0:p0 + chunk]
+        out_k, out_t = np.empty(ii.size), np.empty(ii.size)
+        run(a, b, ii, jj, False, masks, var1, var2, out_k, out_t)
+        out_k /= program.readout_norm
+        out_t /= program.readout_norm
+        k12[ii, jj], t12[ii, jj] = out_k, out_t
+        if symmetric:
+            k12[jj, ii], t12[jj, ii] = out_k, out_t
+
+    backend.thread_map(work, range(0, n_pairs, chunk), n_jobs)
+    k11 = k_1.reshape(-1, 1) if tail_variances or symmetric else None
+    k22 = k_2.reshape(1, -1) if tail_variances or symmetric else None
+    state = (k12, k11, k22, t12 if want[1] else None)
+    tail = dataclasses.replace(network, layers=program.tail, full_spatial=False, pair_variances=False)
+    k12, _, _, ntk = rules.run(tail, state, np, symmetric)
+    return [o for o, wanted in zip((k12, ntk), want) if wanted]

@@ -177,24 +177,28 @@ class Network:
         return True
 
 
-def fused_shape(network: Network):
-    """'fc' or 'conv' when ``network`` has one of the two shapes today's fused engines cover, else None.
+FUSED_IMAGE_KINDS = ("conv", "avg_pool", "activation", "dense", "dropout", "branches")
 
-    'fc': Dense, then [activation, Dense] blocks. 'conv': [Conv, activation] blocks of one square odd 'SAME'
-    stride-1 filter (``Layer.patch_conv``), the readout the layout implies ('gap' on pixel pairs, 'flatten' on
-    matching pixels), then Dense. The engines still check the activations they know.
+
+def fused_shape(network: Network):
+    """'fc' or 'conv' when the fused CPU engines cover the shape of ``network``, else None.
+
+    'fc' (vectors): Dense, then [activation, Dense] blocks. 'conv' (images): every row before the network's one
+    readout (at the top level) is of a kind in FUSED_IMAGE_KINDS — Conv and AvgPool/SumPool rows with any window,
+    strides and padding but 'CIRCULAR', Dense, activations, Dropout, branches of such rows; the rows after the
+    readout act on vectors (the reference rules run them there). The engines still check the activations they
+    know.
     """
     kinds = [layer.kind for layer in network.layers]
     n_act = kinds.count("activation")
     if kinds == ["dense"] + ["activation", "dense"] * n_act:
         return "fc"
-    if kinds != ["conv", "activation"] * n_act + ["readout", "dense"] or network.pair_variances:
+    if kinds.count("readout") != 1:
         return None
-    convs = [layer for layer in network.layers if layer.kind == "conv"]
-    if not all(layer.patch_conv for layer in convs) or len({layer.filter_size for layer in convs}) > 1:
-        return None
-    mode = network.layers[-2].readout
-    return "conv" if mode in ("", "gap" if network.full_spatial else "flatten") else None
+    for layer in walk(network.layers[:kinds.index("readout")]):
+        if layer.kind not in FUSED_IMAGE_KINDS or (layer.kind in ("conv", "avg_pool") and layer.padding == "CIRCULAR"):
+            return None
+    return "conv"
 
 
 # ----------------------------------------------------------------------------------------------- geometry
