@@ -642,6 +642,19 @@ def _op_pointwise(op, prm, src_k, src_t, at_src, dst_k, dst_t, at_dst, rs, kc, t
         _frame(dst_t, at_dst, rs, h, w, margin)
 
 
+@numba.njit(cache=True, inline="always", **_JIT)
+def _strided_add(src, start, step, count, dst, at):
+    """dst[at + k·LANES + lane] += src[start + k·step + lane] for k < count (a pixel's LANES numbers at a time)."""
+    for k in range(count):
+        s = start + k * step
+        t = at + k * U(LANES)
+        a0, a1, a2, a3 = src[s], src[s + U(1)], src[s + U(2)], src[s + U(3)]
+        dst[t] += a0
+        dst[t + U(1)] += a1
+        dst[t + U(2)] += a2
+        dst[t + U(3)] += a3
+
+
 @numba.njit(cache=True, nogil=True, **_JIT)
 def _op_scatter(op, src_k, src_t, at, rs, fk, ft, with_t, dy, dx, axis_ptr, axis_ent, buf_res, buf_doff,
                 delta_off):
@@ -674,14 +687,9 @@ def _op_scatter(op, src_k, src_t, at, rs, fk, ft, with_t, dy, dx, axis_ptr, axis
                         for m in range(n):
                             ft[row_t + m] += src_t[row_s + m]
                 else:
-                    step = U(sx) * lanes
-                    for kx in range(U(c_x)):
-                        for lane in range(lanes):
-                            fk[row_t + kx * lanes + lane] += src_k[row_s + kx * step + lane]
+                    _strided_add(src_k, row_s, U(sx) * lanes, U(c_x), fk, row_t)
                     if theta:
-                        for kx in range(U(c_x)):
-                            for lane in range(lanes):
-                                ft[row_t + kx * lanes + lane] += src_t[row_s + kx * step + lane]
+                        _strided_add(src_t, row_s, U(sx) * lanes, U(c_x), ft, row_t)
 
 
 @numba.njit(cache=True, nogil=True, **_JIT)
