@@ -1,22 +1,23 @@
-"""Fused CPU loops (numba) for the analytic kernels: one compiled pass per image pair, all layers in cache.
+"""Fused CPU loops (numba) for the analytic kernels.
 
-Convolution with 'SAME' padding shifts both pixels of a pair by the same offset, so the pixel-pair
-covariance K(p, q) splits by displacement δ = q − p: for each δ, the map p ↦ K(p, p + δ) over the pixels
-where both p and p + δ lie in the image is a small 2-D image, and a layer is a 2-D box filter of it
-(Σ_o K(p + o, p + o + δ) / f², zeros outside) followed by the affine rule and the activation's dual.
-Every δ-image (at most H × W numbers) goes through all layers while it sits in L1 cache; 'gap' sums
-the last layer over all (2H − 1)(2W − 1) displacements, 'flatten' needs δ = 0 only. The loop runs over
-``LANES`` image pairs at once in its innermost dimension (one SIMD vector of float64), and in Python
-threads (the compiled functions release the GIL) over chunks of pairs. Fully connected kernels: the Gram
-product by BLAS, then one pass per layer over each tile row (the dual and the next Dense together).
+Images (``image_pairs``, the *image program* below): a convolution moves both pixels of a pair together, so the
+pixel-pair covariance K(p, q) splits by displacement δ = q − p. For each δ the map p ↦ K(p, p + δ) over the
+pixels where both p and p + δ lie in the image is a small 2-D image (at most H × W numbers), and a stride-1
+convolution maps it to itself: a 2-D window sum of it (zeros outside), then the affine rule and the activation's
+dual. Every δ-image goes through all such layers while it sits in cache; pooling and strided convolutions, which
+mix displacements, add each δ-image into a buffer of the next resolution; 'gap' sums the last layer over all
+(2H − 1)(2W − 1) displacements, 'flatten' needs δ = 0 only. The loop runs over ``LANES`` image pairs at once in
+its innermost dimension (one SIMD vector of float64), and in Python threads (the compiled functions release the
+GIL) over chunks of pairs. Fully connected kernels (``fc_tile``): the Gram product by BLAS, then one pass per layer
+over each tile row (the dual and the next Dense together).
 
 θ = atan2(s, k12) is evaluated by ``_theta`` (branch-free so the loop vectorises): with t = min/max of
 (s, |k12|) ∈ [0, 1], atan t = atan c + atan((t − c)/(1 + t·c)) for the nearest c ∈ {0, fl(tan π/8), 1}
 leaves an argument |u| ≤ tan(π/16) ≈ 0.199, and the Taylor series atan u = Σ (−1)ᵏ u²ᵏ⁺¹/(2k + 1)
 cut after k = 10 errs by < u²³/23 < 1e-18. Then θ = π/2 − atan t when s > |k12|, and π − θ when k12 < 0.
 
-Closed-form activations only (ReLU family, step, identity, erf); quadrature duals use the reference
-rule chain. Arithmetic is float64 whatever the input dtype (results are cast back by the caller).
+Closed-form activations only (``ACTIVATION_CODES``: the ReLU family with neural-tangents' ABRelu, step, identity,
+erf with its scaled form a·erf(b·x) + c); other duals use the reference rule chain. Arithmetic is float64 whatever the input dtype (results are cast back by the caller).
 Everything compiled lives in this one file on purpose: numba's on-disk cache (cache=True) is invalidated by
 the timestamp of the file that defines a function, and the loops inline the helpers they call.
 """
@@ -174,174 +175,6 @@ def _sum3(src, start, step, n, dst, at):
     """dst[at + m] = src[start + m] + src[start + step + m] + src[start + 2·step + m]: a 3-tap sum in one pass."""
     for m in range(n):
         dst[at + m] = src[start + m] + src[start + step + m] + src[start + U(2) * step + m]
-
-
-@numba.njit(cache=True, inline="always", **_JIT)
-def _abrelu_conv_row(hk, ht, top, stride, v1, o1, v2, o2, n, scale, shift, on_ntk, on_std, fan, bias,
-                     c_same, c_cross, out_k, out_t, at, accumulate):
-    """One output row of a 3×3 conv layer with an ABReLU dual, fused in one pass: vertical 3-tap sums of the
-    horizontal sums hk, ht, the affine rule, the dual; written to (or, ``accumulate``, added into) out at ``at``."""
-    for m in range(n):
-        sk = hk[top + m] + hk[top + stride + m] + hk[top + U(2) * stride + m]
-        st = ht[top + m] + ht[top + stride + m] + ht[top + U(2) * stride + m]
-        kn = scale * sk + shift
-        tn = scale * st + on_ntk * kn + on_std * (fan * sk + bias)
-        nn, dot = _abrelu(kn, v1[o1 + m], v2[o2 + m], c_same, c_cross)
-        if accumulate:
-            out_k[at + m] += nn
-            out_t[at + m] += tn * dot
-        else:
-            out_k[at + m] = nn
-            out_t[at + m] = tn * dot
-
-
-@numba.njit(cache=True, nogil=True, **_JIT)
-def conv_pairs(a, b, var1, var2, ii, jj, same, full, want_ntk, filter_size, params, out_k, out_t):
-    """Kernel of image pairs (a[ii[p]], b[jj[p]]) after the conv layers, averaged by the readout.
-
-    a, b: (N, C, H, W) float64; var1, var2: (N, depth, H, W) pre-activation pixel variances; ``same``:
-    a and b are the same images (pairs i == j get K(p, p) = variance exactly); ``full``: 'gap' (all
-    displacements) or 'flatten' (δ = 0 only). ``params`` (depth, N_FIELDS): each [conv, activation] block's
-    scalars (columns named by the constants above). Layer l: K ← SCALE·ΣK + SHIFT (SCALE = w²/f², SHIFT = b²),
-    Θ ← SCALE·ΣΘ + ON_NTK·K_new + ON_STD·(FAN·ΣK + NTK_BIAS), FAN = n_in/f², then the dual (CODE … OFFSET).
-    Writes the readout means of the last K and Θ over pixel pairs ('gap') or pixels ('flatten').
-    """
-    n_pairs = ii.shape[0]
-    n_chan, h, w = a.shape[1], a.shape[2], a.shape[3]
-    depth = var1.shape[1]
-    lanes = U(LANES)
-    r = U(filter_size // 2)
-    f = U(filter_size)
-    stride_max = (U(w) + U(2) * r) * lanes
-    size_max = (U(h) + U(2) * r) * stride_max
-    # per group of LANES pairs: images as [y, c, x, lane], variances as [layer, y, x, lane]
-    la = np.empty(h * n_chan * w * LANES)
-    lb = np.empty(h * n_chan * w * LANES)
-    v1 = np.empty(max(depth, 1) * h * w * LANES)
-    v2 = np.empty(max(depth, 1) * h * w * LANES)
-    kk, tt = np.zeros(size_max), np.zeros(size_max)
-    hk, ht = np.zeros(size_max), np.zeros(size_max)
-    kc, tc = np.zeros(stride_max), np.zeros(stride_max)
-    row_k, row_t = np.zeros(stride_max), np.zeros(stride_max)
-    part_k, part_t = np.zeros(stride_max), np.zeros(stride_max)
-    pin = np.zeros(LANES, dtype=np.bool_)
-    span_y = h - 1 if full else 0
-    span_x = w - 1 if full else 0
-    inv_c = 1.0 / n_chan
-    for g in range(0, n_pairs, LANES):
-        for lane in range(LANES):
-            p = min(g + lane, n_pairs - 1)
-            i, j = ii[p], jj[p]
-            pin[lane] = same and i == j
-            for y in range(h):
-                for ch in range(n_chan):
-                    for x in range(w):
-                        at = ((y * n_chan + ch) * w + x) * LANES + lane
-                        la[at] = a[i, ch, y, x]
-                        lb[at] = b[j, ch, y, x]
-                for layer in range(depth):
-                    for x in range(w):
-                        at = ((layer * h + y) * w + x) * LANES + lane
-                        v1[at] = var1[i, layer, y, x]
-                        v2[at] = var2[j, layer, y, x]
-        sum_k, sum_t = np.zeros(LANES), np.zeros(LANES)
-        for dy in range(-span_y, span_y + 1):
-            y0 = max(0, -dy)
-            hd = U(min(h, h - dy) - y0)
-            for dx in range(-span_x, span_x + 1):
-                x0 = max(0, -dx)
-                wd = U(min(w, w - dx) - x0)
-                n_row = wd * lanes
-                stride = (wd + U(2) * r) * lanes
-                used = (hd + U(2) * r) * stride
-                kk[:used] = 0.0
-                hk[:used] = 0.0
-                if want_ntk:
-                    tt[:used] = 0.0
-                    ht[:used] = 0.0
-                for y in range(hd):                     # K⁰(p, p + δ) = Σ_c a[c, p]·b[c, p + δ] / C
-                    dst = (y + r) * stride + r * lanes
-                    for ch in range(n_chan):
-                        oa = U(((y0 + y) * n_chan + ch) * w + x0) * lanes
-                        ob = U(((y0 + y + dy) * n_chan + ch) * w + x0 + dx) * lanes
-                        if ch == 0:
-                            for m in range(n_row):
-                                kk[dst + m] = la[oa + m] * lb[ob + m]
-                        else:
-                            for m in range(n_row):
-                                kk[dst + m] += la[oa + m] * lb[ob + m]
-                    for m in range(n_row):
-                        kk[dst + m] *= inv_c
-                part_k[:n_row] = 0.0
-                part_t[:n_row] = 0.0
-                for layer in range(depth):
-                    code, c_same, c_cross = int(params[layer, CODE]), params[layer, C_SAME], params[layer, C_CROSS]
-                    pre, post, offset = params[layer, PRE], params[layer, POST], params[layer, OFFSET]
-                    scale, shift, fan = params[layer, SCALE], params[layer, SHIFT], params[layer, FAN]
-                    on_ntk, on_std, ntk_bias = params[layer, ON_NTK], params[layer, ON_STD], params[layer, NTK_BIAS]
-                    # the common case in one pass per row: 3×3 filter, ABReLU, δ ≠ 0 (no pinned entries)
-                    fast = code == ABRELU and filter_size == 3 and not (dy == 0 and dx == 0)
-                    for y in range(r, hd + r):          # horizontal sums of the interior rows
-                        row = y * stride
-                        if filter_size == 3:
-                            _sum3(kk, row, lanes, n_row, hk, row + lanes)
-                            if want_ntk and layer > 0:
-                                _sum3(tt, row, lanes, n_row, ht, row + lanes)
-                        else:
-                            _sum_shifted(kk, row, lanes, f, n_row, hk, row + r * lanes)
-                            if want_ntk and layer > 0:
-                                _sum_shifted(tt, row, lanes, f, n_row, ht, row + r * lanes)
-                    for y in range(hd):                 # vertical sums, affine rule, dual
-                        top = y * stride + r * lanes
-                        if fast:
-                            o1 = U(((layer * h + y0 + y) * w + x0)) * lanes
-                            o2 = U(((layer * h + y0 + y + dy) * w + x0 + dx)) * lanes
-                            if layer == depth - 1:
-                                _abrelu_conv_row(hk, ht, top, stride, v1, o1, v2, o2, n_row, scale, shift, on_ntk,
-                                                 on_std, fan, ntk_bias, c_same, c_cross, part_k, part_t, U(0),
-                                                 True)
-                            else:
-                                _abrelu_conv_row(hk, ht, top, stride, v1, o1, v2, o2, n_row, scale, shift, on_ntk,
-                                                 on_std, fan, ntk_bias, c_same, c_cross, kk, tt,
-                                                 (y + r) * stride + r * lanes, False)
-                            continue
-                        _sum_shifted(hk, top, stride, f, n_row, kc, U(0))
-                        if want_ntk and layer > 0:
-                            _sum_shifted(ht, top, stride, f, n_row, tc, U(0))
-                        elif want_ntk:
-                            tc[:n_row] = 0.0
-                        _affine_rows(kc, tc, n_row, scale, shift, on_ntk, on_std, fan, ntk_bias, kc, tc)
-                        o1 = U(((layer * h + y0 + y) * w + x0)) * lanes
-                        o2 = U(((layer * h + y0 + y + dy) * w + x0 + dx)) * lanes
-                        if dy == 0 and dx == 0:        # same image, same pixel: θ = 0 exactly
-                            for x in range(wd):
-                                for lane in range(LANES):
-                                    if pin[lane]:
-                                        kc[x * lanes + lane] = v1[o1 + x * lanes + lane]
-                        if layer == depth - 1:
-                            _dual_row(code, c_same, c_cross, pre, post, offset, kc, tc, v1, o1, v2, o2, n_row, row_k,
-                                      row_t, U(0))
-                            for m in range(n_row):
-                                part_k[m] += row_k[m]
-                                part_t[m] += row_t[m]
-                        else:
-                            out = (y + r) * stride + r * lanes
-                            _dual_row(code, c_same, c_cross, pre, post, offset, kc, tc, v1, o1, v2, o2, n_row, kk, tt,
-                                      out)
-                if depth == 0:
-                    for y in range(hd):
-                        src = (y + r) * stride + r * lanes
-                        for m in range(n_row):
-                            part_k[m] += kk[src + m]
-                for x in range(wd):
-                    for lane in range(LANES):
-                        sum_k[lane] += part_k[x * lanes + lane]
-                        sum_t[lane] += part_t[x * lanes + lane]
-        n_mean = (h * w) ** 2 if full else h * w
-        for lane in range(LANES):
-            if g + lane < n_pairs:
-                out_k[g + lane] = sum_k[lane] / n_mean
-                out_t[g + lane] = sum_t[lane] / n_mean
 
 
 @numba.njit(cache=True, nogil=True, **_JIT)

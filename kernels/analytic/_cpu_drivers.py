@@ -1,16 +1,18 @@
 """Drivers of the fused CPU loops: read the layer table (``kernels.analytic.rules.Network``), fill the loops'
-per-layer parameter tables, cut the work into tiles or chunks of image pairs, and run them on threads.
+parameter tables, cut the work into tiles or chunks of image pairs, and run them on threads.
 
-The loops (``kernels.analytic._cpu``) cover two shapes of network, checked by ``unsupported``:
+The loops (``kernels.analytic._cpu``) cover two shapes of network (``rules.fused_shape``), checked by
+``unsupported``:
 
-* fully connected: Dense, then any number of [activation, Dense] (activations with a closed form, each layer with
-  its own scales, parameterization and trained flag);
-* convolutional: ``depth`` × [Conv, activation] with one odd filter size ('SAME', stride 1), the readout, then
-  Dense.
+* fully connected: Dense, then any number of [activation, Dense] (activations with a fused closed form, each
+  layer with its own scales, parameterization and trained flag): ``fc_tile``;
+* images: Conv (any window, strides, 'SAME'/'VALID' padding), AvgPool/SumPool (with their norms), Dense, fused
+  activations, Dropout and FanOut → parallel → FanInSum, up to one GlobalAvgPool/GlobalSumPool/Flatten:
+  ``image_pairs`` runs the program that ``kernels.analytic._image_program`` compiles from the table; the rows
+  after the readout (vectors) run by the reference rules.
 
-(``kernels.analytic.rules.fused_shape`` names these shapes; every other network runs the reference rules.)
-
-Inputs arrive in float64 (``kernels.analytic._numerics`` decides the working precision); outputs are float64.
+Every other network runs the reference rules. Inputs arrive in float64 (``kernels.analytic._numerics`` decides
+the working precision); outputs are float64.
 """
 from __future__ import annotations
 
@@ -58,14 +60,6 @@ def fc_params(network: rules.Network) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
-def conv_params(network: rules.Network) -> np.ndarray:
-    """(max(depth, 1), N_FIELDS): row l holds conv layer l and the activation after it (depth 0: one unused row)."""
-    rows, layers = [], network.layers
-    for conv, act in zip(layers[0:-2:2], layers[1:-2:2]):
-        rows.append(_image_program.dual_columns(act.dual) + _affine_row(conv, conv.filter_size ** 2))
-    return np.array(rows or [[0.0] * _cpu.N_FIELDS], dtype=np.float64)
-
-
 def fc_tile_function(network: rules.Network, x1, x2, symmetric: bool, want_ntk: bool):
     """Tile function of a fully connected network on NumPy: the Gram product x1·x2ᵀ/d by BLAS, then ``fc_tile``."""
     d = x1.shape[1]
@@ -90,57 +84,6 @@ def fc_tile_function(network: rules.Network, x1, x2, symmetric: bool, want_ntk: 
         return k, (t if want_ntk else None)
 
     return tile
-
-
-def conv_kernels(network: rules.Network, x1, x2, want: tuple, n_jobs: int, block_size=None) -> list:
-    """The wanted (NNGP, NTK) of a convolutional network on NumPy: ``conv_pairs`` over chunks of image pairs on
-    ``n_jobs`` threads, then the Dense readout rule. With x2 None only the pairs i <= j are computed (and
-    mirrored). A chunk holds a multiple of LANES pairs (``block_size``² pairs when given), a few chunks per
-    thread, so small kernels keep every SIMD lane and every thread busy."""
-    symmetric = x2 is None
-    a = np.ascontiguousarray(x1, dtype=np.float64)
-    b = a if symmetric else np.ascontiguousarray(x2, dtype=np.float64)
-    n1, n2 = a.shape[0], b.shape[0]
-    n_chan, h, w = a.shape[1:]
-    depth, full = len(network.duals), network.full_spatial
-    filter_size = next((layer.filter_size for layer in network.layers if layer.kind == "conv"), 1)
-    readout = network.layers[-1]
-
-    def chain(x):
-        if depth == 0:
-            return np.empty((x.shape[0], 0, h, w))
-        var = np.sum(x * x, axis=1) / n_chan
-        spread = lambda v, f: rules.patch_sum(v, ((1,), (2,)), f)   # noqa: E731
-        return np.ascontiguousarray(np.stack(rules.variance_chain(network, var, spread), axis=1))
-
-    chain1 = chain(a)
-    chain2 = chain1 if symmetric else chain(b)
-    params = conv_params(network)
-    outs = [np.empty((n1, n2)) if wanted else None for wanted in want]
-    # pair p: row-major over the upper triangle (x2 None) or the full grid
-    n_pairs = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
-    row_start = np.concatenate([[0], np.cumsum(np.arange(n1, 0, -1))]) if symmetric else None
-    chunk = block_size ** 2 if block_size else min(4096, -(-n_pairs // (4 * n_jobs)))
-    chunk = -(-max(chunk, 1) // _cpu.LANES) * _cpu.LANES
-
-    def work(p0):
-        p = np.arange(p0, min(p0 + chunk, n_pairs))
-        if symmetric:
-            ii = np.searchsorted(row_start, p, side="right") - 1
-            jj = ii + (p - row_start[ii])
-        else:
-            ii, jj = p // n2, p % n2
-        out_k, out_t = np.empty(p.size), np.empty(p.size)
-        _cpu.conv_pairs(a, b, chain1, chain2, ii, jj, symmetric, full, want[1], filter_size, params, out_k, out_t)
-        k, _, _, t = rules.apply(network, (out_k, None, None, out_t if want[1] else None), readout)
-        for out, values in zip(outs, (k, t)):
-            if out is not None:
-                out[ii, jj] = values
-                if symmetric:
-                    out[jj, ii] = values
-
-    backend.thread_map(work, range(0, n_pairs, chunk), n_jobs)
-    return [o for o in outs if o is not None]
 
 
 def _chunks(n_items: int, n_jobs: int, block_size) -> int:
