@@ -17,7 +17,8 @@ leaves an argument |u| ≤ tan(π/16) ≈ 0.199, and the Taylor series atan u = 
 cut after k = 10 errs by < u²³/23 < 1e-18. Then θ = π/2 − atan t when s > |k12|, and π − θ when k12 < 0.
 
 Closed-form activations only (``ACTIVATION_CODES``: the ReLU family with neural-tangents' ABRelu, step, identity,
-erf with its scaled form a·erf(b·x) + c); other duals use the reference rule chain. Arithmetic is float64 whatever the input dtype (results are cast back by the caller).
+erf with its scaled form a·erf(b·x) + c); other duals use the reference rule chain. Arithmetic is float64
+whatever the input dtype (results are cast back by the caller).
 Everything compiled lives in this one file on purpose: numba's on-disk cache (cache=True) is invalidated by
 the timestamp of the file that defines a function, and the loops inline the helpers they call.
 """

@@ -68,8 +68,8 @@ def fc_tile_function(network: rules.Network, x1, x2, symmetric: bool, want_ntk: 
     sq1 = np.sum(a * a, axis=1) / d
     sq2 = sq1 if symmetric else np.sum(b * b, axis=1) / d
     n_act = len(network.duals)
-    chain1 = np.array(rules.variance_chain(network, sq1, None)).reshape(n_act, a.shape[0])
-    chain2 = chain1 if symmetric else np.array(rules.variance_chain(network, sq2, None)).reshape(n_act, b.shape[0])
+    chain1 = np.array(rules.variance_chain(network, sq1)).reshape(n_act, a.shape[0])
+    chain2 = chain1 if symmetric else np.array(rules.variance_chain(network, sq2)).reshape(n_act, b.shape[0])
     params = fc_params(network)
 
     def tile(i0, i1, j0, j1):

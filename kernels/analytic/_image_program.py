@@ -58,15 +58,6 @@ def affine_columns(layer, area: int = 1) -> list:
             on if standard else 0.0, ntk_bias]
 
 
-def axis_geometry(size: int, window: int, stride: int, padding, axis: int) -> tuple:
-    """(out, lo, hi) of one spatial axis: ``rules.window_geometry`` for a padding name, or explicit zero pads
-    ((lo, hi) per axis) with out = ⌊(size + lo + hi − window)/stride⌋ + 1."""
-    if isinstance(padding, str):
-        return rules.window_geometry(size, window, stride, padding)
-    lo, hi = padding[axis]
-    return (size + lo + hi - window) // stride + 1, lo, hi
-
-
 def axis_map(n: int, m: int, window: int, stride: int, lo: int, pool: bool) -> list:
     """Per input displacement d = −(n − 1) … n − 1 along one axis, the entries (Δ, U0, u0, count) of a windowed
     sum with this stride and low pad: output pixel P ∈ [U0, U0 + count) of the output δ-image Δ (counted from its
@@ -204,7 +195,7 @@ class _Builder:
     def _geometry(self, layer, st: _State) -> tuple:
         if layer.padding == "CIRCULAR":
             raise Unsupported(f"{'Conv' if layer.kind == 'conv' else 'pooling'} with 'CIRCULAR' padding")
-        return tuple(axis_geometry(n, f, s, layer.padding, axis) for axis, (n, f, s) in
+        return tuple(rules.axis_geometry(n, f, s, layer.padding, axis) for axis, (n, f, s) in
                      enumerate(zip((st.n_y, st.n_x), layer.window, layer.strides)))
 
     def conv(self, layer, st: _State) -> _State:

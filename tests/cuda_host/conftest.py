@@ -38,10 +38,10 @@ def host(build_dir, monkeypatch):
     stand_in = host_cuda.HostCuPy(build_dir)
     monkeypatch.setattr(_analytic_cuda, "cupy", stand_in)
     monkeypatch.setattr(_numerics, "uses_cuda_kernels", lambda xp: True)
-    for cached in (_analytic_cuda._fc_kernel, _analytic_cuda._conv_module):
+    for cached in (_analytic_cuda._fc_kernel, _analytic_cuda._window_module, _analytic_cuda._plain_module):
         cached.cache_clear()
     yield stand_in
-    for cached in (_analytic_cuda._fc_kernel, _analytic_cuda._conv_module):
+    for cached in (_analytic_cuda._fc_kernel, _analytic_cuda._window_module, _analytic_cuda._plain_module):
         cached.cache_clear()
 
 
