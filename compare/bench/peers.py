@@ -174,6 +174,16 @@ def nt_stax_kernels_many(requests: list, dtype: str = "float64", timeout: float 
     return [(out[f"nngp_{i}"], out[f"ntk_{i}"]) for i in range(len(requests))], versions
 
 
+def nt_stax_time(spec, x1, x2=None, dtype: str = "float64", repeats: int = 5, warmup: int = 1,
+                 timeout: float = 3600) -> list:
+    """Wall times (s) of the jitted ``kernel_fn(x1, x2, ('nngp', 'ntk'))`` of the stax network ``spec`` (see
+    above; images (N, C, H, W)) after ``warmup`` calls."""
+    arrays = {"x1": x1} if x2 is None else {"x1": x1, "x2": x2}
+    task = {"op": "stax_time", "spec": spec, "x1": "x1", "x2": None if x2 is None else "x2", "dtype": dtype,
+            "repeats": repeats, "warmup": warmup}
+    return [float(t) for t in _call(task, arrays, timeout)["times"]]
+
+
 def _tuples(value):
     """JSON lists -> tuples, recursively (stax wants tuples for shapes, strides, s, dimension_numbers)."""
     if isinstance(value, list):
@@ -213,6 +223,20 @@ def _stax_worker(task: dict, inp: str, out: str):
     def channels_last(x):   # (N, C, *spatial) -> (N, *spatial, C); (n, d) unchanged
         return x if x is None or x.ndim < 3 else np.moveaxis(x, 1, -1)
 
+    if task["op"] == "stax_time":
+        import time
+        _, _, kernel_fn = stax_from_spec(task["spec"])
+        fn = jax.jit(kernel_fn, static_argnames="get")
+        x1 = channels_last(arrays[task["x1"]])
+        x2 = None if task["x2"] is None else channels_last(arrays[task["x2"]])
+        times = []
+        for k in range(task["warmup"] + task["repeats"]):
+            start = time.perf_counter()
+            jax.block_until_ready(fn(x1, x2, ("nngp", "ntk")))
+            if k >= task["warmup"]:
+                times.append(time.perf_counter() - start)
+        np.savez(out, times=np.asarray(times))
+        return
     results = {"nt_version": np.asarray(nt.__version__), "jax_version": np.asarray(jax.__version__)}
     for i, item in enumerate(task["items"]):
         _, _, kernel_fn = stax_from_spec(item["spec"])
@@ -226,4 +250,4 @@ def _stax_worker(task: dict, inp: str, out: str):
 
 if __name__ == "__main__":
     _task = json.loads(sys.argv[1])
-    (_stax_worker if _task["op"] == "stax_kernels" else _worker)(_task, sys.argv[2], sys.argv[3])
+    (_stax_worker if _task["op"] in ("stax_kernels", "stax_time") else _worker)(_task, sys.argv[2], sys.argv[3])

@@ -273,19 +273,30 @@ def _op_input(la, lb, n_chan, h_img, w_img, dy, dx, dst_k, at, rs, margin):
     h, w, y0, x0 = _region(h_img, w_img, dy, dx)
     n_row = U(w) * lanes
     inv_c = 1.0 / n_chan
+    step = U(w_img) * lanes                     # from one channel's row to the next
+    first = min(n_chan, 3)                      # up to three channels in one pass (RGB: the whole sum)
+    scale = inv_c if n_chan <= 3 else 1.0
     for y in range(h):
         dst = at + U(y) * rs
-        for ch in range(n_chan):
-            oa = U(((y0 + y) * n_chan + ch) * w_img + x0) * lanes
-            ob = U(((y0 + y + dy) * n_chan + ch) * w_img + x0 + dx) * lanes
-            if ch == 0:
+        oa = U((y0 + y) * n_chan * w_img + x0) * lanes
+        ob = U((y0 + y + dy) * n_chan * w_img + x0 + dx) * lanes
+        if first == 3:
+            for m in range(n_row):
+                dst_k[dst + m] = (la[oa + m] * lb[ob + m] + la[oa + step + m] * lb[ob + step + m]
+                                  + la[oa + U(2) * step + m] * lb[ob + U(2) * step + m]) * scale
+        elif first == 2:
+            for m in range(n_row):
+                dst_k[dst + m] = (la[oa + m] * lb[ob + m] + la[oa + step + m] * lb[ob + step + m]) * scale
+        else:
+            for m in range(n_row):
+                dst_k[dst + m] = la[oa + m] * lb[ob + m] * scale
+        if n_chan > 3:
+            for ch in range(3, n_chan):
+                c = U(ch) * step
                 for m in range(n_row):
-                    dst_k[dst + m] = la[oa + m] * lb[ob + m]
-            else:
-                for m in range(n_row):
-                    dst_k[dst + m] += la[oa + m] * lb[ob + m]
-        for m in range(n_row):
-            dst_k[dst + m] *= inv_c
+                    dst_k[dst + m] += la[oa + c + m] * lb[ob + c + m]
+            for m in range(n_row):
+                dst_k[dst + m] *= inv_c
     _frame(dst_k, at, rs, h, w, margin)
 
 
