@@ -17,6 +17,7 @@ the working precision); outputs are float64.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -92,11 +93,36 @@ def _chunks(n_items: int, n_jobs: int, block_size) -> int:
     return -(-max(chunk, 1) // _cpu.LANES) * _cpu.LANES
 
 
+def _run_tasks(tasks: list, n_jobs: int) -> None:
+    """Run ``tasks`` [(fn, indices of the tasks it waits for — all earlier in the list)] on ``n_jobs`` threads.
+    The pool starts tasks in list order, so a task only waits for tasks already started: no deadlock."""
+    if n_jobs <= 1 or len(tasks) <= 1:
+        for fn, _ in tasks:
+            fn()
+        return
+    import concurrent.futures
+    futures = []
+
+    def waiting(fn, needs):
+        def call():
+            for k in needs:
+                futures[k].result()
+            fn()
+        return call
+
+    with concurrent.futures.ThreadPoolExecutor(n_jobs) as pool:
+        for fn, needs in tasks:
+            futures.append(pool.submit(waiting(fn, needs)))
+        for future in futures:
+            future.result()
+
+
 def image_kernels(network: rules.Network, x1, x2, want: tuple, n_jobs: int, block_size=None) -> list:
-    """The wanted (NNGP, NTK) of an image network on NumPy by ``_cpu.image_pairs``: the same-image pairs of x1
-    (and x2) first, which record the pixel variances at every activation, then the other pairs, in chunks on
-    ``n_jobs`` threads; then the rows after the readout by the reference rules (on vectors). With x2 None only
-    the pairs i <= j are computed (and mirrored), and the same-image pairs are the diagonal."""
+    """The wanted (NNGP, NTK) of an image network on NumPy by ``_cpu.image_pairs``, then the rows after the
+    readout by the reference rules (on vectors). The same-image pairs of x1 (and x2), LANES images a task, record
+    the pixel variances at every activation; the other pairs follow in chunks, each as soon as the variances of
+    its images are there (pairs ordered by the last same-image task they need), on ``n_jobs`` threads. With x2
+    None only the pairs i < j are computed (and mirrored), and the same-image pairs give the diagonal."""
     program = _image_program.compile_program(network, tuple(x1.shape[1:]))
     symmetric = x2 is None
     a = np.ascontiguousarray(x1, dtype=np.float64)
@@ -104,6 +130,7 @@ def image_kernels(network: rules.Network, x1, x2, want: tuple, n_jobs: int, bloc
     n1, n2 = a.shape[0], b.shape[0]
     tail_variances = any(layer.kind in ("activation", "dropout", "branches") for layer in program.tail)
     n_var = int(program.var_off[-1])
+    lanes = _cpu.LANES
 
     def run(x, y, ii, jj, same, masks, var_x, var_y, out_k, out_t):
         need_y, need_x = masks
@@ -112,37 +139,37 @@ def image_kernels(network: rules.Network, x1, x2, want: tuple, n_jobs: int, bloc
                          program.buf_pixels, program.buf_doff, program.delta_off, program.axis_ptr, program.axis_ent,
                          program.factors, program.n_slots, program.margin, out_k, out_t)
 
-    def same_pairs(x, output: bool):
-        """(readout K, Θ of each image with itself, its variances): pairs (i, i) in chunks."""
-        n = x.shape[0]
-        var = np.zeros((n, max(n_var, 1)))
-        k, t = np.zeros(n), np.zeros(n)
-        masks = program.masks(output, True)
-        chunk = _chunks(n, n_jobs, None)
+    tasks = []
 
-        def work(i0):
-            idx = np.arange(i0, min(i0 + chunk, n))
+    def same_pairs(x, output: bool):
+        """Tasks for the pairs (i, i) of x; returns (readout K, Θ, variances) filled by them and each image's task."""
+        n = x.shape[0]
+        var, k, t = np.zeros((n, max(n_var, 1))), np.zeros(n), np.zeros(n)
+        masks = program.masks(output, True)
+
+        def work(idx):
             out_k, out_t = np.empty(idx.size), np.empty(idx.size)
             run(x, x, idx, idx, True, masks, var, var, out_k, out_t)
-            k[idx], t[idx] = out_k, out_t
+            k[idx], t[idx] = out_k / program.readout_norm, out_t / program.readout_norm
 
-        backend.thread_map(work, range(0, n, chunk), n_jobs)
-        return k / program.readout_norm, t / program.readout_norm, var
+        first = len(tasks)
+        for i0 in range(0, n, lanes):
+            tasks.append((functools.partial(work, np.arange(i0, min(i0 + lanes, n))), ()))
+        return k, t, var, first + np.arange(n) // lanes
 
-    k_1, t_1, var1 = same_pairs(a, symmetric or tail_variances)
-    k_2, t_2, var2 = (k_1, t_1, var1) if symmetric else same_pairs(b, tail_variances)
+    k_1, t_1, var1, task1 = same_pairs(a, symmetric or tail_variances)
+    k_2, t_2, var2, task2 = (k_1, t_1, var1, task1) if symmetric else same_pairs(b, tail_variances)
     k12, t12 = np.empty((n1, n2)), np.empty((n1, n2))
     if symmetric:
-        k12[np.arange(n1), np.arange(n1)], t12[np.arange(n1), np.arange(n1)] = k_1, t_1
         rows, cols = np.triu_indices(n1, 1)
     else:
         rows, cols = (g.ravel() for g in np.meshgrid(np.arange(n1), np.arange(n2), indexing="ij"))
-    n_pairs = rows.size
-    chunk = _chunks(n_pairs, n_jobs, block_size)
+    order = np.argsort(np.maximum(task1[rows], task2[cols]), kind="stable")
+    rows, cols = rows[order], cols[order]
+    chunk = _chunks(rows.size, n_jobs, block_size)
     masks = program.masks(True, False)
 
-    def work(p0):
-        ii, jj = rows[p0:p0 + chunk], cols[p0:p0 + chunk]
+    def work(ii, jj):
         out_k, out_t = np.empty(ii.size), np.empty(ii.size)
         run(a, b, ii, jj, False, masks, var1, var2, out_k, out_t)
         out_k /= program.readout_norm
@@ -151,7 +178,12 @@ def image_kernels(network: rules.Network, x1, x2, want: tuple, n_jobs: int, bloc
         if symmetric:
             k12[jj, ii], t12[jj, ii] = out_k, out_t
 
-    backend.thread_map(work, range(0, n_pairs, chunk), n_jobs)
+    for p0 in range(0, rows.size, chunk):
+        ii, jj = rows[p0:p0 + chunk], cols[p0:p0 + chunk]
+        tasks.append((functools.partial(work, ii, jj), tuple(np.union1d(task1[ii], task2[jj]).tolist())))
+    _run_tasks(tasks, n_jobs)
+    if symmetric:
+        k12[np.arange(n1), np.arange(n1)], t12[np.arange(n1), np.arange(n1)] = k_1, t_1
     k11 = k_1.reshape(-1, 1) if tail_variances or symmetric else None
     k22 = k_2.reshape(1, -1) if tail_variances or symmetric else None
     state = (k12, k11, k22, t12 if want[1] else None)

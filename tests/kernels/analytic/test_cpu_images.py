@@ -173,21 +173,30 @@ def test_chunk_boundaries(rng, block_size, n_jobs):
 
 
 def test_duplicate_images_are_pinned_and_the_kernel_is_psd(rng):
-    # x[4] = x[1]: the cross pair (1, 4) runs the same arithmetic as the same-image pair (1, 1), on variances
-    # recorded by it, so K(x1, x4) = K(x1, x1) = K(x4, x4) bitwise (θ = 0 exactly at every activation, as pinned);
-    # the kernel is symmetric and positive semi-definite (eigenvalues ≥ −1e-13 of the largest).
+    # x[4] = x[1]: the cross pair (1, 4) runs the same arithmetic as the same-image pair (1, 1) (δ = 0 takes the
+    # same path in both), on variances recorded by it, so K(x1, x4) = K(x1, x1) = K(x4, x4) bitwise (θ = 0 exactly
+    # at every activation, as pinned); likewise a column of x2 that repeats a row of x1. The kernel is symmetric
+    # and positive semi-definite (eigenvalues ≥ −1e-13 of the largest).
     x = rng.standard_normal((6, 2, 8, 8))
     x[4] = x[1]
+    x2 = np.concatenate([rng.standard_normal((2, 2, 8, 8)), x[1:2]])
     resnet = stax.serial(stax.Conv(8, (3, 3), padding="SAME"), stax.FanOut(2),
                          stax.parallel(stax.serial(stax.Relu(), stax.Conv(8, (3, 3), strides=(2, 2), padding="SAME")),
                                        stax.Conv(8, (1, 1), strides=(2, 2), padding="SAME")),
                          stax.FanInSum(), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1))
-    for kernel in (_vgg(), resnet):
-        for out in kernel.set_params(cpu_impl="fused").kernels(x):
+    mixed = stax.serial(stax.Conv(8, (5, 5), padding="SAME", b_std=0.2), stax.Erf(),   # (no Dropout: its masks differ)
+                        stax.Conv(8, (3, 3), padding="SAME"), stax.Step(), stax.AvgPool((3, 3), (1, 1), "SAME"),
+                        stax.Conv(8, (2, 2)), stax.LeakyRelu(0.1), stax.Flatten(), stax.Dense(4), stax.Relu(),
+                        stax.Dense(1))
+    for kernel in (_vgg(), resnet, mixed):
+        kernel = kernel.set_params(cpu_impl="fused", n_jobs=2)
+        for out in kernel.kernels(x):
             assert out[1, 4] == out[1, 1] == out[4, 4] == out[4, 1]
             np.testing.assert_array_equal(out, out.T)
             eig = np.linalg.eigvalsh(out)
             assert eig.min() >= -1e-13 * eig.max()
+        for out, same in zip(kernel.kernels(x, x2), kernel.kernels(x)):
+            assert out[1, 2] == out[4, 2] == same[1, 1]
 
 
 def test_relu_pixel_diagonal_closed_form_through_pooling(rng):
