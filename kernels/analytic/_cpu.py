@@ -491,12 +491,21 @@ def _op_pointwise(op, prm, src_k, src_t, at_src, dst_k, dst_t, at_dst, rs, kc, t
 
 
 @numba.njit(cache=True, inline="always", **_JIT)
-def _strided_add(src, start, step, count, dst, at):
-    """dst[at + k·LANES + lane] += src[start + k·step + lane] for k < count (a pixel's LANES numbers at a time)."""
+def _window_add(src, start, step, count, taps_y, taps_x, rs, dst, at):
+    """dst[at + k·LANES + lane] += Σ_{a < taps_y, b < taps_x} src[start + k·step + a·rs + b·LANES + lane] for
+    k < count: one output pixel's LANES numbers at a time, written out so that each is one vector operation."""
+    lanes = U(LANES)
     for k in range(count):
-        s = start + k * step
-        t = at + k * U(LANES)
-        a0, a1, a2, a3 = src[s], src[s + U(1)], src[s + U(2)], src[s + U(3)]
+        s0 = start + k * step
+        t = at + k * lanes
+        a0, a1, a2, a3 = 0.0, 0.0, 0.0, 0.0
+        for a in range(taps_y):
+            for b in range(taps_x):
+                s = s0 + a * rs + b * lanes
+                a0 += src[s]
+                a1 += src[s + U(1)]
+                a2 += src[s + U(2)]
+                a3 += src[s + U(3)]
         dst[t] += a0
         dst[t + U(1)] += a1
         dst[t + U(2)] += a2
@@ -507,8 +516,9 @@ def _strided_add(src, start, step, count, dst, at):
 def _op_scatter(op, src_k, src_t, at, rs, fk, ft, with_t, dy, dx, axis_ptr, axis_ent, buf_res, buf_doff,
                 delta_off):
     """Add the δ-image into the buffer DST of the next resolution: for every pair of per-axis entries
-    (Δ, U0, u0, count) of this δ (the tables MAP_Y, MAP_X list them: output δ-image Δ, its first pixel U0, the
-    input's u0, the number of output pixels; stride SY, SX), out[Δ][U0 + k] += in[u0 + s·k]."""
+    (Δ, U0, u0, count, taps) of this δ (the tables MAP_Y, MAP_X list them: output δ-image Δ, its first pixel U0,
+    the input's first pixel u0, the number of output pixels, of consecutive input pixels summed into each;
+    stride SY, SX), out[Δ][U0 + k] += Σ_{a < taps} in[u0 + s·k + a]."""
     lanes = U(LANES)
     h, w, _, _ = _region(op[NY], op[NX], dy, dx)
     if h <= 0 or w <= 0:
@@ -519,31 +529,34 @@ def _op_scatter(op, src_k, src_t, at, rs, fk, ft, with_t, dy, dx, axis_ptr, axis
     by, bx = op[MAP_Y] + dy + op[NY] - 1, op[MAP_X] + dx + op[NX] - 1
     theta = with_t and op[THETA_ZERO] == 0
     for ey in range(axis_ptr[by], axis_ptr[by + 1]):
-        d_y, u_y0, i_y0, c_y = axis_ent[ey, 0], axis_ent[ey, 1], axis_ent[ey, 2], axis_ent[ey, 3]
+        d_y, u_y0, i_y0, c_y, t_y = (axis_ent[ey, 0], axis_ent[ey, 1], axis_ent[ey, 2], axis_ent[ey, 3],
+                                     axis_ent[ey, 4])
         for ex in range(axis_ptr[bx], axis_ptr[bx + 1]):
-            d_x, u_x0, i_x0, c_x = axis_ent[ex, 0], axis_ent[ex, 1], axis_ent[ex, 2], axis_ent[ex, 3]
+            d_x, u_x0, i_x0, c_x, t_x = (axis_ent[ex, 0], axis_ent[ex, 1], axis_ent[ex, 2], axis_ent[ex, 3],
+                                         axis_ent[ex, 4])
             target = delta_off[buf_doff[bb] + (d_y + my - 1) * (2 * mx - 1) + d_x + mx - 1]
             w_d = mx - abs(d_x)
             n = U(c_x) * lanes
             for k in range(c_y):
                 row_t = U(target + (u_y0 + k) * w_d + u_x0) * lanes
                 row_s = at + U(i_y0 + sy * k) * rs + U(i_x0) * lanes
-                if sx == 1:
-                    for m in range(n):
-                        fk[row_t + m] += src_k[row_s + m]
-                    if theta:
+                if sx == 1 and t_x == 1:
+                    for a in range(U(t_y)):
                         for m in range(n):
-                            ft[row_t + m] += src_t[row_s + m]
+                            fk[row_t + m] += src_k[row_s + a * rs + m]
+                        if theta:
+                            for m in range(n):
+                                ft[row_t + m] += src_t[row_s + a * rs + m]
                 else:
-                    _strided_add(src_k, row_s, U(sx) * lanes, U(c_x), fk, row_t)
+                    _window_add(src_k, row_s, U(sx) * lanes, U(c_x), U(t_y), U(t_x), rs, fk, row_t)
                     if theta:
-                        _strided_add(src_t, row_s, U(sx) * lanes, U(c_x), ft, row_t)
+                        _window_add(src_t, row_s, U(sx) * lanes, U(c_x), U(t_y), U(t_x), rs, ft, row_t)
 
 
 @numba.njit(cache=True, nogil=True, **_JIT)
-def _op_load(op, fk, ft, dst_k, dst_t, at, rs, with_t, dy, dx, factors, buf_doff, delta_off, margin):
-    """The δ-image of buffer SRC into the slot, times the pooling norm f_y(P)·f_y(P + δ)·f_x(…)·f_x(…) (per-axis
-    factors at MAP_Y, MAP_X; −1: none)."""
+def _op_load(op, scale, fk, ft, dst_k, dst_t, at, rs, with_t, dy, dx, factors, buf_doff, delta_off, margin):
+    """The δ-image of buffer SRC into the slot, times the pooling norm: the constant SCALE, or f_y(P)·f_y(P + δ)·
+    f_x(…)·f_x(…) (per-axis factors at MAP_Y, MAP_X when ≥ 0: 'edges')."""
     lanes = U(LANES)
     my, mx = op[MY], op[MX]
     h, w, y0, x0 = _region(my, mx, dy, dx)
@@ -558,10 +571,10 @@ def _op_load(op, fk, ft, dst_k, dst_t, at, rs, with_t, dy, dx, factors, buf_doff
         row_s = src + U(y) * U(w) * lanes
         if fy < 0:
             for m in range(n_row):
-                dst_k[row_d + m] = fk[row_s + m]
+                dst_k[row_d + m] = fk[row_s + m] * scale
             if theta:
                 for m in range(n_row):
-                    dst_t[row_d + m] = ft[row_s + m]
+                    dst_t[row_d + m] = ft[row_s + m] * scale
             continue
         f_row = factors[fy + y0 + y] * factors[fy + y0 + y + dy]
         for x in range(w):
@@ -680,8 +693,8 @@ def image_pairs(a, b, ii, jj, same, want_ntk, ops, prm, phase_ops, phase_res, ne
                         _op_scatter(op, sk, st, at_src, rs, fk, ft, want_ntk, dy, dx, axis_ptr, axis_ent, buf_res,
                                     buf_doff, delta_off)
                     elif code == LOAD:
-                        _op_load(op, fk, ft, sk, st, at_dst, rs, want_ntk, dy, dx, factors, buf_doff, delta_off,
-                                 mg)
+                        _op_load(op, prm[o, SCALE], fk, ft, sk, st, at_dst, rs, want_ntk, dy, dx, factors, buf_doff,
+                                 delta_off, mg)
                     elif code == READOUT:
                         _op_readout(op, sk, st, at_src, rs, want_ntk, dy, dx, part_k, part_t)
                     else:

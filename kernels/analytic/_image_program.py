@@ -59,11 +59,12 @@ def affine_columns(layer, area: int = 1) -> list:
 
 
 def axis_map(n: int, m: int, window: int, stride: int, lo: int, pool: bool) -> list:
-    """Per input displacement d = −(n − 1) … n − 1 along one axis, the entries (Δ, U0, u0, count) of a windowed
+    """Per input displacement d = −(n − 1) … n − 1 along one axis, the entries (Δ, U0, u0, count, taps) of a windowed
     sum with this stride and low pad: output pixel P ∈ [U0, U0 + count) of the output δ-image Δ (counted from its
     first pixel max(0, −Δ)) receives input pixel u0 + stride·(P − U0) of the input δ-image d (counted from
     max(0, −d)). A convolution pairs the offsets (i, i) of its window, a pooling layer every (i, j): input pixels
-    p = s·P − lo + i and p + d = s·Q − lo + j, so d = s·Δ + j − i."""
+    p = s·P − lo + i and p + d = s·Q − lo + j, so d = s·Δ + j − i; ``taps`` consecutive input pixels from u0 on
+    are summed into each output pixel (``_merged``)."""
     table = []
     for d in range(-(n - 1), n):
         p0, p1 = max(0, -d), min(n, n - d)
@@ -80,8 +81,29 @@ def axis_map(n: int, m: int, window: int, stride: int, lo: int, pool: bool) -> l
                 last = min(q1 - 1, (p1 - 1 + lo - i) // stride)
                 if last >= first:
                     entries.append((delta, first - q0, stride * first - lo + i - p0, last - first + 1))
-        table.append(entries)
+        table.append(_merged(entries))
     return table
+
+
+def _merged(entries) -> list:
+    """The entries with one more column, taps: entries of one output range (Δ, U0, count) whose inputs start at
+    consecutive pixels u0, u0 + 1, … become one entry that sums them (a 2-wide pooling window: one add of a
+    pair instead of two)."""
+    groups = {}
+    for delta, u_out, u_in, count in entries:
+        groups.setdefault((delta, u_out, count), []).append(u_in)
+    out = []
+    for (delta, u_out, count), starts in groups.items():
+        starts.sort()
+        run = [starts[0]]
+        for u in starts[1:] + [None]:
+            if u is not None and u == run[-1] + 1:
+                run.append(u)
+                continue
+            out.append((delta, u_out, run[0], count, len(run)))
+            if u is not None:
+                run = [u]
+    return out
 
 
 def _real_pixels(n: int, window: int, stride: int, lo: int, m: int) -> np.ndarray:
@@ -220,15 +242,15 @@ class _Builder:
         maps, factors = [], []
         for n, (m, lo, _), w, s in zip((st.n_y, st.n_x), geometry, layer.window, layer.strides):
             maps.append(axis_map(n, m, w, s, lo, True))
-            if layer.pool_norm == "window":
-                factors.append(np.full(m, 1.0 / w))
-            elif layer.pool_norm == "edges":
-                factors.append(1.0 / _real_pixels(n, w, s, lo, m))
+            factors.append(1.0 / _real_pixels(n, w, s, lo, m))
+        f_y, f_x = layer.window
+        scale = {"window": 1.0 / (f_y * f_x) ** 2, "none": 1.0, "edges": 1.0}[layer.pool_norm]
         return self.transition(st, maps, (geometry[0][0], geometry[1][0]), layer.strides,
-                               factors if layer.pool_norm != "none" else None)
+                               factors if layer.pool_norm == "edges" else None, scale)
 
-    def transition(self, st: _State, maps, m, strides, factors) -> _State:
-        """SCATTER the δ-images of this phase into a new buffer, LOAD them in the next phase."""
+    def transition(self, st: _State, maps, m, strides, factors, scale: float = 1.0) -> _State:
+        """SCATTER the δ-images of this phase into a new buffer, LOAD them in the next phase (times ``scale``, or
+        the per-axis ``factors``)."""
         buffer = len(self.buffers)
         self.buffers.append(m)
         bases = [self.add_map(table) for table in maps]
@@ -238,7 +260,9 @@ class _Builder:
         self.release(st.slot)
         phase, slot = st.phase + 1, self.alloc()
         fields = {} if factors is None else dict(MAP_Y=self.add_factors(factors[0]), MAP_X=self.add_factors(factors[1]))
-        self.emit(phase, _cpu.LOAD, SRC=buffer, DST=slot, NY=m[0], NX=m[1], MY=m[0], MX=m[1],
+        floats = [0.0] * _cpu.N_FIELDS
+        floats[_cpu.SCALE] = scale
+        self.emit(phase, _cpu.LOAD, floats, SRC=buffer, DST=slot, NY=m[0], NX=m[1], MY=m[0], MX=m[1],
                   THETA_ZERO=st.theta_zero, **fields)
         return _State(phase, slot, m[0], m[1], st.theta_zero)
 
@@ -300,7 +324,7 @@ def _preimage(table, wanted: np.ndarray, center_out: int, size: int, center_in: 
     out = np.zeros(size, dtype=bool)
     n = (len(table) + 1) // 2
     for t, entries in enumerate(table):
-        if any(wanted[delta + center_out] for delta, _, _, _ in entries):
+        if any(wanted[entry[0] + center_out] for entry in entries):
             out[t - (n - 1) + center_in] = True
     return out
 
@@ -380,5 +404,5 @@ def _assemble(builder: _Builder, last: _State, mode: str, norm: float, tail: tup
     return Program(ops, prm, phase_ops, phase_res, need, var_off, buf_res, pixels,
                    np.array(buf_doff or [0], dtype=np.int64), np.array(delta_off or [0], dtype=np.int64),
                    np.array(axis_ptr or [0], dtype=np.int64),
-                   np.array(axis_ent or [(0, 0, 0, 0)], dtype=np.int64).reshape(-1, 4), factors,
+                   np.array(axis_ent or [(0, 0, 0, 0, 1)], dtype=np.int64).reshape(-1, 5), factors,
                    builder.n_slots, builder.margin, norm, tail)
