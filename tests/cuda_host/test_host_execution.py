@@ -136,15 +136,16 @@ def _conv(f=(3, 3), s=(1, 1), padding="SAME", **kw):
 
 # stax stacks through every replaced row and layout: pixel pairs with per-pixel variances (GAP after the last
 # activation), with pixel-pair variances (an activation after pooling: VGG), matching pixels (Flatten; a strided
-# VALID conv), pooling norms with asymmetric SAME pads, 'standard' widths, a residual block with a 1×1 stride-2
+# VALID conv; Dense on pixels after an activation: the FC pair falls back to the rules there), pooling norms with asymmetric SAME pads, 'standard' widths, a residual block with a 1×1 stride-2
 # shortcut (branches through the chain), and the readouts 'gap', 'gsp', 'flatten' (a Dense and Erf after it: the
 # fused FC pair on vectors)
 NETWORKS = {
     "vgg": lambda: stax.serial(_conv(), stax.Relu(), stax.AvgPool((2, 2), (2, 2)), _conv(), stax.Erf(),
                                stax.AvgPool((2, 2), (2, 2), "SAME"), _conv((2, 3)), stax.Relu(), stax.GlobalAvgPool(),
                                stax.Dense(4), stax.Erf(), stax.Dense(1)),
-    "strided_flatten": lambda: stax.serial(_conv((3, 2), (2, 1), "VALID"), stax.Relu(), _conv((2, 2)),
-                                           stax.LeakyRelu(0.3), stax.Flatten(), stax.Dense(1)),
+    "strided_flatten": lambda: stax.serial(_conv((3, 2), (2, 1), "VALID"), stax.Relu(), stax.Dense(8, b_std=0.2),
+                                           stax.Relu(), _conv((2, 2)), stax.LeakyRelu(0.3), stax.Flatten(),
+                                           stax.Dense(1)),
     "pool_norms": lambda: stax.serial(_conv((4, 4)), stax.Abs(), stax.AvgPool((3, 2), (1, 2), "SAME",
                                                                             normalize_edges=True),
                                       _conv(parameterization="standard"), stax.Relu(), stax.SumPool((2, 2), (1, 1)),

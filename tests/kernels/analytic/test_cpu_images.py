@@ -249,3 +249,35 @@ def test_program_needs_only_the_displacements_it_reads():
                           stax.Dense(1))
     need_y, _ = _image_program.compile_program(strided.network(1, 8, 8), (1, 8, 8)).need["output"]
     assert (np.flatnonzero(need_y[0]) - 7).tolist() == [-6, -4, -2, 0, 2, 4, 6]
+
+
+def test_explicit_zero_pads_equal_valid_on_padded_images(rng):
+    # PyTorch's padding as the table holds it, ((lo, hi), (lo, hi)): a first conv with explicit pads is a VALID conv
+    # of the zero-padded images (K⁰ of a padded pixel is 0), so both tables must give the same kernels — with
+    # pads that keep the size (((1, 1), (1, 1)) = SAME for 3×3), asymmetric ones, and ones that grow the image
+    # (lo + hi > f − 1: the loop's scatter path)
+    base = stax.serial(stax.Conv(4, (3, 3), padding="VALID", b_std=0.1), stax.Relu(), stax.AvgPool((2, 2), (2, 2)),
+                       stax.Conv(4, (3, 3), padding="SAME"), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1))
+    x = rng.standard_normal((4, 2, 7, 6))
+    for pads in (((1, 1), (1, 1)), ((0, 2), (1, 0)), ((2, 2), (3, 1))):
+        valid = base.network(2, 7 + sum(pads[0]), 6 + sum(pads[1]))
+        padded = rules.Network((rules.conv(valid.layers[0].fan_in, 1.0, 0.1, "ntk", window=(3, 3), padding=pads),)
+                               + valid.layers[1:], valid.full_spatial, valid.pair_variances)
+        want = _cpu_drivers.image_kernels(valid, np.pad(x, ((0, 0), (0, 0)) + pads), None, (True, True), 2)
+        got = _cpu_drivers.image_kernels(padded, x, None, (True, True), 2)
+        _agree(got, want)
+
+
+def test_nested_and_triple_branches(rng):
+    inner = stax.serial(stax.FanOut(2), stax.parallel(stax.Identity(), stax.AvgPool((3, 3), (1, 1), "SAME")),
+                        stax.FanInSum())
+    block = stax.serial(stax.FanOut(3), stax.parallel(stax.serial(stax.Relu(), stax.Conv(4, (3, 3), padding="SAME"),
+                                                                  inner),
+                                                      stax.Identity(), stax.Conv(4, (1, 1), padding="SAME")),
+                        stax.FanInSum())
+    kernel = stax.serial(stax.Conv(4, (3, 3), padding="SAME"), block, stax.Relu(), stax.AvgPool((2, 2)),
+                         stax.Conv(4, (2, 2), strides=(2, 2), padding="SAME"), stax.Erf(), stax.GlobalAvgPool(),
+                         stax.Dense(1)).set_params(n_jobs=2)
+    x1, x2 = rng.standard_normal((4, 2, 7, 6)), rng.standard_normal((3, 2, 7, 6))
+    for xs in ((x1,), (x1, x2)):
+        _agree(*_paths(kernel, *xs))
