@@ -281,3 +281,22 @@ def test_nested_and_triple_branches(rng):
     x1, x2 = rng.standard_normal((4, 2, 7, 6)), rng.standard_normal((3, 2, 7, 6))
     for xs in ((x1,), (x1, x2)):
         _agree(*_paths(kernel, *xs))
+
+
+def test_operation_counts_count_each_row_at_its_resolution():
+    # VGG-like on 3 × 8 × 8: input 2·3 add/mul on 64² pixel pairs; conv 3×3 (stride 1: 2·(2 + 2) + 4 = 12
+    # add/mul) and its ReLU (13 add/mul, 2 sqrt, 1 atan2) at 64², 16², 4² pixel pairs; two 2×2 pools
+    # (2·4² + 2 = 34 add/mul per output pixel pair: 16², 4²); the GAP readout (2 per pixel pair, 4²)
+    from kernels import cpu_operation_counts
+    conv = lambda: stax.Conv(4, (3, 3), padding="SAME")   # noqa: E731
+    net = stax.serial(conv(), stax.Relu(), stax.AvgPool((2, 2), (2, 2)), conv(), stax.Relu(),
+                      stax.AvgPool((2, 2), (2, 2)), conv(), stax.Relu(), stax.GlobalAvgPool(),
+                      stax.Dense(1))
+    counts = cpu_operation_counts(net, (3, 8, 8))
+    pairs = [64 ** 2, 16 ** 2, 4 ** 2]
+    assert counts["add/mul"] == 6 * pairs[0] + 25 * sum(pairs) + 34 * (pairs[1] + pairs[2]) + 2 * pairs[2]
+    assert counts["sqrt"] == 2 * sum(pairs) and counts["atan2"] == sum(pairs)
+    # matching pixels (Flatten, no pooling): H·W numbers per layer; a strided conv sums its 9 aligned pairs
+    flat = stax.serial(stax.Conv(4, (3, 3), strides=(2, 2), padding="SAME"), stax.Relu(), stax.Flatten(),
+                       stax.Dense(1))
+    assert cpu_operation_counts(flat, (2, 8, 8))["add/mul"] == 4 * 64 + (2 * 8 + 4 + 13 + 2) * 16
