@@ -46,10 +46,6 @@ def unsupported(network: rules.Network, image: bool):
     return None
 
 
-def _affine_row(layer, area: int = 1) -> list:
-    return _image_program.affine_columns(layer, area)
-
-
 def fc_params(network: rules.Network) -> np.ndarray:
     """(depth + 1, N_FIELDS): row l holds Dense layer l and, for l ≥ 1, the activation before it."""
     rows, dual = [], [0.0] * 6
@@ -57,7 +53,7 @@ def fc_params(network: rules.Network) -> np.ndarray:
         if layer.kind == "activation":
             dual = _image_program.dual_columns(layer.dual)
         else:
-            rows.append(dual + _affine_row(layer))
+            rows.append(dual + _image_program.affine_columns(layer))
     return np.array(rows, dtype=np.float64)
 
 
