@@ -33,8 +33,8 @@ _EXPORTS = {
     "gram": "grams.tiles", "cached_gram": "grams.tiles", "EmpiricalNTK": "empirical.kernel", "GramStore": "grams.store",
     "StoreMismatchError": "grams.store", "StoreNotFoundError": "grams.store",
     "solve_stored": "solve.stored", "available_memory": "solve.stored",
-    # analytic/rates.py: the fused CPU loops' arithmetic rates on this machine (the CPU floor benchmark)
-    "cpu_operation_rates": "analytic.rates",
+    # analytic/rates.py: the fused CPU loops' arithmetic rates on this machine and counts (the CPU floor benchmark)
+    "cpu_operation_rates": "analytic.rates", "cpu_operation_counts": "analytic.rates",
     # errors and warnings users catch
     "KernelOverflowError": "validation", "ArgumentTypeError": "validation", "ConvergenceWarning": "solve.stored",
     "NystromKRR": "solve.ridge",

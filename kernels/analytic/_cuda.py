@@ -1,19 +1,24 @@
-"""CuPy kernels for the analytic kernels on the GPU (closed-form activations only).
+"""CuPy kernels for the analytic kernels on the GPU (closed-form activations only), one thread per output.
 
 * ``fc_block``: one fused ElementwiseKernel per hidden layer — the activation's dual followed by the next
   Dense rule — so a layer reads (k12, Θ) once and writes them once.
 * ``activation_variance``: the variances after an activation, ``dual(v, v, v)`` (one ElementwiseKernel).
-* ``conv_block``: one RawKernel per conv layer over a tile of image pairs (B1 × B2 pairs, all pixel pairs):
-  patch sum of K and Θ, the affine rule, then the activation's dual. With ``x2=None`` only tiles on or
-  above the diagonal are launched (K(x, z) = K(z, x)).
+* ``window_block``: a RawKernel for a convolution over a tile of image pairs (B1 × B2 pairs; every pixel pair, or
+  matching pixels): the aligned window mean of K and Θ (any window, strides, zero pads), the affine rule, then,
+  optionally, the activation's dual. With ``x2=None`` only tiles on or above the diagonal are launched.
+* ``pool_block``: average or sum pooling of a pixel-pair tile (every pixel pair of the two windows, the 'window',
+  'edges' or 'none' norm).
+* ``readout_block``: the readout's partial sums of a pixel-pair tile ('gap'/'gsp': over the first pixel of each
+  pair; 'flatten': the matching pixels), summed over the last pixel by the array namespace.
 
 ``replacements(network)`` offers them to ``kernels.analytic.rules.run`` in place of the rule pairs [activation,
-Dense] and [Conv, activation] whose activation has a closed form; they read the dual activation and the
-hyperparameters (scales, parameterization, fan-in, filter size, trained flag) from the two layers of the table
-they replace. Each is checked against its NumPy reference — ``dense_rule(activation_rule(state))`` and
-``activation_rule(conv_rule(state))`` in ``kernels.analytic.rules`` — on a GPU by tests/gpu/test_analytic_gpu.py, and
-without one by tests/cuda_host (every source compiled by NVRTC, and executed on the host through this module's
-launch code).
+Dense] (vector tiles) and [Conv, activation] whose activation has a closed form, and of the single rows Conv,
+AvgPool/SumPool and readout (branches run their rows through the same chain); they read the hyperparameters
+(scales, parameterization, fan-in, window, strides, padding, norm, trained flag, dual) from the rows they
+replace, and leave 'CIRCULAR' padding to the reference rules. Each is checked against its NumPy reference —
+``dense_rule(activation_rule(state))``, ``activation_rule(conv_rule(state))``, ``conv_rule``, ``avg_pool_rule``
+and ``readout_rule`` in ``kernels.analytic.rules`` — on a GPU by tests/gpu/test_analytic_gpu.py, and without one by
+tests/cuda_host (every source compiled by NVRTC, and executed on the host through this module's launch code).
 
 θ = 0 exactly on a pinned diagonal. There k12 = k11 = k22 bitwise (the same variance entry), so
 s = k11·k22 − k12² must be exactly 0. NVRTC contracts ``a*b - c*d`` into an FMA by default
@@ -49,6 +54,7 @@ import functools
 import cupy
 import numpy
 
+from kernels import backend
 from kernels.analytic import rules
 
 # Dual activations in CUDA: the same formulas as kernels.analytic.duals (closed forms only), evaluated on
@@ -128,56 +134,6 @@ def _variance_kernel(name: str):
         preamble=_dual_source(name))
 
 
-_CONV_SOURCE = r"""
-template <typename T>
-__global__ void conv_block(const T* k12, const T* ntk, const T* var1, const T* var2, T* k12_out, T* ntk_out,
-                           int b1, int b2, int h, int w, int r, T slope, T w2, T b2sq, T fan_in, T ntk_bias,
-                           int standard, T trained, int pin, long long total) {
-    long long idx = (long long)blockDim.x * blockIdx.x + threadIdx.x;
-    if (idx >= total) return;
-    // layout (B1, B2, H, W, H, W): idx -> (i, j, p1 = (y1, x1), p2 = (y2, x2))
-    int x2 = idx % w; long long rest = idx / w;
-    int y2 = rest % h; rest /= h;
-    int x1 = rest % w; rest /= w;
-    int y1 = rest % h; rest /= h;
-    int j = rest % b2; int i = rest / b2;
-    long long pair = ((long long)i * b2 + j) * h * w * h * w;
-    T sk = 0, st = 0;
-    for (int dy = -r; dy <= r; ++dy) {
-        int u1 = y1 + dy, u2 = y2 + dy;
-        if (u1 < 0 || u1 >= h || u2 < 0 || u2 >= h) continue;
-        for (int dx = -r; dx <= r; ++dx) {
-            int v1 = x1 + dx, v2 = x2 + dx;
-            if (v1 < 0 || v1 >= w || v2 < 0 || v2 >= w) continue;
-            long long at = pair + (((long long)u1 * w + v1) * h + u2) * w + v2;
-            sk += k12[at];
-            st += ntk[at];
-        }
-    }
-    T area = T((2 * r + 1) * (2 * r + 1));
-    sk /= area; st /= area;
-    T kc = w2 * sk + b2sq;
-    T tc = w2 * st + trained * (standard ? fan_in * sk + ntk_bias : kc);
-    T k11 = var1[((long long)i * h + y1) * w + x1];
-    T k22 = var2[((long long)j * h + y2) * w + x2];
-    if (pin && i == j && y1 == y2 && x1 == x2) kc = k11;   // same image, same pixel: θ = 0 exactly
-    T n, f;
-    dual(kc, k11, k22, slope, n, f);
-    k12_out[idx] = n;
-    ntk_out[idx] = tc * f;
-}
-"""
-
-
-@functools.lru_cache(maxsize=None)
-def _conv_module(name: str):
-    return cupy.RawModule(code=_dual_source(name) + _CONV_SOURCE, options=("--std=c++14",),
-                          name_expressions=("conv_block<float>", "conv_block<double>"))
-
-
-# every compiled-kernel cache of this module (the host tests clear them when they swap ``cupy``)
-COMPILED = (_fc_kernel, _variance_kernel, _conv_module)
-
 
 def _scalars(layer, dtype):
     """(w², b², n_in, the 'standard' NTK's bias term, standard?, trained?) of a Dense or Conv layer, in ``dtype``."""
@@ -209,53 +165,358 @@ def fc_block(activation, dense, k12, ntk, k11, k22):
         k12, ntk, k11, k22, t(activation.dual.slope), w2, b2, fan, bias, standard, trained)
 
 
-def conv_block(conv, activation, k12, ntk, var1, var2, pin: bool):
-    """Fused patch sum + affine + activation over a (B1, B2, H, W, H, W) tile (CuPy RawKernel).
 
-    ``conv`` and ``activation`` are the two layer rows replaced; ``var1`` (B1, H, W) and ``var2`` (B2, H, W)
-    the pre-activation variances after the conv layer; ``pin`` sets same-image, same-pixel entries to them
-    before the activation. Reference: ``rules.activation_rule(rules.conv_rule(state))``.
-    """
+_WINDOW_SOURCE = r"""
+template <typename T>
+__global__ void window_block(const T* k12, const T* ntk, const T* var1, const T* var2, T* k12_out, T* ntk_out,
+                             int b1, int b2, int h, int w, int ho, int wo, int fh, int fw, int sh, int sw, int lh,
+                             int lw, int pairs, T w2, T b2sq, T fan_in, T ntk_bias, int standard, T trained,
+                             int with_ntk, int act, T slope, int pin, int self_pairs, long long total) {
+    long long idx = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    if (idx >= total) return;
+    // output layout (B1, B2, Ho, Wo[, Ho, Wo]): idx -> (i, j, p1 = (y1, x1)[, p2 = (y2, x2)]); matching pixels: p2 = p1
+    long long rest = idx;
+    int x2 = 0, y2 = 0;
+    if (pairs) { x2 = rest % wo; rest /= wo; y2 = rest % ho; rest /= ho; }
+    int x1 = rest % wo; rest /= wo;
+    int y1 = rest % ho; rest /= ho;
+    if (!pairs) { x2 = x1; y2 = y1; }
+    int j = rest % b2; int i = rest / b2;
+    long long pixels = (long long)h * w;
+    long long pair = ((long long)i * b2 + j) * (pairs ? pixels * pixels : pixels);
+    T sk = 0, st = 0;
+    for (int a = 0; a < fh; ++a) {               // both pixels move together: K~(s·p − lo + a, s·q − lo + a)
+        int u1 = y1 * sh - lh + a, u2 = y2 * sh - lh + a;
+        if (u1 < 0 || u1 >= h || u2 < 0 || u2 >= h) continue;
+        for (int c = 0; c < fw; ++c) {
+            int v1 = x1 * sw - lw + c, v2 = x2 * sw - lw + c;
+            if (v1 < 0 || v1 >= w || v2 < 0 || v2 >= w) continue;
+            long long at = pair + (pairs ? ((long long)u1 * w + v1) * pixels + (long long)u2 * w + v2
+                                         : (long long)u1 * w + v1);
+            sk += k12[at];
+            if (with_ntk) st += ntk[at];
+        }
+    }
+    T area = T(fh * fw);
+    sk /= area; st /= area;
+    T kc = w2 * sk + b2sq;                       // the affine rule (rules.dense_rule)
+    T tc = w2 * st + trained * (standard ? fan_in * sk + ntk_bias : kc);
+    if (act) {
+        T k11 = var1[((long long)i * ho + y1) * wo + x1];
+        T k22 = var2[((long long)(self_pairs ? i : j) * ho + y2) * wo + x2];
+        // same input, same pixel: θ = 0 exactly
+        if (pin && (self_pairs || i == j) && y1 == y2 && x1 == x2) kc = k11;
+        T n, f;
+        dual(kc, k11, k22, slope, n, f);
+        kc = n; tc *= f;
+    }
+    k12_out[idx] = kc;
+    if (with_ntk) ntk_out[idx] = tc;
+}
+"""
+
+_PLAIN_SOURCE = r"""
+template <typename T>
+__global__ void pool_block(const T* k12, const T* ntk, T* k12_out, T* ntk_out, int b, int h, int w, int ho, int wo,
+                           int fh, int fw, int sh, int sw, int lh, int lw, int norm, int with_ntk, long long total) {
+    long long idx = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    if (idx >= total) return;
+    // layout (B1·B2, Ho, Wo, Ho, Wo): every pixel pair of the two windows, K~(s·P − lo + a, s·Q − lo + c)
+    long long rest = idx;
+    int x2 = rest % wo; rest /= wo;
+    int y2 = rest % ho; rest /= ho;
+    int x1 = rest % wo; rest /= wo;
+    int y1 = rest % ho; long long pair = rest / ho;
+    long long pixels = (long long)h * w;
+    long long base = pair * pixels * pixels;
+    T sk = 0, st = 0;
+    int n_y1 = 0, n_x1 = 0, n_y2 = 0, n_x2 = 0;   // real (unpadded) pixels in each window, per axis
+    for (int a = 0; a < fh; ++a) {
+        int u1 = y1 * sh - lh + a, u2 = y2 * sh - lh + a;
+        n_y1 += (u1 >= 0 && u1 < h); n_y2 += (u2 >= 0 && u2 < h);
+    }
+    for (int c = 0; c < fw; ++c) {
+        int v1 = x1 * sw - lw + c, v2 = x2 * sw - lw + c;
+        n_x1 += (v1 >= 0 && v1 < w); n_x2 += (v2 >= 0 && v2 < w);
+    }
+    for (int a1 = 0; a1 < fh; ++a1) {
+        int u1 = y1 * sh - lh + a1;
+        if (u1 < 0 || u1 >= h) continue;
+        for (int c1 = 0; c1 < fw; ++c1) {
+            int v1 = x1 * sw - lw + c1;
+            if (v1 < 0 || v1 >= w) continue;
+            long long row = base + ((long long)u1 * w + v1) * pixels;
+            for (int a2 = 0; a2 < fh; ++a2) {
+                int u2 = y2 * sh - lh + a2;
+                if (u2 < 0 || u2 >= h) continue;
+                for (int c2 = 0; c2 < fw; ++c2) {
+                    int v2 = x2 * sw - lw + c2;
+                    if (v2 < 0 || v2 >= w) continue;
+                    sk += k12[row + (long long)u2 * w + v2];
+                    if (with_ntk) st += ntk[row + (long long)u2 * w + v2];
+                }
+            }
+        }
+    }
+    T divisor = norm == 0 ? T(fh * fw) * T(fh * fw)       // 'window': w per axis and pixel
+              : norm == 1 ? T(n_y1 * n_x1) * T(n_y2 * n_x2) // 'edges': the real pixels of both windows
+              : T(1);                                        // 'none': a sum pool
+    k12_out[idx] = sk / divisor;
+    if (with_ntk) ntk_out[idx] = st / divisor;
+}
+
+template <typename T>
+__global__ void readout_block(const T* k, T* out, int pixels, int diagonal, long long total) {
+    long long idx = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    if (idx >= total) return;
+    // layout (B1·B2, P, P) with P = H·W pixels: out[pair, q] = Σ_p k[pair, p, q] (neighbouring threads read
+    // neighbouring q), or the matching pixel k[pair, q, q]
+    long long pair = idx / pixels;
+    int q = idx % pixels;
+    const T* base = k + pair * (long long)pixels * pixels;
+    if (diagonal) { out[idx] = base[(long long)q * pixels + q]; return; }
+    T s = 0;
+    for (int p = 0; p < pixels; ++p) s += base[(long long)p * pixels + q];
+    out[idx] = s;
+}
+"""
+
+_THREADS = 256
+
+
+def _expressions(*kernels) -> tuple:
+    return tuple(f"{k}<{t}>" for k in kernels for t in ("float", "double"))
+
+
+@functools.lru_cache(maxsize=None)
+def _window_module(name: str):
+    return cupy.RawModule(code=_dual_source(name) + _WINDOW_SOURCE, options=("--std=c++14",),
+                          name_expressions=_expressions("window_block"))
+
+
+@functools.lru_cache(maxsize=None)
+def _plain_module():
+    return cupy.RawModule(code=_PLAIN_SOURCE, options=("--std=c++14",),
+                          name_expressions=_expressions("pool_block", "readout_block"))
+
+
+# every compiled-kernel cache of this module (the host tests clear them when they swap ``cupy``)
+COMPILED = (_fc_kernel, _variance_kernel, _window_module, _plain_module)
+
+
+def _type_name(a) -> str:
+    return "double" if a.dtype == cupy.float64 else "float"
+
+
+def _launch(fn, total: int, args: tuple):
+    fn(((total + _THREADS - 1) // _THREADS,), (_THREADS,), args + (cupy.int64(total),))
+
+
+def _geometry(layer, h: int, w: int) -> tuple:
+    """(ho, wo, fh, fw, sh, sw, lo_h, lo_w) of a Conv or pooling row on an h × w input."""
+    (ho, lh, _), (wo, lw, _) = (rules.axis_geometry(n, f, s, layer.padding, axis) for axis, (n, f, s) in
+                                enumerate(zip((h, w), layer.window, layer.strides)))
+    return (ho, wo) + tuple(layer.window) + tuple(layer.strides) + (lh, lw)
+
+
+def window_block(conv, k12, ntk, pairs: bool, activation=None, var1=None, var2=None, pin: bool = False,
+                 self_pairs: bool = False):
+    """A conv row on a tile (CuPy RawKernel): the aligned window mean of k12 (and ntk, unless None), the affine
+    rule, then, with ``activation`` (a row whose dual is in FUSED_DUALS), its dual at the variances var1
+    (B1, Ho, Wo), var2 (B2, Ho, Wo) after the conv (``pin``: same input, same pixel reads var1; ``self_pairs``:
+    k12 holds pixel pairs of each image with itself, (B, 1, …), and var2 is indexed by the image too).
+
+    ``pairs``: k12 is (B1, B2, H, W, H, W) (every pixel pair) rather than (B1, B2, H, W) (matching pixels).
+    Reference: ``rules.conv_rule`` and, with the activation, ``rules.activation_rule`` after it. Returns
+    (k12, ntk) after the row(s) (ntk None when it was)."""
     b1, b2, h, w = k12.shape[0], k12.shape[1], k12.shape[2], k12.shape[3]
+    geometry = _geometry(conv, h, w)
+    ho, wo = geometry[:2]
     t = k12.dtype.type
     w2, bsq, fan, bias, standard, trained = _scalars(conv, t)
-    fn = _conv_module(_kernel_name(activation.dual)).get_function(
-        f"conv_block<{'double' if k12.dtype == cupy.float64 else 'float'}>")
-    k_out = cupy.empty(k12.shape, dtype=k12.dtype)   # C order, as the kernel writes (not empty_like)
-    t_out = cupy.empty(ntk.shape, dtype=ntk.dtype)
-    total = k12.size
-    threads = 256
-    fn(((total + threads - 1) // threads,), (threads,),
-       (cupy.ascontiguousarray(k12), cupy.ascontiguousarray(ntk), cupy.ascontiguousarray(var1),
-        cupy.ascontiguousarray(var2), k_out, t_out, cupy.int32(b1), cupy.int32(b2), cupy.int32(h),
-        cupy.int32(w), cupy.int32(conv.filter_size // 2), t(activation.dual.slope), w2, bsq, fan, bias,
-        standard, trained, cupy.int32(int(pin)), cupy.int64(total)))
-    return k_out, t_out
+    shape = (b1, b2, ho, wo) + ((ho, wo) if pairs else ())
+    k_in = cupy.ascontiguousarray(k12)
+    t_in = k_in if ntk is None else cupy.ascontiguousarray(ntk)
+    k_out = cupy.empty(shape, dtype=k12.dtype)      # C order, as the kernel writes (not empty_like)
+    t_out = k_out if ntk is None else cupy.empty(shape, dtype=k12.dtype)
+    v1 = k_in if activation is None else cupy.ascontiguousarray(var1)
+    v2 = k_in if activation is None else cupy.ascontiguousarray(var2)
+    name = "identity" if activation is None else _kernel_name(activation.dual)
+    slope = t(0.0 if activation is None else activation.dual.slope)
+    fn = _window_module(name).get_function(f"window_block<{_type_name(k12)}>")
+    _launch(fn, int(numpy.prod(shape)),
+            (k_in, t_in, v1, v2, k_out, t_out, cupy.int32(b1), cupy.int32(b2), cupy.int32(h), cupy.int32(w))
+            + tuple(cupy.int32(g) for g in geometry) + (cupy.int32(pairs), w2, bsq, fan, bias, standard, trained,
+                                                        cupy.int32(ntk is not None), cupy.int32(activation is not None),
+                                                        slope, cupy.int32(pin), cupy.int32(self_pairs)))
+    return k_out, None if ntk is None else t_out
 
 
-# ----------------------------------------------------------------------------------------------- rule pairs
-def _fc_pair(network, state, activation, dense, pin):
-    """Replaces [activation, Dense] in ``rules.run``: one fused kernel, diagonals by the reference rules."""
+def pool_block(pool, k12, ntk):
+    """Average (sum) pooling of a pixel-pair tile (B1, B2, H, W, H, W) (CuPy RawKernel): every pixel pair of the
+    two windows, divided by the row's ``pool_norm``. Reference: ``rules.avg_pool_rule``. Returns (k12, ntk)."""
+    b1, b2, h, w = k12.shape[0], k12.shape[1], k12.shape[2], k12.shape[3]
+    geometry = _geometry(pool, h, w)
+    ho, wo = geometry[:2]
+    shape = (b1, b2, ho, wo, ho, wo)
+    k_in = cupy.ascontiguousarray(k12)
+    t_in = k_in if ntk is None else cupy.ascontiguousarray(ntk)
+    k_out = cupy.empty(shape, dtype=k12.dtype)
+    t_out = k_out if ntk is None else cupy.empty(shape, dtype=k12.dtype)
+    fn = _plain_module().get_function(f"pool_block<{_type_name(k12)}>")
+    _launch(fn, int(numpy.prod(shape)),
+            (k_in, t_in, k_out, t_out, cupy.int32(b1 * b2), cupy.int32(h), cupy.int32(w))
+            + tuple(cupy.int32(g) for g in geometry)
+            + (cupy.int32(rules.POOL_NORMS.index(pool.pool_norm)), cupy.int32(ntk is not None)))
+    return k_out, None if ntk is None else t_out
+
+
+def readout_block(k, mode: str):
+    """The readout of a pixel-pair array (B1, B2, H, W, H, W) (CuPy RawKernel for the partial sums over the first
+    pixel, or the matching pixels; the namespace sums the rest): 'gap' the mean of every pixel pair, 'gsp' their
+    sum, 'flatten' the mean of matching pixels. Reference: ``rules.readout_rule``. Returns (B1, B2)."""
+    b1, b2, pixels = k.shape[0], k.shape[1], k.shape[2] * k.shape[3]
+    part = cupy.empty((b1, b2, pixels), dtype=k.dtype)
+    fn = _plain_module().get_function(f"readout_block<{_type_name(k)}>")
+    _launch(fn, part.size, (cupy.ascontiguousarray(k), part, cupy.int32(pixels), cupy.int32(mode == "flatten")))
+    total = backend.get_namespace(part).sum(part, axis=2)
+    return total / float({"gap": pixels * pixels, "gsp": 1, "flatten": pixels}[mode])
+
+
+# ----------------------------------------------------------------------------------------------- rows and pairs
+def _pair_variances(k12, v) -> bool:
+    """``v`` holds same-input pixel pairs (., ., H, W, H, W) of a pixel-pair tile (``rules``' two layouts)."""
+    return k12.ndim == 6 and v is not None and v.ndim == 6 and tuple(v.shape[2:]) == tuple(k12.shape[2:])
+
+
+def _variances(k12, v, second: bool):
+    """(images, kind, restore): the variances ``v`` as (B, 1, …) images, 'pairs' or 'pixels', and the function that
+    lays out a result of new pixel dimensions (H', W') as ``v`` was laid out."""
+    b = v.shape[1] if second else v.shape[0]
+    if _pair_variances(k12, v):
+        h, w = v.shape[2], v.shape[3]
+        images = cupy.reshape(cupy.ascontiguousarray(v), (b, 1, h, w, h, w))
+
+        def restore(a):
+            return cupy.reshape(a, ((1, b) if second else (b, 1)) + a.shape[2:])
+
+        return images, "pairs", restore
+    if k12.ndim == 6:      # per pixel on a pixel-pair tile: rows (B1, 1, H, W, 1, 1), columns (1, B2, 1, 1, H, W)
+        h, w = (v.shape[4], v.shape[5]) if second else (v.shape[2], v.shape[3])
+    else:                  # matching pixels: (B1, 1, H, W), (1, B2, H, W)
+        h, w = v.shape[2], v.shape[3]
+    images = cupy.reshape(cupy.ascontiguousarray(v), (b, 1, h, w))
+
+    def restore(a):
+        ho, wo = a.shape[2], a.shape[3]
+        if k12.ndim == 6:
+            return cupy.reshape(a, (1, b, 1, 1, ho, wo) if second else (b, 1, ho, wo, 1, 1))
+        return cupy.reshape(a, (1, b, ho, wo) if second else (b, 1, ho, wo))
+
+    return images, "pixels", restore
+
+
+def _pixel_views(images, kind: str):
+    """(B, H, W) per-pixel variances, C order, of variance images (B, 1, H, W[, H, W])."""
+    b, h, w = images.shape[0], images.shape[2], images.shape[3]
+    if kind == "pixels":
+        return cupy.reshape(images, (b, h, w))
+    flat = cupy.reshape(images, (b, h * w * h * w))
+    return cupy.reshape(cupy.ascontiguousarray(flat[:, ::h * w + 1]), (b, h, w))
+
+
+_IDENTITY = rules.conv(0, 1.0, None, "ntk", 1, False)     # a 1 × 1 window, w = 1, no bias, frozen: K unchanged
+
+
+def _conv_row(network, state, conv, pin, activation=None):
+    """Replaces Conv (and the activation after it) in ``rules.run``: ``window_block`` on the tile and on its
+    variances (per pixel, or pixel pairs of each image with itself); the variances of an activation by the
+    reference rule (per pixel) or ``window_block`` on the pair variances themselves (pinned: θ = 0 at p = q)."""
     k12, k11, k22, ntk = state
-    k12, ntk_out = fc_block(activation, dense, k12, cupy.zeros_like(k12) if ntk is None else ntk, k11, k22)
-    k11, k22 = (rules.affine_variance(activation_variance(activation, v), dense.w_std, dense.b_std)
-                for v in (k11, k22))
-    return k12, k11, k22, None if ntk is None else ntk_out
+    pairs = k12.ndim == 6
+    variances = []
+    for v, second in ((k11, False), (k22, True)):
+        if v is None:
+            variances.append(None)
+            continue
+        images, kind, restore = _variances(k12, v, second)
+        images, _ = window_block(conv, images, None, kind == "pairs")
+        variances.append((images, kind, restore))
+    views = [None if v is None else _pixel_views(v[0], v[1]) for v in variances]
+    k12, ntk = window_block(conv, k12, ntk, pairs, activation, *views, pin=pin)
+    out = []
+    for v, view in zip(variances, views):
+        if v is None:
+            out.append(None)
+            continue
+        images, kind, restore = v
+        if activation is not None:
+            if kind == "pairs":
+                images, _ = window_block(_IDENTITY, images, None, True, activation, view, view, pin=True,
+                                         self_pairs=True)
+            else:
+                images = activation_variance(activation, images)
+        out.append(restore(images))
+    return k12, out[0], out[1], ntk
 
 
 def _conv_pair(network, state, conv, activation, pin):
-    """Replaces [Conv, activation] in ``rules.run`` on a full pixel-pair tile: one RawKernel per layer."""
+    """Replaces [Conv, activation] in ``rules.run`` (``_conv_row`` with the dual fused in)."""
+    return _conv_row(network, state, conv, pin, activation)
+
+
+def _pool_row(network, state, pool, pin):
+    """Replaces AvgPool/SumPool in ``rules.run`` on a pixel-pair tile: ``pool_block`` on the tile and on
+    pixel-pair variances (per-pixel variances cannot be pooled: None, as ``rules.avg_pool_rule``)."""
     k12, k11, k22, ntk = state
-    # the kernel indexes its inputs and outputs in C order, and conv_block allocates its outputs like its inputs:
-    # a tile's first k12 is a permuted view, so hand it over contiguous
-    k12 = cupy.ascontiguousarray(k12)
-    ntk_in = cupy.zeros_like(k12) if ntk is None else cupy.ascontiguousarray(ntk)
-    b1, b2, h, w = k12.shape[0], k12.shape[1], k12.shape[2], k12.shape[3]
-    k11, k22 = rules.conv_variances(k11, k22, conv.filter_size, True)
-    k11, k22 = (rules.affine_variance(v, conv.w_std, conv.b_std) for v in (k11, k22))
-    k12, ntk_out = conv_block(conv, activation, k12, ntk_in, cupy.reshape(k11, (b1, h, w)),
-                              cupy.reshape(k22, (b2, h, w)), pin)
-    k11, k22 = (activation_variance(activation, v) for v in (k11, k22))
+    k12, ntk = pool_block(pool, k12, ntk)
+    out = []
+    for v, second in ((k11, False), (k22, True)):
+        if not _pair_variances(state[0], v):
+            out.append(None)
+            continue
+        images, _, restore = _variances(state[0], v, second)
+        out.append(restore(pool_block(pool, images, None)[0]))
+    return k12, out[0], out[1], ntk
+
+
+def _readout_row(network, state, readout, pin):
+    """Replaces the readout in ``rules.run`` on a pixel-pair tile (``readout_block`` on K, Θ and pixel-pair
+    variances); matching-pixel tiles (a mean of H·W numbers) and per-pixel variances keep the reference rule."""
+    k12, k11, k22, ntk = state
+    mode = readout.readout or ("gap" if network.full_spatial else "flatten")
+    if k12.ndim != 6:
+        return rules.readout_rule(state, network.full_spatial, readout.readout)
+    out = []
+    for v, second in ((k11, False), (k22, True)):
+        if v is None:
+            out.append(None)
+        elif _pair_variances(k12, v):
+            images, _, _ = _variances(k12, v, second)
+            r = readout_block(images, mode)
+            out.append(cupy.reshape(r, (1, -1) if second else (-1, 1)))
+        elif mode == "flatten":      # per-pixel variances: their mean
+            b = v.shape[1] if second else v.shape[0]
+            flat = cupy.reshape(cupy.ascontiguousarray(v), (b, -1))
+            mean = backend.get_namespace(flat).mean(flat, axis=1)
+            out.append(cupy.reshape(mean, (1, -1) if second else (-1, 1)))
+        else:
+            out.append(None)
+    return (readout_block(k12, mode), out[0], out[1], None if ntk is None else readout_block(ntk, mode))
+
+
+def _fc_pair(network, state, activation, dense, pin):
+    """Replaces [activation, Dense] in ``rules.run`` on a vector tile: one fused kernel, variances by the
+    reference rules (other tiles: the reference rules)."""
+    k12, k11, k22, ntk = state
+    if k12.ndim != 2:
+        state = rules.apply(network, state, activation, pin)
+        if pin:
+            state = rules.pin_same_inputs(backend.get_namespace(k12), state, network.full_spatial)
+        return rules.apply(network, state, dense, pin)
+    k12, ntk_out = fc_block(activation, dense, k12, cupy.zeros_like(k12) if ntk is None else ntk, k11, k22)
+    k11, k22 = (rules.affine_variance(activation_variance(activation, v), dense.w_std, dense.b_std)
+                for v in (k11, k22))
     return k12, k11, k22, None if ntk is None else ntk_out
 
 
@@ -267,15 +528,18 @@ def _closed_activation(first, second) -> bool:
     return layer.dual.name in FUSED_DUALS
 
 
+def _zero_padded(layer) -> bool:
+    return layer.padding != "CIRCULAR"
+
+
 def replacements(network):
-    """The rule pairs this module fuses for ``network`` (a ``kernels.analytic.rules.Network``), for ``rules.run``:
-    [activation, Dense] in fully connected networks, [Conv, activation] in convolutional ones on full pixel-pair
-    tiles ('gap'), each where its activation is one of FUSED_DUALS (quadrature and the other closed-form duals run
-    the reference rules). Only the shapes ``rules.fused_shape`` names are fused; every other network runs the
-    reference rules."""
-    shape = rules.fused_shape(network)
-    if shape == "fc":
-        return {("activation", "dense"): (_closed_activation, _fc_pair)}
-    if shape == "conv" and network.full_spatial:
-        return {("conv", "activation"): (_closed_activation, _conv_pair)}
-    return {}
+    """The rows and rule pairs this module fuses, for ``rules.run`` (any ``kernels.analytic.rules.Network``):
+    [activation, Dense] on vector tiles and [Conv, activation] where the activation is one of FUSED_DUALS
+    (quadrature and the other closed-form duals run the reference rules), Conv, AvgPool/SumPool (zero padding:
+    'CIRCULAR' runs the reference rules) and the readout."""
+    return {("activation", "dense"): (_closed_activation, _fc_pair),
+            ("conv", "activation"): (lambda conv, act: _zero_padded(conv) and _closed_activation(conv, act),
+                                     _conv_pair),
+            "conv": (_zero_padded, _conv_row),
+            "avg_pool": (_zero_padded, _pool_row),
+            "readout": (lambda layer: True, _readout_row)}

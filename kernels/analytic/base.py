@@ -186,7 +186,7 @@ class AnalyticKernel(ParameterHolder):
             from kernels.analytic import _cpu_drivers
             if x1.ndim == 4:
                 return [o.astype(out_dtype, copy=False) for o in
-                        _cpu_drivers.conv_kernels(network, x1, x2, want, n_jobs, self.block_size)]
+                        _cpu_drivers.image_kernels(network, x1, x2, want, n_jobs, self.block_size)]
             tile_fn = _cpu_drivers.fc_tile_function(network, x1, xb, symmetric, want[1])
         else:
             tile_fn = self._reference_tiles(xp, network, x1, xb, symmetric, want[1])

@@ -6,9 +6,9 @@ padding, dual activation, trained or frozen, the branches of a sum). The referen
 pure rule per layer to a tile's *state* ``(k12, k11, k22, ntk)``: the NNGP cross term, the variances of the
 rows' and of the columns' inputs (broadcastable against k12; None where no later rule needs them) and the NTK
 (None when only the NNGP is wanted). The fused engines read the same table: the numba loops
-(``kernels.analytic._cpu``, driven by ``kernels.analytic._cpu_drivers``) take its per-layer scalars as arrays,
-and the CUDA kernels (``kernels.analytic._cuda``) replace pairs of rules in ``run``; both cover the networks that
-``fused_shape`` names and leave every other one to ``run``. Nothing here imports them.
+(``kernels.analytic._cpu``, driven by ``kernels.analytic._cpu_drivers``) take its per-layer scalars as arrays and
+cover the networks that ``fused_shape`` names (every other one runs ``run``); the CUDA kernels
+(``kernels.analytic._cuda``) replace rows and pairs of rows inside ``run``. Nothing here imports them.
 
 Tile layouts (B1 rows × B2 columns of inputs; H × W pixels, which strides and pooling change layer by layer):
 
@@ -94,12 +94,6 @@ class Layer:
         """(b², the 'standard' NTK's bias term): (0, 0) without a bias."""
         return (0.0, 0.0) if self.b_std is None else (float(self.b_std) ** 2, 1.0)
 
-    @property
-    def patch_conv(self) -> bool:
-        """A square odd filter, stride 1, 'SAME' padding: the CNTK patch sum that the fused engines compute."""
-        return (self.kind == "conv" and self.filter_size % 2 == 1 and self.strides == (1, 1)
-                and self.padding == "SAME")
-
 
 def dense(fan_in, w_std: float, b_std, parameterization: str, trained: bool = True) -> Layer:
     return Layer("dense", fan_in, trained, float(w_std), None if b_std is None else float(b_std), parameterization)
@@ -183,24 +177,28 @@ class Network:
         return True
 
 
-def fused_shape(network: Network):
-    """'fc' or 'conv' when ``network`` has one of the two shapes today's fused engines cover, else None.
+FUSED_IMAGE_KINDS = ("conv", "avg_pool", "activation", "dense", "dropout", "branches")
 
-    'fc': Dense, then [activation, Dense] blocks. 'conv': [Conv, activation] blocks of one square odd 'SAME'
-    stride-1 filter (``Layer.patch_conv``), the readout the layout implies ('gap' on pixel pairs, 'flatten' on
-    matching pixels), then Dense. The engines still check the activations they know.
+
+def fused_shape(network: Network):
+    """'fc' or 'conv' when the fused CPU engines cover the shape of ``network``, else None.
+
+    'fc' (vectors): Dense, then [activation, Dense] blocks. 'conv' (images): every row before the network's one
+    readout (at the top level) is of a kind in FUSED_IMAGE_KINDS — Conv and AvgPool/SumPool rows with any window,
+    strides and padding but 'CIRCULAR', Dense, activations, Dropout, branches of such rows; the rows after the
+    readout act on vectors (the reference rules run them there). The engines still check the activations they
+    know.
     """
     kinds = [layer.kind for layer in network.layers]
     n_act = kinds.count("activation")
     if kinds == ["dense"] + ["activation", "dense"] * n_act:
         return "fc"
-    if kinds != ["conv", "activation"] * n_act + ["readout", "dense"] or network.pair_variances:
+    if kinds.count("readout") != 1:
         return None
-    convs = [layer for layer in network.layers if layer.kind == "conv"]
-    if not all(layer.patch_conv for layer in convs) or len({layer.filter_size for layer in convs}) > 1:
-        return None
-    mode = network.layers[-2].readout
-    return "conv" if mode in ("", "gap" if network.full_spatial else "flatten") else None
+    for layer in walk(network.layers[:kinds.index("readout")]):
+        if layer.kind not in FUSED_IMAGE_KINDS or (layer.kind in ("conv", "avg_pool") and layer.padding == "CIRCULAR"):
+            return None
+    return "conv"
 
 
 # ----------------------------------------------------------------------------------------------- geometry
@@ -222,6 +220,15 @@ def window_geometry(size: int, window: int, stride: int, padding) -> tuple:
     out = -(-size // stride)
     total = max((out - 1) * stride + window - size, 0)
     return out, total // 2, total - total // 2
+
+
+def axis_geometry(size: int, window: int, stride: int, padding, axis: int) -> tuple:
+    """(out, lo, hi) of spatial axis ``axis`` (0: H, 1: W): ``window_geometry`` for a padding name, or explicit zero
+    pads ((lo, hi) per axis) with out = ⌊(size + lo + hi − window)/stride⌋ + 1."""
+    if isinstance(padding, str):
+        return window_geometry(size, window, stride, padding)
+    lo, hi = padding[axis]
+    return (size + lo + hi - window) // stride + 1, lo, hi
 
 
 def _pad(xp, a, axis: int, lo: int, hi: int, circular: bool):
@@ -320,28 +327,16 @@ def _activation_pairs(v, dual: Dual):
     return dual.nngp(v, xp.reshape(d, (x, y, h, w, 1, 1)), xp.reshape(d, (x, y, 1, 1, h, w)))
 
 
-def conv_variances(k11, k22, filter_size: int, full_spatial: bool):
-    """Patch sums of the per-pixel variances: (B1, 1, H, W[, 1, 1]) and (1, B2, [1, 1,] H, W) shaped."""
-    k11 = patch_sum(k11, ((2,), (3,)), filter_size)
-    k22 = patch_sum(k22, ((4,), (5,)) if full_spatial else ((2,), (3,)), filter_size)
-    return k11, k22
-
-
-def variance_chain(network: Network, var, spread):
-    """K(x, x) before each activation of ``network``, from the input variances ``var`` (a list, one array per
-    activation): Dense K ← w²·K + b², Conv K ← w²·spread(K) + b² (``spread``: the per-pixel patch sum of the
-    conv layer's filter size), activation K ← E[φ(u)²]. The fused engines read the dual at these variances."""
+def variance_chain(network: Network, var):
+    """K(x, x) before each activation of a fully connected ``network``, from the input variances ``var``: Dense
+    K ← w²·K + b², activation K ← E[φ(u)²]. The fused FC loop reads the dual at these variances."""
     out = []
     for layer in network.layers:
-        if layer.kind in ("dense", "conv"):
-            if layer.kind == "conv":
-                var = spread(var, layer.filter_size)
+        if layer.kind == "dense":
             var = affine_variance(var, layer.w_std, layer.b_std)
         elif layer.kind == "activation":
             out.append(var)
             var = activation_variance(var, layer.dual)
-        else:   # the readout: no pixels, no variances after it
-            break
     return out
 
 
@@ -380,18 +375,6 @@ def activation_rule(state, dual: Dual):
     if pairs:
         return k12, _activation_pairs(k11, dual), _activation_pairs(k22, dual), ntk
     return k12, activation_variance(k11, dual), activation_variance(k22, dual), ntk
-
-
-def patch_sum(a, axis_groups, filter_size: int):
-    """Σ_o a[p + o] / f² over offsets o ∈ [−r, r]² ('SAME' zero padding, f = 2r + 1 odd, stride 1).
-
-    ``axis_groups`` pairs each spatial direction with the axes that shift together: ((2, 4), (3, 5)) for a
-    pixel-pair tile (B1, B2, H, W, H, W) — both pixels of the pair move by the same offset — or ((1,), (2,))
-    for per-pixel maps (…, H, W). The 2-D sum is separable into one 1-D sum per direction.
-    """
-    for axes in axis_groups:
-        a = window_sum(a, tuple(axes), filter_size, 1, "SAME")
-    return a / float(filter_size * filter_size)
 
 
 def _conv_sum(a, groups, window, strides, padding):
@@ -654,8 +637,9 @@ def run(network: Network, state, xp, pin: bool, replacements=None):
     ``pin``: the tile pairs inputs with themselves, so its same-input entries are pinned to the variances
     before the first layer and after every step. ``replacements`` maps a pair of layer kinds, e.g.
     ("activation", "dense"), to ``(applies(first, second) -> bool, fused(network, state, first, second, pin)
-    -> state)``; ``fused`` runs instead of the two reference rules wherever that pair occurs and ``applies``
-    accepts its two layers (the fused GPU kernels).
+    -> state)``, and a single kind, e.g. "avg_pool", to ``(applies(layer) -> bool, fused(network, state, layer,
+    pin) -> state)``; ``fused`` runs instead of the reference rules wherever its pair (first) or its row occurs
+    and ``applies`` accepts the layers (the fused GPU kernels).
     """
     replacements = replacements or {}
     if pin:
@@ -663,10 +647,13 @@ def run(network: Network, state, xp, pin: bool, replacements=None):
     layers, i = network.layers, 0
     while i < len(layers):
         pair = (layers[i].kind, layers[i + 1].kind) if i + 1 < len(layers) else None
-        fused = replacements.get(pair)
+        fused, single = replacements.get(pair), replacements.get(layers[i].kind)
         if fused is not None and fused[0](layers[i], layers[i + 1]):
             state = fused[1](network, state, layers[i], layers[i + 1], pin)
             i += 2
+        elif single is not None and single[0](layers[i]):
+            state = single[1](network, state, layers[i], pin)
+            i += 1
         else:
             state = apply(network, state, layers[i], pin, replacements)
             i += 1

@@ -10,9 +10,10 @@ is a few tens of float32 roundings (2^-24 ≈ 6e-8 each) through well-conditione
 import numpy as np
 import pytest
 
-from kernels import Convolutional, FullyConnected
+from kernels import Convolutional, FullyConnected, stax
 from kernels.analytic import _numerics
 from kernels.analytic import rules
+from kernels.analytic.duals import get_dual
 from kernels.analytic.rules import activation_rule, conv_rule
 
 pytestmark = pytest.mark.cuda_host
@@ -47,29 +48,76 @@ def test_fc_block_matches_reference(host, activation, parameterization, b_std, d
     _close(got[1], want[3], dtype)
 
 
+def _images_state(rng, b1, b2, channels, h, w, pairs: bool):
+    """A tile's input state as the reference tiles build it: K(p, q) = Σ_c x[c, p]·x'[c, q]/C on every pixel pair
+    (``pairs``) or on matching pixels, per-pixel variances, and a positive random Θ."""
+    x1, x2 = rng.standard_normal((b1, channels, h, w)), rng.standard_normal((b2, channels, h, w))
+    var1, var2 = np.sum(x1 * x1, 1) / channels, np.sum(x2 * x2, 1) / channels
+    if pairs:
+        k12 = np.einsum("icyx,jcvu->ijyxvu", x1, x2) / channels
+        k11, k22 = var1.reshape(b1, 1, h, w, 1, 1), var2.reshape(1, b2, 1, 1, h, w)
+    else:
+        k12 = np.einsum("icyx,jcyx->ijyx", x1, x2) / channels
+        k11, k22 = var1.reshape(b1, 1, h, w), var2.reshape(1, b2, h, w)
+    return k12, k11, k22, rng.uniform(0.5, 2, k12.shape)
+
+
+# windows, strides, paddings: odd and even windows (even SAME windows pad asymmetrically, lo = total // 2), strides
+# of 1 and 2 per axis, VALID, a 1×1 stride-2 shortcut; inputs 7 × 5 (odd, non-square)
+GEOMETRIES = [((3, 3), (1, 1), "SAME"), ((4, 2), (1, 1), "SAME"), ((3, 2), (2, 1), "SAME"),
+              ((2, 3), (2, 2), "VALID"), ((1, 1), (2, 2), "SAME"), ((2, 4), (1, 2), "SAME")]
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("activation", ["relu", "erf", "step", "identity"])
-@pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.2), ("standard", None)])
-def test_conv_block_matches_reference(host, activation, parameterization, b_std, dtype):
+@pytest.mark.parametrize("pairs", [True, False])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+@pytest.mark.parametrize("activation, parameterization, b_std", [("relu", "ntk", 0.2), ("erf", "standard", None),
+                                                                 ("step", "ntk", None), ("identity", "standard", 0.3),
+                                                                 (None, "ntk", 0.1)])
+def test_window_block_matches_the_conv_and_activation_rules(host, geometry, pairs, activation, parameterization,
+                                                            b_std, dtype):
     from kernels.analytic import _cuda as _analytic_cuda
     rng = np.random.default_rng(1)
-    network = Convolutional(1, activation, 1.4, b_std, 3, "gap", parameterization, width=32).network(2, 5, 4)
-    x1, x2 = rng.standard_normal((3, 2, 5, 4)), rng.standard_normal((2, 2, 5, 4))
-    f1, f2 = (np.reshape(np.transpose(x, (0, 2, 3, 1)), (-1, 2)) for x in (x1, x2))
-    k12 = np.transpose(np.reshape(f1 @ f2.T / 2, (3, 5, 4, 2, 5, 4)), (0, 3, 1, 2, 4, 5))  # as the tiles make it
-    ntk = rng.uniform(0.5, 2, k12.shape)
-    var1, var2 = np.sum(x1 * x1, 1) / 2, np.sum(x2 * x2, 1) / 2
-    state = (k12.copy(), var1.reshape(3, 1, 5, 4, 1, 1), var2.reshape(1, 2, 1, 1, 5, 4), ntk.copy())
-    conv_layer, activation_layer = network.layers[0], network.layers[1]     # the pair conv_block fuses
-    want = activation_rule(conv_rule(state, 1.4, b_std, parameterization, 18, 3, True), activation_layer.dual)
-    pre1 = rules.patch_sum(var1, ((1,), (2,)), 3) * 1.4 ** 2 + (b_std or 0.0) ** 2
-    pre2 = rules.patch_sum(var2, ((1,), (2,)), 3) * 1.4 ** 2 + (b_std or 0.0) ** 2
-    got = _analytic_cuda.conv_block(conv_layer, activation_layer, k12.astype(dtype), ntk.astype(dtype),
-                                    pre1.astype(dtype), pre2.astype(dtype), pin=False)
+    window, strides, padding = geometry
+    conv = rules.conv(18.0, 1.4, b_std, parameterization, window=window, strides=strides, padding=padding)
+    state = _images_state(rng, 3, 2, 2, 7, 5, pairs)
+    want = conv_rule(tuple(v.copy() for v in state), 1.4, b_std, parameterization, 18.0, 0, pairs, window=window,
+                     strides=strides, padding=padding)
+    act = None if activation is None else rules.activation(get_dual(activation))
+    variances = [v.reshape(v.shape[0] * v.shape[1], *[d for d in v.shape[2:] if d > 1]) for v in want[1:3]]
+    if act is not None:
+        want = activation_rule(want, act.dual)
+    got = _analytic_cuda.window_block(conv, state[0].astype(dtype), state[3].astype(dtype), pairs, act,
+                                      *(v.astype(dtype) for v in variances))
+    assert got[0].shape == want[0].shape
     _close(got[0], want[0], dtype)
     _close(got[1], want[3], dtype)
-    (name, grid, block), = host.launches          # one launch: 256 threads a block, enough blocks to cover
-    assert block == (256, 1, 1) and grid == (-(-k12.size // 256), 1, 1)
+    (name, grid, block), = host.launches           # one launch: 256 threads a block, enough blocks to cover
+    assert name.startswith("window_block") and block == (256, 1, 1) and grid == (-(-want[0].size // 256), 1, 1)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("window, strides, padding, norm", [
+    ((2, 2), (2, 2), "VALID", "window"), ((3, 3), (1, 1), "SAME", "window"), ((3, 3), (1, 1), "SAME", "edges"),
+    ((2, 3), (2, 1), "SAME", "edges"), ((3, 2), (2, 2), "SAME", "none"), ((2, 2), (1, 2), "VALID", "none")])
+def test_pool_block_matches_the_avg_pool_rule(host, window, strides, padding, norm, dtype):
+    from kernels.analytic import _cuda as _analytic_cuda
+    state = _images_state(np.random.default_rng(2), 2, 3, 2, 7, 5, True)
+    want = rules.avg_pool_rule(tuple(v.copy() for v in state), window, strides, padding, norm)
+    got = _analytic_cuda.pool_block(rules.avg_pool(window, strides, padding, norm), state[0].astype(dtype),
+                                    state[3].astype(dtype))
+    assert got[0].shape == want[0].shape
+    _close(got[0], want[0], dtype)
+    _close(got[1], want[3], dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("mode", ["gap", "gsp", "flatten"])
+def test_readout_block_matches_the_readout_rule(host, mode, dtype):
+    from kernels.analytic import _cuda as _analytic_cuda
+    k12 = _images_state(np.random.default_rng(3), 3, 2, 2, 5, 3, True)[0]
+    want = rules.readout_rule((k12, None, None, None), True, mode)[0]
+    _close(_analytic_cuda.readout_block(k12.astype(dtype), mode), want, dtype)
 
 
 def _both_paths(host, monkeypatch, make, x1, x2=None):
@@ -82,20 +130,61 @@ def _both_paths(host, monkeypatch, make, x1, x2=None):
     return got, want
 
 
+def _conv(f=(3, 3), s=(1, 1), padding="SAME", **kw):
+    return stax.Conv(8, f, strides=s, padding=padding, W_std=1.3, b_std=0.1, **kw)
+
+
+# stax stacks through every replaced row and layout: pixel pairs with per-pixel variances (GAP after the last
+# activation), with pixel-pair variances (an activation after pooling: VGG), matching pixels (Flatten; a strided
+# VALID conv; Dense on pixels after an activation: the FC pair falls back to the rules there), pooling norms with asymmetric SAME pads, 'standard' widths, a residual block with a 1×1 stride-2
+# shortcut (branches through the chain), and the readouts 'gap', 'gsp', 'flatten' (a Dense and Erf after it: the
+# fused FC pair on vectors)
+NETWORKS = {
+    "vgg": lambda: stax.serial(_conv(), stax.Relu(), stax.AvgPool((2, 2), (2, 2)), _conv(), stax.Erf(),
+                               stax.AvgPool((2, 2), (2, 2), "SAME"), _conv((2, 3)), stax.Relu(), stax.GlobalAvgPool(),
+                               stax.Dense(4), stax.Erf(), stax.Dense(1)),
+    "strided_flatten": lambda: stax.serial(_conv((3, 2), (2, 1), "VALID"), stax.Relu(), stax.Dense(8, b_std=0.2),
+                                           stax.Relu(), _conv((2, 2)), stax.LeakyRelu(0.3), stax.Flatten(),
+                                           stax.Dense(1)),
+    "pool_norms": lambda: stax.serial(_conv((4, 4)), stax.Abs(), stax.AvgPool((3, 2), (1, 2), "SAME",
+                                                                            normalize_edges=True),
+                                      _conv(parameterization="standard"), stax.Relu(), stax.SumPool((2, 2), (1, 1)),
+                                      stax.GlobalSumPool(), stax.Dense(1)),
+    "resnet_down": lambda: stax.serial(_conv(), stax.FanOut(2),
+                                       stax.parallel(stax.serial(stax.Relu(), _conv((3, 3), (2, 2))),
+                                                     _conv((1, 1), (2, 2))),
+                                       stax.FanInSum(), stax.Relu(), stax.AvgPool((2, 1)), stax.Flatten(),
+                                       stax.Dense(1)),
+}
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("with_x2", [False, True])
-@pytest.mark.parametrize("activation", ["relu", "erf"])
-def test_whole_conv_kernel_through_the_cuda_chain(host, monkeypatch, activation, with_x2, dtype):
-    # block_size 2 over 5 images: off-diagonal tiles with two images a side, whose k12 is a permuted view
-    # (the layout that scrambled outputs allocated with empty_like: errors of 1e-2 to 3e-1)
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_whole_image_kernels_through_the_cuda_chain(host, monkeypatch, name, with_x2, dtype):
+    # 7 × 5 images (odd, non-square) in tiles of 2 over 5 images: off-diagonal tiles with two images a side, whose
+    # k12 is a permuted view (the layout that scrambled outputs allocated with empty_like: errors of 1e-2 to 3e-1)
     rng = np.random.default_rng(2)
-    x1 = rng.standard_normal((5, 2, 4, 3)).astype(dtype)
-    x2 = rng.standard_normal((3, 2, 4, 3)).astype(dtype) if with_x2 else None
-    got, want = _both_paths(host, monkeypatch, lambda: Convolutional(
-        2, activation, 1.2, 0.1, 3, "gap", block_size=2, n_jobs=1, dtype=dtype, cpu_impl="reference"), x1, x2)
+    x1 = rng.standard_normal((5, 2, 7, 5)).astype(dtype)
+    x2 = rng.standard_normal((3, 2, 7, 5)).astype(dtype) if with_x2 else None
+    got, want = _both_paths(host, monkeypatch, lambda: NETWORKS[name]().set_params(
+        block_size=2, n_jobs=1, dtype=dtype, cpu_impl="reference"), x1, x2)
     for g, w in zip(got, want):
         _close(g, w, dtype)
-    assert any(name.startswith("conv_block") for name, _, _ in host.launches)
+    launched = {n.split("<")[0] for n, _, _ in host.launches}
+    assert {"window_block", "readout_block" if name != "strided_flatten" else "window_block"} <= launched
+    assert ("pool_block" in launched) == (name != "strided_flatten")
+
+
+def test_the_convolutional_kernel_through_the_cuda_chain(host, monkeypatch):
+    rng = np.random.default_rng(4)
+    x1 = rng.standard_normal((5, 2, 4, 3))
+    for readout in ("gap", "flatten"):
+        got, want = _both_paths(host, monkeypatch, lambda: Convolutional(
+            2, "relu", 1.2, 0.1, 3, readout, block_size=2, n_jobs=1, cpu_impl="reference"), x1)
+        for g, w in zip(got, want):
+            _close(g, w, "float64")
+        assert any(name.startswith("window_block") for name, _, _ in host.launches)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -133,10 +222,11 @@ def test_pinned_diagonal_is_theta_zero_exactly(host, activation, slope, dtype):
     np.testing.assert_array_equal(_analytic_cuda.activation_variance(network.layers[1], k),
                                   _theta_zero_dual(k, slope, dtype))      # the variances: the same θ = 0
 
-    conv = Convolutional(1, activation, 1.0, 0.0, 1, "gap", negative_slope=0.5).network(1, 3, 2)
+    conv = Convolutional(1, activation, 1.0, 0.0, 1, "gap", negative_slope=0.5).network(1, 3, 2)  # 1×1, w = 1
     var = np.random.default_rng(5).uniform(0.3, 3.0, (2, 3, 2)).astype(dtype)     # (B, H, W) variances
     pair = np.zeros((2, 2, 3, 2, 3, 2), dtype)                                  # only the pinned entries matter
-    nngp, _ = _analytic_cuda.conv_block(conv.layers[0], conv.layers[1], pair, np.zeros_like(pair), var, var, pin=True)
+    nngp, _ = _analytic_cuda.window_block(conv.layers[0], pair, np.zeros_like(pair), True, conv.layers[1], var, var,
+                                          pin=True)
     flat = nngp.reshape(2, 2, 6, 6)
     pinned = np.stack([np.diag(flat[i, i]) for i in range(2)])                  # (i, i, p, p) entries
     np.testing.assert_array_equal(pinned, _theta_zero_dual(var.reshape(2, 6), slope, dtype))

@@ -5,14 +5,15 @@ host_cuda.py).
 The sources are those the launch code actually produces: the public kernels run through the CUDA chains on
 a recording stand-in, over 5 × 3 inputs in tiles of 2, so the elementwise kernel meets every layout it can
 (2-D with both variance operands broadcast, 1×n, n×1, and 1×1, which CuPy reduces to 1-D), for each
-closed-form dual family and dtype; the conv RawModule has both dtypes as name expressions.
+closed-form dual family and dtype; an image stack (conv, activation, pooling, conv, GAP) records the window
+RawModule of each dual family and the pooling/readout RawModule, each with both dtypes as name expressions.
 """
 import re
 
 import numpy as np
 import pytest
 
-from kernels import Convolutional, FullyConnected
+from kernels import FullyConnected, stax
 
 pytestmark = pytest.mark.cuda_host
 
@@ -37,8 +38,11 @@ def sources(nvrtc, tmp_path_factory):
             for dtype in ("float32", "float64"):
                 FullyConnected(2, activation, block_size=2, n_jobs=1, dtype=dtype, cpu_impl="reference").kernels(
                     rng.standard_normal((5, 3)), rng.standard_normal((3, 3)))
-                Convolutional(1, activation, block_size=2, n_jobs=1, dtype=dtype, cpu_impl="reference").kernels(
-                    rng.standard_normal((3, 2, 3, 3)))
+                act = stax.Activation(activation)
+                stax.serial(stax.Conv(4, (3, 3), padding="SAME"), act, stax.AvgPool((2, 2), padding="SAME"),
+                            stax.Conv(4, (2, 2), strides=(2, 1), padding="SAME"), act, stax.GlobalAvgPool(),
+                            stax.Dense(1)).set_params(block_size=2, n_jobs=1, dtype=dtype, cpu_impl="reference") \
+                    .kernels(rng.standard_normal((3, 2, 5, 4)))
     finally:
         mp.undo()
         for cached in _analytic_cuda.COMPILED:
@@ -57,7 +61,9 @@ def test_every_launch_variant_is_recorded(sources):
     # the variances after each activation (FC and conv alike): contiguous arrays, which CuPy reduces to 1-D
     assert len(variances) == len(FAMILIES) * 2
     assert len(elementwise) + len(variances) + len(raw) == len(sources)
-    assert sorted(s["name"] for s in raw) == ["conv_block<float>,conv_block<double>"] * len(FAMILIES)
+    window = "window_block<float>,window_block<double>"
+    plain = "pool_block<float>,pool_block<double>,readout_block<float>,readout_block<double>"
+    assert sorted(s["name"] for s in raw) == [plain] + [window] * len(FAMILIES)
     ndims = {re.search(r"CIndexer<(\d)", s["code"]).group(1) for s in elementwise}
     assert ndims == {"1", "2"}
 
@@ -74,8 +80,8 @@ def test_compiles_and_float32_stays_float32(nvrtc, sources, arch):
             needs_product = {entry["name"]: "32" if is_float else "64"}
         else:   # one PTX function per template instantiation: float32 ones carry "IfE" in the mangled name
             blocks = {name: body for name, body in functions.items() if "IfE" in name}
-            needs_product = {name: "32" if "IfE" in name else "64" for name in functions if "conv_block" in name}
-            assert len(needs_product) == 2, functions.keys()
+            needs_product = {name: "32" if "IfE" in name else "64" for name in functions if "window_block" in name}
+            assert len(needs_product) == (2 if "window_block" in entry["name"] else 0), functions.keys()
         for name, body in blocks.items():
             assert nvrtc.ptx_float64_ops(body) == [], f"{entry['name']} ({name}) uses float64 in float32"
         if entry["kind"] == "ElementwiseKernel" and not is_float:

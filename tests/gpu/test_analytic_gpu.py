@@ -9,7 +9,9 @@ import pytest
 cupy = pytest.importorskip("cupy")
 
 from kernels import Convolutional, FullyConnected  # noqa: E402
-from kernels.analytic.rules import activation_rule, conv_rule, dense_rule, patch_sum  # noqa: E402
+from kernels.analytic import rules  # noqa: E402
+from kernels.analytic.duals import get_dual  # noqa: E402
+from kernels.analytic.rules import activation_rule, conv_rule, dense_rule  # noqa: E402
 
 CLOSED = ["relu", "erf", "abs", "leaky_relu", "step", "identity"]
 
@@ -31,28 +33,46 @@ def test_fc_block_matches_reference(activation, parameterization, b_std):
     np.testing.assert_allclose(cupy.asnumpy(got[1]), want[3], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("geometry", [((3, 3), (1, 1), "SAME"), ((4, 2), (2, 1), "SAME"), ((2, 3), (2, 2), "VALID")])
 @pytest.mark.parametrize("activation", ["relu", "erf"])
 @pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.2), ("standard", None)])
-def test_conv_block_matches_reference(activation, parameterization, b_std):
+def test_window_block_matches_reference(activation, parameterization, b_std, geometry):
     from kernels.analytic import _cuda as _analytic_cuda
     rng = np.random.default_rng(1)
-    network = Convolutional(1, activation, 1.4, b_std, 3, "gap", parameterization, width=32).network(2, 5, 4)
-    x1, x2 = rng.standard_normal((3, 2, 5, 4)), rng.standard_normal((2, 2, 5, 4))
-    f1 = np.transpose(x1, (0, 2, 3, 1))
-    f2 = np.transpose(x2, (0, 2, 3, 1))
-    k12 = np.einsum("ayxc,bvuc->abyxvu", f1, f2) / 2
+    window, strides, padding = geometry
+    conv = rules.conv(18.0, 1.4, b_std, parameterization, window=window, strides=strides, padding=padding)
+    x1, x2 = rng.standard_normal((3, 2, 7, 5)), rng.standard_normal((2, 2, 7, 5))
+    k12 = np.einsum("icyx,jcvu->ijyxvu", x1, x2) / 2
     ntk = rng.uniform(0.5, 2, k12.shape)
     var1, var2 = np.sum(x1 * x1, 1) / 2, np.sum(x2 * x2, 1) / 2
     state = (k12.copy(), var1[:, None, :, :, None, None], var2[None, :, None, None, :, :], ntk.copy())
-    conv = conv_rule(state, 1.4, b_std, parameterization, 18, 3, True)
-    want = activation_rule(conv, network.layers[1].dual)
-    w2, b2 = 1.4 ** 2, 0.0 if b_std is None else b_std ** 2
-    pre1 = w2 * patch_sum(var1, ((1,), (2,)), 3) + b2
-    pre2 = w2 * patch_sum(var2, ((1,), (2,)), 3) + b2
-    got = _analytic_cuda.conv_block(network.layers[0], network.layers[1], cupy.asarray(k12), cupy.asarray(ntk),
-                                    cupy.asarray(pre1), cupy.asarray(pre2), pin=False)
+    out = conv_rule(state, 1.4, b_std, parameterization, 18.0, 0, True, window=window, strides=strides,
+                    padding=padding)
+    pre1, pre2 = out[1].reshape(3, *out[0].shape[2:4]), out[2].reshape(2, *out[0].shape[2:4])
+    act = rules.activation(get_dual(activation))
+    want = activation_rule(out, act.dual)
+    got = _analytic_cuda.window_block(conv, cupy.asarray(k12), cupy.asarray(ntk), True, act, cupy.asarray(pre1),
+                                      cupy.asarray(pre2))
     np.testing.assert_allclose(cupy.asnumpy(got[0]), want[0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(cupy.asnumpy(got[1]), want[3], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["vgg_two_avgpools", "resnet_downsample_block", "avgpool_even_same_s2_edges_true",
+                                  "conv_strided_valid_flatten", "sumpool_globalsumpool"])
+def test_stax_cupy_matches_numpy(name):
+    # the neural-tangents fixture networks, on CuPy (the rows replaced by window/pool/readout kernels) and NumPy
+    import json
+    import pathlib
+    from kernels import StaxKernel
+    with np.load(pathlib.Path(__file__).parents[1] / "kernels" / "fixtures" / "nt_stax_reference.npz") as data:
+        case = {c["name"]: c for c in json.loads(str(data["cases"]))}[name]
+        x1, x2 = data[case["data"] + "_x1"], data[case["data"] + "_x2"]
+    kernel = StaxKernel(case["spec"], block_size=2)
+    for xs in ((x1,), (x1, x2)):
+        want = kernel.kernels(*xs)
+        got = kernel.kernels(*(cupy.asarray(x) for x in xs))
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(cupy.asnumpy(g), w, rtol=1e-11, atol=1e-13 * np.abs(w).max())
 
 
 @pytest.mark.parametrize("activation", CLOSED + ["tanh"])

@@ -34,14 +34,16 @@ def test_peer_worker_agrees_with_lazykit():
     np.testing.assert_allclose(ntk, ours[1], rtol=1e-12)
 
 
-@pytest.mark.parametrize("device, want", [("cpu", ["cpu", "fused"]), ("cuda", ["gpu"]),
-                                          ("auto", ["cpu", "gpu", "fused"])])
+@pytest.mark.parametrize("device, want", [("cpu", ["cpu", "fused", "stax"]), ("cuda", ["gpu", "gpu-stax"]),
+                                          ("auto", ["cpu", "gpu", "fused", "stax", "gpu-stax"])])
 def test_device_selects_the_cases(monkeypatch, device, want):
     # the rows themselves are replaced: this checks the routing, not the timings
     called = []
     monkeypatch.setattr(analytic, "_cpu_rows", lambda args, rng: called.append("cpu") or [])
     monkeypatch.setattr(analytic, "_gpu_rows", lambda args, rng: called.append("gpu") or [])
-    monkeypatch.setattr(analytic, "_fused_table", lambda args, rng: called.append("fused") or [])   # CPU table
+    monkeypatch.setattr(analytic, "_fused_table", lambda args, rng: called.append("fused") or [])   # CPU tables
+    monkeypatch.setattr(analytic, "_stax_table", lambda args, rng: called.append("stax") or [])
+    monkeypatch.setattr(analytic, "_gpu_stax_table", lambda args, rng: called.append("gpu-stax") or [])
     analytic.run(type("Args", (), dict(device=device, repeats=5, argv=["--device", device]))())
     assert called == want
 

@@ -58,6 +58,19 @@ def test_conv_fused_equals_reference(rng, config):
         _assert_paths_agree(lambda **kw: Convolutional(**config, block_size=2, n_jobs=2, **kw), xs)
 
 
+def test_fc_fused_neural_tangents_abrelu_and_scaled_erf(rng):
+    # ABRelu(a, b) and Erf(a, b, c) run in the fused FC loop (c₊, c₋ from (a, b); erf at b²K, scaled by a², + c²)
+    from kernels import stax
+    kernel = stax.serial(stax.Dense(16, W_std=1.3, b_std=0.2), stax.ABRelu(-0.3, 1.2), stax.Dense(16, W_std=1.1),
+                         stax.Erf(1.3, 0.7, 0.1), stax.Dense(1, b_std=0.1))
+    x1, x2 = rng.standard_normal((7, 5)), rng.standard_normal((4, 5))
+    for xs in ((x1,), (x1, x2)):
+        fused = kernel.set_params(cpu_impl="fused").kernels(*xs)
+        reference = kernel.set_params(cpu_impl="reference").kernels(*xs)
+        for got, want in zip(fused, reference):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
 def test_fused_single_kernel_calls_and_float32(rng):
     # nngp()/ntk() skip part of the work (want_ntk) but give the same numbers as kernels().
     images = rng.standard_normal((4, 3, 4, 4))

@@ -1,5 +1,5 @@
 """Read-only, non-contiguous and memory-mapped inputs reach the compiled loops as the one array type they are
-compiled for (issue #24: a read-only array recompiled ``conv_pairs`` for 55 s), and give the same kernel."""
+compiled for (issue #24: a read-only array recompiled ``image_pairs`` for 55 s), and give the same kernel."""
 import numpy as np
 import pytest
 
@@ -24,7 +24,7 @@ def recorded(monkeypatch):
             raise _Stop
         return record
 
-    monkeypatch.setattr(_cpu, "conv_pairs", recorder("conv_pairs"))
+    monkeypatch.setattr(_cpu, "image_pairs", recorder("image_pairs"))
     monkeypatch.setattr(_cpu, "fc_tile", recorder("fc_tile"))
     return calls
 
@@ -50,7 +50,7 @@ def test_conv_loop_gets_its_compiled_type(layout, recorded, rng, tmp_path):
     with pytest.raises(_Stop):
         Convolutional(depth=1, cpu_impl="fused", n_jobs=1).ntk(x)
     (name, arrays), = recorded
-    assert name == "conv_pairs" and arrays and all(_is_loop_type(a) for a in arrays)
+    assert name == "image_pairs" and arrays and all(_is_loop_type(a) for a in arrays)
 
 
 @pytest.mark.parametrize("layout", ["read-only", "memory-mapped", "strided", "fortran"])

@@ -42,11 +42,12 @@ def test_relu_activation_rule_on_orthogonal_inputs():
     assert (k11[0, 0], k22[0, 0]) == pytest.approx((0.5, 2.0), rel=1e-14)  # ReLU halves the variances
 
 
-def test_patch_sum_of_ones_counts_the_patch_inside_the_image():
-    # 'SAME' zero padding: a 3×3 patch holds 9 pixels inside, 6 on an edge, 4 in a corner, divided by 9.
-    out = rules.patch_sum(np.ones((1, 4, 5)), ((1,), (2,)), 3)
-    assert out[0, 0, 0] == pytest.approx(4 / 9) and out[0, 0, 2] == pytest.approx(6 / 9)
-    assert out[0, 2, 2] == pytest.approx(1.0)
+def test_same_conv_of_ones_counts_the_window_inside_the_image():
+    # 'SAME' zero padding: a 3×3 window holds 9 pixels inside, 6 on an edge, 4 in a corner, divided by 9.
+    state = (np.ones((1, 1, 4, 5)), None, None, None)
+    out = rules.conv_rule(state, 1.0, None, "ntk", 0, 3, False)[0]
+    assert out[0, 0, 0, 0] == pytest.approx(4 / 9) and out[0, 0, 0, 2] == pytest.approx(6 / 9)
+    assert out[0, 0, 2, 2] == pytest.approx(1.0)
 
 
 def test_the_network_is_defined_once_by_the_kernel():
@@ -95,9 +96,10 @@ def test_unknown_layer_kind_is_refused():
 # ----------------------------------------------------------------------------------------------- fused pairs
 @pytest.fixture
 def cuda_module(monkeypatch):
-    """kernels.analytic._cuda imported with a NumPy stand-in for CuPy, its compiled kernels replaced by their
-    NumPy references: what is left is the orchestration (diagonals, pins, fan-ins) that the pair replacements
-    add around the kernels, which must reproduce the reference chain exactly."""
+    """kernels.analytic._cuda imported with a NumPy stand-in for CuPy, its FC and variance kernels replaced by their
+    NumPy references: what is left is the orchestration (diagonals, pins, fan-ins) that the pair replacement adds
+    around the kernels, which must reproduce the reference chain exactly (the image kernels run on the host, with
+    their orchestration, in tests/cuda_host)."""
     fake = types.ModuleType("cupy")
     fake.zeros_like, fake.reshape, fake.ascontiguousarray = np.zeros_like, np.reshape, np.ascontiguousarray
     monkeypatch.setitem(sys.modules, "cupy", fake)
@@ -110,23 +112,7 @@ def cuda_module(monkeypatch):
                                           dense.trained)
         return k12, ntk
 
-    def conv_block(conv, activation, k12, ntk, var1, var2, pin):
-        # the CUDA kernel indexes its buffers in C order: the replacement must hand them over contiguous
-        assert k12.flags.c_contiguous and ntk.flags.c_contiguous
-        pairs = ((2, 4), (3, 5))
-        k12 = rules.patch_sum(k12, pairs, conv.filter_size)
-        ntk = rules.patch_sum(ntk, pairs, conv.filter_size)
-        k12, _, _, ntk = rules.dense_rule((k12, None, None, ntk), conv.w_std, conv.b_std, conv.parameterization,
-                                          conv.fan_in, conv.trained)
-        k11 = var1[:, None, :, :, None, None]
-        k22 = var2[None, :, None, None, :, :]
-        if pin:
-            k12 = rules.pin_conv(NP, (k12, k11, k22, ntk), True)[0]
-        k12, _, _, ntk = rules.activation_rule((k12, k11, k22, ntk), activation.dual)
-        return k12, ntk
-
     monkeypatch.setattr(module, "fc_block", fc_block)
-    monkeypatch.setattr(module, "conv_block", conv_block)
     # the variances after an activation: a third compiled kernel, replaced by its NumPy reference too
     monkeypatch.setattr(module, "activation_variance", lambda activation, v: rules.activation_variance(
         v, activation.dual))
@@ -134,17 +120,22 @@ def cuda_module(monkeypatch):
     sys.modules.pop("kernels.analytic._cuda", None)
 
 
-def test_replacements_need_a_closed_form_and_full_pixel_pairs(cuda_module):
+def test_replacements_need_a_closed_form_and_zero_padding(cuda_module):
     tanh = FullyConnected(activation="tanh").network(3)
     applies, _ = cuda_module.replacements(tanh)[("activation", "dense")]
     assert not applies(tanh.layers[1], tanh.layers[2])          # quadrature duals run the reference rules
     relu = FullyConnected().network(3)
-    assert set(cuda_module.replacements(relu)) == {("activation", "dense")}
     assert cuda_module.replacements(relu)[("activation", "dense")][0](relu.layers[1], relu.layers[2])
     gap = Convolutional(readout="gap").network(1, 3, 3)
-    flatten = Convolutional(readout="flatten").network(1, 3, 3)
-    assert ("conv", "activation") in cuda_module.replacements(gap)
-    assert ("conv", "activation") not in cuda_module.replacements(flatten)
+    table = cuda_module.replacements(gap)
+    assert table[("conv", "activation")][0](gap.layers[0], gap.layers[1])
+    assert table["conv"][0](gap.layers[0]) and table["readout"][0](gap.layers[-2])
+    circular = rules.conv(2, 1.0, None, "ntk", 3, padding="CIRCULAR")
+    assert not table["conv"][0](circular) and not table[("conv", "activation")][0](circular, gap.layers[1])
+    assert not table["avg_pool"][0](rules.avg_pool((2, 2), (1, 1), "CIRCULAR"))
+    assert table["avg_pool"][0](rules.avg_pool((2, 2), (2, 2), "SAME", "edges"))
+    tanh_conv = Convolutional(activation="tanh").network(1, 3, 3)
+    assert not table[("conv", "activation")][0](tanh_conv.layers[0], tanh_conv.layers[1])
 
 
 @pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.3), ("standard", None)])
@@ -159,27 +150,3 @@ def test_fc_pair_replacement_reproduces_the_reference_chain(cuda_module, rng, pa
     got = rules.run(net, state(), NP, pin, cuda_module.replacements(net))
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-15)
-
-
-@pytest.mark.parametrize("parameterization, b_std", [("ntk", 0.2), ("standard", None)])
-@pytest.mark.parametrize("want_ntk", [False, True])
-@pytest.mark.parametrize("pin", [False, True])
-def test_conv_pair_replacement_reproduces_the_reference_chain(cuda_module, rng, parameterization, b_std, want_ntk,
-                                                               pin):
-    net = Convolutional(2, "relu", 1.4, b_std, 3, "gap", parameterization, width=8).network(2, 4, 3)
-    x = rng.standard_normal((3, 2, 4, 3))
-    f = np.reshape(np.transpose(x, (0, 2, 3, 1)), (-1, 2))
-    var = np.sum(x * x, 1) / 2
-
-    def state():   # built as Convolutional's tile builds it: k12 is a permuted (non-contiguous) view
-        k12 = np.transpose(np.reshape(f @ f.T / 2, (3, 4, 3, 3, 4, 3)), (0, 3, 1, 2, 4, 5))
-        return (k12, var[:, None, :, :, None, None], var[None, :, None, None, :, :],
-                np.zeros_like(k12) if want_ntk else None)
-
-    want = rules.run(net, state(), NP, pin)
-    got = rules.run(net, state(), NP, pin, cuda_module.replacements(net))
-    np.testing.assert_allclose(got[0], want[0], rtol=1e-13, atol=1e-15)
-    if want_ntk:
-        np.testing.assert_allclose(got[3], want[3], rtol=1e-13, atol=1e-15)
-    else:
-        assert got[3] is None

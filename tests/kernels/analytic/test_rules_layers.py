@@ -149,7 +149,9 @@ def test_pixel_variances_are_the_pixel_diagonal_of_pair_variances(rng):
     np.testing.assert_array_equal(v1[:, 0, :, :, 0, 0], np.einsum("apqpq->apq", v[:, 0]))
 
 
-def test_the_fused_engines_take_only_their_shapes():
+def test_the_fused_engines_take_the_rows_they_cover():
+    # 'fc': Dense, [activation, Dense]...; 'conv': images whose rows up to the one top-level readout are Conv/pooling
+    # (not 'CIRCULAR'), Dense, activations, Dropout or branches of those; anything after the readout is vectors
     assert rules.fused_shape(FullyConnected(depth=2).network(3)) == "fc"
     assert rules.fused_shape(Convolutional(depth=2, readout="gap").network(1, 4, 4)) == "conv"
     assert rules.fused_shape(Convolutional(depth=2, readout="flatten").network(1, 4, 4)) == "conv"
@@ -157,13 +159,19 @@ def test_the_fused_engines_take_only_their_shapes():
     def shape(*layers, feature=(2, 6, 6)):
         return rules.fused_shape(stax.serial(*layers).network(*feature))
 
+    for conv in (stax.Conv(4, (3, 3), padding="SAME"), stax.Conv(4, (4, 4), padding="SAME"),
+                 stax.Conv(4, (3, 3), strides=(2, 2), padding="SAME"), stax.Conv(4, (3, 3)),
+                 stax.Conv(4, (3, 1), padding="SAME")):
+        assert shape(conv, stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1)) == "conv"
+        assert shape(conv, stax.Relu(), stax.AvgPool((2, 2)), stax.Flatten(), stax.Dense(1)) == "conv"
     same3 = stax.Conv(4, (3, 3), padding="SAME")
-    assert shape(same3, stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1)) == "conv"
-    assert shape(same3, stax.Relu(), stax.Flatten(), stax.Dense(1)) == "conv"
-    for conv in (stax.Conv(4, (4, 4), padding="SAME"), stax.Conv(4, (3, 3), strides=(2, 2), padding="SAME"),
-                 stax.Conv(4, (3, 3)), stax.Conv(4, (3, 1), padding="SAME")):
-        assert shape(conv, stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1)) is None
-    assert shape(same3, stax.Relu(), stax.AvgPool((2, 2)), stax.GlobalAvgPool(), stax.Dense(1)) is None
-    assert shape(same3, stax.Relu(), stax.GlobalSumPool(), stax.Dense(1)) is None
+    block = stax.serial(stax.FanOut(2), stax.parallel(stax.serial(stax.Relu(), same3), stax.Identity()),
+                        stax.FanInSum())
+    assert shape(same3, block, stax.Relu(), stax.GlobalSumPool(), stax.Dense(1)) == "conv"
+    assert shape(same3, stax.Relu(), stax.Dropout(0.5), stax.GlobalAvgPool(), stax.Dense(1), stax.Gelu(),
+                 stax.Dense(1)) == "conv"
+    assert shape(stax.Conv(4, (3, 3), padding="CIRCULAR"), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1)) is None
+    assert shape(same3, stax.Relu(), stax.AvgPool((2, 2), padding="CIRCULAR"), stax.GlobalAvgPool(),
+                 stax.Dense(1)) is None
     assert shape(stax.Dense(4), stax.Relu(), stax.Dense(1), feature=(3,)) == "fc"
     assert shape(stax.Dense(4), stax.Relu(), stax.Dropout(0.5), stax.Dense(1), feature=(3,)) is None
