@@ -21,12 +21,14 @@ and ``readout_rule`` in ``kernels.analytic.rules`` — on a GPU by tests/gpu/tes
 tests/cuda_host (every source compiled by NVRTC, and executed on the host through this module's launch code).
 
 θ = 0 exactly on a pinned diagonal. There k12 = k11 = k22 bitwise (the same variance entry), so
-s = k11·k22 − k12² must be exactly 0. NVRTC contracts ``a*b - c*d`` into an FMA by default
-(``--fmad=true``), which computes fma(−k12, k12, round(k11·k22)): the rounding error of k11·k22, about
-1e-16·k², whose square root gives θ ≈ 1e-8 and NTK errors ≈ 1e-9. The products are therefore written
-``__dmul_rn`` / ``__fmul_rn``, which "will never be merged into a single multiply-add instruction" (CUDA
-Math API reference of both intrinsics): two identical correctly rounded products, whose difference is 0 (the
-rest of the kernel keeps its FMAs).
+s² = k11·k22 − k12² must be exactly 0. Written that way, NVRTC contracts it into an FMA by default
+(``--fmad=true``), fma(−k12, k12, round(k11·k22)), leaving the rounding error of k11·k22 (about 1e-16·k², so
+θ ≈ 1e-8 and NTK errors ≈ 1e-9), and near-identical inputs cancel catastrophically whatever the FMAs. The
+duals therefore form s² as (b − |k12|)·(b + |k12|) with b = √(k11·k22), the arithmetic of the CPU engines
+(``duals._clamped``): no product left to contract, exactly 0 once k12 is snapped to ±b, and accurate near it.
+b's product is written ``__dmul_rn`` / ``__fmul_rn`` ("will never be merged into a single multiply-add
+instruction", CUDA Math API reference), the rest of the kernel keeps its FMAs. The step dual is 0 where a
+variance is 0 (φ(0) = 0), as ``duals._step_nngp``.
 
 No underflow in float32. CuPy compiles with ``-ftz=true``, so a float32 product below FLT_MIN ≈ 1.2e-38 is
 0 on the GPU. The duals multiply two variances: √(k11·k22) and s = k11·k22 − k12² vanish once the variances
@@ -38,7 +40,7 @@ the result's degree (ReLU family: ×2^(m1+m2); step: degree 0; erf rescales its 
 terms are sums with 1). Powers of two are exact, so wherever the unscaled formulas did not underflow the
 ReLU family's and step's results are bitwise unchanged (measured on 4000 entries with k in [1e-15, 1e15], both
 dtypes; θ = 0 on a pinned diagonal included: k12 = k11 = k22 get the same exponent), and erf's differ in the
-last bit of a few NTK factors (k11·k22 − k12² is now contracted into an FMA without sharing k11·k22).
+last bit of a few NTK factors.
 √k11·√k22 was the other candidate: it keeps the bound but not s (the ReLU family and step still flush it), and
 √k·√k ≠ k (k = 2), so a pinned diagonal would lose θ = 0. The variances after an activation are computed from
 the same source (``activation_variance``: ``dual(v, v, v)``) rather than by CuPy ufuncs, which flush v² too.
@@ -66,7 +68,7 @@ _DUALS = {
     T bound = sqrt(lazykit_mul_rn(k11, k22));
     T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
     k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
-    T s = lazykit_mul_rn(k11, k22) - lazykit_mul_rn(k12, k12);
+    T a = fabs(k12), s = (bound - a) * (bound + a);    // s² factored, as the CPU engines (duals._clamped)
     s = s > T(0) ? sqrt(s) : T(0);
     T th = atan2(s, k12);
     T cs = (T(1) + slope * slope) / T(2 * LAZYKIT_PI), cc = T(2) * slope / T(2 * LAZYKIT_PI);
@@ -78,9 +80,10 @@ _DUALS = {
     T bound = sqrt(lazykit_mul_rn(k11, k22));
     T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
     k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
-    T s = lazykit_mul_rn(k11, k22) - lazykit_mul_rn(k12, k12);
+    T a = fabs(k12), s = (bound - a) * (bound + a);
     s = s > T(0) ? sqrt(s) : T(0);
-    nngp = (T(LAZYKIT_PI) - atan2(s, k12)) / T(2 * LAZYKIT_PI);   // degree zero: nothing to restore
+    // degree zero: nothing to restore; φ(0) = 0, so 0 where a variance is 0 (duals._step_nngp)
+    nngp = k11 > T(0) && k22 > T(0) ? (T(LAZYKIT_PI) - atan2(s, k12)) / T(2 * LAZYKIT_PI) : T(0);
     dot = T(0);""",
     "identity": """
     nngp = k12;
@@ -90,7 +93,7 @@ _DUALS = {
     T bound = ldexp(sqrt(ldexp(k11, -2 * m1) * ldexp(k22, -2 * m2)), m1 + m2);   // √(k11·k22), no underflow
     T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
     k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
-    T gap = k11 * k22 - k12 * k12;     // may flush to 0 only where it is below FLT_MIN, beside 1 in dot
+    T a = fabs(k12), gap = (bound - a) * (bound + a);   // may flush to 0 only below FLT_MIN, beside 1 in dot
     gap = gap > T(0) ? gap : T(0);
     T r = T(2) * k12 / (sqrt(T(1) + T(2) * k11) * sqrt(T(1) + T(2) * k22));
     nngp = T(2 / LAZYKIT_PI) * asin(r > T(1) ? T(1) : (r < T(-1) ? T(-1) : r));

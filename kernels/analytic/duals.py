@@ -108,21 +108,37 @@ def _clamped(k12, k11, k22):
     20% of max|K| at depth 5), and a ReLU NTK built from it was not positive semi-definite (−1.9e-8·max).
     The factored form is exactly 0 for a snapped k12 (|k12| = b) and scales exactly with powers of two.
     """
+    k12, bound, a = _clamped_parts(k12, k11, k22)
+    return k12, _clip_low((bound - a) * (bound + a))
+
+
+def _clip_low(v):
+    return get_namespace(v).clip(v, min=0.0)
+
+
+def _clamped_parts(k12, k11, k22):
+    """(k12 clamped, b = √(k11·k22), |k12|). b is √k11·√k22 where k11·k22 is below the dtype's smallest normal
+    number (float32: variances below ≈ 1e-19; a GPU flushes such products to 0, which snapped every k12 to 0),
+    and √(k11·k22) everywhere else, so the result is unchanged wherever the product was representable."""
     xp = get_namespace(k12)
-    bound = xp.sqrt(k11 * k22)
+    product = k11 * k22
+    tiny = float(xp.finfo(k12.dtype).smallest_normal)
+    bound = xp.where(product >= tiny, xp.sqrt(product), xp.sqrt(k11) * xp.sqrt(k22))
     k12 = xp.clip(k12, min=-bound, max=bound)
     near = bound * (1.0 - 16 * float(xp.finfo(k12.dtype).eps))
     k12 = xp.where(xp.abs(k12) > near, xp.where(k12 > 0, bound, -bound), k12)
-    a = xp.abs(k12)
-    return k12, xp.clip((bound - a) * (bound + a), min=0.0)
+    return k12, bound, xp.abs(k12)
 
 
 def _angle(k12, k11, k22):
     """(k12 clamped, s, θ) with s = √(k11·k22 − k12²) from ``_clamped`` and θ = atan2(s, k12) ∈ [0, π]
-    (θ = 0 exactly when k12 was snapped to √(k11·k22))."""
+    (θ = 0 exactly when k12 was snapped to √(k11·k22)); s is √(b − |k12|)·√(b + |k12|) where s² is below the
+    smallest normal number (flushed to 0 on a GPU in float32), as ``_clamped_parts`` does for b."""
     xp = get_namespace(k12)
-    k12, s = _clamped(k12, k11, k22)
-    s = xp.sqrt(s)
+    k12, bound, a = _clamped_parts(k12, k11, k22)
+    s2 = _clip_low((bound - a) * (bound + a))
+    tiny = float(xp.finfo(k12.dtype).smallest_normal)
+    s = xp.where(s2 >= tiny, xp.sqrt(s2), xp.sqrt(_clip_low(bound - a)) * xp.sqrt(bound + a))
     return k12, s, xp.atan2(s, k12)
 
 
@@ -168,7 +184,8 @@ def _step_nngp(k12, k11, k22):
     there instead gave K(0, x) = 1/2 for every x, and with x and −x an indefinite kernel.)"""
     xp = get_namespace(k12)
     _, _, th = _angle(k12, k11, k22)
-    return xp.where(k11 * k22 > 0, (math.pi - th) / (2 * math.pi), xp.zeros_like(th))
+    positive = (k11 > 0) & (k22 > 0)         # not k11·k22 > 0: that product underflows in float32
+    return xp.where(positive, (math.pi - th) / (2 * math.pi), xp.zeros_like(th))
 
 
 def _step_ntk(k12, k11, k22):

@@ -201,6 +201,40 @@ def test_whole_fc_kernel_through_the_cuda_chain(host, monkeypatch, activation, w
         _close(g, w, dtype)
 
 
+
+@pytest.mark.parametrize("with_x2", [False, True])
+def test_step_is_zero_where_a_variance_is_zero(host, monkeypatch, with_x2):
+    # φ = 1[x > 0], φ(0) = 0: an all-zero input without bias has pre-activations ≡ 0, so K(0, x) = 0 for every
+    # x (duals._step_nngp). atan2(0, 0) = 0 instead gives 1/2 there, an indefinite kernel with x and −x.
+    rng = np.random.default_rng(7)
+    x1 = rng.standard_normal((5, 4))
+    x1[0] = 0.0
+    x2 = np.concatenate([np.zeros((1, 4)), rng.standard_normal((2, 4))]) if with_x2 else None
+    got, want = _both_paths(host, monkeypatch, lambda: FullyConnected(
+        2, "step", 1.3, 0.0, block_size=2, n_jobs=1, cpu_impl="reference"), x1, x2)
+    np.testing.assert_array_equal(want[0][0], 0.0)                  # the reference: the zero row's NNGP is 0
+    for g, w in zip(got, want):
+        _close(g, w, "float64")
+
+
+@pytest.mark.parametrize("activation", ["relu", "step", "erf"])
+def test_near_identical_inputs_match_the_reference(host, activation):
+    # x' = x + 1e-7·noise: s² = k11·k22 − k12² ≈ 1e-14·k². Formed as a difference of products, its rounding error
+    # (≈ 2e-16·k²) is ≈ 2% of it, ≈ 1e-9 of the NNGP; factored as (b − |k12|)(b + |k12|), as the reference does,
+    # b − |k12| is exact (Sterbenz) on the same inputs, so the kernel and the rule agree to RTOL (1e-12).
+    from kernels.analytic import _cuda as _analytic_cuda
+    rng = np.random.default_rng(8)
+    network = FullyConnected(2, activation, 1.3, 0.1, width=64).network(6)
+    activation_layer, dense_layer = network.layers[1], network.layers[2]
+    x = rng.standard_normal((8, 6))
+    x2 = x + 1e-7 * rng.standard_normal((8, 6))
+    state = (x @ x2.T / 6, np.sum(x * x, 1)[:, None] / 6, np.sum(x2 * x2, 1)[None, :] / 6, np.ones((8, 8)))
+    want = rules.apply(network, rules.apply(network, tuple(np.copy(v) for v in state), activation_layer),
+                       dense_layer)
+    got = _analytic_cuda.fc_block(activation_layer, dense_layer, state[0], state[3], state[1], state[2])
+    _close(got[0], want[0], "float64")
+    _close(got[1], want[3], "float64")
+
 def _theta_zero_dual(k, slope, dtype):
     """The closed-form ReLU-family dual at θ = 0 in the kernel's own arithmetic: s = 0, so
     dot = cs·π and nngp = k·dot with cs = (1 + slope²)/(2π) (one rounding each, in ``dtype``)."""

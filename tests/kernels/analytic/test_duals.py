@@ -39,6 +39,23 @@ def test_relu_angle_is_exactly_zero_on_the_diagonal():
     assert np.all(both[1] == 0.5) and np.all(both[0] == k / 2)
 
 
+
+@pytest.mark.parametrize("name", ["relu", "abs", "leaky_relu", "step"])
+def test_float32_variances_whose_product_underflows(name, rng):
+    # variances ≈ 1e-24 in float32: k11·k22 ≈ 1e-48 is below the smallest float32 (1.4e-45) and is 0 even without
+    # flush-to-zero, which clamped every k12 to 0 (θ = π/2 for every pair). The ReLU family is homogeneous of
+    # degree one (step: zero), so the duals there are 1e-24 (1) times the duals at the unscaled float64 values;
+    # float32 rounding through a handful of operations bounds the difference by 1e-5 relative.
+    k12, k11, k22 = (np.delete(v, 3) for v in _random_covariances(rng, 200))   # ρ = 0.999999 snaps in float32
+    d = duals.get_dual(name)
+    tiny = 1e-24
+    got = d.both(*(np.float32(tiny) * v.astype(np.float32) for v in (k12, k11, k22)))
+    want = d.both(k12, k11, k22)
+    degree = 0 if name == "step" else 1
+    assert got[0].dtype == np.float32
+    np.testing.assert_allclose(got[0], tiny ** degree * want[0], rtol=1e-5, atol=1e-5 * tiny ** degree)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-5)
+
 def test_erf_closed_form_at_orthogonal_inputs():
     # erf is odd: E[erf(u) erf(v)] = 0 for independent u, v; E[φ'φ'] = (4/π)/√((1+2a)(1+2b)).
     d = duals.get_dual("erf")
