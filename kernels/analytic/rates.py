@@ -63,8 +63,14 @@ def cpu_operation_counts(kernel, feature_shape: tuple) -> dict:
     * the sum of branches: 2 adds per extra branch; the readout: 2 adds per pixel pair it reads.
 
     A 3×3 convolution with its ReLU is 25 add/mul, 2 sqrt, 1 atan2 per pixel pair (compare/bench/cpu_floor.py)."""
-    network = kernel.network(*feature_shape)
-    channels, h, w = feature_shape
+    from kernels.validation import check_scalar
+    if not callable(getattr(kernel, "network", None)) or isinstance(kernel, type):
+        raise TypeError("kernel must be an analytic kernel on images (kernels.Convolutional or a kernels.stax "
+                        f"network), got {type(kernel).__name__}")
+    if isinstance(feature_shape, (str, bytes)) or not hasattr(feature_shape, "__len__") or len(feature_shape) != 3:
+        raise ValueError(f"feature_shape must be (C, H, W), three positive integers, got {feature_shape!r}")
+    channels, h, w = (check_scalar(n, f"feature_shape[{i}]", int, min_val=1) for i, n in enumerate(feature_shape))
+    network = kernel.network(channels, h, w)
     full = network.full_spatial
     counts = {"add/mul": 0.0, "sqrt": 0.0, "atan2": 0.0}
 

@@ -8,7 +8,7 @@ Layout of ``path.zarr`` (readable by zarr, dask and xarray without lazykit)::
                                  its CRC-32C (zarr's "crc32c" codec: 4 bytes, checked by every zarr reader)
 
 Each tile is written to a temporary file, flushed to disk and renamed into place (``os.replace`` is atomic
-on POSIX file systems), so a chunk file is either absent or complete: a tile is done exactly when its
+on POSIX file systems; ``kernels.grams.atomic_files``), so a chunk file is either absent or complete: a tile is done exactly when its
 chunk exists. Absent tiles read as NaN (the fill value). A symmetric store (``gram(kernel, x)`` with x2=None)
 holds only the tiles on or above the diagonal; ``to_numpy`` and ``as_dask`` mirror the upper triangle, and a
 reader without lazykit can do the same (``attributes["stored_triangle"] == "upper"``).
@@ -28,16 +28,11 @@ call's, naming every difference.
 """
 from __future__ import annotations
 
-import asyncio
-import functools
 import hashlib
 import json
 import math
 import numbers
 import os
-import socket
-import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -70,84 +65,10 @@ class StoreDamageWarning(RuntimeWarning):
     """A rerun of ``kernels.gram(..., store=)`` found damaged tiles and is recomputing them."""
 
 
-# ----------------------------------------------------------------------------------------------- atomic writes
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place.
-
-    The temporary name carries the writer's host and process id, so ``remove_partial_files`` can tell the
-    leftovers of a killed writer from the files of one still writing.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex}.partial")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-@functools.lru_cache(maxsize=1)
-def _atomic_store_class():
-    """A zarr ``LocalStore`` whose every write (chunks and metadata) goes through ``_write_atomically``."""
-    from zarr.storage import LocalStore
-
-    class AtomicLocalStore(LocalStore):
-        async def set(self, key, value):
-            if not self._is_open:
-                await self._open()
-            self._check_writable()
-            await asyncio.to_thread(_write_atomically, self.root / key, value.to_bytes())
-
-    return AtomicLocalStore
-
-
 def _local_store(path, read_only: bool = False):
-    return _atomic_store_class()(path, read_only=read_only)
-
-
-def remove_partial_files(path, stale_after: float = 3600.0) -> int:
-    """Delete temporary files left by writers that were killed mid-write; returns how many.
-
-    A file of this host is removed when its process is gone; one of another host when it is older than
-    ``stale_after`` seconds (its writer cannot be asked). Files of live writers stay.
-    """
-    removed, host = 0, _host()
-    for leftover in Path(path).rglob(".*.partial"):
-        parts = leftover.name.rsplit(".", 4)       # .NAME . HOST . PID . UUID . partial
-        try:
-            writer_host, pid = parts[1], int(parts[2])
-        except (IndexError, ValueError):
-            writer_host, pid = None, None
-        if writer_host == host:
-            stale = not _process_alive(pid)
-        else:
-            try:
-                stale = time.time() - leftover.stat().st_mtime > stale_after
-            except FileNotFoundError:
-                continue
-        if stale:
-            leftover.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def _host() -> str:
-    """This machine's name, without dots (it is one dot-separated field of a temporary file's name)."""
-    return socket.gethostname().replace(".", "-") or "localhost"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """The zarr store of ``path``: every write atomic (``kernels.grams.atomic_local_store``)."""
+    from kernels.grams.atomic_local_store import AtomicLocalStore
+    return AtomicLocalStore(path, read_only=read_only)
 
 
 # ----------------------------------------------------------------------------------------------- tiles

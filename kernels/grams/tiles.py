@@ -42,8 +42,8 @@ import numpy as np
 import threadpoolctl
 
 from kernels import backend
-from kernels.grams.store import (GramStore, StoreDamageWarning, fingerprint, open_store, remove_partial_files,
-                                 tile_bounds, tile_grid)
+from kernels.grams.atomic_files import remove_partial_files
+from kernels.grams.store import GramStore, StoreDamageWarning, fingerprint, open_store, tile_bounds, tile_grid
 from kernels.validation import check_array, check_scalar, check_writable
 
 OUTPUTS = ("ntk", "nngp")

@@ -388,6 +388,7 @@ REQUIRED_FOR = {
     "kernels.loss_derivatives": {"f": lambda: _X(4, 2), "y": lambda: np.sign(_rng().standard_normal((4, 2))),
                                  "loss": lambda: "mse"},
     "kernels.nystrom_krr": {"X": _X},
+    "kernels.cpu_operation_counts": {"kernel": lambda: kernels.Convolutional(depth=1), "feature_shape": lambda: (1, 4, 4)},
     "kernels.GramStore.write_tile": {"block": lambda: np.ones((4, 4))},
     "kernels.GramStore.read_tile": {}, "kernels.GramStore.has_tile": {}, "kernels.GramStore.bounds": {},
     "compare.data.read_idx": {"path": _idx_file}, "compare.data.sha256_file": {"path": _idx_file},

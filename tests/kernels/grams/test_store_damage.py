@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("zarr")
 
 from kernels import RBF, FullyConnected, GramStore, cached_gram, gram  # noqa: E402
+from kernels.grams import atomic_files  # noqa: E402
 from kernels.grams import store as store_module  # noqa: E402
 from kernels.grams.store import DamagedTileError, StoreDamageWarning, StoreWriteError  # noqa: E402
 from kernels.validation import UnwritablePathError  # noqa: E402
@@ -132,10 +133,17 @@ def test_a_gram_store_path_on_a_file_names_the_file():
             GramStore(handle.name)
 
 
-def test_a_full_disk_mid_run_gives_one_line_and_keeps_the_tiles_written(x, tmp_path, monkeypatch):
+@pytest.mark.parametrize("pickled", [False, True])
+def test_a_full_disk_mid_run_gives_one_line_and_keeps_the_tiles_written(x, tmp_path, monkeypatch, pickled):
+    # pickled: a store sent to a worker and back in this process first (cloudpickle, as dask and loky do). A
+    # store class built inside a function was pickled by value, and unpickling it overwrote its methods with
+    # copies holding a snapshot of the module's globals: writes then bypassed the writer below.
     path = tmp_path / "s.zarr"
+    if pickled:
+        cloudpickle = pytest.importorskip("cloudpickle")
+        cloudpickle.loads(cloudpickle.dumps(store_module._local_store(tmp_path / "other.zarr")))
     writes = []
-    real = store_module._write_atomically
+    real = atomic_files.write_atomically
 
     def fill_up(target, data):
         if "/c/" in str(target):
@@ -144,7 +152,7 @@ def test_a_full_disk_mid_run_gives_one_line_and_keeps_the_tiles_written(x, tmp_p
                 raise OSError(errno.ENOSPC, "No space left on device")
         real(target, data)
 
-    monkeypatch.setattr(store_module, "_write_atomically", fill_up)
+    monkeypatch.setattr(atomic_files, "write_atomically", fill_up)
     with pytest.raises(StoreWriteError) as info:
         gram(RBF(0.5), x, tile=3, store=path, progress=False)
     message = str(info.value)

@@ -378,9 +378,9 @@ def test_gram_in_inside_a_dask_task_spreads_the_tiles_over_the_cluster(x, tmp_pa
 
 
 def test_only_the_leftovers_of_dead_writers_are_removed(tmp_path):
-    from kernels.grams.store import _host, remove_partial_files
+    from kernels.grams.atomic_files import host_name, remove_partial_files
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    host = _host()
+    host = host_name()
     (tmp_path / f".1.{host}.{int(dead.stdout)}.aa.partial").write_bytes(b"torn")    # its writer has exited
     (tmp_path / f".2.{host}.{os.getpid()}.bb.partial").write_bytes(b"busy")         # this process: alive
     (tmp_path / ".3.other-host.123.cc.partial").write_bytes(b"remote")                # another machine, fresh
