@@ -61,27 +61,23 @@ from kernels.analytic import rules
 
 # Dual activations in CUDA: the same formulas as kernels.analytic.duals (closed forms only), evaluated on
 # k11·4^(−m1), k22·4^(−m2), k12·2^(−m1−m2) (exact power-of-two rescaling, module docstring).
-_DUALS = {
-    "abrelu": """
-    int m1 = lazykit_half_exponent(k11), m2 = lazykit_half_exponent(k22);
-    k11 = ldexp(k11, -2 * m1); k22 = ldexp(k22, -2 * m2); k12 = ldexp(k12, -(m1 + m2));
-    T bound = sqrt(lazykit_mul_rn(k11, k22));
-    T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
-    k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
-    T a = fabs(k12), s = (bound - a) * (bound + a);    // s² factored, as the CPU engines (duals._clamped)
-    s = s > T(0) ? sqrt(s) : T(0);
-    T th = atan2(s, k12);
-    T cs = (T(1) + slope * slope) / T(2 * LAZYKIT_PI), cc = T(2) * slope / T(2 * LAZYKIT_PI);
-    dot = cs * (T(LAZYKIT_PI) - th) + cc * th;
-    nngp = ldexp((cs - cc) * s + k12 * dot, m1 + m2);   // degree one in k12, √k11, √k22""",
-    "step": """
+# The ReLU family and step share the rescaling, the clamp of k12 to ±b (b = √(k11·k22)) and s = √(k11·k22 − k12²)
+# from the factored s² = (b − |k12|)(b + |k12|), as the CPU engines (duals._clamped).
+_RESCALED_ANGLE = """
     int m1 = lazykit_half_exponent(k11), m2 = lazykit_half_exponent(k22);
     k11 = ldexp(k11, -2 * m1); k22 = ldexp(k22, -2 * m2); k12 = ldexp(k12, -(m1 + m2));
     T bound = sqrt(lazykit_mul_rn(k11, k22));
     T near = bound * (T(1) - T(16) * (sizeof(T) == 4 ? T(1.1920929e-7) : T(2.220446049250313e-16)));
     k12 = k12 > near ? bound : (k12 < -near ? -bound : k12);
     T a = fabs(k12), s = (bound - a) * (bound + a);
-    s = s > T(0) ? sqrt(s) : T(0);
+    s = s > T(0) ? sqrt(s) : T(0);"""
+_DUALS = {
+    "abrelu": _RESCALED_ANGLE + """
+    T th = atan2(s, k12);
+    T cs = (T(1) + slope * slope) / T(2 * LAZYKIT_PI), cc = T(2) * slope / T(2 * LAZYKIT_PI);
+    dot = cs * (T(LAZYKIT_PI) - th) + cc * th;
+    nngp = ldexp((cs - cc) * s + k12 * dot, m1 + m2);   // degree one in k12, √k11, √k22""",
+    "step": _RESCALED_ANGLE + """
     // degree zero: nothing to restore; φ(0) = 0, so 0 where a variance is 0 (duals._step_nngp)
     nngp = k11 > T(0) && k22 > T(0) ? (T(LAZYKIT_PI) - atan2(s, k12)) / T(2 * LAZYKIT_PI) : T(0);
     dot = T(0);""",
