@@ -148,14 +148,20 @@ def run_experiment(experiment, args) -> int:
     try:
         check_choice(args.backend, "backend", sweep.BACKENDS)
         config = options.resolve(experiment, args)
-        sizes, notes = options.data_sizes(args.dataset, config.params, args.data_dir, overridden_keys(args))
+        # every option is checked before the data are looked for: a bad value is named even where the data
+        # set is missing
+        planned = experiment.plan(config)
+        if args.scheduler and args.backend != "dask":
+            raise ValueError("--scheduler is only used with --backend dask")
+        out = Path(args.out or f"results/{experiment.name}-{args.dataset}-{args.preset}")
+        check_writable(out, "--out", directory=True)
         if args.gram_store is not None:
             check_writable(args.gram_store, "--gram-store", directory=True)
-        runs = with_data_identity(experiment.plan(config), config)
+        sizes, notes = options.data_sizes(args.dataset, config.params, args.data_dir, overridden_keys(args))
+        runs = with_data_identity(planned, config)
         sweep_config = experiment.sweep_config(runs)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
-        out = Path(args.out or f"results/{experiment.name}-{args.dataset}-{args.preset}")
         config = dataclasses.replace(config, threads=choose_threads(args, out, config.threads))
         resolved = resolved_execution(config, args)
         if sizes:                            # what ran, once capped by the data (beside the fingerprint)
